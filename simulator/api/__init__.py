@@ -1,0 +1,1 @@
+"""One module per simulated Google API; each exposes `register(router)`."""

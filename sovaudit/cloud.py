@@ -1,0 +1,171 @@
+"""The one place that constructs Google Cloud clients.
+
+A `Target` says where the clients point: Google itself (Application Default Credentials) or the
+embedded simulator over loopback (anonymous credentials, REST transport, `api_endpoint` = its URL).
+Everything else in the product asks this module for a client, so there is exactly one code path to
+the cloud and tests exercise it unchanged. Client libraries are imported inside each factory because
+importing them costs seconds and most commands need only a few.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+    from google.auth.transport.requests import AuthorizedSession
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+class TargetError(ValueError):
+    """The --target value is neither `gcp` nor a loopback simulator URL."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the Google Cloud clients point."""
+
+    kind: str  # "gcp" | "sim"
+    endpoint: str | None = None  # the simulator's base URL when kind == "sim"
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        value = text.strip()
+        if value == "gcp":
+            return cls("gcp")
+        parsed = urlparse(value)
+        if parsed.scheme in {"http", "https"} and parsed.hostname:
+            if parsed.hostname not in LOOPBACK_HOSTS and f"[{parsed.hostname}]" not in LOOPBACK_HOSTS:
+                # Only the simulator is addressed by URL; real Google is `gcp`. Refusing other hosts
+                # keeps anonymous credentials from ever being sent somewhere unexpected.
+                raise TargetError(
+                    f"--target {value!r}: a URL target must be the simulator on loopback "
+                    "(http://127.0.0.1:PORT); use 'gcp' for Google Cloud"
+                )
+            return cls("sim", value.rstrip("/"))
+        raise TargetError(f"--target {value!r}: expected 'gcp' or http://127.0.0.1:PORT")
+
+    @property
+    def is_sim(self) -> bool:
+        return self.kind == "sim"
+
+    def __str__(self) -> str:
+        return self.endpoint if self.endpoint else self.kind
+
+    # -- shared pieces -------------------------------------------------------------------------
+    def credentials(self) -> Credentials:
+        if self.is_sim:
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()  # type: ignore[no-untyped-call]
+        import google.auth
+
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        return credentials
+
+    def client_options(self, default_endpoint: str | None = None) -> dict[str, Any]:
+        if self.is_sim:
+            return {"api_endpoint": self.endpoint}
+        return {"api_endpoint": default_endpoint} if default_endpoint else {}
+
+    def gapic_kwargs(self) -> dict[str, Any]:
+        """Arguments for a generated (GAPIC) client: always REST, so evidence is REST JSON."""
+        return {"transport": "rest", "credentials": self.credentials(), "client_options": self.client_options()}
+
+
+def principal(target: Target) -> str:
+    """Who the run acts as, for the report: the ADC account email, or 'anonymous' on the simulator."""
+    if target.is_sim:
+        return "anonymous (simulator)"
+    creds = target.credentials()
+    email = getattr(creds, "service_account_email", None) or getattr(creds, "_account", None)
+    return str(email or "application-default-credentials")
+
+
+# -- client factories (one per API) ------------------------------------------------------------
+
+def orgpolicy(target: Target) -> Any:
+    from google.cloud import orgpolicy_v2
+
+    return orgpolicy_v2.OrgPolicyClient(**target.gapic_kwargs())
+
+
+def batch(target: Target) -> Any:
+    from google.cloud import batch_v1
+
+    return batch_v1.BatchServiceClient(**target.gapic_kwargs())
+
+
+def compute_instances(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.InstancesClient(**target.gapic_kwargs())
+
+
+def compute_templates(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.InstanceTemplatesClient(**target.gapic_kwargs())
+
+
+def compute_zone_operations(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.ZoneOperationsClient(**target.gapic_kwargs())
+
+
+def kms(target: Target) -> Any:
+    from google.cloud import kms
+
+    return kms.KeyManagementServiceClient(**target.gapic_kwargs())
+
+
+def projects(target: Target) -> Any:
+    from google.cloud import resourcemanager_v3
+
+    return resourcemanager_v3.ProjectsClient(**target.gapic_kwargs())
+
+
+def storage(target: Target, project: str) -> Any:
+    from google.cloud import storage as gcs
+
+    return gcs.Client(project=project, credentials=target.credentials(),
+                      client_options=target.client_options())
+
+
+def bigquery(target: Target, project: str, location: str | None = None) -> Any:
+    from google.cloud import bigquery as bq
+
+    return bq.Client(project=project, credentials=target.credentials(), location=location,
+                     client_options=target.client_options())
+
+
+def logging(target: Target, project: str) -> Any:
+    from google.cloud import logging as cloud_logging
+
+    # Logging defaults to gRPC; REST keeps evidence as REST JSON and lets the simulator answer.
+    return cloud_logging.Client(project=project, credentials=target.credentials(), _use_grpc=False,
+                                client_options=target.client_options())
+
+
+ACCESS_CONTEXT_MANAGER = "https://accesscontextmanager.googleapis.com"
+
+
+def access_context_manager(target: Target) -> tuple[AuthorizedSession, str]:
+    """Access Context Manager has no released client library: an authorized session and its base URL."""
+    from google.auth.transport.requests import AuthorizedSession
+
+    base = target.endpoint if target.is_sim else ACCESS_CONTEXT_MANAGER
+    return AuthorizedSession(target.credentials()), str(base)
+
+
+def http_session_of(client: Any) -> Any:
+    """The `requests` session a client sends through, so the recorder can hook its responses."""
+    transport = getattr(client, "_transport", None)
+    session = getattr(transport, "_session", None)
+    if session is not None:
+        return session
+    return client._http  # google-cloud-core clients (storage, bigquery, logging)

@@ -16,6 +16,10 @@ from sovaudit import __version__
 # command name -> "module:attribute". Add a line here when a subcommand lands; nothing else.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sovaudit.simulator.commands:sim", "Run the embedded sovereign-node simulator."),
+    "verify": ("sovaudit.audit.commands:verify", "Prove the node keeps its promises (exit 0/1/3)."),
+    "cleanup": ("sovaudit.audit.commands:cleanup", "Delete probe resources left by interrupted runs."),
+    "controls": ("sovaudit.audit.catalog_commands:controls", "List the control catalogue."),
+    "policy": ("sovaudit.policies.commands:policy", "Validate policy packs."),
 }
 
 

@@ -1,0 +1,43 @@
+"""What every collector is handed: where to call, what to ask about, and where evidence goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sovaudit.audit.recorder import Recorder
+from sovaudit.cloud import Target
+
+if TYPE_CHECKING:
+    from sovaudit.policies.pack import PolicyPack
+
+# Per-request timeout: a hung API must not hang a release gate.
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class CollectContext:
+    target: Target
+    pack: PolicyPack
+    recorder: Recorder
+    run_id: str
+
+    @property
+    def project(self) -> str:
+        return str(self.pack.project)
+
+    @property
+    def region(self) -> str:
+        return str(self.pack.region)
+
+    def client(self, factory: Any, *args: Any) -> Any:
+        """A client from `sovaudit.cloud`, with the evidence hook attached."""
+        return self.recorder.hook(factory(self.target, *args))
+
+
+def utc_text(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, the form Logging filters and reports use."""
+    from datetime import UTC
+
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,108 @@
+"""The job in scope: which Batch job, its uid, its template, its VMs and its time window.
+
+VMs are found by the `batch-job-uid` label that Batch puts on every VM it creates, with the filter
+evaluated by Compute (one aggregated list, paged), never one `instances.get` per VM: a 1000-VM run
+must cost a handful of requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sovaudit import cloud
+from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
+
+# Audit entries reach Logging a little after the call; a window that ends at the job's last event
+# would miss the last writes. Google documents no bound, minutes are the norm.
+WINDOW_MARGIN = timedelta(minutes=10)
+AGGREGATED_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class JobScope:
+    name: str
+    uid: str
+    created: datetime
+    finished: datetime | None
+    template: str | None  # "projects/P/global/instanceTemplates/NAME" or None when the job uses a policy
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        end = (self.finished or now) + WINDOW_MARGIN
+        return self.created - WINDOW_MARGIN, min(end, now)
+
+
+class JobNotFound(LookupError):
+    """No job matched --job, or no pipeline job exists to pick."""
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _job_json(ctx: CollectContext, purpose: str) -> dict[str, Any]:
+    bodies = list(ctx.recorder.log().bodies(purpose))
+    return bodies[-1] if bodies else {}
+
+
+def find_job(ctx: CollectContext, job_name: str | None) -> JobScope:
+    """Resolve the job: the named one, or the newest job carrying the pack's pipeline labels."""
+    client = ctx.client(cloud.batch)
+    parent = f"projects/{ctx.project}/locations/{ctx.region}"
+    if job_name is None:
+        labels = dict(ctx.pack.pipeline.labels)
+        label_filter = " AND ".join(f'labels.{k}="{v}"' for k, v in sorted(labels.items()))
+
+        def newest() -> str | None:
+            jobs = list(client.list_jobs(request={"parent": parent, "filter": label_filter, "page_size": 100},
+                                         retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+            if not jobs:
+                return None
+            latest = max(jobs, key=lambda job: job.create_time)
+            return str(latest.name).rsplit("/", 1)[-1]
+
+        job_name = ctx.recorder.call("batch.job_search", "batch", "jobs.list", newest)
+        if job_name is None:
+            raise JobNotFound(f"no Batch job in {parent} carries the labels {labels}; pass --job NAME")
+    name = f"{parent}/jobs/{job_name}"
+    from google.api_core import exceptions
+
+    try:
+        ctx.recorder.call("batch.job", "batch", "jobs.get",
+                          lambda: client.get_job(name=name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+    except Exception as exc:
+        if isinstance(exc.__cause__, exceptions.NotFound):
+            raise JobNotFound(f"Batch job {name} does not exist") from exc
+        raise
+    raw = _job_json(ctx, "batch.job")
+    instances = (raw.get("allocationPolicy") or {}).get("instances") or [{}]
+    created = _parse_time(raw.get("createTime")) or datetime.now(UTC)
+    state = (raw.get("status") or {}).get("state", "")
+    finished = None
+    if state in {"SUCCEEDED", "FAILED", "CANCELLED"}:
+        events = [(_parse_time(e.get("eventTime"))) for e in (raw.get("status") or {}).get("statusEvents", [])]
+        finished = max([e for e in events if e] or [_parse_time(raw.get("updateTime")) or created])
+    return JobScope(name=str(job_name), uid=str(raw.get("uid", "")), created=created, finished=finished,
+                    template=instances[0].get("instanceTemplate"))
+
+
+def instance_template(ctx: CollectContext, template: str) -> None:
+    client = ctx.client(cloud.compute_templates)
+    parts = template.split("/")
+    project = parts[parts.index("projects") + 1] if "projects" in parts else ctx.project
+    name = parts[-1]
+    ctx.recorder.call("compute.instance_template", "compute", "instanceTemplates.get",
+                      lambda: client.get(project=project, instance_template=name, timeout=REQUEST_TIMEOUT_SECONDS))
+
+
+def job_instances(ctx: CollectContext, job_uid: str) -> None:
+    client = ctx.client(cloud.compute_instances)
+    request = {"project": ctx.project, "filter": f'labels.batch-job-uid = "{job_uid}"',
+               "max_results": AGGREGATED_PAGE_SIZE}
+    # Iterating the pager fetches every page; the recorder keeps each page.
+    ctx.recorder.call("compute.job_instances", "compute", "instances.aggregatedList",
+                      lambda: sum(1 for _ in client.aggregated_list(request=request,
+                                                                   timeout=REQUEST_TIMEOUT_SECONDS)))

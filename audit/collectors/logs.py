@@ -1,0 +1,55 @@
+"""Audit-log questions, each with an explicit time window.
+
+google-cloud-logging silently appends `timestamp>="<24 hours ago>"` to any filter that does not
+mention `timestamp`; every filter here carries its own window so that clause never applies and a
+job older than a day is still judged on its own logs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sovaudit import cloud
+from sovaudit.audit.collectors.context import CollectContext, utc_text
+
+PAGE_SIZE = 1000
+
+
+def _log(project: str, log_id: str) -> str:
+    return f'logName="projects/{project}/logs/{log_id.replace("/", "%2F")}"'
+
+
+def _window(start: datetime, end: datetime) -> str:
+    return f'timestamp>="{utc_text(start)}" AND timestamp<="{utc_text(end)}"'
+
+
+def filters(project: str, start: datetime, end: datetime) -> dict[str, str]:
+    """The three audit questions of a run, by purpose (shown in the report as they were sent)."""
+    window = _window(start, end)
+    return {
+        "logging.instance_inserts": (
+            f'{_log(project, "cloudaudit.googleapis.com/activity")} AND resource.type="gce_instance" '
+            f'AND protoPayload.methodName:"compute.instances.insert" AND {window}'
+        ),
+        "logging.data_writes": (
+            f'{_log(project, "cloudaudit.googleapis.com/data_access")} AND '
+            '(protoPayload.methodName="storage.objects.create" OR protoPayload.methodName="storage.objects.compose" '
+            'OR protoPayload.methodName="storage.objects.rewrite" OR protoPayload.methodName="storage.objects.update" '
+            'OR (protoPayload.serviceName="bigquery.googleapis.com" AND '
+            '(protoPayload.methodName:"InsertJob" OR protoPayload.methodName:"InsertAll"))) '
+            f"AND {window}"
+        ),
+        "logging.policy_denied": f'{_log(project, "cloudaudit.googleapis.com/policy")} AND {window}',
+    }
+
+
+def collect(ctx: CollectContext, purpose: str, filter_text: str) -> None:
+    client = ctx.client(cloud.logging, ctx.project)
+    from google.cloud import logging as cloud_logging
+
+    def list_all() -> int:
+        entries = client.list_entries(resource_names=[f"projects/{ctx.project}"], filter_=filter_text,
+                                      order_by=cloud_logging.ASCENDING, page_size=PAGE_SIZE)
+        return sum(1 for _ in entries)
+
+    ctx.recorder.call(purpose, "logging", "entries.list", list_all)

@@ -1,0 +1,97 @@
+"""Node posture: org policy, project, IAM audit config, perimeter, buckets, dataset, KMS keys.
+
+These questions do not depend on a job; the engine runs them concurrently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sovaudit import cloud
+from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
+from sovaudit.audit.recorder import CollectionError
+
+LOCATION_CONSTRAINT = "gcp.resourceLocations"
+
+
+def effective_location_policy(ctx: CollectContext) -> None:
+    client = ctx.client(cloud.orgpolicy)
+    name = f"projects/{ctx.project}/policies/{LOCATION_CONSTRAINT}"
+    ctx.recorder.call("orgpolicy.effective", "orgpolicy", "policies.getEffectivePolicy",
+                      lambda: client.get_effective_policy(name=name, retry=None,
+                                                          timeout=REQUEST_TIMEOUT_SECONDS))
+
+
+def project_and_audit_config(ctx: CollectContext) -> None:
+    client = ctx.client(cloud.projects)
+    resource = f"projects/{ctx.project}"
+    ctx.recorder.call("resourcemanager.project", "resourcemanager", "projects.get",
+                      lambda: client.get_project(name=resource, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+    ctx.recorder.call("resourcemanager.iam_policy", "resourcemanager", "projects.getIamPolicy",
+                      lambda: client.get_iam_policy(
+                          request={"resource": resource, "options": {"requested_policy_version": 3}},
+                          retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+
+
+def perimeters(ctx: CollectContext) -> None:
+    session, base = cloud.access_context_manager(ctx.target)
+    ctx.recorder.hook_session(session)
+    policy = ctx.pack.perimeter.access_policy
+
+    def list_all() -> None:
+        token = ""
+        while True:
+            params = {"pageSize": "100"}
+            if token:
+                params["pageToken"] = token
+            response = session.get(f"{base}/v1/{policy}/servicePerimeters", params=params,
+                                   timeout=REQUEST_TIMEOUT_SECONDS)
+            if response.status_code >= 400:
+                from google.api_core import exceptions
+
+                raise exceptions.from_http_response(response)
+            token = response.json().get("nextPageToken", "")
+            if not token:
+                return
+
+    ctx.recorder.call("acm.perimeters", "accesscontextmanager", "servicePerimeters.list", list_all)
+
+
+def buckets(ctx: CollectContext) -> list[str]:
+    """Fetch each bucket of the pack; returns the KMS key names they name (for `kms_keys`).
+
+    One bucket's failure must not hide the others: each is its own purpose, and a failed one is
+    left to the controls as incomplete evidence.
+    """
+    client = ctx.client(cloud.storage, ctx.project)
+    keys: list[str] = []
+    names = list(dict.fromkeys([ctx.pack.buckets.input, ctx.pack.buckets.output, *ctx.pack.buckets.allowed]))
+    for name in names:
+        try:
+            bucket = ctx.recorder.call(
+                f"storage.bucket:{name}", "storage", "buckets.get",
+                lambda name=name: client.get_bucket(name, timeout=REQUEST_TIMEOUT_SECONDS, retry=None))
+        except CollectionError:
+            continue
+        if bucket.default_kms_key_name:
+            keys.append(bucket.default_kms_key_name)
+    return keys
+
+
+def dataset(ctx: CollectContext) -> list[str]:
+    client = ctx.client(cloud.bigquery, ctx.project)
+    ref = f"{ctx.project}.{ctx.pack.dataset}"
+    found: Any = ctx.recorder.call("bigquery.dataset", "bigquery", "datasets.get",
+                                   lambda: client.get_dataset(ref, timeout=REQUEST_TIMEOUT_SECONDS, retry=None))
+    config = found.default_encryption_configuration
+    return [config.kms_key_name] if config is not None and config.kms_key_name else []
+
+
+def kms_keys(ctx: CollectContext, key_names: list[str]) -> None:
+    client = ctx.client(cloud.kms)
+    for key in dict.fromkeys(key_names):
+        # A key version suffix is not part of the key's location; ask for the key itself.
+        key_name = key.split("/cryptoKeyVersions/")[0]
+        ctx.recorder.call(f"kms.key:{key_name}", "kms", "cryptoKeys.get",
+                          lambda key_name=key_name: client.get_crypto_key(
+                              name=key_name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))

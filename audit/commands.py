@@ -1,0 +1,220 @@
+"""`sovaudit verify`, `sovaudit cleanup` and `sovaudit demo`: options in, engine and reports wired.
+
+Exit codes (DESIGN §8): 0 all pass/waived/not applicable, 1 a control failed, 3 incomplete
+(an ERROR and no FAIL), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from sovaudit.audit.engine import Collected
+    from sovaudit.audit.models import RunResult
+    from sovaudit.cloud import Target
+    from sovaudit.policies.pack import PolicyPack
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _load_pack(policy: str, project: str | None) -> PolicyPack:
+    from sovaudit.policies.pack import PolicyError, resolve_policy
+
+    try:
+        pack = resolve_policy(policy)
+    except PolicyError as error:
+        _err(str(error))
+        raise SystemExit(2) from error
+    return replace(pack, project=project) if project else pack
+
+
+def _parse_target(text: str) -> Target:
+    from sovaudit.cloud import Target, TargetError
+
+    try:
+        return Target.parse(text)
+    except TargetError as error:
+        raise click.BadParameter(str(error), param_hint="--target") from error
+
+
+def _parse_time(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise click.BadParameter(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-26T16:00:00Z)",
+                                 param_hint=option) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
+    """A table per pillar on stdout: what a security engineer reads first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, width=120)
+    styles = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold yellow", "WAIVED": "cyan",
+              "NOT_APPLICABLE": "dim"}
+    for pillar in ("sovereignty", "confidential", "controls", "integrity"):
+        rows = [c for c in result["controls"] if c["pillar"] == pillar]
+        if not rows:
+            continue
+        table = Table(title=f"{pillar}", title_justify="left", expand=False)
+        table.add_column("control")
+        table.add_column("outcome")
+        table.add_column("title")
+        table.add_column("detail", overflow="fold", max_width=60)
+        for control in rows:
+            shown = [f for f in control["findings"] if f["outcome"] == control["outcome"]] or control["findings"]
+            detail = shown[0]["message"] if shown else ""
+            if len(shown) > 1:
+                detail += f" (+{len(shown) - 1} more)"
+            outcome = control["outcome"]
+            table.add_row(control["id"], f"[{styles.get(outcome, '')}]{outcome}[/]", control["title"], detail)
+        console.print(table)
+    summary = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
+    console.print(f"verdict: [bold]{result['verdict']}[/] ({summary}) run {result['run_id']}")
+
+
+def run_verify(*, pack: PolicyPack, target: Target, job_name: str | None, posture_only: bool, probes: bool,
+               since: datetime | None, until: datetime | None, api_deadline: float,
+               run_id: str | None = None) -> tuple[RunResult, Collected]:
+    from sovaudit.audit import engine
+    from sovaudit.cloud import principal
+
+    options = engine.VerifyOptions(target=target, pack=pack, job=job_name, posture_only=posture_only,
+                                   probes=probes, since=since, until=until, api_deadline_seconds=api_deadline,
+                                   **({"run_id": run_id} if run_id else {}))
+    collected = engine.collect(options, progress=_err)
+    result = engine.judge(collected.evidence, pack, collected.scope, run_id=options.run_id, target=str(target),
+                          principal=principal(target), started_at=collected.started_at,
+                          finished_at=collected.finished_at)
+    return result, collected
+
+
+def write_outputs(out: Path, result: RunResult, collected: Collected, *, sign_key: str | None,
+                  kms_key: str | None, target: Target, bundle: bool, redact: bool) -> Path:
+    from sovaudit.reports import bundle as bundle_writer
+
+    signer = _signer(sign_key, kms_key, target)
+    meta = {
+        "run_id": result.run_id, "target": result.target, "project": result.project,
+        "policy": {"name": result.policy_name, "path": result.policy_path, "sha256": result.policy_sha256},
+        "tool": {"name": "sovaudit", "version": result.tool_version}, "principal": result.principal,
+        "started_at": result.to_json()["started_at"], "finished_at": result.to_json()["finished_at"],
+        "scope": result.scope.to_json() | {"probes_enabled": result.scope.probes_enabled,
+                                           "reasons": list(result.scope.reasons)},
+        "swept": [{"kind": s.kind, "name": s.name, "deleted": s.deleted} for s in collected.swept],
+        "notes": list(collected.notes),
+    }
+    return Path(bundle_writer.write_bundle(out, result.to_json(), collected.evidence, meta, signer=signer,
+                                           pack_tar=bundle, redact=redact))
+
+
+def _signer(sign_key: str | None, kms_key: str | None, target: Target) -> Any:
+    if sign_key and kms_key:
+        raise click.UsageError("--sign-key and --kms-key are exclusive: sign with one key")
+    from sovaudit.reports import signing
+
+    try:
+        if sign_key:
+            return signing.file_signer(Path(sign_key))
+        if kms_key:
+            return signing.kms_signer(kms_key, target)
+    except signing.KeyError_ as error:
+        _err(str(error))
+        raise SystemExit(2) from error
+    return None
+
+
+@click.command()
+@click.option("--policy", "policy", required=True, help="Policy pack: a YAML file, or 'us' / 'eu' for the shipped ones.")
+@click.option("--project", help="Override the pack's project id.")
+@click.option("--target", "target_text", default="gcp", show_default=True,
+              help="'gcp' (Application Default Credentials) or the simulator's http://127.0.0.1:PORT.")
+@click.option("--job", "job_name", help="Batch job to verify (default: the newest job with the pack's pipeline labels).")
+@click.option("--posture-only", is_flag=True, help="Check the node without a job; job controls are NOT_APPLICABLE.")
+@click.option("--no-probes", is_flag=True, help="Skip the active negative tests (SOV-02, SOV-03 become NOT_APPLICABLE).")
+@click.option("--since", help="Start of the audit-log window (RFC 3339); default: the job's start minus a margin.")
+@click.option("--until", help="End of the audit-log window (RFC 3339); default: the job's end plus a margin.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the evidence bundle run-<id>/ under DIR.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign the attestation with this PEM private key.")
+@click.option("--kms-key", help="Sign with a Cloud KMS key version (projects/…/cryptoKeyVersions/N).")
+@click.option("--bundle", "pack_tar", is_flag=True, help="Also pack the run directory as run-<id>.tar.gz.")
+@click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
+@click.option("--evidence", "evidence_dir", type=click.Path(file_okay=False),
+              help="Re-evaluate a bundle offline instead of collecting (no network, no probes).")
+@click.option("--api-deadline", type=float, default=60.0, show_default=True,
+              help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
+def verify(policy: str, project: str | None, target_text: str, job_name: str | None, posture_only: bool,
+           no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
+           sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
+           api_deadline: float) -> None:
+    """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input."""
+    if posture_only and job_name:
+        raise click.UsageError("--posture-only checks the node without a job; do not combine it with --job")
+    if (pack_tar or redact or sign_key or kms_key) and not out_dir:
+        raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
+    pack = _load_pack(policy, project)
+    if evidence_dir:
+        if job_name or since or until or posture_only or no_probes:
+            raise click.UsageError("--evidence re-evaluates a bundle as recorded: scope options do not apply")
+        from sovaudit.audit.reverify import reverify
+
+        exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
+        raise SystemExit(exit_code)
+    target = _parse_target(target_text)
+    result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,
+                                   probes=not no_probes, since=_parse_time(since, "--since"),
+                                   until=_parse_time(until, "--until"), api_deadline=api_deadline)
+    document = result.to_json()
+    if out_dir:
+        run_dir = write_outputs(Path(out_dir), result, collected, sign_key=sign_key, kms_key=kms_key,
+                                target=target, bundle=pack_tar, redact=redact)
+        _err(f"evidence bundle: {run_dir}")
+    if output_format == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        print_summary(document)
+    raise SystemExit(result.exit_code)
+
+
+@click.command()
+@click.option("--policy", "policy", required=True, help="Policy pack: a YAML file, or 'us' / 'eu'.")
+@click.option("--project", help="Override the pack's project id.")
+@click.option("--target", "target_text", default="gcp", show_default=True,
+              help="'gcp' or the simulator's http://127.0.0.1:PORT.")
+@click.option("--api-deadline", type=float, default=60.0, show_default=True)
+def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
+    """Delete probe resources left behind by interrupted runs (labelled sovaudit-probe)."""
+    from sovaudit.audit.collectors.context import CollectContext
+    from sovaudit.audit.engine import new_run_id
+    from sovaudit.audit.probes.cleanup import sweep
+    from sovaudit.audit.recorder import Recorder
+
+    pack = _load_pack(policy, project)
+    target = _parse_target(target_text)
+    ctx = CollectContext(target, pack, Recorder(deadline_seconds=api_deadline), new_run_id())
+    swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
+    failures = [s for s in swept if not s.deleted]
+    for item in swept:
+        click.echo(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}")
+    incomplete = [p for p in ctx.recorder.log().purposes("cleanup.list")
+                  if not ctx.recorder.log().by_purpose(p).complete]
+    for purpose in incomplete:
+        _err(f"could not list {purpose.removeprefix('cleanup.list:')}: "
+             f"{ctx.recorder.log().by_purpose(purpose).problem}")
+    if not swept and not incomplete:
+        click.echo("no probe leftovers found")
+    raise SystemExit(1 if failures else 3 if incomplete else 0)

@@ -1,0 +1,185 @@
+"""The assertion engine: collect evidence through the official clients, then judge it.
+
+Collection and judgement are separate on purpose. `collect` talks to the cloud and returns raw
+evidence plus the scope it established; `judge` is pure and is what `verify --evidence` re-runs on a
+bundle, offline, to reach the same outcomes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sovaudit import __version__
+from sovaudit.audit.collectors import integrity, job, logs, posture
+from sovaudit.audit.collectors.context import CollectContext
+from sovaudit.audit.evidence import EvidenceLog
+from sovaudit.audit.models import ControlContext, RunResult, Scope
+from sovaudit.audit.recorder import CollectionError, Recorder
+from sovaudit.cloud import Target
+
+if TYPE_CHECKING:
+    from sovaudit.audit.probes.cleanup import SweptResource
+    from sovaudit.policies.pack import PolicyPack
+
+# Independent questions run concurrently; the APIs are I/O bound and rate limits are generous.
+COLLECTOR_THREADS = 8
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    target: Target
+    pack: PolicyPack
+    job: str | None = None
+    posture_only: bool = False
+    probes: bool = True
+    since: datetime | None = None
+    until: datetime | None = None
+    api_deadline_seconds: float = 60.0
+    run_id: str = field(default_factory=new_run_id)
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What collection produced: the raw evidence, the scope it established, and housekeeping notes."""
+
+    evidence: EvidenceLog
+    scope: Scope
+    started_at: datetime
+    finished_at: datetime
+    swept: tuple[SweptResource, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
+    started = datetime.now(UTC)
+    recorder = Recorder(deadline_seconds=options.api_deadline_seconds)
+    ctx = CollectContext(options.target, options.pack, recorder, options.run_id)
+    notes: list[str] = []
+    reasons: list[str] = []
+    if not options.probes:
+        reasons.append("probes disabled with --no-probes")
+
+    job_scope: job.JobScope | None = None
+    if options.posture_only:
+        reasons.append("posture-only run: job controls do not apply")
+    else:
+        progress(f"resolving the job in scope ({options.job or 'newest pipeline job'})")
+        try:
+            job_scope = job.find_job(ctx, options.job)
+        except job.JobNotFound as missing:
+            notes.append(str(missing))
+            progress(f"job not found: {missing}")
+        except CollectionError as error:
+            notes.append(str(error))
+            progress(f"could not read the job: {error}")
+
+    now = datetime.now(UTC)
+    window_start, window_end = options.since, options.until
+    if job_scope is not None:
+        job_start, job_end = job_scope.window(now)
+        window_start = window_start or job_start
+        window_end = window_end or job_end
+    scope = Scope(
+        job=job_scope.name if job_scope else options.job,
+        job_uid=job_scope.uid if job_scope else None,
+        window_start=window_start, window_end=window_end,
+        posture_only=options.posture_only, probes_enabled=options.probes, reasons=tuple(reasons),
+    )
+
+    tasks: list[tuple[str, Callable[[], Any]]] = [
+        ("org policy", lambda: posture.effective_location_policy(ctx)),
+        ("project and audit config", lambda: posture.project_and_audit_config(ctx)),
+        ("VPC-SC perimeters", lambda: posture.perimeters(ctx)),
+    ]
+    key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
+    if job_scope is not None and window_start is not None and window_end is not None:
+        start, end = window_start, window_end
+        if job_scope.template:
+            template = job_scope.template
+            tasks.append(("instance template", lambda: job.instance_template(ctx, template)))
+        uid = job_scope.uid
+        tasks.append(("job VMs", lambda: job.job_instances(ctx, uid)))
+        for purpose, text in logs.filters(ctx.project, start, end).items():
+            tasks.append((purpose, lambda purpose=purpose, text=text: logs.collect(ctx, purpose, text)))
+        tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
+        job_name = job_scope.name
+        tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))
+
+    swept: list[SweptResource] = []
+    with ThreadPoolExecutor(max_workers=COLLECTOR_THREADS) as pool:
+        key_futures = [pool.submit(_guard, "buckets/dataset", source, progress) for source in key_sources]
+        futures = [pool.submit(_guard, label, fn, progress) for label, fn in tasks]
+        if options.probes:
+            futures.append(pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress)), progress))
+        key_names = [name for future in key_futures for name in (future.result() or [])]
+        if key_names:
+            futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), progress))
+        for future in futures:
+            future.result()
+    finished = datetime.now(UTC)
+    progress(f"collected {recorder.request_count()} API exchanges in {(finished - started).total_seconds():.1f}s")
+    return Collected(recorder.log(), scope, started, finished, tuple(swept), tuple(notes))
+
+
+def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
+    from sovaudit.audit.probes import batch as batch_probe
+    from sovaudit.audit.probes import bigquery as dataset_probe
+    from sovaudit.audit.probes import cleanup
+    from sovaudit.audit.probes import storage as bucket_probe
+
+    regions = list(ctx.pack.jurisdiction.probe_regions)
+    swept = cleanup.sweep(ctx, regions)
+    for item in swept:
+        progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
+                 f"({'deleted' if item.deleted else 'NOT deleted'})")
+    for region in regions:
+        progress(f"probing {region}: Batch job, bucket, dataset must be refused")
+        for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):
+            _guard(f"probe {probe.__module__} {region}", lambda probe=probe, region=region: probe(ctx, region), progress)
+    return swept
+
+
+def _guard(label: str, fn: Callable[[], Any], progress: Progress) -> Any:
+    """Run one collector; failures are already evidence, so they are reported and never raised."""
+    try:
+        return fn()
+    except CollectionError as error:
+        progress(f"could not collect {label}: {error.message}")
+    except Exception as exc:  # a collector bug must not abort the run: its controls will be ERROR
+        progress(f"collector {label} failed: {exc!r}")
+        traceback.print_exc(file=sys.stderr)
+    return None
+
+
+def judge(evidence: EvidenceLog, pack: PolicyPack, scope: Scope, *, run_id: str, target: str,
+          principal: str, started_at: datetime, finished_at: datetime, today: date | None = None) -> RunResult:
+    """Pure: evaluate every registered control on the evidence. Same input, same outcomes."""
+    from sovaudit.audit.evaluate import evaluate, probe_records
+
+    context = ControlContext(evidence=evidence, policy=pack, scope=scope, today=today or finished_at.date())
+    results = evaluate(context)
+    return RunResult(
+        run_id=run_id, target=target, project=str(pack.project), policy_name=str(pack.name),
+        policy_path=str(pack.path), policy_sha256=str(pack.sha256), tool_version=__version__,
+        principal=principal, started_at=started_at, finished_at=finished_at, scope=scope,
+        controls=tuple(results), probes=tuple(probe_records(context)),
+    )

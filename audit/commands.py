@@ -124,14 +124,16 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, sign_ke
 def _signer(sign_key: str | None, kms_key: str | None, target: Target) -> Any:
     if sign_key and kms_key:
         raise click.UsageError("--sign-key and --kms-key are exclusive: sign with one key")
-    from sovaudit.reports import signing
+    from sovaudit.reports.keys import KeyFileError, load_signing_key
 
     try:
         if sign_key:
-            return signing.file_signer(Path(sign_key))
+            return load_signing_key(Path(sign_key))
         if kms_key:
-            return signing.kms_signer(kms_key, target)
-    except signing.KeyError_ as error:
+            from sovaudit.reports.kms_signer import kms_signer
+
+            return kms_signer(target, kms_key)
+    except KeyFileError as error:
         _err(str(error))
         raise SystemExit(2) from error
     return None

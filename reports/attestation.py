@@ -1,0 +1,108 @@
+"""The signed attestation: an in-toto Statement v1 (test-result predicate) in a DSSE envelope.
+
+The statement binds the verdict to every file of the bundle by sha256 (its subjects). The envelope
+signs the exact payload bytes through DSSE's pre-authentication encoding (PAE), so verification
+decodes the payload from base64 and checks those bytes — nothing is ever re-serialised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import Signer
+
+from sovaudit.reports.json_format import canonical_json
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+EXTENSION_KEY = "sovaudit"
+
+_PASSED = ("PASS",)
+_WARNED = ("WAIVED", "NOT_APPLICABLE")  # the gate passes, but a reader must see them
+_FAILED = ("FAIL", "ERROR")  # ERROR is incomplete evidence: never a pass
+
+
+def test_result(result: Mapping[str, Any]) -> tuple[str, list[str], list[str], list[str]]:
+    """(PASSED|WARNED|FAILED, passed ids, warned ids, failed ids) of a result dict."""
+    passed, warned, failed = [], [], []
+    for control in result.get("controls") or []:
+        outcome = control.get("outcome")
+        target = passed if outcome in _PASSED else warned if outcome in _WARNED else failed
+        target.append(str(control.get("id")))
+    verdict = "FAILED" if failed else "WARNED" if warned else "PASSED"
+    return verdict, passed, warned, failed
+
+
+def build_statement(
+    result: Mapping[str, Any],
+    subjects: Iterable[tuple[str, str]],
+    signing_key_id: str | None = None,
+) -> dict[str, Any]:
+    """The in-toto Statement for a run; `subjects` are (bundle-relative name, sha256 hex) pairs."""
+    verdict, passed, warned, failed = test_result(result)
+    tool = result.get("tool") or {}
+    policy = result.get("policy") or {}
+    version = str(tool.get("version", ""))
+    configuration: list[dict[str, Any]] = [
+        {
+            "name": str(tool.get("name") or "sovaudit"),
+            "uri": f"pkg:pypi/sovaudit@{version}" if version else "pkg:pypi/sovaudit",
+            "annotations": {"version": version},
+        },
+        {
+            "name": str(policy.get("path") or policy.get("name") or "policy"),
+            "digest": {"sha256": str(policy.get("sha256", ""))},
+            "annotations": {"policyName": str(policy.get("name", ""))},
+        },
+    ]
+    extension = {
+        "schema": "sovaudit/attestation-extension/v1",
+        "verdict": result.get("verdict"),
+        "target": result.get("target"),
+        "project": result.get("project"),
+        "startedAt": result.get("started_at"),
+        "finishedAt": result.get("finished_at"),
+        "verifier": {"name": str(tool.get("name") or "sovaudit"), "version": version, "principal": result.get("principal")},
+        "policy": {"name": policy.get("name"), "sha256": policy.get("sha256")},
+        "incompleteControls": [str(c.get("id")) for c in result.get("controls") or [] if c.get("outcome") == "ERROR"],
+        "signingKeyId": signing_key_id,
+    }
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": digest}} for name, digest in subjects],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "result": verdict,
+            "configuration": configuration,
+            "url": str(result.get("run_id", "")),
+            "passedTests": passed,
+            "warnedTests": warned,
+            "failedTests": failed,
+            EXTENSION_KEY: extension,
+        },
+    }
+
+
+def sign_payload(payload: bytes, signers: Sequence[Signer], payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
+    """A DSSE envelope (as a JSON-ready dict, standard base64) over exactly `payload`."""
+    if not signers:
+        raise ValueError("sign_payload needs at least one signer")
+    envelope = Envelope(payload=payload, payload_type=payload_type, signatures={})
+    for signer in signers:
+        envelope.sign(signer)
+    return envelope.to_dict()
+
+
+def sign_statement(statement: Mapping[str, Any], signers: Sequence[Signer]) -> tuple[bytes, dict[str, Any]]:
+    """(payload bytes, envelope dict) for a statement; the payload is canonical JSON."""
+    payload = canonical_json(dict(statement))
+    return payload, sign_payload(payload, signers)
+
+
+def envelope_line(envelope: Mapping[str, Any]) -> bytes:
+    """One line of attestation.intoto.jsonl (JSON Lines: one compact envelope per line)."""
+    return json.dumps(dict(envelope), separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"

@@ -1,0 +1,30 @@
+"""The registry of report formats: one place that knows every format by its command-line name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sovaudit.reports.html import EvidenceRef, HtmlFormat
+from sovaudit.reports.interface import ResultFormat
+from sovaudit.reports.json_format import JsonFormat
+from sovaudit.reports.junit import JunitFormat
+from sovaudit.reports.sarif import SarifFormat
+
+FORMAT_NAMES = ("json", "html", "junit", "sarif")
+
+
+def all_formats(
+    evidence: Mapping[str, EvidenceRef] | None = None, signing_key_id: str | None = None
+) -> list[ResultFormat]:
+    """Every format, in the order a bundle writes them, sharing what they know of the evidence."""
+    paths = {eid: ref.path for eid, ref in (evidence or {}).items()}
+    return [JsonFormat(), HtmlFormat(evidence, signing_key_id), JunitFormat(), SarifFormat(paths)]
+
+
+def get_format(
+    name: str, evidence: Mapping[str, EvidenceRef] | None = None, signing_key_id: str | None = None
+) -> ResultFormat:
+    for fmt in all_formats(evidence, signing_key_id):
+        if fmt.name == name:
+            return fmt
+    raise KeyError(f"unknown format {name!r}; choose one of {', '.join(FORMAT_NAMES)}")

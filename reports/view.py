@@ -1,0 +1,90 @@
+"""Small readings of a result dict shared by the renderers, so each format says the same thing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PILLARS = ("sovereignty", "confidential", "controls", "integrity")
+PILLAR_TITLES = {
+    "sovereignty": "Data sovereignty",
+    "confidential": "Confidential computing",
+    "controls": "Security controls",
+    "integrity": "Processing integrity",
+}
+FRAMEWORKS = ("GDPR", "HIPAA", "NIST-800-53", "ISO27001-2022")
+FRAMEWORK_TITLES = {
+    "GDPR": "GDPR",
+    "HIPAA": "HIPAA Security Rule",
+    "NIST-800-53": "NIST SP 800-53",
+    "ISO27001-2022": "ISO/IEC 27001:2022",
+}
+
+
+def text(value: Any) -> str:
+    """A display string for an optional field (None → '')."""
+    return "" if value is None else str(value)
+
+
+def waiver_text(waiver: Mapping[str, Any] | None) -> str:
+    if not waiver:
+        return ""
+    owner = text(waiver.get("owner")) or "an unnamed owner"
+    expires = text(waiver.get("expires")) or "no expiry"
+    justification = text(waiver.get("justification"))
+    line = f"waived by {owner} until {expires}"
+    return f"{line}: {justification}" if justification else line
+
+
+def control_reason(control: Mapping[str, Any]) -> str:
+    """One line saying why a control has its outcome: the first telling finding, or the waiver."""
+    outcome = control.get("outcome")
+    if outcome == "WAIVED":
+        reason = waiver_text(control.get("waiver"))
+        if reason:
+            return reason
+    findings = [f for f in control.get("findings") or [] if isinstance(f, Mapping)]
+    telling = [f for f in findings if f.get("outcome") == outcome] or findings
+    if telling:
+        first = telling[0]
+        message = text(first.get("message")) or text(first.get("resource"))
+        more = len(telling) - 1
+        return f"{message} (and {more} more)" if more > 0 else message
+    if outcome == "NOT_APPLICABLE":
+        return "the policy says this control does not apply"
+    return text(outcome).lower().replace("_", " ")
+
+
+def findings(control: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [f for f in control.get("findings") or [] if isinstance(f, Mapping)]
+
+
+def summary(result: Mapping[str, Any]) -> dict[str, int]:
+    """Counts per outcome, computed from the controls (never trusted from the summary field)."""
+    counts = {outcome: 0 for outcome in ("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE")}
+    for control in result.get("controls") or []:
+        outcome = control.get("outcome")
+        if outcome in counts:
+            counts[outcome] += 1
+    return counts
+
+
+def framework_matrix(result: Mapping[str, Any]) -> dict[str, dict[str, list[Mapping[str, Any]]]]:
+    """framework → reference → the controls citing it, in a stable order."""
+    matrix: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for control in result.get("controls") or []:
+        for framework, references in (control.get("frameworks") or {}).items():
+            for reference in references or []:
+                matrix.setdefault(str(framework), {}).setdefault(str(reference), []).append(control)
+    ordered = {name: matrix[name] for name in FRAMEWORKS if name in matrix}
+    ordered.update({name: refs for name, refs in sorted(matrix.items()) if name not in ordered})
+    return {name: dict(sorted(refs.items())) for name, refs in ordered.items()}
+
+
+def strip_control_chars(value: str) -> str:
+    """Drop the characters XML 1.0 cannot carry at all (a hostile resource name could hold them)."""
+    return "".join(
+        ch
+        for ch in value
+        if ch in "\t\n\r" or (0x20 <= ord(ch) <= 0xD7FF) or (0xE000 <= ord(ch) <= 0xFFFD) or ord(ch) > 0xFFFF
+    )

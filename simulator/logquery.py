@@ -662,14 +662,15 @@ def _instant(text: str) -> int | None:
     return seconds * 1_000_000_000 + nanos
 
 
-def _severity_rank(value: Any) -> int | None:
+def _severity_rank(value: Any) -> int | float | None:
+    """LogSeverity's numeric value for a name (any case) or a number; None otherwise."""
     if type(value) is str:
         rank = SEVERITY_RANKS.get(value.upper())
         if rank is None and _NUMBER_RE.fullmatch(value):
-            return int(float(value))
+            return _to_float(value)
         return rank
     if type(value) in (int, float):
-        return int(value)
+        return value  # type: ignore[no-any-return]
     return None
 
 

@@ -194,6 +194,7 @@ CASES = [
     ("regex_not_match_requires_field", 'resource.labels.bucket_name!~"^fed-"', {"write_foreign"}),
     ("regex_log_name_escaped_slash", r'logName=~"cloudaudit\\.googleapis\\.com%2F(activity|policy)$"',
      INSERTS | {"vpcsc_denied"}),
+    ("regex_re2_named_group", 'resource.labels.zone=~"(?<region>us-central1)-f"', {"insert_nosev"}),
     ("regex_value_group", 'resource.labels.bucket_name=~("^x-" OR "processed$")', WRITES),
     # -- field paths -------------------------------------------------------------------------------
     ("quoted_segment_at_type",
@@ -212,6 +213,7 @@ CASES = [
     ("array_of_numbers_any_element", "jsonPayload.shoeSize < 7", {"json_log"}),
     ("array_elements_all_fail", "jsonPayload.shoeSize > 9", set()),
     ("proto_field_snake_case_alias", 'protoPayload.method_name="v1.compute.instances.insert"', INSERTS),
+    ("string_equality_uses_nfkc_case_folding", 'jsonPayload.message="ＲＥＴＲＹＩＮＧ upload"', {"json_log"}),
     ("struct_keys_are_case_sensitive", 'jsonPayload.case="Upper"', set()),
     ("struct_key_exact_case", 'jsonPayload.Case="upper"', {"json_log"}),
     # -- missing and defaulted fields ------------------------------------------------------------
@@ -249,6 +251,9 @@ CASES = [
     ("log_id_plain", "LOG_ID(batch_task_logs)", {"task_log"}),
     ("log_id_combined_with_or", 'log_id("cloudaudit.googleapis.com/policy") OR log_id("cloudaudit.googleapis.com/data_access")',
      WRITES | {"vpcsc_denied"}),
+    ("unquoted_log_name_as_logger_list_entries_builds_it",
+     "severity<=INFO AND logName=projects/fed-node-us/logs/batch_task_logs", {"task_log"}),
+    ("negated_global_restriction", '-"fed-node-us" NOT pipeline', set()),
     ("global_restriction_quoted", '"UID-42"', {"vpcsc_denied"}),
     ("global_restriction_substring_any_field", "sovaudit", {"task_log"}),
     ("search_whole_tokens", 'SEARCH("HG002")', {"task_log"}),
@@ -307,6 +312,7 @@ def test_client_clause_on_empty_filter_is_a_syntax_error_naming_the_cause() -> N
         ('frobnicate("x")', r"unknown function frobnicate\(\)"),
         ('SEARCH(unquoted)', r"quoted string literal"),
         ('sample(insertId, 2)', r"fraction must be a number in \(0, 1\]"),
+        ("jsonPayload.x = -abc", r"starting with '-' must be a number or quoted"),
         ("severity=*", r"'\*' is only valid after ':'"),
         ("x" * 20_001, r"at most 20000"),
     ],
@@ -326,8 +332,9 @@ def test_syntax_error_carries_column() -> None:
 def test_matches_tolerates_odd_entries() -> None:
     flt = compile_filter('protoPayload.request.name:vm AND severity>=INFO AND timestamp>="2026-01-01"')
     odd = [{}, {"protoPayload": "text"}, {"protoPayload": {"request": [1, None, {"name": 5}]}},
-           {"severity": None, "timestamp": 17}]
-    assert [flt.matches(e) for e in odd] == [False, False, False, False]
+           {"severity": None, "timestamp": 17}, {"severity": float("nan"), "timestamp": "9999-99-99"},
+           {"protoPayload": {"request": {"name": "vm"}}, "severity": "1e999", "timestamp": "2026-13-01"}]
+    assert [flt.matches(e) for e in odd] == [False] * len(odd)
 
 
 def test_filter_is_frozen_and_reusable() -> None:

@@ -40,8 +40,9 @@ Confirmed from the doc
 - Filters longer than 20 000 characters are refused.
 
 Best guesses (not stated by the doc, or simplified)
-- The text analyzer behind SEARCH is approximated: tokens are runs of letters and digits
-  (``_ . - / : @`` and other punctuation split tokens), compared in lower case.
+- SEARCH tokens follow BigQuery's LOG_ANALYZER delimiter list (``[ ] < > ( ) { } | ! ; , ' " * & ?
+  + / : = @ . - $ % \\ _`` whitespace and ``%20``-style escapes), folded to lower case.
+  Google's exact Logging-side tokenizer is not documented beyond pointing there.
 - ``:`` on a non-string scalar (number, bool, enum, int64) behaves like ``=``; ``:`` on an
   object searches all of its string and number leaves.
 - Payload fields have no schema here, so their type is the JSON type of the stored value.
@@ -1001,11 +1002,15 @@ def _compile_compare(node: _Compare) -> Predicate:
     return compare_defaulted
 
 
-_TOKEN_RE = re.compile(r"[^\W_]+")
+# BigQuery's LOG_ANALYZER delimiters (the analyzer the SEARCH doc points to): escaped sequences
+# first, then single characters.
+_SEARCH_ESCAPES_RE = re.compile(r"%(?:2526|2520|21|26|3[Bb]|7[Cc]|20|2[Bb]|3[Dd]|5[Dd]|5[Bb]|3[Aa]|0[Aa]|2[Cc]|28|29)")
+_SEARCH_DELIMITERS_RE = re.compile(r"[\[\]<>(){}|!;,'\"*&?+/:=@.\-$%\\_\s]+")
 
 
 def _tokens(text: str) -> list[str]:
-    return _TOKEN_RE.findall(_norm(text))
+    split = _SEARCH_DELIMITERS_RE.split(_SEARCH_ESCAPES_RE.sub(" ", _norm(text)))
+    return [token for token in split if token]
 
 
 def _contains_run(haystack: list[str], run: list[str]) -> bool:

@@ -259,6 +259,7 @@ CASES = [
     ("search_whole_tokens", 'SEARCH("HG002")', {"task_log"}),
     ("search_not_substring", 'SEARCH("HG00")', set()),
     ("search_field_all_tokens", 'SEARCH(textPayload, "records normalize")', {"task_log"}),
+    ("search_percent_escape_is_not_a_delimiter", 'SEARCH("2Fpolicy")', {"vpcsc_denied"}),
     ("search_backtick_phrase", 'SEARCH("`wrote 1200 records`")', {"task_log"}),
     ("search_backtick_phrase_order", 'SEARCH("`records 1200`")', set()),
     ("ip_in_net", 'ip_in_net(protoPayload.requestMetadata.callerIp, "10.128.0.0/20")', INSERTS),

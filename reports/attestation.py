@@ -26,7 +26,7 @@ _WARNED = ("WAIVED", "NOT_APPLICABLE")  # the gate passes, but a reader must see
 _FAILED = ("FAIL", "ERROR")  # ERROR is incomplete evidence: never a pass
 
 
-def test_result(result: Mapping[str, Any]) -> tuple[str, list[str], list[str], list[str]]:
+def summarise_tests(result: Mapping[str, Any]) -> tuple[str, list[str], list[str], list[str]]:
     """(PASSED|WARNED|FAILED, passed ids, warned ids, failed ids) of a result dict."""
     passed, warned, failed = [], [], []
     for control in result.get("controls") or []:
@@ -43,7 +43,7 @@ def build_statement(
     signing_key_id: str | None = None,
 ) -> dict[str, Any]:
     """The in-toto Statement for a run; `subjects` are (bundle-relative name, sha256 hex) pairs."""
-    verdict, passed, warned, failed = test_result(result)
+    verdict, passed, warned, failed = summarise_tests(result)
     tool = result.get("tool") or {}
     policy = result.get("policy") or {}
     version = str(tool.get("version", ""))

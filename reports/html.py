@@ -29,6 +29,7 @@ from sovaudit.reports.view import (
 TEMPLATE = "report.html.j2"
 _SAFE_EVIDENCE_PATH = re.compile(r"^evidence/[A-Za-z0-9._-]+$")
 _EXCERPT_LIMIT = 4000
+MAIN_PILLARS = ("sovereignty", "confidential", "controls")
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ class HtmlFormat(ResultFormat):
         by_pillar: dict[str, list[Mapping[str, Any]]] = {}
         for control in controls:
             by_pillar.setdefault(str(control.get("pillar") or "controls"), []).append(control)
-        names = [p for p in PILLARS if p in by_pillar] + sorted(p for p in by_pillar if p not in PILLARS)
-        pillars = [{"name": p, "title": PILLAR_TITLES.get(p, p), "controls": by_pillar[p]} for p in names]
+        # The three promises always show, so a pillar with no control reads as "not evaluated", not as absent.
+        names = [p for p in PILLARS if p in by_pillar or p in MAIN_PILLARS] + sorted(p for p in by_pillar if p not in PILLARS)
+        pillars = [{"name": p, "title": PILLAR_TITLES.get(p, p), "controls": by_pillar.get(p, [])} for p in names]
         waivers = [
             {**c["waiver"], "control": c["waiver"].get("control") or c["id"]}
             for c in controls

@@ -1,0 +1,35 @@
+"""`sovaudit controls list [--json]`: the control catalogue, as a table or as JSON with all metadata."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group()
+def controls() -> None:
+    """The control catalogue: what sovaudit proves and from which evidence."""
+
+
+@controls.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print every control's metadata as JSON.")
+def list_controls(as_json: bool) -> None:
+    """List every control with its pillar, severity and title."""
+    from sovaudit.audit.registry import all_controls
+
+    catalogue = all_controls()
+    if as_json:
+        click.echo(json.dumps([c.meta.to_json() for c in catalogue], indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sovaudit controls ({len(catalogue)})")
+    for column in ("id", "pillar", "severity", "title", "reads"):
+        table.add_column(column, overflow="fold")
+    for c in catalogue:
+        kind = " (probe)" if c.meta.probe else (" (job)" if c.meta.needs_job else "")
+        table.add_row(c.meta.id, c.meta.pillar.value, c.meta.severity.value, c.meta.title + kind,
+                      ", ".join(c.meta.reads))
+    Console().print(table)

@@ -1,0 +1,7 @@
+"""The control catalogue. Importing this package registers every control (DESIGN §4).
+
+One module per pillar; each control is a pure function of the collected evidence, registered with
+`sovaudit.audit.registry.control`. Find one by id: `grep -rn 'id="SEC-04"' audit/controls`.
+"""
+
+from sovaudit.audit.controls import confidential, integrity, security, sovereignty  # noqa: F401

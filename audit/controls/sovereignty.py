@@ -1,0 +1,387 @@
+"""Sovereignty: data and compute stay in the node's jurisdiction (SOV-01 … SOV-06).
+
+SOV-02 and SOV-03 judge active probes: the node is asked to create something in a region the
+policy forbids, and only a refusal that cites `constraints/gcp.resourceLocations` counts. A refusal
+for another reason (quota, a bad argument, an outage) proves nothing and is ERROR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sovaudit.audit import locations
+from sovaudit.audit.evidence import EvidenceLog
+from sovaudit.audit.models import ControlContext, Finding, Outcome, Pillar, Severity
+from sovaudit.audit.registry import control
+from sovaudit.audit.views import (
+    LOCATION_CONSTRAINT,
+    BatchJob,
+    Bucket,
+    Dataset,
+    EvidenceIncomplete,
+    KmsKey,
+    LocationPolicy,
+    ProbeAttempt,
+    instances,
+    job_instances,
+    last_segment,
+    location_in_name,
+    probe_attempt,
+    probe_cleanups,
+    probe_job_polls,
+)
+from sovaudit.policies.pack import PolicyPack
+
+GDPR_TRANSFER = ["Art. 44", "Art. 46"]
+
+
+@control(
+    id="SOV-01", pillar=Pillar.SOVEREIGNTY, severity=Severity.CRITICAL,
+    title="Org policy restricts resource locations to the jurisdiction",
+    rationale="constraints/gcp.resourceLocations is what stops anyone in the project from creating storage or "
+              "compute elsewhere; if its effective value allows all locations, or any location outside the "
+              "jurisdiction, sovereignty rests on every engineer's good behaviour.",
+    remediation="gcloud org-policies set-policy policy.yaml   # spec.rules: [{values: {allowedValues: "
+                "['in:us-central1-locations']}}] on projects/PROJECT  |  terraform: google_org_policy_policy "
+                "name=projects/PROJECT/policies/gcp.resourceLocations",
+    frameworks={"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)", "CM-7"], "ISO27001-2022": ["A.5.23", "A.5.34"]},
+    reads=["orgpolicy.effective"],
+)
+def location_policy_restricts(ctx: ControlContext) -> Iterator[Finding]:
+    policy = LocationPolicy.from_log(ctx.evidence)
+    pack = ctx.policy
+    resource = policy.name or f"projects/{pack.project}/policies/gcp.resourceLocations"
+    if policy.allow_all:
+        yield Finding.fail(resource, "the effective policy has allowAll: resources may be created in any location",
+                           policy.evidence)
+        return
+    if policy.deny_all:
+        yield Finding.ok(resource, "the effective policy has denyAll: no location-bound resource can be created",
+                         policy.evidence)
+        return
+    if not policy.allowed_values:
+        yield Finding.fail(resource, "the effective policy lists no allowedValues, so the constraint default (ALLOW) "
+                           "admits every location that is not denied", policy.evidence)
+        return
+    for value in policy.allowed_values:
+        try:
+            members = locations.expand([value])
+        except locations.UnknownLocationGroup as exc:
+            yield Finding.error(resource, f"cannot judge allowed value {value!r}: {exc}", policy.evidence)
+            continue
+        outside = sorted(m for m in members if not pack.allows_location(m))
+        if outside:
+            shown = ", ".join(outside[:6]) + (f" and {len(outside) - 6} more" if len(outside) > 6 else "")
+            yield Finding.fail(resource, f"allowed value {value!r} admits locations outside the jurisdiction "
+                               f"{pack.jurisdiction.name!r}: {shown}", policy.evidence)
+        else:
+            yield Finding.ok(resource, f"allowed value {value!r} stays inside the jurisdiction", policy.evidence)
+
+
+# ------------------------------------------------------------------------------------------------
+# Probes
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    """How one probe went: the outcome for the control and the `probes` entry of result.json."""
+
+    kind: str
+    region: str
+    outcome: Outcome
+    refused: bool
+    resource: str
+    reason: str
+    evidence: tuple[str, ...]
+    cleanup: str
+
+    def finding(self) -> Finding:
+        return Finding(self.outcome, self.resource, self.reason, self.evidence)
+
+
+def _requested_name(attempt: ProbeAttempt) -> str:
+    params = attempt.request.get("params") or {}
+    body = attempt.request.get("body") or {}
+    if isinstance(body, dict):
+        ref = body.get("datasetReference") or {}
+        name = params.get("jobId") or body.get("name") or ref.get("datasetId")
+        if name:
+            return f"{attempt.kind} {name} in {attempt.region}"
+    return f"{attempt.kind} probe in {attempt.region}"
+
+
+def _cleanup_status(log: EvidenceLog, created: str) -> tuple[str, tuple[str, ...]]:
+    """'deleted' / 'FAILED: …' / 'not attempted' for the probe resource `created`."""
+    if not created:
+        return "FAILED: the create was accepted but its answer names no resource to delete", ()
+    short = last_segment(created)
+    for resource, item in probe_cleanups(log):
+        if resource == created or last_segment(resource) == short:
+            # 404: already gone (Batch deletes failed jobs' VMs; a second sweep finds nothing).
+            if item.ok or item.status == 404:
+                return "deleted", (item.id,)
+            return f"FAILED: {item.error_message()} — run `sovaudit cleanup`", (item.id,)
+    return f"FAILED: no delete of {created} was recorded — run `sovaudit cleanup`", ()
+
+
+def judge_probe(log: EvidenceLog, kind: str, region: str) -> ProbeVerdict:
+    """Judge the `probe.<kind>:<region>` transcript (kind: batch, bucket, dataset)."""
+    try:
+        attempt = probe_attempt(log, kind, region)
+    except EvidenceIncomplete as exc:
+        return ProbeVerdict(kind, region, Outcome.ERROR, False, f"{kind} probe in {region}", exc.message,
+                            exc.evidence_ids, "not needed")
+    resource = _requested_name(attempt)
+    if attempt.status == 0 or attempt.status >= 500:
+        return ProbeVerdict(kind, region, Outcome.ERROR, False, resource,
+                            f"the probe got no usable answer: {attempt.message}", attempt.evidence, "not needed")
+    if not attempt.accepted:
+        if attempt.cites_location_constraint:
+            return ProbeVerdict(kind, region, Outcome.PASS, True, resource,
+                                f"refused by {LOCATION_CONSTRAINT}: HTTP {attempt.status}: {attempt.message}",
+                                attempt.evidence, "not needed")
+        return ProbeVerdict(kind, region, Outcome.ERROR, False, resource,
+                            f"refused for another reason than {LOCATION_CONSTRAINT}, which proves nothing "
+                            f"about the location policy: {attempt.message}", attempt.evidence, "not needed")
+
+    created = attempt.created_name
+    cleanup, cleanup_ids = _cleanup_status(log, created)
+    evidence = attempt.evidence + cleanup_ids
+    if kind == "batch":
+        return _judge_accepted_job(log, region, resource, created, evidence, cleanup)
+    return ProbeVerdict(kind, region, Outcome.FAIL, False, resource,
+                        f"the {kind} was CREATED in forbidden region {region} ({created}); cleanup: {cleanup}",
+                        evidence, cleanup)
+
+
+def _judge_accepted_job(log: EvidenceLog, region: str, resource: str, created: str, evidence: tuple[str, ...],
+                        cleanup: str) -> ProbeVerdict:
+    """Batch's second refusal mode: accepted, then FAILED citing the constraint, and no VM created."""
+    polls = probe_job_polls(log, region)
+    evidence = evidence + tuple(i for poll in polls for i in poll.evidence)
+    last = polls[-1] if polls else None
+    if last is None:
+        return ProbeVerdict("batch", region, Outcome.FAIL, False, resource,
+                            f"the job {created} was accepted in forbidden region {region} and never shown to fail; "
+                            f"cleanup: {cleanup}", evidence, cleanup)
+    citing = [e for e in last.status_events if LOCATION_CONSTRAINT in str(e.get("description", ""))]
+    if last.state == "FAILED" and citing:
+        try:
+            vms = instances(log, f"probe.batch_vms:{region}")
+        except EvidenceIncomplete as exc:
+            return ProbeVerdict("batch", region, Outcome.ERROR, True, resource,
+                                f"the job failed citing {LOCATION_CONSTRAINT}, but that no VM was created "
+                                f"cannot be shown: {exc.message}", evidence + exc.evidence_ids, cleanup)
+        vm_ids = tuple(i for vm in vms for i in vm.evidence)
+        vm_ids += tuple(i.id for i in log.by_purpose(f"probe.batch_vms:{region}").items)
+        if vms:
+            names = ", ".join(vm.name for vm in vms)
+            return ProbeVerdict("batch", region, Outcome.FAIL, False, resource,
+                                f"the job failed citing {LOCATION_CONSTRAINT}, but VMs were created in "
+                                f"{region}: {names}; cleanup: {cleanup}", evidence + vm_ids, cleanup)
+        return ProbeVerdict("batch", region, Outcome.PASS, True, resource,
+                            f"accepted, then FAILED citing {LOCATION_CONSTRAINT} with no VM created: "
+                            f"{citing[-1].get('description', '')}", evidence + vm_ids, cleanup)
+    if last.state == "FAILED":
+        reason = str(last.status_events[-1].get("description", "")) if last.status_events else "no status event"
+        return ProbeVerdict("batch", region, Outcome.ERROR, False, resource,
+                            f"the job was accepted and failed for another reason than {LOCATION_CONSTRAINT}: "
+                            f"{reason}; cleanup: {cleanup}", evidence, cleanup)
+    return ProbeVerdict("batch", region, Outcome.FAIL, False, resource,
+                        f"the job {created} was ACCEPTED in forbidden region {region} (last state "
+                        f"{last.state or 'unknown'}); cleanup: {cleanup}", evidence, cleanup)
+
+
+def probe_kinds(control_id: str) -> tuple[str, ...]:
+    return {"SOV-02": ("batch",), "SOV-03": ("bucket", "dataset")}[control_id]
+
+
+def probe_verdicts(log: EvidenceLog, pack: PolicyPack, control_id: str) -> list[ProbeVerdict]:
+    return [judge_probe(log, kind, region)
+            for region in pack.jurisdiction.probe_regions for kind in probe_kinds(control_id)]
+
+
+def _probe_findings(ctx: ControlContext, control_id: str) -> Iterator[Finding]:
+    for verdict in probe_verdicts(ctx.evidence, ctx.policy, control_id):
+        yield verdict.finding()
+
+
+PROBE_FRAMEWORKS = {"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)", "CA-8"], "ISO27001-2022": ["A.5.23", "A.8.29"]}
+
+
+@control(
+    id="SOV-02", pillar=Pillar.SOVEREIGNTY, severity=Severity.CRITICAL,
+    title="Probe: a Batch job in a forbidden region is refused",
+    rationale="Reading the policy is not proof it is enforced for Batch. Submitting a minimal job to a region "
+              "outside the jurisdiction must be refused citing gcp.resourceLocations — at submission, or by the "
+              "job failing with that reason before any VM exists. Anything the probe creates is deleted.",
+    remediation="Restrict gcp.resourceLocations (see SOV-01); after a FAIL run `sovaudit cleanup` to remove "
+                "leftover probes  |  gcloud batch jobs delete sovaudit-probe-RUN --location REGION",
+    frameworks=PROBE_FRAMEWORKS,
+    reads=["probe.batch:<region>", "probe.batch_status:<region>", "probe.batch_vms:<region>",
+           "probe.cleanup:<resource>"],
+    probe=True,
+)
+def batch_probe_refused(ctx: ControlContext) -> Iterator[Finding]:
+    yield from _probe_findings(ctx, "SOV-02")
+
+
+@control(
+    id="SOV-03", pillar=Pillar.SOVEREIGNTY, severity=Severity.CRITICAL,
+    title="Probe: a bucket and a dataset in a forbidden location are refused",
+    rationale="Storage is where data comes to rest; a bucket or dataset created abroad would hold genomes "
+              "outside the jurisdiction. Both creates must be refused citing gcp.resourceLocations.",
+    remediation="Restrict gcp.resourceLocations (see SOV-01); after a FAIL run `sovaudit cleanup`  |  "
+                "gcloud storage buckets delete gs://sovaudit-probe-RUN; bq rm -r -d PROJECT:sovaudit_probe_RUN",
+    frameworks=PROBE_FRAMEWORKS,
+    reads=["probe.bucket:<region>", "probe.dataset:<region>", "probe.cleanup:<resource>"],
+    probe=True,
+)
+def storage_probe_refused(ctx: ControlContext) -> Iterator[Finding]:
+    yield from _probe_findings(ctx, "SOV-03")
+
+
+# ------------------------------------------------------------------------------------------------
+# Storage at rest
+
+
+def _cmek_problems(log: EvidenceLog, pack: PolicyPack, key_name: str | None, data_location: str,
+                   what: str) -> tuple[list[str], tuple[str, ...]]:
+    """What is wrong with the CMEK key of a bucket/dataset in `data_location` (raises EvidenceIncomplete)."""
+    if not key_name:
+        return [f"{what} has no default CMEK key (Google-managed keys are outside the node's control)"], ()
+    problems = []
+    key = KmsKey.from_log(log, key_name)
+    key_location = key.location or location_in_name(key_name)
+    if key_location != data_location.lower():
+        problems.append(f"its key {key_name} is in {key_location or 'an unknown location'}, not in {data_location}")
+    if not key_name.startswith(pack.kms.key_ring + "/"):
+        problems.append(f"its key {key_name} is not in the node's key ring {pack.kms.key_ring}")
+    return problems, key.evidence
+
+
+@control(
+    id="SOV-04", pillar=Pillar.SOVEREIGNTY, severity=Severity.HIGH,
+    title="Input and output buckets are regional, CMEK-encrypted in place, never public",
+    rationale="Genomic files at rest must stay in an allowed region, under a key held in the same location, "
+              "and must not be exposable through public ACLs.",
+    remediation="gcloud storage buckets update gs://BUCKET --default-encryption-key=KEY "
+                "--public-access-prevention --uniform-bucket-level-access  (location cannot change: recreate "
+                "the bucket in the region)  |  terraform: google_storage_bucket {location, encryption, "
+                "public_access_prevention = \"enforced\", uniform_bucket_level_access = true}",
+    frameworks={"GDPR": ["Art. 32", "Art. 44"], "HIPAA": ["164.312(a)(2)(iv)"],
+                "NIST-800-53": ["SC-28", "SC-12", "AC-3", "SA-9(5)"], "ISO27001-2022": ["A.8.24", "A.5.23"]},
+    reads=["storage.bucket:<name>", "kms.key:<name>"],
+)
+def buckets_sovereign(ctx: ControlContext) -> Iterator[Finding]:
+    pack = ctx.policy
+    names = list(dict.fromkeys((pack.buckets.input, pack.buckets.output, *pack.buckets.allowed)))
+    for name in names:
+        resource = f"projects/_/buckets/{name}"
+        try:
+            bucket = Bucket.from_log(ctx.evidence, name)
+            problems, key_ids = _cmek_problems(ctx.evidence, pack, bucket.default_kms_key_name, bucket.location,
+                                               f"bucket {name}")
+        except EvidenceIncomplete as exc:
+            yield Finding.error(resource, exc.message, exc.evidence_ids)
+            continue
+        if bucket.location_type != "region":
+            problems.insert(0, f"location type is {bucket.location_type or 'unknown'} ({bucket.location}), "
+                               "not a single region")
+        if bucket.location not in pack.jurisdiction.allowed_regions:
+            problems.insert(0, f"located in {bucket.location or 'an unknown location'}, outside the allowed "
+                               f"regions {', '.join(pack.jurisdiction.allowed_regions)}")
+        if bucket.public_access_prevention != "enforced":
+            problems.append(f"public access prevention is {bucket.public_access_prevention!r}, not 'enforced'")
+        if not bucket.uniform_access:
+            problems.append("uniform bucket-level access is off (object ACLs can grant access)")
+        evidence = bucket.evidence + key_ids
+        if problems:
+            yield Finding.fail(resource, f"bucket {name}: " + "; ".join(problems), evidence)
+        else:
+            yield Finding.ok(resource, f"bucket {name} is in {bucket.location}, CMEK {bucket.default_kms_key_name}, "
+                             "public access prevented, uniform access on", evidence)
+
+
+@control(
+    id="SOV-05", pillar=Pillar.SOVEREIGNTY, severity=Severity.HIGH,
+    title="The BigQuery dataset is in an allowed region with a CMEK key in the same location",
+    rationale="Loaded variants live in BigQuery; the dataset's location fixes where they are stored and its "
+              "default key decides who can make them unreadable.",
+    remediation="bq update --default_kms_key=KEY PROJECT:DATASET  (location cannot change: recreate with "
+                "bq mk --location=REGION)  |  terraform: google_bigquery_dataset {location, "
+                "default_encryption_configuration {kms_key_name}}",
+    frameworks={"GDPR": ["Art. 32", "Art. 44"], "HIPAA": ["164.312(a)(2)(iv)"],
+                "NIST-800-53": ["SC-28", "SC-12", "SA-9(5)"], "ISO27001-2022": ["A.8.24", "A.5.23"]},
+    reads=["bigquery.dataset", "kms.key:<name>"],
+)
+def dataset_sovereign(ctx: ControlContext) -> Iterator[Finding]:
+    pack = ctx.policy
+    dataset = Dataset.from_log(ctx.evidence)
+    resource = dataset.resource if dataset.dataset_id else f"projects/{pack.project}/datasets/{pack.dataset}"
+    if dataset.dataset_id and dataset.dataset_id != pack.dataset:
+        yield Finding.error(resource, f"the collected dataset is {dataset.dataset_id}, not the pack's {pack.dataset}",
+                            dataset.evidence)
+        return
+    try:
+        problems, key_ids = _cmek_problems(ctx.evidence, pack, dataset.kms_key_name, dataset.location,
+                                           f"dataset {pack.dataset}")
+    except EvidenceIncomplete as exc:
+        yield Finding.error(resource, exc.message, dataset.evidence + exc.evidence_ids)
+        return
+    if dataset.location not in pack.jurisdiction.allowed_regions:
+        problems.insert(0, f"located in {dataset.location or 'an unknown location'}, outside the allowed regions "
+                           f"{', '.join(pack.jurisdiction.allowed_regions)}")
+    if problems:
+        yield Finding.fail(resource, f"dataset {pack.dataset}: " + "; ".join(problems), dataset.evidence + key_ids)
+    else:
+        yield Finding.ok(resource, f"dataset {pack.dataset} is in {dataset.location} with CMEK {dataset.kms_key_name}",
+                         dataset.evidence + key_ids)
+
+
+# ------------------------------------------------------------------------------------------------
+# Compute placement
+
+
+@control(
+    id="SOV-06", pillar=Pillar.SOVEREIGNTY, severity=Severity.CRITICAL,
+    title="Every VM of the run ran in an allowed region; the job's allowedLocations stay inside it",
+    rationale="Genomes are decrypted in the workers' memory; the zone each worker ran in is where the data "
+              "was processed.",
+    remediation="Set allocationPolicy.location.allowedLocations=[\"regions/REGION\"] in the job spec "
+                "(`sovaudit pipeline plan` does) and restrict gcp.resourceLocations (SOV-01)",
+    frameworks={"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)"], "ISO27001-2022": ["A.5.23"]},
+    reads=["batch.job", "compute.job_instances"],
+    needs_job=True,
+)
+def job_ran_in_jurisdiction(ctx: ControlContext) -> Iterator[Finding]:
+    pack = ctx.policy
+    job = BatchJob.from_log(ctx.evidence)
+    if job.allowed_locations:
+        for location in job.allowed_locations:
+            if pack.allows_location(location):
+                yield Finding.ok(job.name, f"allowedLocations entry {location} is inside the jurisdiction", job.evidence)
+            else:
+                yield Finding.fail(job.name, f"allowedLocations entry {location} is outside the jurisdiction "
+                                   f"{pack.jurisdiction.name!r}", job.evidence)
+    elif job.region and pack.allows_location(job.region):
+        yield Finding.ok(job.name, f"no allowedLocations: Batch places VMs in the job's own region {job.region}, "
+                         "which is inside the jurisdiction", job.evidence)
+    else:
+        yield Finding.fail(job.name, f"no allowedLocations and the job's region {job.region or 'is unknown'} is "
+                           "not inside the jurisdiction", job.evidence)
+    vms = job_instances(ctx.evidence, job.uid or ctx.scope.job_uid)
+    if not vms:
+        ids = ctx.evidence.by_purpose("compute.job_instances").ids
+        yield Finding.error(job.name, f"no VMs labelled batch-job-uid={job.uid} were found; where the job ran "
+                            "cannot be shown", ids)
+        return
+    for vm in vms:
+        if not vm.zone:
+            yield Finding.error(vm.resource, f"{vm.name} carries no zone", vm.evidence)
+        elif pack.allows_location(vm.zone) and locations.region_of(vm.zone) in pack.jurisdiction_locations:
+            yield Finding.ok(vm.resource, f"{vm.name} ran in {vm.zone}", vm.evidence)
+        else:
+            yield Finding.fail(vm.resource, f"{vm.name} ran in {vm.zone}, outside the jurisdiction "
+                               f"{pack.jurisdiction.name!r}", vm.evidence)

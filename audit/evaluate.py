@@ -1,0 +1,123 @@
+"""Run the catalogue over a ControlContext and turn findings into control results.
+
+This is where fail-closed is enforced for every control at once: missing evidence and crashes
+become ERROR findings, a control with no findings is ERROR, NOT_APPLICABLE is only ever decided
+here (from the scope, with its reason), and waivers only soften FAIL findings they match while in
+force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from sovaudit.audit import waivers as waiver_rules
+from sovaudit.audit.models import (
+    ControlContext,
+    ControlMeta,
+    ControlResult,
+    Finding,
+    Outcome,
+    ProbeRecord,
+    Scope,
+    Severity,
+)
+from sovaudit.audit.registry import RegisteredControl, all_controls
+from sovaudit.audit.views import EvidenceIncomplete
+from sovaudit.policies.pack import Waiver
+
+_PRECEDENCE = (Outcome.FAIL, Outcome.ERROR, Outcome.WAIVED, Outcome.PASS, Outcome.NOT_APPLICABLE)
+
+
+def evaluate(ctx: ControlContext, controls: Iterable[RegisteredControl] | None = None) -> list[ControlResult]:
+    """Every registered control (or the given ones), in catalogue order."""
+    return [evaluate_control(ctx, registered) for registered in (controls if controls is not None else all_controls())]
+
+
+def aggregate(findings: Iterable[Finding]) -> Outcome:
+    """FAIL beats ERROR beats WAIVED beats PASS; nothing at all is ERROR, never a vacuous PASS."""
+    outcomes = {f.outcome for f in findings}
+    if not outcomes:
+        return Outcome.ERROR
+    return next(o for o in _PRECEDENCE if o in outcomes)
+
+
+def not_applicable_reason(meta: ControlMeta, scope: Scope) -> str:
+    """Why the scope excludes this control ('' when it applies)."""
+    why = "; ".join(scope.reasons)
+    suffix = f" ({why})" if why else ""
+    if meta.probe and not scope.probes_enabled:
+        return f"probes are disabled for this run (--no-probes){suffix}"
+    if meta.needs_job and scope.posture_only:
+        return f"posture-only run: no Batch job is in scope, so job controls do not apply{suffix}"
+    return ""
+
+
+def evaluate_control(ctx: ControlContext, registered: RegisteredControl) -> ControlResult:
+    meta = registered.meta
+    severity = Severity(ctx.policy.severity_overrides.get(meta.id, meta.severity.value))
+    reason = not_applicable_reason(meta, ctx.scope)
+    if reason:
+        return ControlResult(meta, Outcome.NOT_APPLICABLE, (Finding.not_applicable(meta.id, reason),), severity)
+    if meta.needs_job and not ctx.scope.job:
+        finding = Finding.error(meta.id, "no Batch job is in scope, so this job control cannot be evaluated; pass "
+                                "--job NAME or --posture-only")
+        return ControlResult(meta, Outcome.ERROR, (finding,), severity)
+
+    findings = _run(ctx, registered)
+    if not findings:
+        findings = [Finding.error(meta.id, f"{meta.id} produced no findings; an empty check never passes")]
+    findings, waiver = _apply_waivers(ctx, meta.id, findings)
+    return ControlResult(meta, aggregate(findings), tuple(findings), severity, waiver)
+
+
+def _run(ctx: ControlContext, registered: RegisteredControl) -> list[Finding]:
+    findings: list[Finding] = []
+    resource = f"projects/{ctx.policy.project}"
+    try:
+        for finding in registered.check(ctx):
+            if finding.outcome == Outcome.WAIVED:
+                # Only waivers from the pack may waive; a control cannot waive itself.
+                finding = replace(finding, outcome=Outcome.FAIL)
+            findings.append(finding)
+    except EvidenceIncomplete as exc:
+        findings.append(Finding.error(resource, f"evidence incomplete: {exc.message}", exc.evidence_ids))
+    except Exception as exc:  # a crashing control must read as ERROR, never as a pass
+        findings.append(Finding.error(resource, f"{registered.meta.id} could not be evaluated: "
+                                      f"{type(exc).__name__}: {exc}"))
+    return findings
+
+
+def _apply_waivers(ctx: ControlContext, control_id: str,
+                   findings: list[Finding]) -> tuple[list[Finding], Waiver | None]:
+    used: Waiver | None = None
+    result = []
+    for finding in findings:
+        match = waiver_rules.find(ctx.policy.waivers, control_id, finding.resource, ctx.today) \
+            if finding.outcome == Outcome.FAIL else None
+        if match is None:
+            result.append(finding)
+        elif match.active:
+            w = match.waiver
+            used = used or w
+            result.append(replace(finding, outcome=Outcome.WAIVED, message=(
+                f"{finding.message} [waived until {w.expires.isoformat()} by {w.owner}: {w.justification}]")))
+        else:
+            w = match.waiver
+            result.append(replace(finding, message=(
+                f"{finding.message} [waiver {w.resource!r} by {w.owner} expired on {w.expires.isoformat()}]")))
+    return result, used
+
+
+def probe_records(ctx: ControlContext) -> list[ProbeRecord]:
+    """The `probes` section of result.json: one record per probe the policy asks for."""
+    from sovaudit.audit.controls.sovereignty import probe_verdicts
+
+    if not ctx.scope.probes_enabled:
+        return []
+    records = []
+    for control_id in ("SOV-02", "SOV-03"):
+        for verdict in probe_verdicts(ctx.evidence, ctx.policy, control_id):
+            records.append(ProbeRecord(control_id, verdict.resource, verdict.refused, verdict.reason,
+                                       verdict.evidence, verdict.cleanup))
+    return records

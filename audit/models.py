@@ -1,0 +1,303 @@
+"""The vocabulary of an audit: outcomes, findings, control metadata and results, the run result.
+
+Everything here is a frozen value, so a result can be rendered, signed and compared with a
+re-verification without anyone having mutated it on the way. `RunResult.to_json()` produces the
+`sovaudit/result/v1` document of docs/architecture.md, and `from_json` reads it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sovaudit.audit.evidence import EvidenceLog
+
+if TYPE_CHECKING:
+    from sovaudit.policies.pack import PolicyPack, Waiver
+
+RESULT_SCHEMA = "sovaudit/result/v1"
+
+
+class Outcome(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+    WAIVED = "WAIVED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+
+
+class Pillar(StrEnum):
+    SOVEREIGNTY = "sovereignty"
+    CONFIDENTIAL = "confidential"
+    CONTROLS = "controls"
+    INTEGRITY = "integrity"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+def _ids(evidence: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(evidence, str):
+        return (evidence,) if evidence else ()
+    return tuple(dict.fromkeys(e for e in evidence if e))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observation of a control about one resource, with the evidence items that show it."""
+
+    outcome: Outcome
+    resource: str
+    message: str
+    evidence: tuple[str, ...] = ()
+
+    @classmethod
+    def ok(cls, resource: str, message: str, evidence: Iterable[str] | str = ()) -> Finding:
+        return cls(Outcome.PASS, resource, message, _ids(evidence))
+
+    @classmethod
+    def fail(cls, resource: str, message: str, evidence: Iterable[str] | str = ()) -> Finding:
+        return cls(Outcome.FAIL, resource, message, _ids(evidence))
+
+    @classmethod
+    def error(cls, resource: str, message: str, evidence: Iterable[str] | str = ()) -> Finding:
+        return cls(Outcome.ERROR, resource, message, _ids(evidence))
+
+    @classmethod
+    def not_applicable(cls, resource: str, message: str, evidence: Iterable[str] | str = ()) -> Finding:
+        return cls(Outcome.NOT_APPLICABLE, resource, message, _ids(evidence))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "resource": self.resource, "message": self.message,
+                "evidence": list(self.evidence)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(Outcome(data["outcome"]), str(data.get("resource", "")), str(data.get("message", "")),
+                   tuple(data.get("evidence", ())))
+
+
+@dataclass(frozen=True)
+class ControlMeta:
+    """What a control proves and why; what it reads; when it applies."""
+
+    id: str
+    title: str
+    pillar: Pillar
+    severity: Severity
+    rationale: str
+    remediation: str
+    frameworks: Mapping[str, tuple[str, ...]]
+    reads: tuple[str, ...]
+    needs_job: bool = False
+    probe: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "pillar": self.pillar.value, "severity": self.severity.value,
+                "rationale": self.rationale, "remediation": self.remediation,
+                "frameworks": {k: list(v) for k, v in self.frameworks.items()},
+                "reads": list(self.reads), "needs_job": self.needs_job, "probe": self.probe}
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """A control's verdict for one run: the aggregated outcome, its findings, and any waiver used."""
+
+    meta: ControlMeta
+    outcome: Outcome
+    findings: tuple[Finding, ...]
+    severity: Severity
+    waiver: Waiver | None = None
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return tuple(sorted({e for f in self.findings for e in f.evidence}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.meta.id, "title": self.meta.title, "pillar": self.meta.pillar.value,
+            "severity": self.severity.value, "outcome": self.outcome.value,
+            "rationale": self.meta.rationale, "remediation": self.meta.remediation,
+            "frameworks": {k: list(v) for k, v in self.meta.frameworks.items()},
+            "findings": [f.to_json() for f in self.findings],
+            "evidence": list(self.evidence),
+            "waiver": self.waiver.to_json() if self.waiver is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ControlResult:
+        from sovaudit.policies.pack import Waiver
+
+        meta = ControlMeta(
+            id=data["id"], title=data.get("title", ""), pillar=Pillar(data["pillar"]),
+            severity=Severity(data["severity"]), rationale=data.get("rationale", ""),
+            remediation=data.get("remediation", ""),
+            frameworks={k: tuple(v) for k, v in (data.get("frameworks") or {}).items()}, reads=(),
+        )
+        w = data.get("waiver")
+        waiver = Waiver(w["control"], w["resource"], w["owner"], w["justification"],
+                        date.fromisoformat(w["expires"])) if w else None
+        return cls(meta, Outcome(data["outcome"]), tuple(Finding.from_json(f) for f in data.get("findings", ())),
+                   Severity(data["severity"]), waiver)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the run looks at: one Batch job and its time window, or the node's posture alone."""
+
+    job: str | None = None
+    job_uid: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    posture_only: bool = False
+    probes_enabled: bool = True
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def has_job(self) -> bool:
+        return bool(self.job) and not self.posture_only
+
+    def to_json(self) -> dict[str, Any]:
+        # Exactly the result.json scope; why a control did not apply is in its findings.
+        return {"job": self.job, "job_uid": self.job_uid, "posture_only": self.posture_only,
+                "window": {"start": _time(self.window_start), "end": _time(self.window_end)}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Scope:
+        window = data.get("window") or {}
+        return cls(data.get("job"), data.get("job_uid"), _parse_time(window.get("start")),
+                   _parse_time(window.get("end")), bool(data.get("posture_only")),
+                   bool(data.get("probes_enabled", True)), tuple(data.get("reasons", ())))
+
+
+@dataclass(frozen=True)
+class ControlContext:
+    """All a control may look at: the evidence, the policy it judges against, the scope, today's date."""
+
+    evidence: EvidenceLog
+    policy: PolicyPack
+    scope: Scope
+    today: date
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """One active negative test and what became of it (result.json `probes`)."""
+
+    control: str
+    resource: str
+    refused: bool
+    reason: str
+    evidence: tuple[str, ...]
+    cleanup: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"control": self.control, "resource": self.resource, "refused": self.refused,
+                "reason": self.reason, "evidence": list(self.evidence), "cleanup": self.cleanup}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProbeRecord:
+        return cls(data["control"], data.get("resource", ""), bool(data.get("refused")), data.get("reason", ""),
+                   tuple(data.get("evidence", ())), data.get("cleanup", ""))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    target: str
+    project: str
+    policy_name: str
+    policy_path: str
+    policy_sha256: str
+    tool_version: str
+    principal: str
+    started_at: datetime
+    finished_at: datetime
+    scope: Scope
+    controls: tuple[ControlResult, ...]
+    probes: tuple[ProbeRecord, ...] = field(default_factory=tuple)
+    tool_name: str = "sovaudit"
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {o.value: 0 for o in Outcome}
+        for result in self.controls:
+            counts[result.outcome.value] += 1
+        return counts
+
+    @property
+    def verdict(self) -> str:
+        """FAIL beats INCOMPLETE beats PASS; a run with no control results is INCOMPLETE, never PASS."""
+        outcomes = {r.outcome for r in self.controls}
+        if Outcome.FAIL in outcomes:
+            return "FAIL"
+        if Outcome.ERROR in outcomes or not self.controls:
+            return "INCOMPLETE"
+        return "PASS"
+
+    @property
+    def exit_code(self) -> int:
+        return {"PASS": 0, "FAIL": 1, "INCOMPLETE": 3}[self.verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": RESULT_SCHEMA,
+            "run_id": self.run_id,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "target": self.target,
+            "project": self.project,
+            "policy": {"name": self.policy_name, "path": self.policy_path, "sha256": self.policy_sha256},
+            "tool": {"name": self.tool_name, "version": self.tool_version},
+            "principal": self.principal,
+            "started_at": _time(self.started_at),
+            "finished_at": _time(self.finished_at),
+            "scope": self.scope.to_json(),
+            "summary": self.summary,
+            "controls": [c.to_json() for c in self.controls],
+            "probes": [p.to_json() for p in self.probes],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunResult:
+        if data.get("schema") != RESULT_SCHEMA:
+            raise ValueError(f"result.json: schema is {data.get('schema')!r}, expected {RESULT_SCHEMA!r}")
+        policy = data.get("policy") or {}
+        tool = data.get("tool") or {}
+        started, finished = _parse_time(data.get("started_at")), _parse_time(data.get("finished_at"))
+        if started is None or finished is None:
+            raise ValueError("result.json: started_at and finished_at are required RFC 3339 times")
+        return cls(
+            run_id=data["run_id"], target=data.get("target", ""), project=data.get("project", ""),
+            policy_name=policy.get("name", ""), policy_path=policy.get("path", ""),
+            policy_sha256=policy.get("sha256", ""), tool_version=tool.get("version", ""),
+            principal=data.get("principal", ""), started_at=started, finished_at=finished,
+            scope=Scope.from_json(data.get("scope") or {}),
+            controls=tuple(ControlResult.from_json(c) for c in data.get("controls", ())),
+            probes=tuple(ProbeRecord.from_json(p) for p in data.get("probes", ())),
+            tool_name=tool.get("name", "sovaudit"),
+        )
+
+
+def _time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,710 @@
+"""Typed, frozen views of the raw REST JSON in an EvidenceLog.
+
+Controls read these views, never the JSON directly, so that Google's spelling lives in one place:
+field names stay as Google writes them on the wire (camelCase, compute's `networkIP`, audit
+payloads' `methodName`), numbers that JSON carries as strings (`taskCount`, `outputRows`) become ints
+here, and a purpose that is missing, failed, or stopped before its last page raises
+EvidenceIncomplete naming the API and method — which evaluation turns into ERROR, never PASS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sovaudit.audit import locations
+from sovaudit.audit.evidence import EvidenceItem, EvidenceLog
+
+#: purpose (or purpose prefix before ':') -> the API call that answers it, for error messages.
+PURPOSE_API: dict[str, str] = {
+    "orgpolicy.effective": "orgpolicy policies.getEffectivePolicy",
+    "resourcemanager.project": "cloudresourcemanager projects.get",
+    "resourcemanager.iam_policy": "cloudresourcemanager projects.getIamPolicy",
+    "acm.perimeters": "accesscontextmanager servicePerimeters.list",
+    "storage.bucket": "storage buckets.get",
+    "kms.key": "cloudkms cryptoKeys.get",
+    "bigquery.dataset": "bigquery datasets.get",
+    "batch.job": "batch jobs.get",
+    "compute.instance_template": "compute instanceTemplates.get",
+    "compute.job_instances": "compute instances.aggregatedList",
+    "logging.instance_inserts": "logging entries.list",
+    "logging.data_writes": "logging entries.list",
+    "logging.policy_denied": "logging entries.list",
+    "bigquery.load_jobs": "bigquery jobs.list",
+    "storage.manifests": "storage objects.list",
+    "storage.manifest": "storage objects.get",
+    "probe.batch": "batch jobs.create",
+    "probe.bucket": "storage buckets.insert",
+    "probe.dataset": "bigquery datasets.insert",
+    "probe.batch_status": "batch jobs.get",
+    "probe.batch_vms": "compute instances.aggregatedList",
+    "probe.cleanup": "the probe's delete call",
+}
+
+
+class EvidenceIncomplete(Exception):
+    """A purpose the control needs was not collected, failed, or is missing pages."""
+
+    def __init__(self, message: str, evidence_ids: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.evidence_ids = tuple(evidence_ids)
+
+
+def api_of(purpose: str) -> str:
+    return PURPOSE_API.get(purpose) or PURPOSE_API.get(purpose.split(":", 1)[0], purpose)
+
+
+def complete_items(log: EvidenceLog, purpose: str) -> tuple[EvidenceItem, ...]:
+    """All pages of a purpose, or EvidenceIncomplete if any page failed or the listing stopped early."""
+    status = log.by_purpose(purpose)
+    items = status.items
+    failed = next((item for item in items if not item.ok), None)
+    if not items or failed is not None or not status.complete:
+        problem = failed.error_message() if failed is not None else status.problem
+        raise EvidenceIncomplete(f"{purpose} ({api_of(purpose)}): {problem}", status.ids)
+    for item in items:
+        if not isinstance(item.parsed, dict):
+            raise EvidenceIncomplete(f"{purpose} ({api_of(purpose)}): evidence {item.id} is not a JSON object",
+                                     status.ids)
+    return items
+
+
+def _one(log: EvidenceLog, purpose: str) -> tuple[dict[str, Any], str]:
+    items = complete_items(log, purpose)
+    return items[-1].parsed, items[-1].id
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def last_segment(url_or_name: str) -> str:
+    return url_or_name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def location_in_name(name: str) -> str:
+    """`projects/p/locations/us-central1/...` -> `us-central1` ('' when the name carries none)."""
+    match = re.search(r"/locations/([^/]+)", name)
+    return match.group(1).lower() if match else ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Node posture
+
+
+@dataclass(frozen=True)
+class LocationPolicy:
+    """The effective `gcp.resourceLocations` policy, rules merged (Google returns `in:` groups unexpanded)."""
+
+    name: str
+    allowed_values: tuple[str, ...]
+    denied_values: tuple[str, ...]
+    allow_all: bool
+    deny_all: bool
+    rule_count: int
+    evidence: tuple[str, ...]
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog) -> LocationPolicy:
+        body, item_id = _one(log, "orgpolicy.effective")
+        rules = (body.get("spec") or {}).get("rules") or []
+        allowed: list[str] = []
+        denied: list[str] = []
+        allow_all = deny_all = False
+        for rule in rules:
+            values = rule.get("values") or {}
+            allowed += values.get("allowedValues") or []
+            denied += values.get("deniedValues") or []
+            allow_all = allow_all or bool(rule.get("allowAll"))
+            deny_all = deny_all or bool(rule.get("denyAll"))
+        return cls(body.get("name", ""), tuple(allowed), tuple(denied), allow_all, deny_all, len(rules), (item_id,))
+
+
+@dataclass(frozen=True)
+class Project:
+    project_id: str
+    project_number: str
+    evidence: tuple[str, ...]
+
+    @property
+    def default_compute_service_account(self) -> str:
+        return f"{self.project_number}-compute@developer.gserviceaccount.com"
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog) -> Project:
+        body, item_id = _one(log, "resourcemanager.project")
+        # v1 carries projectNumber; v3 carries name "projects/NUMBER".
+        number = str(body.get("projectNumber") or "")
+        if not number and str(body.get("name", "")).startswith("projects/"):
+            number = last_segment(body["name"])
+        if not number.isdigit():
+            raise EvidenceIncomplete("resourcemanager.project (cloudresourcemanager projects.get): "
+                                     "the answer carries no project number", (item_id,))
+        return cls(str(body.get("projectId", "")), number, (item_id,))
+
+
+@dataclass(frozen=True)
+class AuditLogConfig:
+    service: str
+    log_types: frozenset[str]
+    exempted: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class IamAuditConfigs:
+    configs: tuple[AuditLogConfig, ...]
+    evidence: tuple[str, ...]
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog) -> IamAuditConfigs:
+        body, item_id = _one(log, "resourcemanager.iam_policy")
+        configs = []
+        for config in body.get("auditConfigs") or []:
+            types: set[str] = set()
+            exempted: dict[str, tuple[str, ...]] = {}
+            for entry in config.get("auditLogConfigs") or []:
+                log_type = str(entry.get("logType", ""))
+                types.add(log_type)
+                exempted[log_type] = tuple(entry.get("exemptedMembers") or ())
+            configs.append(AuditLogConfig(str(config.get("service", "")), frozenset(types), exempted))
+        return cls(tuple(configs), (item_id,))
+
+    def logged(self, service: str, log_type: str) -> tuple[bool, tuple[str, ...]]:
+        """Whether `log_type` is on for `service` (directly or via allServices), and who is exempted."""
+        on = False
+        exempted: list[str] = []
+        for config in self.configs:
+            if config.service in (service, "allServices") and log_type in config.log_types:
+                on = True
+                exempted += config.exempted.get(log_type, ())
+        return on, tuple(exempted)
+
+
+@dataclass(frozen=True)
+class PerimeterConfig:
+    resources: tuple[str, ...]
+    restricted_services: tuple[str, ...]
+    vpc_accessible_services: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None) -> PerimeterConfig | None:
+        if not data:
+            return None
+        return cls(tuple(data.get("resources") or ()), tuple(data.get("restrictedServices") or ()),
+                   dict(data.get("vpcAccessibleServices") or {}))
+
+
+@dataclass(frozen=True)
+class ServicePerimeter:
+    name: str
+    title: str
+    perimeter_type: str
+    status: PerimeterConfig | None
+    spec: PerimeterConfig | None
+    use_explicit_dry_run_spec: bool
+    evidence: tuple[str, ...]
+
+
+def service_perimeters(log: EvidenceLog) -> tuple[ServicePerimeter, ...]:
+    perimeters = []
+    for item in complete_items(log, "acm.perimeters"):
+        for data in item.parsed.get("servicePerimeters") or []:
+            perimeters.append(ServicePerimeter(
+                name=str(data.get("name", "")), title=str(data.get("title", "")),
+                # REGULAR is the proto default and is omitted on the wire.
+                perimeter_type=str(data.get("perimeterType") or "PERIMETER_TYPE_REGULAR"),
+                status=PerimeterConfig.parse(data.get("status")), spec=PerimeterConfig.parse(data.get("spec")),
+                use_explicit_dry_run_spec=bool(data.get("useExplicitDryRunSpec")), evidence=(item.id,),
+            ))
+    return tuple(perimeters)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    location: str            # lower-cased; GCS answers US-CENTRAL1
+    location_type: str
+    default_kms_key_name: str | None
+    public_access_prevention: str
+    uniform_access: bool
+    evidence: tuple[str, ...]
+
+    @property
+    def resource(self) -> str:
+        return f"projects/_/buckets/{self.name}"
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog, name: str) -> Bucket:
+        body, item_id = _one(log, f"storage.bucket:{name}")
+        iam = body.get("iamConfiguration") or {}
+        uniform = (iam.get("uniformBucketLevelAccess") or {}).get("enabled")
+        if uniform is None:  # the legacy mirror of the same setting
+            uniform = (iam.get("bucketPolicyOnly") or {}).get("enabled")
+        return cls(
+            name=str(body.get("name", name)), location=str(body.get("location", "")).lower(),
+            location_type=str(body.get("locationType", "")).lower(),
+            default_kms_key_name=(body.get("encryption") or {}).get("defaultKmsKeyName") or None,
+            public_access_prevention=str(iam.get("publicAccessPrevention", "inherited")),
+            uniform_access=bool(uniform), evidence=(item_id,),
+        )
+
+
+@dataclass(frozen=True)
+class KmsKey:
+    name: str
+    location: str
+    primary_state: str
+    evidence: tuple[str, ...]
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog, key_name: str) -> KmsKey:
+        # A key version suffix is not part of the key's identity.
+        key_name = key_name.split("/cryptoKeyVersions/", 1)[0]
+        body, item_id = _one(log, f"kms.key:{key_name}")
+        name = str(body.get("name", key_name))
+        return cls(name, location_in_name(name), str((body.get("primary") or {}).get("state", "")), (item_id,))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    project: str
+    dataset_id: str
+    location: str            # lower-cased; BigQuery answers US / EU / us-central1
+    kms_key_name: str | None
+    evidence: tuple[str, ...]
+
+    @property
+    def resource(self) -> str:
+        return f"projects/{self.project}/datasets/{self.dataset_id}"
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog) -> Dataset:
+        body, item_id = _one(log, "bigquery.dataset")
+        ref = body.get("datasetReference") or {}
+        return cls(str(ref.get("projectId", "")), str(ref.get("datasetId", "")), str(body.get("location", "")).lower(),
+                   (body.get("defaultEncryptionConfiguration") or {}).get("kmsKeyName") or None, (item_id,))
+
+
+# ------------------------------------------------------------------------------------------------
+# The Batch job and its VMs
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    name: str
+    uid: str
+    region: str
+    labels: Mapping[str, str]
+    allowed_locations: tuple[str, ...]
+    instance_template: str | None
+    instance_policy: Mapping[str, Any] | None
+    service_account: str | None
+    network_interfaces: tuple[Mapping[str, Any], ...]
+    state: str
+    status_events: tuple[Mapping[str, Any], ...]
+    task_count: int
+    task_inputs: tuple[str, ...]
+    raw: Mapping[str, Any]
+    evidence: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], item_id: str) -> BatchJob:
+        allocation = body.get("allocationPolicy") or {}
+        instances = allocation.get("instances") or [{}]
+        group = (body.get("taskGroups") or [{}])[0]
+        status = body.get("status") or {}
+        return cls(
+            name=str(body.get("name", "")), uid=str(body.get("uid", "")),
+            region=location_in_name(str(body.get("name", ""))), labels=dict(body.get("labels") or {}),
+            allowed_locations=tuple((allocation.get("location") or {}).get("allowedLocations") or ()),
+            instance_template=instances[0].get("instanceTemplate") or None,
+            instance_policy=instances[0].get("policy"),
+            service_account=(allocation.get("serviceAccount") or {}).get("email") or None,
+            network_interfaces=tuple((allocation.get("network") or {}).get("networkInterfaces") or ()),
+            state=str(status.get("state", "")), status_events=tuple(status.get("statusEvents") or ()),
+            task_count=_int(group.get("taskCount")) or 1,
+            task_inputs=_task_inputs(group),
+            raw=body, evidence=(item_id,),
+        )
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog) -> BatchJob:
+        body, item_id = _one(log, "batch.job")
+        return cls.parse(body, item_id)
+
+
+def _task_inputs(group: Mapping[str, Any]) -> tuple[str, ...]:
+    """The inputs a job names, one per task index ('' where it names none).
+
+    Read from `taskGroups[0].taskEnvironments[i].variables.INPUT_URI` (one environment per task),
+    else from `taskSpec.environment.variables.INPUT_URIS` (a JSON list or comma/newline separated),
+    indexed by BATCH_TASK_INDEX. A job naming neither gives ().
+    """
+    per_task = [str((env.get("variables") or {}).get("INPUT_URI", "")) for env in group.get("taskEnvironments") or []]
+    if any(per_task):
+        return tuple(per_task)
+    variables = ((group.get("taskSpec") or {}).get("environment") or {}).get("variables") or {}
+    listed = variables.get("INPUT_URIS")
+    if not listed:
+        return ()
+    try:
+        decoded = json.loads(listed)
+        if isinstance(decoded, list):
+            return tuple(str(x) for x in decoded)
+    except json.JSONDecodeError:
+        pass
+    return tuple(part.strip() for part in re.split(r"[,\n]", listed) if part.strip())
+
+
+@dataclass(frozen=True)
+class ConfidentialConfig:
+    enabled: bool
+    instance_type: str   # "" when unset; with enabled=True Google then means SEV
+
+    @property
+    def effective_type(self) -> str:
+        if not self.enabled:
+            return ""
+        if self.instance_type in ("", "CONFIDENTIAL_INSTANCE_TYPE_UNSPECIFIED"):
+            return "SEV"
+        return self.instance_type
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None) -> ConfidentialConfig:
+        data = data or {}
+        return cls(bool(data.get("enableConfidentialCompute")), str(data.get("confidentialInstanceType", "")))
+
+
+@dataclass(frozen=True)
+class InstanceTemplate:
+    name: str
+    self_link: str
+    machine_type: str
+    confidential: ConfidentialConfig
+    network_interfaces: tuple[Mapping[str, Any], ...]
+    service_accounts: tuple[str, ...]
+    has_confidential_config: bool
+    evidence: tuple[str, ...]
+
+    @classmethod
+    def from_log(cls, log: EvidenceLog) -> InstanceTemplate:
+        body, item_id = _one(log, "compute.instance_template")
+        props = body.get("properties") or {}
+        return cls(
+            name=str(body.get("name", "")), self_link=str(body.get("selfLink", "")),
+            machine_type=last_segment(str(props.get("machineType", ""))),
+            confidential=ConfidentialConfig.parse(props.get("confidentialInstanceConfig")),
+            network_interfaces=tuple(props.get("networkInterfaces") or ()),
+            service_accounts=tuple(str(sa.get("email", "")) for sa in props.get("serviceAccounts") or ()),
+            has_confidential_config="confidentialInstanceConfig" in props, evidence=(item_id,),
+        )
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    zone: str
+    machine_type: str
+    labels: Mapping[str, str]
+    confidential: ConfidentialConfig
+    access_configs: tuple[Mapping[str, Any], ...]
+    ipv6_access_configs: tuple[Mapping[str, Any], ...]
+    network_ips: tuple[str, ...]
+    service_accounts: tuple[str, ...]
+    resource: str
+    evidence: tuple[str, ...]
+
+    @property
+    def machine_series(self) -> str:
+        return self.machine_type.split("-", 1)[0].lower()
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], item_id: str, scope: str = "") -> Instance:
+        zone = locations.normalize(str(data.get("zone") or scope))
+        nics = data.get("networkInterfaces") or []
+        name = str(data.get("name", ""))
+        resource = str(data.get("selfLink") or "")
+        if "/projects/" in resource:
+            resource = "projects/" + resource.split("/projects/", 1)[1]
+        return cls(
+            name=name, zone=zone, machine_type=last_segment(str(data.get("machineType", ""))),
+            labels=dict(data.get("labels") or {}),
+            confidential=ConfidentialConfig.parse(data.get("confidentialInstanceConfig")),
+            access_configs=tuple(ac for nic in nics for ac in nic.get("accessConfigs") or ()),
+            ipv6_access_configs=tuple(ac for nic in nics for ac in nic.get("ipv6AccessConfigs") or ()),
+            network_ips=tuple(str(nic.get("networkIP", "")) for nic in nics),
+            service_accounts=tuple(str(sa.get("email", "")) for sa in data.get("serviceAccounts") or ()),
+            resource=resource or f"zones/{zone}/instances/{name}", evidence=(item_id,),
+        )
+
+
+def job_instances(log: EvidenceLog, job_uid: str | None) -> tuple[Instance, ...]:
+    """The run's VMs: those of `compute.job_instances` labelled with the job's uid.
+
+    The collector filters server-side already; filtering again keeps a too-wide answer (a filter the
+    server ignored) from smuggling another job's VMs into the verdict.
+    """
+    found = instances(log, "compute.job_instances")
+    if not job_uid:
+        return found
+    return tuple(vm for vm in found if vm.labels.get("batch-job-uid") == job_uid)
+
+
+def instances(log: EvidenceLog, purpose: str = "compute.job_instances") -> tuple[Instance, ...]:
+    """VMs from aggregatedList pages (scopes holding only a `warning` are skipped) or plain list pages."""
+    found: list[Instance] = []
+    for item in complete_items(log, purpose):
+        items = item.parsed.get("items")
+        if isinstance(items, dict):
+            for scope, scoped in items.items():
+                for data in (scoped or {}).get("instances") or ():
+                    found.append(Instance.parse(data, item.id, scope))
+        elif isinstance(items, list):
+            found += [Instance.parse(data, item.id) for data in items]
+    return tuple(found)
+
+
+# ------------------------------------------------------------------------------------------------
+# Audit log entries
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    log_name: str
+    timestamp: str
+    insert_id: str
+    resource_type: str
+    resource_labels: Mapping[str, str]
+    payload: Mapping[str, Any]
+    operation: Mapping[str, Any]
+    evidence: tuple[str, ...]
+
+    @property
+    def method_name(self) -> str:
+        return str(self.payload.get("methodName", ""))
+
+    @property
+    def service_name(self) -> str:
+        return str(self.payload.get("serviceName", ""))
+
+    @property
+    def resource_name(self) -> str:
+        return str(self.payload.get("resourceName", ""))
+
+    @property
+    def principal(self) -> str:
+        return str((self.payload.get("authenticationInfo") or {}).get("principalEmail", ""))
+
+    @property
+    def request(self) -> Mapping[str, Any]:
+        return self.payload.get("request") or {}
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.payload.get("metadata") or {}
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return self.payload.get("status") or {}
+
+    @property
+    def ref(self) -> str:
+        return f"{self.log_name}#{self.insert_id}" if self.insert_id else self.log_name
+
+
+def log_entries(log: EvidenceLog, purpose: str) -> tuple[LogEntry, ...]:
+    entries = []
+    for item in complete_items(log, purpose):
+        for data in item.parsed.get("entries") or ():
+            resource = data.get("resource") or {}
+            entries.append(LogEntry(
+                log_name=str(data.get("logName", "")), timestamp=str(data.get("timestamp", "")),
+                insert_id=str(data.get("insertId", "")), resource_type=str(resource.get("type", "")),
+                resource_labels=dict(resource.get("labels") or {}),
+                payload=dict(data.get("protoPayload") or data.get("jsonPayload") or {}),
+                operation=dict(data.get("operation") or {}), evidence=(item.id,),
+            ))
+    return tuple(entries)
+
+
+# ------------------------------------------------------------------------------------------------
+# Integrity: load jobs and task manifests
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    job_id: str
+    location: str
+    state: str
+    error: Mapping[str, Any] | None
+    output_rows: int | None
+    destination: str          # projects/P/datasets/D/tables/T ('' when the listing omitted it)
+    source_uris: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], item_id: str) -> LoadJob | None:
+        load = (data.get("configuration") or {}).get("load")
+        stats = (data.get("statistics") or {}).get("load")
+        if load is None and stats is None:
+            return None  # not a load job
+        ref = data.get("jobReference") or {}
+        status = data.get("status") or {}
+        table = (load or {}).get("destinationTable") or {}
+        destination = (f"projects/{table.get('projectId')}/datasets/{table.get('datasetId')}/tables/{table.get('tableId')}"
+                       if table else "")
+        return cls(
+            job_id=str(ref.get("jobId", "")), location=str(ref.get("location", "")),
+            state=str(status.get("state") or data.get("state", "")),
+            error=status.get("errorResult") or data.get("errorResult"),
+            output_rows=_int((stats or {}).get("outputRows")), destination=destination,
+            source_uris=tuple((load or {}).get("sourceUris") or ()), evidence=(item_id,),
+        )
+
+
+def load_jobs(log: EvidenceLog) -> dict[str, LoadJob]:
+    """Load jobs by job id, from jobs.list pages (`jobs[]`) or jobs.get answers (one job per item)."""
+    found: dict[str, LoadJob] = {}
+    for item in complete_items(log, "bigquery.load_jobs"):
+        body = item.parsed
+        for data in body.get("jobs") or ([body] if "jobReference" in body else []):
+            job = LoadJob.parse(data, item.id)
+            if job is not None:
+                found[job.job_id] = job
+    return found
+
+
+MANIFEST_FIELDS = ("run_id", "job", "task_index", "input", "input_sha256", "records_in", "records_normalized",
+                   "rows_loaded", "load_job_id", "table")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One task's counts, written by the task to `gs://<output>/manifests/<job>/<task_index>.json`:
+
+    ```json
+    {"run_id": "20261126T161800Z-3f9a1c", "job": "preprocess-genomes-001", "task_index": 0,
+     "input": "gs://fed-node-us-raw-vcfs/sample-000.vcf.gz", "input_sha256": "<hex>",
+     "records_in": 1200, "records_normalized": 1234, "rows_loaded": 1234,
+     "load_job_id": "sovaudit_<run>_<digest>", "table": "fed-node-us.hospital_data.variants"}
+    ```
+    Counts are integers (strings of digits are accepted); `records_normalized` counts records after
+    `bcftools norm -m -any` (one per alternate allele), which is what the load must carry.
+    """
+
+    object_name: str
+    run_id: str
+    job: str
+    task_index: int
+    input: str
+    input_sha256: str
+    records_in: int
+    records_normalized: int
+    rows_loaded: int
+    load_job_id: str
+    table: str
+    evidence: tuple[str, ...]
+
+
+def manifest_objects(log: EvidenceLog) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the listed manifest objects, and the listing's evidence ids."""
+    items = complete_items(log, "storage.manifests")
+    names = tuple(str(obj.get("name", "")) for item in items for obj in item.parsed.get("items") or ())
+    return tuple(n for n in names if n.endswith(".json")), tuple(i.id for i in items)
+
+
+def manifest(log: EvidenceLog, object_name: str) -> Manifest:
+    purpose = f"storage.manifest:{object_name}"
+    body, item_id = _one(log, purpose)
+    missing = [name for name in MANIFEST_FIELDS if name not in body]
+    counts = {name: _int(body.get(name)) for name in ("task_index", "records_in", "records_normalized", "rows_loaded")}
+    bad = [name for name, value in counts.items() if value is None and name not in missing]
+    if missing or bad:
+        raise EvidenceIncomplete(
+            f"{purpose}: manifest {object_name} is malformed"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; not integers: {', '.join(bad)}" if bad else ""), (item_id,))
+    return Manifest(
+        object_name=object_name, run_id=str(body["run_id"]), job=str(body["job"]),
+        task_index=counts["task_index"] or 0, input=str(body["input"]), input_sha256=str(body["input_sha256"]),
+        records_in=counts["records_in"] or 0, records_normalized=counts["records_normalized"] or 0,
+        rows_loaded=counts["rows_loaded"] or 0, load_job_id=str(body["load_job_id"]), table=str(body["table"]),
+        evidence=(item_id,),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Probe transcripts
+
+LOCATION_CONSTRAINT = "gcp.resourceLocations"
+
+
+@dataclass(frozen=True)
+class ProbeAttempt:
+    """One create call a probe made, as answered (4xx/5xx are answers here, not missing evidence)."""
+
+    kind: str       # batch | bucket | dataset
+    region: str
+    status: int
+    body: Any
+    request: Mapping[str, Any]
+    evidence: tuple[str, ...]
+    message: str
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def cites_location_constraint(self) -> bool:
+        """Whether the error body names gcp.resourceLocations in its message, errors[] or details[].
+
+        Read from the body, not an exception class: over REST a 400 FAILED_PRECONDITION arrives as
+        BadRequest and a 412 conditionNotMet as PreconditionFailed.
+        """
+        if not isinstance(self.body, dict):
+            return False
+        error = self.body.get("error", self.body)
+        return LOCATION_CONSTRAINT in json.dumps(error)
+
+    @property
+    def created_name(self) -> str:
+        """The name of what an accepted create made (job name, bucket name, dataset id)."""
+        if not isinstance(self.body, dict):
+            return ""
+        ref = self.body.get("datasetReference") or {}
+        return str(self.body.get("name") or self.body.get("id") or ref.get("datasetId", ""))
+
+
+def probe_attempt(log: EvidenceLog, kind: str, region: str) -> ProbeAttempt:
+    purpose = f"probe.{kind}:{region}"
+    status = log.by_purpose(purpose)
+    if not status.items:
+        raise EvidenceIncomplete(f"{purpose} ({api_of(purpose)}): the probe was not run", ())
+    item = status.items[-1]
+    return ProbeAttempt(kind, region, item.status, item.parsed, dict(item.request), tuple(status.ids),
+                        item.error_message() if not item.ok else "")
+
+
+def probe_job_polls(log: EvidenceLog, region: str) -> tuple[BatchJob, ...]:
+    """The polls of an accepted probe job, oldest first (only answered polls)."""
+    polls = []
+    for item in log.by_purpose(f"probe.batch_status:{region}").items:
+        if item.ok and isinstance(item.parsed, dict):
+            polls.append(BatchJob.parse(item.parsed, item.id))
+    return tuple(polls)
+
+
+def probe_cleanups(log: EvidenceLog) -> Iterator[tuple[str, EvidenceItem]]:
+    """(resource, last delete attempt) for every `probe.cleanup:<resource>` purpose."""
+    for purpose in log.purposes("probe.cleanup:"):
+        items = log.by_purpose(purpose).items
+        yield purpose.split(":", 1)[1], items[-1]
+

@@ -1,0 +1,495 @@
+"""Policy packs: what a sovereign node promises, loaded from YAML and validated before any audit.
+
+The validator reports every problem in one pass (a reviewer fixing a pack should not play
+whack-a-mole), each naming the file, the YAML line and the field, with a hint. Line numbers come
+from the composed YAML node tree, so they point at the offending value, not the document.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sovaudit.audit import locations
+from sovaudit.policies import schema
+from sovaudit.policies.schema import Field
+
+SHIPPED = {"us": "us-node.yaml", "eu": "eu-node.yaml"}
+
+
+class PolicyError(Exception):
+    """One problem in a policy pack: `FILE:LINE: FIELD: message (hint)`."""
+
+    def __init__(self, file: str, line: int, field: str, message: str, hint: str = "") -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}: {self.field or '<document>'}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class PolicyPackInvalid(PolicyError):
+    """A pack with one or more problems; `errors` holds all of them, `str()` lists them one per line."""
+
+    def __init__(self, errors: list[PolicyError]) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        super().__init__(first.file, first.line, first.field, first.message, first.hint)
+
+    def __str__(self) -> str:
+        return "\n".join(PolicyError.__str__(e) for e in self.errors)
+
+
+@dataclass(frozen=True)
+class Jurisdiction:
+    name: str
+    allowed_regions: tuple[str, ...]
+    allowed_policy_values: tuple[str, ...]
+    probe_regions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Network:
+    network: str
+    subnetwork: str
+
+
+@dataclass(frozen=True)
+class Perimeter:
+    access_policy: str
+    name: str
+    restricted_services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Buckets:
+    input: str
+    output: str
+    allowed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Kms:
+    location: str
+    key_ring: str
+
+
+@dataclass(frozen=True)
+class Confidential:
+    required_type: str
+    machine_series: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    instance_template: str
+    machine_type: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Waiver:
+    control: str
+    resource: str
+    owner: str
+    justification: str
+    expires: date
+
+    def to_json(self) -> dict[str, str]:
+        return {"control": self.control, "resource": self.resource, "owner": self.owner,
+                "justification": self.justification, "expires": self.expires.isoformat()}
+
+
+@dataclass(frozen=True)
+class PolicyPack:
+    api_version: str
+    kind: str
+    name: str
+    description: str
+    project: str
+    organization: str
+    jurisdiction: Jurisdiction
+    network: Network
+    perimeter: Perimeter
+    service_account: str
+    buckets: Buckets
+    dataset: str
+    kms: Kms
+    confidential: Confidential
+    pipeline: Pipeline
+    severity_overrides: Mapping[str, str]
+    waivers: tuple[Waiver, ...]
+    path: str
+    sha256: str
+
+    @property
+    def region(self) -> str:
+        return self.jurisdiction.allowed_regions[0]
+
+    @cached_property
+    def jurisdiction_locations(self) -> frozenset[str]:
+        """Every location inside the jurisdiction: the allowed regions, their zones, the allowed groups."""
+        members = set(locations.expand(self.jurisdiction.allowed_policy_values))
+        for region in self.jurisdiction.allowed_regions:
+            members.add(region)
+            members.update(locations.zones_of(region))
+        return frozenset(members)
+
+    def allows_location(self, location: str) -> bool:
+        """Whether a zone/region/multi-region (any Google spelling, any case) lies in the jurisdiction."""
+        return locations.normalize(location) in self.jurisdiction_locations
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def resolve_policy(name_or_path: str | Path) -> PolicyPack:
+    """`us`/`eu` (or `us-node`) pick a shipped pack; anything else is a path."""
+    text = str(name_or_path)
+    short = text.removesuffix("-node")
+    if short in SHIPPED and not Path(text).exists():
+        shipped = resources.files("sovaudit.policies").joinpath(SHIPPED[short])
+        with resources.as_file(shipped) as path:
+            return load_policy(path)
+    return load_policy(Path(text))
+
+
+def load_policy(path: str | Path) -> PolicyPack:
+    """Load and validate a pack; raises PolicyPackInvalid listing every problem."""
+    pack, errors = _load(Path(path))
+    if errors or pack is None:
+        raise PolicyPackInvalid(errors or [PolicyError(str(path), 0, "", "the pack could not be loaded")])
+    return pack
+
+
+def validate_policy(path: str | Path) -> list[PolicyError]:
+    """Every problem of a pack ([] when it is valid)."""
+    return _load(Path(path))[1]
+
+
+def _load(path: Path) -> tuple[PolicyPack | None, list[PolicyError]]:
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [PolicyError(file, 0, "", f"cannot read the pack: {exc.strerror or exc}",
+                                  "check the path; shipped packs are 'us' and 'eu'")]
+    try:
+        text = raw.decode("utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        return None, [PolicyError(file, 1, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [PolicyError(file, line, "", f"YAML syntax error: {problem}",
+                                  "check indentation, quotes and colons around this line")]
+    checker = _Checker(file)
+    values = checker.document(root)
+    if values is not None:
+        checker.semantics(values)
+    if checker.errors or values is None:
+        return None, checker.errors
+    return _build(values, file, hashlib.sha256(raw).hexdigest()), []
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+_EMAIL = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9.-]+\.[a-z]+$")
+_ORG = re.compile(r"^organizations/[0-9]+$")
+_KEY_RING = re.compile(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+$")
+_ACCESS_POLICY = re.compile(r"^accessPolicies/[0-9]+$")
+
+
+def _known_control_ids() -> set[str]:
+    # Imported here: the registry imports the controls, which import views and models, which
+    # refer to policy packs; a top-level import would be circular.
+    from sovaudit.audit import registry
+
+    return {spec.meta.id for spec in registry.all_controls()}
+
+
+class _Checker:
+    """Walks the composed YAML with the schema, collecting every problem with its line."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors: list[PolicyError] = []
+        self.lines: dict[str, int] = {}
+        self._constructor = yaml.SafeLoader("")
+
+    def error(self, line: int, path: str, message: str, hint: str = "") -> None:
+        self.errors.append(PolicyError(self.file, line, path, message, hint))
+
+    def line(self, path: str) -> int:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rsplit(".", 1)[0] if "." in path else path.rsplit("[", 1)[0] if "[" in path else ""
+        return self.lines.get("", 1)
+
+    def document(self, root: yaml.Node | None) -> dict[str, Any] | None:
+        if root is None:
+            self.error(1, "", "the file is empty", "start from policies/us-node.yaml")
+            return None
+        self.lines[""] = root.start_mark.line + 1
+        if not isinstance(root, yaml.MappingNode):
+            self.error(root.start_mark.line + 1, "", "a policy pack must be a mapping of fields",
+                       "start from policies/us-node.yaml")
+            return None
+        return self.mapping(root, schema.PACK, "")
+
+    def mapping(self, node: yaml.MappingNode, fields: Mapping[str, Field], prefix: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            path = f"{prefix}.{key}" if prefix else key
+            line = key_node.start_mark.line + 1
+            if key in values or path in self.lines:
+                self.error(line, path, "field given twice", "keep one of the two")
+                continue
+            self.lines[path] = value_node.start_mark.line + 1
+            spec = fields.get(key)
+            if spec is None:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "allowed fields: " + ", ".join(fields)
+                self.error(line, path, "unknown field", hint)
+                continue
+            value = self.value(value_node, spec, path)
+            if value is not None:
+                values[key] = value
+        for key, spec in fields.items():
+            if spec.required and key not in values:
+                path = f"{prefix}.{key}" if prefix else key
+                if path not in self.lines:  # present but invalid was already reported
+                    self.error(node.start_mark.line + 1, path, "required field is missing", spec.hint)
+        return values
+
+    def scalar(self, node: yaml.Node) -> Any:
+        return self._constructor.construct_object(node, deep=True)
+
+    def value(self, node: yaml.Node, spec: Field, path: str) -> Any:
+        line = node.start_mark.line + 1
+        wrong = f"expected a {spec.kind}"
+        if spec.kind == schema.STR:
+            value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+            if not isinstance(value, str) or not value.strip():
+                self.error(line, path, f"{wrong}, got {_describe(node, value)}", spec.hint)
+                return None
+            return value
+        if spec.kind == schema.DATE:
+            if not isinstance(node, yaml.ScalarNode):
+                self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
+                return None
+            try:
+                return date.fromisoformat(str(node.value).strip())
+            except ValueError:
+                self.error(line, path, f"malformed date {node.value!r}", spec.hint)
+                return None
+        if spec.kind in (schema.LIST_STR, schema.LIST_OBJECT):
+            if not isinstance(node, yaml.SequenceNode):
+                self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
+                return None
+            items = []
+            item_spec = Field(schema.STR, hint=spec.hint) if spec.kind == schema.LIST_STR else \
+                Field(schema.OBJECT, fields=spec.fields)
+            for index, item in enumerate(node.value):
+                item_path = f"{path}[{index}]"
+                self.lines[item_path] = item.start_mark.line + 1
+                value = self.value(item, item_spec, item_path)
+                if value is not None:
+                    items.append(value)
+            return items
+        if spec.kind == schema.MAP_STR:
+            if isinstance(node, yaml.ScalarNode) and self.scalar(node) is None:
+                return {}
+            if not isinstance(node, yaml.MappingNode):
+                self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
+                return None
+            result: dict[str, str] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                entry_path = f"{path}.{key}"
+                self.lines[entry_path] = value_node.start_mark.line + 1
+                entry = self.value(value_node, Field(schema.STR, hint=spec.hint), entry_path)
+                if entry is not None:
+                    result[key] = entry
+            return result
+        if spec.kind == schema.OBJECT:
+            if not isinstance(node, yaml.MappingNode):
+                self.error(line, path, f"{wrong}, got {_describe(node, None)}",
+                           "fields: " + ", ".join(spec.fields))
+                return None
+            return self.mapping(node, spec.fields, path)
+        raise AssertionError(f"schema kind {spec.kind!r} has no checker")
+
+    # ---- meaning, beyond shape --------------------------------------------------------------
+
+    def semantics(self, v: dict[str, Any]) -> None:
+        if v.get("apiVersion") not in (None, "sovaudit/v1"):
+            self.error(self.line("apiVersion"), "apiVersion", f"unsupported apiVersion {v['apiVersion']!r}",
+                       "use sovaudit/v1")
+        if v.get("kind") not in (None, "PolicyPack"):
+            self.error(self.line("kind"), "kind", f"unsupported kind {v['kind']!r}", "use PolicyPack")
+        if "organization" in v and not _ORG.match(v["organization"]):
+            self.error(self.line("organization"), "organization", f"{v['organization']!r} is not an organization name",
+                       "organizations/NUMBER")
+        if "service_account" in v and not _EMAIL.match(v["service_account"]):
+            self.error(self.line("service_account"), "service_account",
+                       f"{v['service_account']!r} is not a service account email",
+                       "NAME@PROJECT.iam.gserviceaccount.com")
+        self.check_jurisdiction(v.get("jurisdiction") or {})
+        self.check_buckets(v.get("buckets") or {})
+        self.check_perimeter(v.get("perimeter") or {})
+        self.check_kms(v.get("kms") or {})
+        self.check_confidential(v.get("confidential") or {})
+        self.check_controls(v.get("severity_overrides") or {}, v.get("waivers") or [])
+
+    def check_region(self, path: str, region: str) -> bool:
+        if not locations.looks_like_region(region):
+            self.error(self.line(path), path, f"{region!r} does not look like a region",
+                       "regions are spelled like us-central1 or europe-west4; zones and multi-regions are not regions")
+            return False
+        if region not in locations.REGION_ZONES:
+            self.error(self.line(path), path, f"unknown region {region!r}",
+                       "add it to sovaudit.audit.locations.REGION_ZONES if Google has opened it")
+            return False
+        return True
+
+    def check_jurisdiction(self, j: dict[str, Any]) -> None:
+        regions = j.get("allowed_regions", [])
+        for name in ("allowed_regions", "allowed_policy_values", "probe_regions"):
+            if name in j and not j[name]:
+                self.error(self.line(f"jurisdiction.{name}"), f"jurisdiction.{name}", "must not be empty",
+                           schema.PACK["jurisdiction"].fields[name].hint)
+        inside: set[str] = set()
+        for index, region in enumerate(regions):
+            if self.check_region(f"jurisdiction.allowed_regions[{index}]", region):
+                inside.add(region)
+                inside.update(locations.zones_of(region))
+        for index, value in enumerate(j.get("allowed_policy_values", [])):
+            path = f"jurisdiction.allowed_policy_values[{index}]"
+            try:
+                inside |= locations.expand([value])
+            except locations.UnknownLocationGroup:
+                self.error(self.line(path), path, f"unknown value group {value!r}",
+                           "use in:<region>-locations or a group listed in sovaudit.audit.locations")
+        for index, region in enumerate(j.get("probe_regions", [])):
+            path = f"jurisdiction.probe_regions[{index}]"
+            if self.check_region(path, region) and region in inside:
+                self.error(self.line(path), path,
+                           f"probe region {region!r} is inside the allowed jurisdiction: the probe would "
+                           "expect a refusal the policy itself permits",
+                           "probe a region outside allowed_regions/allowed_policy_values")
+
+    def check_buckets(self, b: dict[str, Any]) -> None:
+        allowed = b.get("allowed")
+        if allowed is None:
+            return
+        for role in ("input", "output"):
+            if role in b and b[role] not in allowed:
+                self.error(self.line("buckets.allowed"), "buckets.allowed",
+                           f"the {role} bucket {b[role]!r} is not in the allow-list",
+                           f"add {b[role]} to buckets.allowed")
+
+    def check_perimeter(self, p: dict[str, Any]) -> None:
+        policy = p.get("access_policy")
+        if policy and not _ACCESS_POLICY.match(policy):
+            self.error(self.line("perimeter.access_policy"), "perimeter.access_policy",
+                       f"{policy!r} is not an access policy name", "accessPolicies/NUMBER")
+        name = p.get("name")
+        if policy and name and not name.startswith(f"{policy}/servicePerimeters/"):
+            self.error(self.line("perimeter.name"), "perimeter.name",
+                       f"{name!r} is not a perimeter of {policy}", f"{policy}/servicePerimeters/NAME")
+
+    def check_kms(self, k: dict[str, Any]) -> None:
+        location = k.get("location")
+        if location is not None and location not in locations.REGION_ZONES and location not in locations.MULTI_REGIONS:
+            self.error(self.line("kms.location"), "kms.location", f"unknown KMS location {location!r}",
+                       "a region such as us-central1 or a multi-region such as us/europe")
+        ring = k.get("key_ring")
+        if ring is not None:
+            match = _KEY_RING.match(ring)
+            if not match:
+                self.error(self.line("kms.key_ring"), "kms.key_ring", f"{ring!r} is not a key ring name",
+                           schema.PACK["kms"].fields["key_ring"].hint)
+            elif location and match.group(1) != location:
+                self.error(self.line("kms.key_ring"), "kms.key_ring",
+                           f"the key ring is in {match.group(1)!r}, not in kms.location {location!r}",
+                           "keys must live where the data lives")
+
+    def check_confidential(self, c: dict[str, Any]) -> None:
+        required = c.get("required_type")
+        if required is not None and required not in schema.CONFIDENTIAL_TYPES:
+            self.error(self.line("confidential.required_type"), "confidential.required_type",
+                       f"unknown confidential type {required!r}", "one of " + ", ".join(schema.CONFIDENTIAL_TYPES))
+        if "machine_series" in c and not c["machine_series"]:
+            self.error(self.line("confidential.machine_series"), "confidential.machine_series",
+                       "must not be empty", "e.g. [n2d, c2d, c3d]")
+
+    def check_controls(self, overrides: dict[str, str], waivers: list[dict[str, Any]]) -> None:
+        known = _known_control_ids()
+        hint = "see `sovaudit controls list`"
+        for control_id, severity in overrides.items():
+            path = f"severity_overrides.{control_id}"
+            if control_id not in known:
+                self.error(self.line(path), path, f"unknown control id {control_id!r}", hint)
+            if severity not in schema.SEVERITIES:
+                self.error(self.line(path), path, f"unknown severity {severity!r}",
+                           "one of " + ", ".join(schema.SEVERITIES))
+        for index, waiver in enumerate(waivers):
+            control_id = waiver.get("control")
+            if control_id is not None and control_id not in known:
+                path = f"waivers[{index}].control"
+                self.error(self.line(path), path, f"unknown control id {control_id!r}", hint)
+
+
+def _describe(node: yaml.Node, value: Any) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if value is None:
+        return "nothing" if getattr(node, "value", "") in ("", "~", "null") else repr(getattr(node, "value", ""))
+    return f"{type(value).__name__} {value!r}"
+
+
+def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
+    j, n, p, b, k, c, pl = (v[name] for name in
+                            ("jurisdiction", "network", "perimeter", "buckets", "kms", "confidential", "pipeline"))
+    return PolicyPack(
+        api_version=v["apiVersion"], kind=v["kind"], name=v["name"], description=v.get("description", ""),
+        project=v["project"], organization=v["organization"],
+        jurisdiction=Jurisdiction(j["name"], tuple(j["allowed_regions"]), tuple(j["allowed_policy_values"]),
+                                  tuple(j["probe_regions"])),
+        network=Network(n["network"], n["subnetwork"]),
+        perimeter=Perimeter(p["access_policy"], p["name"], tuple(p["restricted_services"])),
+        service_account=v["service_account"],
+        buckets=Buckets(b["input"], b["output"], tuple(b["allowed"])),
+        dataset=v["dataset"],
+        kms=Kms(k["location"], k["key_ring"]),
+        confidential=Confidential(c["required_type"], tuple(s.lower() for s in c["machine_series"])),
+        pipeline=Pipeline(pl["instance_template"], pl["machine_type"], dict(pl.get("labels", {}))),
+        severity_overrides=dict(v.get("severity_overrides", {})),
+        waivers=tuple(Waiver(w["control"], w["resource"], w["owner"], w["justification"], w["expires"])
+                      for w in v.get("waivers", [])),
+        path=file, sha256=sha256,
+    )

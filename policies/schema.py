@@ -1,0 +1,78 @@
+"""The shape of a policy pack, declared once and read by the validator in `pack.py`.
+
+A hand-written schema (not JSON Schema) because every error must carry the YAML line of the node
+it is about, and the validator walks the composed YAML node tree with this table beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+STR = "string"
+LIST_STR = "list of strings"
+MAP_STR = "mapping of string to string"
+OBJECT = "mapping"
+LIST_OBJECT = "list of mappings"
+DATE = "date (YYYY-MM-DD)"
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str
+    required: bool = True
+    fields: Mapping[str, Field] = field(default_factory=dict)
+    hint: str = ""
+
+
+WAIVER = {
+    "control": Field(STR, hint="a control id such as SOV-04 (see `sovaudit controls list`)"),
+    "resource": Field(STR, hint="a glob over the finding's resource, e.g. 'projects/_/buckets/fed-node-us-*'"),
+    "owner": Field(STR, hint="who answers for the exception, e.g. security@example.org"),
+    "justification": Field(STR, hint="why the failure is accepted"),
+    "expires": Field(DATE, hint="an ISO date such as 2027-03-31; waivers never last forever"),
+}
+
+PACK: dict[str, Field] = {
+    "apiVersion": Field(STR, hint="apiVersion: sovaudit/v1"),
+    "kind": Field(STR, hint="kind: PolicyPack"),
+    "name": Field(STR),
+    "description": Field(STR, required=False),
+    "project": Field(STR, hint="the project id, e.g. fed-node-us"),
+    "organization": Field(STR, hint="organizations/NUMBER"),
+    "jurisdiction": Field(OBJECT, fields={
+        "name": Field(STR),
+        "allowed_regions": Field(LIST_STR, hint="e.g. [us-central1]"),
+        "allowed_policy_values": Field(LIST_STR, hint='org-policy values, e.g. ["in:us-central1-locations"]'),
+        "probe_regions": Field(LIST_STR, hint="regions outside the jurisdiction, e.g. [europe-west4]"),
+    }),
+    "network": Field(OBJECT, fields={"network": Field(STR), "subnetwork": Field(STR)}),
+    "perimeter": Field(OBJECT, fields={
+        "access_policy": Field(STR, hint="accessPolicies/NUMBER"),
+        "name": Field(STR, hint="accessPolicies/NUMBER/servicePerimeters/NAME"),
+        "restricted_services": Field(LIST_STR),
+    }),
+    "service_account": Field(STR, hint="NAME@PROJECT.iam.gserviceaccount.com"),
+    "buckets": Field(OBJECT, fields={
+        "input": Field(STR), "output": Field(STR), "allowed": Field(LIST_STR),
+    }),
+    "dataset": Field(STR),
+    "kms": Field(OBJECT, fields={
+        "location": Field(STR),
+        "key_ring": Field(STR, hint="projects/P/locations/L/keyRings/NAME"),
+    }),
+    "confidential": Field(OBJECT, fields={
+        "required_type": Field(STR, hint="SEV, SEV_SNP or TDX"),
+        "machine_series": Field(LIST_STR, hint="e.g. [n2d, c2d, c3d]"),
+    }),
+    "pipeline": Field(OBJECT, fields={
+        "instance_template": Field(STR),
+        "machine_type": Field(STR),
+        "labels": Field(MAP_STR, required=False),
+    }),
+    "severity_overrides": Field(MAP_STR, required=False, hint="control id -> critical|high|medium|low"),
+    "waivers": Field(LIST_OBJECT, required=False, fields=WAIVER),
+}
+
+CONFIDENTIAL_TYPES = ("SEV", "SEV_SNP", "TDX")
+SEVERITIES = ("critical", "high", "medium", "low")

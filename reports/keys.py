@@ -48,7 +48,10 @@ def sslib_public_key(public_key: PublicKeyTypes, source: str = "the key") -> SSl
     """The securesystemslib key for a supported public key, carrying sovaudit's keyid."""
     kind = key_type_name(public_key)
     if kind not in KEY_TYPES:
-        raise KeyFileError(f"{source} is a {kind} key; sovaudit signs and verifies only {' or '.join(KEY_TYPES)} keys")
+        raise KeyFileError(
+            f"{source} holds a key of type {kind}; sovaudit signs and verifies only {' or '.join(KEY_TYPES)} keys "
+            "(make one with `sovaudit keys generate`)"
+        )
     return SSlibKey.from_crypto(public_key, keyid=key_id(public_key))
 
 

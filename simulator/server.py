@@ -1,25 +1,49 @@
 """The simulator's HTTP server: one Werkzeug WSGI app on loopback, in a background thread.
 
-`SimServer` is what `sovaudit sim serve`, `sovaudit demo`, the tests and the benchmarks start.
+`SimServer` is what `sovaudit sim serve`, `sovaudit demo`, the tests and the benchmarks start
+(most callers use `sovaudit.simulator.start(...)`). Besides routing, the app applies the runtime
+fault hooks a scenario sets in `state.options`: `latency` ({api: milliseconds}) and `faults`
+([{api, status, message?, methods?}]), answered in the error shape of the API concerned.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from sovaudit.simulator.http import ApiError, Router, SimRequest, error_response, json_response, rpc_error
+from sovaudit.simulator.http import (
+    ApiError,
+    Router,
+    SimRequest,
+    classic_error,
+    error_response,
+    json_response,
+    rpc_error,
+)
 from sovaudit.simulator.state import SimState
 
 # One module per simulated API, each with `register(router)`. Add a line when an API lands.
-API_MODULES: tuple[str, ...] = ()
+API_MODULES: tuple[str, ...] = (
+    "orgpolicy",
+    "resourcemanager",
+    "kms",
+    "acm",
+    "logging_api",
+)
+
+# The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are
+# gRPC-transcoded (`status` + `details`). Faults injected by scenarios follow the same split.
+CLASSIC_ERROR_APIS = frozenset({"compute", "storage", "bigquery"})
+_CLASSIC_REASON = {400: "badRequest", 403: "forbidden", 404: "notFound", 409: "conflict",
+                   429: "rateLimitExceeded", 500: "backendError", 503: "backendError"}
 
 
 class SimApp:
@@ -46,6 +70,7 @@ class SimApp:
         self._count(route.api)
         sim_request = SimRequest(request, path_args, self.state, route.api, self.base_url)
         try:
+            self._apply_faults(route.api, request.method)
             result = route.handler(sim_request)
         except ApiError as error:
             return error_response(error)
@@ -55,6 +80,24 @@ class SimApp:
         if isinstance(result, Response):
             return result
         return json_response(result)
+
+    def _apply_faults(self, api: str, method: str) -> None:
+        """Scenario hooks: sleep for the API's latency, then raise its injected fault, if any."""
+        options = self.state.options
+        delay_ms = (options.get("latency") or {}).get(api)
+        if delay_ms:
+            time.sleep(delay_ms / 1000.0)
+        for fault in options.get("faults") or ():
+            if fault.get("api") != api:
+                continue
+            if fault.get("methods") and method.upper() not in {m.upper() for m in fault["methods"]}:
+                continue
+            code = int(fault["status"])
+            message = fault.get("message") or (
+                "The service is currently unavailable." if code == 503 else f"Injected fault {code} for {api}.")
+            if api in CLASSIC_ERROR_APIS:
+                raise classic_error(code, message, _CLASSIC_REASON.get(code, "backendError"))
+            raise rpc_error(code, message)
 
     def _count(self, api: str) -> None:
         with self.state.lock:
@@ -73,16 +116,34 @@ def build_router(modules: Sequence[str] = API_MODULES) -> Router:
     return router
 
 
-class SimServer:
-    """A running simulator; use as a context manager. `url` is what clients get as api_endpoint."""
+class _QuietHandler(WSGIRequestHandler):
+    """No access-log line per request: thousands of calls per test run would drown real output."""
 
-    def __init__(self, state: SimState, *, host: str = "127.0.0.1", port: int = 0,
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class SimServer:
+    """A running simulator; use as a context manager. `url` is what clients get as api_endpoint.
+
+    Pass a ready `SimState`, or a node (`"us"`, `"eu"` or a node file path) plus scenarios, and the
+    server loads, validates and seeds it (the same as `sovaudit.simulator.start`, without starting).
+    """
+
+    def __init__(self, state: SimState | str | Path = "us", *, scenarios: Sequence[str | Path] = (),
+                 job_tasks: int = 10, task_runner: Callable[[Any], Any] | None = None,
+                 batch_refusal: str = "submit", host: str = "127.0.0.1", port: int = 0,
                  router: Router | None = None):
         if host not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError(f"the simulator serves loopback only, not {host!r}")
+        if not isinstance(state, SimState):
+            state = load_seeded_state(state, scenarios, job_tasks=job_tasks, batch_refusal=batch_refusal)
+        if task_runner is not None:
+            state.task_runner = task_runner
         self.state = state
         self.app = SimApp(state, router or build_router())
-        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True)
+        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
+                                                   request_handler=_QuietHandler)
         self.port = int(self._server.server_port)
         self.url = f"http://{host}:{self.port}"
         self.app.base_url = self.url
@@ -111,3 +172,14 @@ class SimServer:
 
 def default_node_dir() -> Path:
     return Path(__file__).with_name("nodes")
+
+
+def load_seeded_state(node: str | Path = "us", scenarios: Sequence[str | Path] = (), *, job_tasks: int = 10,
+                      batch_refusal: str = "submit") -> SimState:
+    """Node file + scenarios → validated, seeded state. Raises `node.NodeFileError` for bad files."""
+    from sovaudit.simulator import node as node_files
+    from sovaudit.simulator import seed as seeding
+
+    state, loaded = node_files.load_state(node, scenarios, job_tasks=job_tasks, batch_refusal=batch_refusal)
+    seeding.seed(state, seeding.SeedOptions.from_mapping(loaded.seed, job_tasks=job_tasks))
+    return state

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,11 @@ class SimState:
 
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     stats: Counter[str] = field(default_factory=Counter)       # api -> request count
-    options: dict[str, Any] = field(default_factory=dict)     # e.g. batch_refusal_mode, latency, faults
+    # Runtime behaviour: "batch_refusal" ("submit" | "fail"), "job_tasks", "faults" ([{api, status,
+    # message?, methods?}]), "latency" ({api: milliseconds}), "max_page_size", "node_file".
+    options: dict[str, Any] = field(default_factory=dict)
+    # Batch: the callable that runs one task (see docs/architecture.md); None = the default runner.
+    task_runner: Callable[[Any], Any] | None = None
 
     # Org Policy: constraint name (e.g. "gcp.resourceLocations") -> Policy JSON set on the project.
     org_policies: dict[str, dict[str, Any]] = field(default_factory=dict)

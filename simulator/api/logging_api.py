@@ -1,0 +1,178 @@
+"""Cloud Logging API v2: `entries:list` with the Logging query language, and `entries:write`.
+
+Served: entries.list (resourceNames, filter via `simulator.logquery`, orderBy, pageSize, pageToken),
+entries.write (logName/resource/labels defaults, partialSuccess, dryRun), projects.logs.list.
+Filters are compiled by a real parser; a bad one is a 400 INVALID_ARGUMENT naming the problem, as on
+Google. The page token is bound to the query, so changing the filter mid-listing is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from sovaudit.simulator import audit_log, clock
+from sovaudit.simulator.http import Router, SimRequest, rpc_error
+from sovaudit.simulator.logquery import LogQueryError, compile_filter, sort_entries
+
+API = "logging"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_LOG_NAME = re.compile(r"(projects|organizations|folders|billingAccounts)/([^/]+)/logs/([^/]+)")
+_PAYLOADS = ("textPayload", "jsonPayload", "protoPayload")
+
+
+def _scope(req: SimRequest, resource_names: list[str]) -> bool:
+    """Whether the request covers this node's project; other parents the caller cannot read → 403."""
+    covers = False
+    for name in resource_names:
+        parts = name.split("/")
+        if len(parts) < 2:
+            raise rpc_error(400, f"Invalid resource name: {name!r}.")
+        kind, ident = parts[0], parts[1]
+        if kind == "projects" and ident in {req.state.project_id, req.state.project_number}:
+            covers = True
+        elif kind == "organizations" and f"organizations/{ident}" == req.state.organization:
+            continue   # no organization-level logs in the simulator
+        else:
+            raise rpc_error(403, f"The caller does not have permission to read logs of {name}.",
+                            status="PERMISSION_DENIED")
+    return covers
+
+
+def _token(offset: int, query_key: str) -> str:
+    raw = json.dumps({"o": offset, "q": query_key}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _offset(token: str, query_key: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset, key = int(data["o"]), data["q"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise rpc_error(400, f"Invalid page token: {token!r}.") from exc
+    if key != query_key:
+        raise rpc_error(400, "The page token does not belong to this query: resourceNames, filter and orderBy "
+                             "must be unchanged between pages.")
+    return offset
+
+
+def list_entries(req: SimRequest) -> dict[str, Any]:
+    body = req.json()
+    resource_names = list(body.get("resourceNames") or [])
+    resource_names += [f"projects/{p}" for p in body.get("projectIds") or []]
+    if not resource_names:
+        raise rpc_error(400, "resourceNames is required: name at least one parent such as projects/PROJECT_ID.")
+    covers = _scope(req, resource_names)
+    filter_text = body.get("filter") or ""
+    order_by = body.get("orderBy") or "timestamp asc"
+    try:
+        log_filter = compile_filter(filter_text)
+        page_size = int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
+    except LogQueryError as exc:
+        raise rpc_error(400, f"Invalid filter: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise rpc_error(400, f"Invalid value for pageSize: {body.get('pageSize')!r}") from exc
+    if page_size <= 0:
+        raise rpc_error(400, f"pageSize must be positive, got {page_size}.")
+    page_size = min(page_size, MAX_PAGE_SIZE, int(req.state.options.get("max_page_size") or MAX_PAGE_SIZE))
+    query_key = hashlib.sha256(json.dumps([sorted(resource_names), filter_text, order_by]).encode()).hexdigest()[:16]
+    offset = _offset(body["pageToken"], query_key) if body.get("pageToken") else 0
+    with req.state.lock:
+        candidates = list(req.state.log_entries) if covers else []
+    try:
+        matched = sort_entries((e for e in candidates if log_filter.matches(e)), order_by)
+    except LogQueryError as exc:
+        raise rpc_error(400, f"Invalid orderBy: {exc}") from exc
+    chunk = matched[offset:offset + page_size]
+    result: dict[str, Any] = {}
+    if chunk:
+        result["entries"] = copy.deepcopy(chunk)
+    if offset + page_size < len(matched):
+        result["nextPageToken"] = _token(offset + page_size, query_key)
+    return result
+
+
+def _check_log_name(req: SimRequest, log_name: str, where: str) -> None:
+    match = _LOG_NAME.fullmatch(log_name)
+    if not match:
+        raise rpc_error(400, f"{where}: logName {log_name!r} must be projects/PROJECT_ID/logs/LOG_ID with the "
+                             "LOG_ID URL-encoded.")
+    if "/" in unquote(match.group(3)) and "%2F" not in match.group(3).upper():
+        raise rpc_error(400, f"{where}: the LOG_ID in {log_name!r} must be URL-encoded.")
+    if match.group(1) != "projects" or match.group(2) not in {req.state.project_id, req.state.project_number}:
+        raise rpc_error(403, f"{where}: the caller does not have permission to write to {log_name}.",
+                        status="PERMISSION_DENIED")
+
+
+def write_entries(req: SimRequest) -> dict[str, Any]:
+    body = req.json()
+    entries = body.get("entries")
+    if not isinstance(entries, list) or not entries:
+        raise rpc_error(400, "entries is required: write at least one LogEntry.")
+    default_log = body.get("logName")
+    default_resource = body.get("resource")
+    default_labels = body.get("labels") or {}
+    prepared = []
+    errors: dict[str, Any] = {}
+    for index, raw in enumerate(entries):
+        where = f"entries[{index}]"
+        try:
+            entry = copy.deepcopy(raw)
+            if not isinstance(entry, dict):
+                raise rpc_error(400, f"{where}: a LogEntry must be an object.")
+            entry.setdefault("logName", default_log)
+            if not entry.get("logName"):
+                raise rpc_error(400, f"{where}: logName is required (in the entry or the request).")
+            _check_log_name(req, entry["logName"], where)
+            if not entry.get("resource"):
+                if not default_resource:
+                    raise rpc_error(400, f"{where}: resource is required (in the entry or the request).")
+                entry["resource"] = copy.deepcopy(default_resource)
+            if sum(1 for p in _PAYLOADS if p in entry) > 1:
+                raise rpc_error(400, f"{where}: set only one of textPayload, jsonPayload, protoPayload.")
+            if default_labels:
+                entry["labels"] = {**default_labels, **(entry.get("labels") or {})}
+            if entry.get("timestamp"):
+                try:
+                    entry["timestamp"] = clock.rfc3339(clock.parse(entry["timestamp"]))
+                except ValueError as exc:
+                    raise rpc_error(400, f"{where}: invalid timestamp {entry['timestamp']!r}.") from exc
+            else:
+                entry["timestamp"] = clock.rfc3339(clock.now())
+            entry.setdefault("severity", "DEFAULT")
+            entry.pop("receiveTimestamp", None)
+            prepared.append(entry)
+        except Exception as exc:  # collect per-entry errors for partialSuccess
+            if not body.get("partialSuccess"):
+                raise
+            errors[str(index)] = {"code": getattr(exc, "code", 400), "message": str(getattr(exc, "message", exc))}
+    if body.get("dryRun"):
+        return {}
+    for entry in prepared:
+        audit_log.record(req.state, entry, receive_delay_ms=40)
+    if errors:
+        raise rpc_error(400, "Log entries with invalid fields were not written.", details=[
+            {"@type": "type.googleapis.com/google.logging.v2.WriteLogEntriesPartialErrors", "logEntryErrors": errors}])
+    return {}
+
+
+def list_logs(req: SimRequest) -> dict[str, Any]:
+    project = req.path_args["project"]
+    if project not in {req.state.project_id, req.state.project_number}:
+        raise rpc_error(403, f"The caller does not have permission to list logs of projects/{project}.",
+                        status="PERMISSION_DENIED")
+    with req.state.lock:
+        names = sorted({e["logName"] for e in req.state.log_entries if isinstance(e.get("logName"), str)})
+    return {"logNames": names} if names else {}
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/v2/entries:list", list_entries, api=API)
+    router.add("POST", "/v2/entries:write", write_entries, api=API)
+    router.add("GET", "/v2/projects/<project>/logs", list_logs, api=API)

@@ -1,0 +1,297 @@
+"""Builders for Cloud Audit Log entries, in the REST JSON Cloud Logging returns.
+
+Every API of the simulator records its audit trail through these functions, so the entries share one
+shape (the AuditLog proto in camelCase under `protoPayload`) and one rule for data-access logging:
+it happens only when the project's IAM `auditConfigs` enable the log type for the service, exactly
+as on Google — the reason SEC-05 exists. Each builder appends the entry to `state.log_entries` and
+returns it (or None when the audit config suppressed it).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sovaudit.simulator import clock
+from sovaudit.simulator.state import SimState
+
+AUDIT_LOG_TYPE = "type.googleapis.com/google.cloud.audit.AuditLog"
+ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
+DATA_ACCESS = "cloudaudit.googleapis.com%2Fdata_access"
+POLICY = "cloudaudit.googleapis.com%2Fpolicy"
+SYSTEM_EVENT = "cloudaudit.googleapis.com%2Fsystem_event"
+BATCH_TASK_LOGS = "batch_task_logs"
+VPCSC_METADATA_TYPE = "type.googleapis.com/google.cloud.audit.VpcServiceControlAuditMetadata"
+BQ_METADATA_TYPE = "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata"
+# Requests made by Google's own agents carry these; a user's call would carry its own.
+INTERNAL_CALLER_IP = "private"
+
+
+def log_name(state: SimState, log_id: str) -> str:
+    return f"projects/{state.project_id}/logs/{log_id}"
+
+
+def cloudservices_account(state: SimState) -> str:
+    """The Google APIs service agent that creates Batch's VMs through a managed instance group."""
+    return f"{state.project_number}@cloudservices.gserviceaccount.com"
+
+
+def data_access_enabled(state: SimState, service: str, log_type: str) -> bool:
+    """Whether the IAM policy's auditConfigs turn on `log_type` (DATA_WRITE/DATA_READ) for `service`."""
+    for config in state.iam_policy.get("auditConfigs", []):
+        if config.get("service") in {service, "allServices"}:
+            if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):
+                return True
+    return False
+
+
+def _insert_id(state: SimState) -> str:
+    serial = state.next_id("log_insert")
+    return hashlib.sha1(f"{state.project_id}/{serial}".encode()).hexdigest()[:12]
+
+
+def record(state: SimState, entry: dict[str, Any], *, receive_delay_ms: int = 180) -> dict[str, Any]:
+    """Append an entry, filling `insertId` and `receiveTimestamp` the way Logging does on ingestion."""
+    with state.lock:
+        entry.setdefault("insertId", _insert_id(state))
+        if "receiveTimestamp" not in entry:
+            moment = clock.parse(entry["timestamp"]) + timedelta(milliseconds=receive_delay_ms)
+            entry["receiveTimestamp"] = clock.rfc3339(moment)
+        state.log_entries.append(entry)
+    return entry
+
+
+def audit_entry(state: SimState, *, log_id: str, service: str, method: str, resource_name: str,
+                resource_type: str, resource_labels: Mapping[str, str], principal: str, timestamp: datetime,
+                severity: str = "NOTICE", permission: str | None = None, permission_type: str | None = None,
+                request: Mapping[str, Any] | None = None, response: Mapping[str, Any] | None = None,
+                metadata: Mapping[str, Any] | None = None, status: Mapping[str, Any] | None = None,
+                locations: Sequence[str] = (), operation: Mapping[str, Any] | None = None,
+                caller_ip: str = INTERNAL_CALLER_IP, user_agent: str | None = None,
+                policy_violation: Mapping[str, Any] | None = None,
+                extra_payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One AuditLog LogEntry (not yet recorded). Unset fields are omitted, as Logging omits them."""
+    payload: dict[str, Any] = {"@type": AUDIT_LOG_TYPE}
+    if status is not None:
+        payload["status"] = dict(status)
+    payload["authenticationInfo"] = {"principalEmail": principal}
+    request_metadata: dict[str, Any] = {"callerIp": caller_ip}
+    if user_agent:
+        request_metadata["callerSuppliedUserAgent"] = user_agent
+    request_metadata.update({"requestAttributes": {}, "destinationAttributes": {}})
+    payload["requestMetadata"] = request_metadata
+    payload["serviceName"] = service
+    payload["methodName"] = method
+    if permission:
+        authorization: dict[str, Any] = {"resource": resource_name, "permission": permission,
+                                         "granted": status is None or status.get("code", 0) == 0,
+                                         "resourceAttributes": {}}
+        if permission_type:
+            authorization["permissionType"] = permission_type
+        payload["authorizationInfo"] = [authorization]
+    payload["resourceName"] = resource_name
+    if locations:
+        payload["resourceLocation"] = {"currentLocations": list(locations)}
+    if request is not None:
+        payload["request"] = copy.deepcopy(dict(request))
+    if response is not None:
+        payload["response"] = copy.deepcopy(dict(response))
+    if metadata is not None:
+        payload["metadata"] = copy.deepcopy(dict(metadata))
+    if policy_violation is not None:
+        payload["policyViolationInfo"] = copy.deepcopy(dict(policy_violation))
+    if extra_payload:
+        payload.update(copy.deepcopy(dict(extra_payload)))
+    entry: dict[str, Any] = {
+        "protoPayload": payload,
+        "resource": {"type": resource_type, "labels": dict(resource_labels)},
+        "timestamp": clock.rfc3339(timestamp),
+        "severity": severity,
+        "logName": log_name(state, log_id),
+    }
+    if operation is not None:
+        entry["operation"] = dict(operation)
+    return entry
+
+
+# ------------------------------------------------------------------------------------------ compute
+
+def instance_insert(state: SimState, *, instance: Mapping[str, Any], request_body: Mapping[str, Any],
+                    operation: Mapping[str, Any], principal: str, timestamp: datetime,
+                    done_after: timedelta | None = timedelta(seconds=21),
+                    links: Sequence[Mapping[str, str]] = ()) -> list[dict[str, Any]]:
+    """The admin-activity pair for `v1.compute.instances.insert`: the `first` entry carries the full
+    request body (`@type type.googleapis.com/compute.instances.insert`), the `last` one only its type."""
+    zone = instance["zone"].rsplit("/", 1)[-1]
+    name = instance["name"]
+    resource_name = f"projects/{state.project_id}/zones/{zone}/instances/{name}"
+    labels = {"instance_id": str(instance.get("id", "")), "project_id": state.project_id, "zone": zone}
+    request = {"@type": "type.googleapis.com/compute.instances.insert", **copy.deepcopy(dict(request_body))}
+    if links:
+        request["links"] = [dict(link) for link in links]
+    response = {"@type": "type.googleapis.com/operation", **{k: v for k, v in operation.items() if k != "kind"}}
+    op = {"id": operation.get("name", ""), "producer": "compute.googleapis.com"}
+    entries = [record(state, audit_entry(
+        state, log_id=ACTIVITY, service="compute.googleapis.com", method="v1.compute.instances.insert",
+        resource_name=resource_name, resource_type="gce_instance", resource_labels=labels,
+        principal=principal, timestamp=timestamp, permission="compute.instances.create",
+        permission_type="ADMIN_WRITE", request=request, response=response, locations=[zone],
+        operation={**op, "first": True}, user_agent="GCE Managed Instance Group for Batch"
+        if principal.endswith("@cloudservices.gserviceaccount.com") else None))]
+    if done_after is not None:
+        entries.append(record(state, audit_entry(
+            state, log_id=ACTIVITY, service="compute.googleapis.com", method="v1.compute.instances.insert",
+            resource_name=resource_name, resource_type="gce_instance", resource_labels=labels,
+            principal=principal, timestamp=timestamp + done_after,
+            request={"@type": "type.googleapis.com/compute.instances.insert"}, locations=[zone],
+            operation={**op, "last": True})))
+    return entries
+
+
+# ------------------------------------------------------------------------------------------ storage
+
+def storage_object_access(state: SimState, *, bucket: str, object_name: str, principal: str,
+                          timestamp: datetime, location: str, method: str = "storage.objects.create",
+                          caller_ip: str = INTERNAL_CALLER_IP) -> dict[str, Any] | None:
+    """A Cloud Storage data-access entry (objects.create/get/delete), if the audit config enables it."""
+    log_type = "DATA_READ" if method in {"storage.objects.get", "storage.objects.list"} else "DATA_WRITE"
+    if not data_access_enabled(state, "storage.googleapis.com", log_type):
+        return None
+    resource_name = f"projects/_/buckets/{bucket}/objects/{object_name}"
+    return record(state, audit_entry(
+        state, log_id=DATA_ACCESS, service="storage.googleapis.com", method=method,
+        resource_name=resource_name, resource_type="gcs_bucket",
+        resource_labels={"project_id": state.project_id, "bucket_name": bucket, "location": location.lower()},
+        principal=principal, timestamp=timestamp, severity="INFO", permission=method,
+        locations=[location.lower()], caller_ip=caller_ip,
+        metadata=None))
+
+
+def storage_admin(state: SimState, *, bucket: str, method: str, principal: str, timestamp: datetime,
+                  location: str, request: Mapping[str, Any] | None = None,
+                  status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An admin-activity entry for a bucket mutation (storage.buckets.create/delete/update)."""
+    return record(state, audit_entry(
+        state, log_id=ACTIVITY, service="storage.googleapis.com", method=method,
+        resource_name=f"projects/_/buckets/{bucket}", resource_type="gcs_bucket",
+        resource_labels={"project_id": state.project_id, "bucket_name": bucket, "location": location.lower()},
+        principal=principal, timestamp=timestamp, severity="ERROR" if status else "NOTICE",
+        permission=method, permission_type="ADMIN_WRITE", request=request, status=status,
+        locations=[location.lower()]))
+
+
+# ------------------------------------------------------------------------------------------ bigquery
+
+def bigquery_table_write(state: SimState, *, job: Mapping[str, Any], principal: str,
+                         timestamp: datetime) -> list[dict[str, Any]]:
+    """Data-access entries for a completed load job: the job change and the table data change
+    (BigQueryAuditMetadata), if the audit config enables DATA_WRITE for BigQuery."""
+    if not data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
+        return []
+    reference = job["jobReference"]
+    job_name = f"projects/{reference['projectId']}/jobs/{reference['jobId']}"
+    destination = job["configuration"]["load"]["destinationTable"]
+    table_name = (f"projects/{destination['projectId']}/datasets/{destination['datasetId']}"
+                  f"/tables/{destination['tableId']}")
+    location = reference.get("location", state.region)
+    rows = job.get("statistics", {}).get("load", {}).get("outputRows", "0")
+    job_change = {"@type": BQ_METADATA_TYPE, "jobChange": {
+        "before": "RUNNING", "after": "DONE",
+        "job": {"jobName": job_name, "jobConfig": {"type": "IMPORT", "loadConfig": {
+            "sourceUris": list(job["configuration"]["load"].get("sourceUris", [])),
+            "destinationTable": table_name,
+            "createDisposition": "CREATE_IF_NEEDED", "writeDisposition": "WRITE_APPEND"}},
+            "jobStatus": {"jobState": "DONE"},
+            "jobStats": {"loadStats": {"totalOutputBytes": job.get("statistics", {}).get("load", {})
+                                       .get("outputBytes", "0")}}}}}
+    entries = [record(state, audit_entry(
+        state, log_id=DATA_ACCESS, service="bigquery.googleapis.com",
+        method="google.cloud.bigquery.v2.JobService.InsertJob", resource_name=job_name,
+        resource_type="bigquery_project", resource_labels={"project_id": reference["projectId"],
+                                                           "location": location},
+        principal=principal, timestamp=timestamp, severity="INFO", permission="bigquery.jobs.create",
+        metadata=job_change, locations=[location]))]
+    entries.append(record(state, audit_entry(
+        state, log_id=DATA_ACCESS, service="bigquery.googleapis.com",
+        method="google.cloud.bigquery.v2.JobService.InsertJob", resource_name=table_name,
+        resource_type="bigquery_dataset", resource_labels={"project_id": destination["projectId"],
+                                                           "dataset_id": destination["datasetId"]},
+        principal=principal, timestamp=timestamp, severity="INFO", permission="bigquery.tables.updateData",
+        metadata={"@type": BQ_METADATA_TYPE, "tableDataChange": {
+            "insertedRowsCount": str(rows), "reason": {"type": "JOB", "jobName": job_name}, "jobName": job_name}},
+        locations=[location])))
+    return entries
+
+
+# ------------------------------------------------------------------------------------------ policy
+
+def vpcsc_violation(state: SimState, *, service: str, method: str, target_resource: str,
+                    resource_names: Sequence[str], principal: str, timestamp: datetime,
+                    violation_reason: str = "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER",
+                    perimeter: str | None = None, dry_run: bool = False,
+                    permission: str | None = None) -> dict[str, Any]:
+    """A Policy Denied entry as VPC Service Controls writes it (log `cloudaudit.googleapis.com/policy`)."""
+    perimeter_name = perimeter or next(iter(state.perimeters), "")
+    unique_id = hashlib.sha256(f"{state.project_id}/{state.next_id('vpcsc')}".encode()).hexdigest()[:40].upper()
+    metadata: dict[str, Any] = {
+        "@type": VPCSC_METADATA_TYPE,
+        "violationReason": violation_reason,
+        "resourceNames": list(resource_names),
+        "securityPolicyInfo": {"servicePerimeterName": perimeter_name,
+                               "organizationId": state.organization.split("/", 1)[-1]},
+        "deviceState": "Unknown",
+        "vpcServiceControlsUniqueId": unique_id,
+        "egressViolations": [{"servicePerimeter": perimeter_name, "source": f"projects/{state.project_number}",
+                              "sourceType": "Resource", "targetResource": target_resource,
+                              **({"targetResourcePermissions": [permission]} if permission else {})}],
+    }
+    if dry_run:
+        metadata["dryRun"] = True
+    status = {"code": 7, "details": [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                                      "violations": [{"type": "VPC_SERVICE_CONTROLS", "description": unique_id}]}]}
+    if not dry_run:
+        status["message"] = "Request is prohibited by organization's policy"
+    return record(state, audit_entry(
+        state, log_id=POLICY, service=service, method=method, resource_name=f"projects/{state.project_number}",
+        resource_type="audited_resource",
+        resource_labels={"service": service, "method": method, "project_id": state.project_id},
+        principal=principal, timestamp=timestamp, severity="ERROR", metadata=metadata, status=status,
+        caller_ip="10.20.0.2" if state.region.startswith("us") else "10.40.0.2"))
+
+
+def org_policy_violation(state: SimState, *, service: str, method: str, resource_name: str,
+                         resource_type: str, resource_labels: Mapping[str, str], principal: str,
+                         timestamp: datetime, location: str, message: str, grpc_code: int = 9,
+                         permission: str | None = None) -> dict[str, Any]:
+    """The admin-activity entry of a create refused by `constraints/gcp.resourceLocations`."""
+    violation = {"orgPolicyViolationInfo": {
+        "resourceType": resource_type,
+        "violationInfo": [{"constraint": "constraints/gcp.resourceLocations", "errorMessage": message,
+                           "checkedValue": location, "policyType": "LIST_CONSTRAINT"}]}}
+    return record(state, audit_entry(
+        state, log_id=ACTIVITY, service=service, method=method, resource_name=resource_name,
+        resource_type=resource_type, resource_labels=resource_labels, principal=principal,
+        timestamp=timestamp, severity="ERROR", permission=permission, permission_type="ADMIN_WRITE",
+        status={"code": grpc_code, "message": message}, locations=[location], policy_violation=violation))
+
+
+# ------------------------------------------------------------------------------------------ batch
+
+def batch_task_log(state: SimState, *, job_uid: str, job_id: str, task_index: int, text: str,
+                   timestamp: datetime, severity: str = "INFO", task_group: str = "group0") -> dict[str, Any]:
+    """One line a Batch task wrote, as Batch ships it to Cloud Logging (log `batch_task_logs`)."""
+    return record(state, {
+        "textPayload": text,
+        "resource": {"type": "generic_task", "labels": {
+            "project_id": state.project_id, "location": state.region, "namespace": "",
+            "job": job_uid, "task_id": f"task/{job_uid}-{task_group}-{task_index}/0/0"}},
+        "timestamp": clock.rfc3339(timestamp),
+        "severity": severity,
+        "labels": {"job_uid": job_uid, "job_id": job_id, "task_group_name":
+                   f"projects/{state.project_number}/locations/{state.region}/jobs/{job_id}/taskGroups/{task_group}",
+                   "task_id": f"task/{job_uid}-{task_group}-{task_index}/0/0"},
+        "logName": log_name(state, BATCH_TASK_LOGS),
+    }, receive_delay_ms=900)

@@ -1,0 +1,86 @@
+"""`sovaudit sim`: serve the simulator on loopback, list its scenarios.
+
+Bad node or scenario files end with exit code 2 and a message naming the file and the field, never
+a traceback: they are user input.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+
+
+@click.group()
+def sim() -> None:
+    """Run the embedded sovereign-node simulator (Google Cloud REST APIs on loopback)."""
+
+
+@sim.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Loopback port to listen on (0 = any free port).")
+@click.option("--node", default="us", show_default=True, help="us, eu, or the path of a node YAML file.")
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
+              help="Apply a scenario overlay (repeatable); see `sovaudit sim scenarios`.")
+@click.option("--job-tasks", type=click.IntRange(1, 100_000), default=10, show_default=True,
+              help="Tasks (and VMs) of the seeded finished job preprocess-genomes-001.")
+@click.option("--batch-refusal", type=click.Choice(["submit", "fail"]), default="submit", show_default=True,
+              help="How Batch refuses a job outside the allowed locations: at submit (400 FAILED_PRECONDITION) "
+                   "or by failing the accepted job with no VM created.")
+def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batch_refusal: str) -> None:
+    """Serve one simulated node until interrupted (Ctrl-C)."""
+    from sovaudit.simulator import start
+    from sovaudit.simulator.node import NodeFileError
+
+    try:
+        server = start(node=node, scenarios=scenarios, job_tasks=job_tasks, port=port, batch_refusal=batch_refusal)
+    except NodeFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        click.echo(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", err=True)
+        raise SystemExit(2) from None
+    state = server.state
+    applied = ", ".join(state.scenarios) or "none"
+    click.echo(f"sovaudit simulator: node {state.project_id} ({state.region}), scenarios: {applied}", err=True)
+    click.echo(f"seeded job preprocess-genomes-001 with {job_tasks} task(s); try:", err=True)
+    click.echo(f"  curl {server.url}/v2/projects/{state.project_id}/policies/gcp.resourceLocations:getEffectivePolicy",
+               err=True)
+    click.echo(server.url)   # stdout: the endpoint, for scripts
+    sys.stdout.flush()
+
+    def _stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        signal.pause() if hasattr(signal, "pause") else server._thread.join()  # noqa: SLF001
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@sim.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def scenarios(as_json: bool) -> None:
+    """List the scenarios and the controls each must make fail (or error)."""
+    from sovaudit.simulator.node import NodeFileError, list_scenarios
+
+    try:
+        found = list_scenarios()
+    except NodeFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    if as_json:
+        click.echo(json.dumps([sc.summary() for sc in found], indent=2))
+        return
+    width = max((len(sc.name) for sc in found), default=10)
+    for sc in found:
+        fails = ", ".join(sc.fails) or "-"
+        errors = f"  errors: {', '.join(sc.errors)}" if sc.errors else ""
+        click.echo(f"{sc.name:<{width}}  fails: {fails}{errors}")
+        click.echo(f"{'':<{width}}  {sc.description}")

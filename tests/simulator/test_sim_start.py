@@ -1,0 +1,37 @@
+"""The simulator starts from a node file, seeds the finished job quickly, and reports its stats."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from sovaudit.simulator import start
+
+
+def test_start_seeds_the_finished_job_with_one_vm_per_task(sim_shared) -> None:
+    state = sim_shared.state
+    job = state.jobs["projects/314159265358/locations/us-central1/jobs/preprocess-genomes-001"]
+    assert job["status"]["state"] == "SUCCEEDED"
+    assert job["taskGroups"][0]["taskCount"] == "10"
+    vms = [vm for vm in state.instances.values() if vm["labels"].get("batch-job-uid") == job["uid"]]
+    assert len(vms) == 10
+    assert {vm["zone"].rsplit("/", 1)[-1] for vm in vms} <= set(state.zones)
+
+
+def test_thousand_tasks_seed_in_a_few_seconds() -> None:
+    began = time.monotonic()
+    server = start(node="us", job_tasks=1000)
+    try:
+        assert len(server.state.instances) == 1000
+        assert len(server.state.bq_jobs) == 1000
+    finally:
+        server.stop()
+    assert time.monotonic() - began < 5
+
+
+def test_stats_count_requests_by_api(sim) -> None:
+    requests.get(f"{sim.url}/v3/projects/fed-node-us", timeout=5)
+    stats = requests.get(f"{sim.url}/_sim/stats", timeout=5).json()
+    assert stats["by_api"]["resourcemanager"] == 1
+    assert stats["requests"] == 1

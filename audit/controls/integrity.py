@@ -66,19 +66,27 @@ def inputs_processed_and_loaded(ctx: ControlContext) -> Iterator[Finding]:
             yield Finding.fail(resource, f"manifest names job {m.job!r}, not {job_id!r}", m.evidence)
             continue
         by_index[m.task_index] = m
+    unreadable = len(names) - len(manifests)
     for index in range(job.task_count):
         if index not in by_index:
             named = job.task_inputs[index] if index < len(job.task_inputs) and job.task_inputs[index] else ""
-            yield Finding.fail(f"{job.name}/tasks/{index}", f"task {index} left no manifest: its input "
-                               f"{named or '(not named in the job)'} is not shown processed", job.evidence + list_ids)
+            resource = f"{job.name}/tasks/{index}"
+            if unreadable:
+                # One of the unreadable manifests may be this task's: that is unknown, not a failure.
+                yield Finding.error(resource, f"task {index} has no readable manifest ({unreadable} could not be "
+                                    "read)", job.evidence + list_ids)
+            else:
+                yield Finding.fail(resource, f"task {index} left no manifest: its input "
+                                   f"{named or '(not named in the job)'} is not shown processed",
+                                   job.evidence + list_ids)
     for index in sorted(i for i in by_index if i >= job.task_count or i < 0):
         yield Finding.fail(by_index[index].object_name, f"manifest for task {index}, but the job has "
                            f"{job.task_count} tasks", by_index[index].evidence)
-    processed = {m.input for m in by_index.values()}
     for index, listed in enumerate(job.task_inputs):
-        if listed and listed not in processed:
-            yield Finding.fail(listed, f"input {listed} (task {index}) is named by the job but no manifest "
-                               "records processing it", job.evidence + list_ids)
+        done = by_index.get(index)
+        if listed and done is not None and done.input != listed:
+            yield Finding.fail(listed, f"input {listed} is named by the job for task {index}, but that task's "
+                               f"manifest records processing {done.input}", job.evidence + done.evidence)
 
     for index in sorted(by_index):
         m = by_index[index]

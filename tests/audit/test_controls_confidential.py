@@ -1,0 +1,113 @@
+"""CC-01 … CC-03: the template, the VMs and the insert audit trail must all say Confidential VM (SEV)."""
+
+from __future__ import annotations
+
+import pytest
+from test_controls_evidence import NodeEvidence
+
+from sovaudit.audit.models import Outcome
+from sovaudit.policies.pack import resolve_policy
+
+
+@pytest.fixture
+def node() -> NodeEvidence:
+    return NodeEvidence(resolve_policy("us"))
+
+
+def first_vm(node: NodeEvidence) -> dict:
+    items = node.body("compute.job_instances")["items"]
+    return next(s["instances"][0] for s in items.values() if "instances" in s)
+
+
+def test_cc01_passes_for_a_sev_template(node: NodeEvidence) -> None:
+    result = node.run("CC-01")
+    assert result.outcome == Outcome.PASS
+    assert "sev-n2d-batch" in result.findings[0].message
+
+
+def test_cc01_fails_when_confidential_config_sits_on_the_instance_policy(node: NodeEvidence) -> None:
+    node.body("batch.job")["allocationPolicy"]["instances"] = [{"policy": {
+        "machineType": "n2d-standard-4", "confidentialInstanceConfig": {"enableConfidentialCompute": True}}}]
+    result = node.run("CC-01")
+    assert result.outcome == Outcome.FAIL
+    message = result.findings[0].message
+    assert "instances[0].policy.confidentialInstanceConfig" in message and "NOT confidential" in message
+
+
+def test_cc01_fails_when_the_template_is_not_confidential(node: NodeEvidence) -> None:
+    del node.body("compute.instance_template")["properties"]["confidentialInstanceConfig"]
+    result = node.run("CC-01")
+    assert result.outcome == Outcome.FAIL and "not enabled" in result.findings[0].message
+
+
+def test_cc01_fails_when_the_template_uses_tdx_but_sev_is_required(node: NodeEvidence) -> None:
+    node.body("compute.instance_template")["properties"]["confidentialInstanceConfig"]["confidentialInstanceType"] = "TDX"
+    assert node.run("CC-01").outcome == Outcome.FAIL
+
+
+def test_cc01_errors_when_the_template_was_not_collected(node: NodeEvidence) -> None:
+    node.drop("compute.instance_template")
+    result = node.run("CC-01")
+    assert result.outcome == Outcome.ERROR and "instanceTemplates.get" in result.findings[0].message
+
+
+def test_cc02_passes_for_sev_vms(node: NodeEvidence) -> None:
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.PASS and len(result.findings) == 2
+
+
+def test_cc02_treats_an_absent_type_with_confidential_enabled_as_sev(node: NodeEvidence) -> None:
+    first_vm(node)["confidentialInstanceConfig"] = {"enableConfidentialCompute": True}
+    assert node.run("CC-02").outcome == Outcome.PASS
+
+
+def test_cc02_fails_when_one_vm_is_not_confidential(node: NodeEvidence) -> None:
+    vm = first_vm(node)
+    del vm["confidentialInstanceConfig"]
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.FAIL
+    failed = [f for f in result.findings if f.outcome == Outcome.FAIL]
+    assert len(failed) == 1 and failed[0].resource.endswith(vm["name"])
+
+
+def test_cc02_fails_on_a_machine_series_without_sev(node: NodeEvidence) -> None:
+    vm = first_vm(node)
+    vm["machineType"] = vm["machineType"].replace("n2d-standard-4", "e2-standard-4")
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.FAIL and "e2-standard-4" in str([f.message for f in result.findings])
+
+
+def test_cc02_errors_when_no_vms_were_found(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", {"items": {"zones/us-central1-a": {"warning": {"code": "NO_RESULTS_ON_PAGE"}}}})
+    assert node.run("CC-02").outcome == Outcome.ERROR
+
+
+def test_cc03_passes_when_every_insert_records_sev(node: NodeEvidence) -> None:
+    result = node.run("CC-03")
+    assert result.outcome == Outcome.PASS
+    assert "2 VM inserts logged for 2 VMs found" in result.findings[-1].message
+
+
+def test_cc03_fails_when_an_insert_lacks_confidential_compute(node: NodeEvidence) -> None:
+    entry = node.body("logging.instance_inserts")["entries"][0]
+    del entry["protoPayload"]["request"]["confidentialInstanceConfig"]
+    assert node.run("CC-03").outcome == Outcome.FAIL
+
+
+def test_cc03_fails_when_a_vm_has_no_insert_entry(node: NodeEvidence) -> None:
+    entries = node.body("logging.instance_inserts")["entries"]
+    node.set("logging.instance_inserts", {"entries": entries[2:]})
+    result = node.run("CC-03")
+    assert result.outcome == Outcome.FAIL
+    assert "VMs without an insert entry" in result.findings[-1].message
+
+
+def test_cc03_errors_when_the_log_holds_no_inserts(node: NodeEvidence) -> None:
+    node.set("logging.instance_inserts", {})
+    assert node.run("CC-03").outcome == Outcome.ERROR
+
+
+def test_cc03_ignores_the_last_operation_entries_that_carry_only_the_type(node: NodeEvidence) -> None:
+    entries = node.body("logging.instance_inserts")["entries"]
+    node.set("logging.instance_inserts", {"entries": [e for e in entries if e["operation"].get("last")]})
+    assert node.run("CC-03").outcome == Outcome.ERROR

@@ -1,0 +1,213 @@
+"""Evaluation: fail-closed wrapping, NOT_APPLICABLE from the scope, waivers, severity overrides, result.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+from test_controls_evidence import TODAY, NodeEvidence, job_scope
+
+from sovaudit.audit.evaluate import aggregate, evaluate, probe_records
+from sovaudit.audit.models import (
+    ControlContext,
+    ControlMeta,
+    Finding,
+    Outcome,
+    Pillar,
+    RunResult,
+    Scope,
+    Severity,
+)
+from sovaudit.audit.registry import DuplicateControl, RegisteredControl, all_controls, control, get
+from sovaudit.policies.pack import PolicyPack, Waiver, resolve_policy
+
+
+@pytest.fixture
+def node() -> NodeEvidence:
+    return NodeEvidence(resolve_policy("us"))
+
+
+def with_waivers(pack: PolicyPack, *waivers: Waiver) -> PolicyPack:
+    return dataclasses.replace(pack, waivers=tuple(waivers))
+
+
+def public_bucket(node: NodeEvidence) -> None:
+    node.body("storage.bucket:fed-node-us-processed")["iamConfiguration"]["publicAccessPrevention"] = "inherited"
+
+
+def fake_control(check, **meta_changes) -> RegisteredControl:
+    meta = ControlMeta(id="SEC-99", title="test", pillar=Pillar.CONTROLS, severity=Severity.LOW, rationale="r",
+                       remediation="x", frameworks={}, reads=())
+    return RegisteredControl(dataclasses.replace(meta, **meta_changes), check)
+
+
+# ---- aggregation and fail-closed ----------------------------------------------------------------
+
+def test_aggregate_orders_fail_over_error_over_waived_over_pass() -> None:
+    ok, bad, err = Finding.ok("r", "m"), Finding.fail("r", "m"), Finding.error("r", "m")
+    assert aggregate([ok, err, bad]) == Outcome.FAIL
+    assert aggregate([ok, err]) == Outcome.ERROR
+    assert aggregate([ok, dataclasses.replace(bad, outcome=Outcome.WAIVED)]) == Outcome.WAIVED
+    assert aggregate([]) == Outcome.ERROR
+
+
+def test_a_control_with_no_findings_is_error(node: NodeEvidence) -> None:
+    result = evaluate(node.context(), [fake_control(lambda ctx: [])])[0]
+    assert result.outcome == Outcome.ERROR and "never passes" in result.findings[0].message
+
+
+def test_a_crashing_control_is_error_and_keeps_earlier_findings(node: NodeEvidence) -> None:
+    def check(ctx: ControlContext) -> Iterator[Finding]:
+        yield Finding.ok("a", "fine")
+        raise KeyError("allocationPolicy")
+
+    result = evaluate(node.context(), [fake_control(check)])[0]
+    assert result.outcome == Outcome.ERROR
+    assert [f.outcome for f in result.findings] == [Outcome.PASS, Outcome.ERROR]
+    assert "KeyError" in result.findings[1].message
+
+
+def test_a_control_cannot_waive_itself(node: NodeEvidence) -> None:
+    result = evaluate(node.context(), [fake_control(lambda ctx: [Finding(Outcome.WAIVED, "r", "m")])])[0]
+    assert result.outcome == Outcome.FAIL
+
+
+def test_every_control_errors_on_an_empty_evidence_log(node: NodeEvidence) -> None:
+    node.answers.clear()
+    results = evaluate(node.context())
+    assert {r.id: r.outcome for r in results} == {r.id: Outcome.ERROR for r in results}
+
+
+# ---- NOT_APPLICABLE -----------------------------------------------------------------------------
+
+def test_posture_only_makes_job_controls_not_applicable_with_the_reason(node: NodeEvidence) -> None:
+    scope = Scope(posture_only=True, reasons=("--posture-only given",))
+    results = {r.id: r for r in evaluate(node.context(scope))}
+    job_controls = [c.meta.id for c in all_controls() if c.meta.needs_job]
+    assert len(job_controls) == 9
+    for control_id in job_controls:
+        assert results[control_id].outcome == Outcome.NOT_APPLICABLE
+        assert "posture-only" in results[control_id].findings[0].message
+        assert "--posture-only given" in results[control_id].findings[0].message
+    assert results["SOV-01"].outcome == Outcome.PASS
+
+
+def test_no_probes_makes_probe_controls_not_applicable(node: NodeEvidence) -> None:
+    results = {r.id: r for r in evaluate(node.context(job_scope(probes_enabled=False)))}
+    assert results["SOV-02"].outcome == Outcome.NOT_APPLICABLE
+    assert "--no-probes" in results["SOV-03"].findings[0].message
+    assert probe_records(node.context(job_scope(probes_enabled=False))) == []
+
+
+def test_job_controls_error_when_no_job_is_in_scope_without_posture_only(node: NodeEvidence) -> None:
+    assert node.run("CC-02", scope=Scope()).outcome == Outcome.ERROR
+
+
+# ---- waivers ------------------------------------------------------------------------------------
+
+def test_a_valid_waiver_turns_the_fail_into_waived_and_is_shown(node: NodeEvidence) -> None:
+    public_bucket(node)
+    waiver = Waiver("SOV-04", "projects/_/buckets/fed-node-us-proc*", "security@example.org",
+                    "legacy bucket, migration INC-42", date(2027, 3, 31))
+    result = node.run("SOV-04", pack=with_waivers(node.pack, waiver))
+    assert result.outcome == Outcome.WAIVED
+    assert result.waiver == waiver
+    assert "waived until 2027-03-31 by security@example.org" in result.findings[1].message
+
+
+def test_an_expired_waiver_does_not_waive_and_says_so(node: NodeEvidence) -> None:
+    public_bucket(node)
+    waiver = Waiver("SOV-04", "projects/_/buckets/*", "security@example.org", "temporary", date(2026, 11, 25))
+    result = node.run("SOV-04", pack=with_waivers(node.pack, waiver))
+    assert result.outcome == Outcome.FAIL and result.waiver is None
+    assert "expired on 2026-11-25" in result.findings[1].message
+
+
+def test_a_waiver_is_valid_through_its_expiry_day(node: NodeEvidence) -> None:
+    public_bucket(node)
+    waiver = Waiver("SOV-04", "*", "o", "j", TODAY)
+    assert node.run("SOV-04", pack=with_waivers(node.pack, waiver)).outcome == Outcome.WAIVED
+
+
+def test_a_waiver_for_another_resource_or_control_has_no_effect(node: NodeEvidence) -> None:
+    public_bucket(node)
+    pack = with_waivers(node.pack,
+                        Waiver("SOV-04", "projects/_/buckets/fed-node-us-raw-vcfs", "o", "j", date(2027, 1, 1)),
+                        Waiver("SOV-05", "*", "o", "j", date(2027, 1, 1)))
+    result = node.run("SOV-04", pack=pack)
+    assert result.outcome == Outcome.FAIL and "waive" not in result.findings[1].message
+
+
+def test_a_waiver_never_covers_an_error(node: NodeEvidence) -> None:
+    node.drop("storage.bucket:fed-node-us-processed")
+    pack = with_waivers(node.pack, Waiver("SOV-04", "*", "o", "j", date(2027, 1, 1)))
+    assert node.run("SOV-04", pack=pack).outcome == Outcome.ERROR
+
+
+def test_severity_override_changes_the_result_severity(node: NodeEvidence) -> None:
+    pack = dataclasses.replace(node.pack, severity_overrides={"SEC-06": "critical"})
+    assert node.run("SEC-06", pack=pack).severity == Severity.CRITICAL
+    assert node.run("SEC-06").severity == Severity.MEDIUM
+
+
+# ---- registry -----------------------------------------------------------------------------------
+
+def test_registering_a_duplicate_id_is_an_error() -> None:
+    with pytest.raises(DuplicateControl, match="SEC-04 is registered twice"):
+        control(id="SEC-04", pillar=Pillar.CONTROLS, severity=Severity.LOW, title="t", rationale="r",
+                remediation="x", frameworks={}, reads=[])(lambda ctx: [])
+
+
+def test_every_control_has_metadata_frameworks_and_reads() -> None:
+    for registered in all_controls():
+        meta = registered.meta
+        assert meta.rationale and meta.remediation and meta.reads, meta.id
+        assert {"NIST-800-53", "ISO27001-2022", "GDPR"} <= set(meta.frameworks), meta.id
+    assert get("SEC-04").meta.needs_job and get("SOV-02").meta.probe
+
+
+# ---- result.json --------------------------------------------------------------------------------
+
+def run_result(node: NodeEvidence) -> RunResult:
+    ctx = node.context()
+    return RunResult(
+        run_id="20261126T161800Z-3f9a1c", target="http://127.0.0.1:8080", project="fed-node-us",
+        policy_name="us-node", policy_path="policies/us-node.yaml", policy_sha256=node.pack.sha256,
+        tool_version="0.1.0", principal="anonymous", started_at=datetime(2026, 11, 26, 16, 18, tzinfo=UTC),
+        finished_at=datetime(2026, 11, 26, 16, 18, 4, tzinfo=UTC), scope=ctx.scope,
+        controls=tuple(evaluate(ctx)), probes=tuple(probe_records(ctx)))
+
+
+def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) -> None:
+    result = run_result(node)
+    data = json.loads(json.dumps(result.to_json()))
+    assert list(data) == ["schema", "run_id", "verdict", "exit_code", "target", "project", "policy", "tool",
+                          "principal", "started_at", "finished_at", "scope", "summary", "controls", "probes"]
+    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == 16
+    assert data["started_at"] == "2026-11-26T16:18:00Z"
+    assert data["scope"]["window"] == {"start": "2026-11-26T15:00:00Z", "end": "2026-11-26T16:00:00Z"}
+    control_json = data["controls"][0]
+    assert set(control_json) == {"id", "title", "pillar", "severity", "outcome", "rationale", "remediation",
+                                 "frameworks", "findings", "evidence", "waiver"}
+    assert set(control_json["findings"][0]) == {"outcome", "resource", "message", "evidence"}
+    assert len(data["probes"]) == 6 and all(p["refused"] and p["cleanup"] == "not needed" for p in data["probes"])
+    assert RunResult.from_json(data).to_json() == data
+
+
+@pytest.mark.parametrize(("outcomes", "verdict", "code"), [
+    ({Outcome.PASS, Outcome.WAIVED, Outcome.NOT_APPLICABLE}, "PASS", 0),
+    ({Outcome.PASS, Outcome.ERROR, Outcome.FAIL}, "FAIL", 1),
+    ({Outcome.PASS, Outcome.ERROR}, "INCOMPLETE", 3),
+])
+def test_verdict_and_exit_code(node: NodeEvidence, outcomes: set[Outcome], verdict: str, code: int) -> None:
+    base = run_result(node)
+    controls = tuple(dataclasses.replace(c, outcome=o) for c, o in zip(base.controls, sorted(outcomes), strict=False))
+    result = dataclasses.replace(base, controls=controls)
+    assert (result.verdict, result.exit_code) == (verdict, code)
+
+
+def test_a_run_without_controls_is_incomplete(node: NodeEvidence) -> None:
+    assert dataclasses.replace(run_result(node), controls=()).exit_code == 3

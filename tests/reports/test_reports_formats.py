@@ -142,3 +142,11 @@ def test_sarif_has_a_rule_per_control_and_resource_locations(result):
     assert incomplete["kind"] == "fail" and incomplete["level"] == "error"  # incomplete never looks harmless
     assert all(run["results"][i]["ruleIndex"] == [c["id"] for c in result["controls"]].index(run["results"][i]["ruleId"])
                for i in range(len(run["results"])))
+
+
+def test_the_sample_result_matches_the_shipped_result_schema(result):
+    schema = json.loads((SARIF_SCHEMA.parent / "result-v1.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+    validator.validate(json.loads(JsonFormat().render(result)))
+    result["controls"][0]["pillar"] = "vibes"
+    assert not validator.is_valid(result)

@@ -28,7 +28,9 @@ _FAILED = ("FAIL", "ERROR")  # ERROR is incomplete evidence: never a pass
 
 def summarise_tests(result: Mapping[str, Any]) -> tuple[str, list[str], list[str], list[str]]:
     """(PASSED|WARNED|FAILED, passed ids, warned ids, failed ids) of a result dict."""
-    passed, warned, failed = [], [], []
+    passed: list[str] = []
+    warned: list[str] = []
+    failed: list[str] = []
     for control in result.get("controls") or []:
         outcome = control.get("outcome")
         target = passed if outcome in _PASSED else warned if outcome in _WARNED else failed

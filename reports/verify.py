@@ -244,6 +244,6 @@ def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | No
             continue
         statements.append(statement)
         checks.extend(verify_subjects(statement, bundle))
-        covered.update(s.get("name") for s in statement.get("subject") or [] if isinstance(s, Mapping))
+        covered.update(str(s.get("name")) for s in statement.get("subject") or [] if isinstance(s, Mapping))
     notes = tuple(f"{name} is in the bundle but not covered by the attestation" for name in _uncovered_files(bundle, covered))
     return VerificationResult(tuple(checks), tuple(statements), notes)

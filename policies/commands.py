@@ -23,7 +23,7 @@ def validate(files: tuple[str, ...]) -> None:
         except PolicyError as exc:
             failed = True
             for error in getattr(exc, "errors", (exc,)):
-                click.echo(PolicyError.__str__(error), err=True)
+                click.echo(PolicyError.__str__(error))
             continue
         click.echo(f"{pack.path}: OK ({pack.name}, {len(pack.waivers)} waivers, sha256 {pack.sha256[:12]})")
     if failed:

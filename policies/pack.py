@@ -206,7 +206,7 @@ def _load(path: Path) -> tuple[PolicyPack | None, list[PolicyError]]:
     if values is not None:
         checker.semantics(values)
     if checker.errors or values is None:
-        return None, checker.errors
+        return None, sorted(checker.errors, key=lambda e: e.line)
     return _build(values, file, hashlib.sha256(raw).hexdigest()), []
 
 

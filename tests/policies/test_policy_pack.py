@@ -1,0 +1,136 @@
+"""Policy packs: the shipped packs match the node facts; every problem of a bad pack is named with file and line."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sovaudit.policies.commands import policy
+from sovaudit.policies.pack import (
+    PolicyError,
+    PolicyPackInvalid,
+    load_policy,
+    resolve_policy,
+    validate_policy,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD = ROOT / "tests" / "data" / "bad" / "policies"
+
+
+def problems(name: str) -> list[str]:
+    return [str(e) for e in validate_policy(BAD / name)]
+
+
+def test_us_pack_matches_the_node_facts() -> None:
+    pack = resolve_policy("us")
+    assert pack.project == "fed-node-us" and pack.organization == "organizations/161803398874"
+    assert pack.region == "us-central1"
+    assert pack.jurisdiction.allowed_policy_values == ("in:us-central1-locations",)
+    assert pack.jurisdiction.probe_regions == ("europe-west4", "us-east1")
+    assert (pack.network.network, pack.network.subnetwork) == ("fed-node-us-multiomics-vpc", "fed-node-us-compute-subnet")
+    assert pack.service_account == "batch-runner@fed-node-us.iam.gserviceaccount.com"
+    assert pack.buckets.allowed == ("fed-node-us-raw-vcfs", "fed-node-us-processed")
+    assert pack.kms.key_ring == "projects/fed-node-us/locations/us-central1/keyRings/fed-node-us-genomics"
+    assert pack.perimeter.name == "accessPolicies/555000111/servicePerimeters/fed_node_us"
+    assert pack.pipeline.instance_template == "sev-n2d-batch" and pack.confidential.required_type == "SEV"
+    assert pack.dataset == "hospital_data" and pack.waivers == ()
+
+
+def test_eu_pack_matches_the_node_facts() -> None:
+    pack = resolve_policy("eu")
+    assert pack.project == "fed-node-eu" and pack.region == "europe-west4"
+    assert pack.jurisdiction.allowed_policy_values == ("in:europe-west4-locations",)
+    assert pack.jurisdiction.probe_regions == ("us-central1", "europe-west2")
+    assert pack.perimeter.name == "accessPolicies/555000222/servicePerimeters/fed_node_eu"
+    assert pack.buckets.input == "fed-node-eu-raw-vcfs" and pack.buckets.output == "fed-node-eu-processed"
+    assert pack.kms.key_ring == "projects/fed-node-eu/locations/europe-west4/keyRings/fed-node-eu-genomics"
+
+
+def test_pack_digest_is_the_sha256_of_the_file_bytes() -> None:
+    pack = resolve_policy("us")
+    assert pack.sha256 == hashlib.sha256(Path(pack.path).read_bytes()).hexdigest()
+
+
+def test_jurisdiction_admits_zones_and_any_spelling_but_not_other_regions() -> None:
+    pack = resolve_policy("us")
+    assert pack.allows_location("US-CENTRAL1") and pack.allows_location("zones/us-central1-f")
+    assert pack.allows_location("ZONE:us-central1-b")
+    assert not pack.allows_location("us-east1") and not pack.allows_location("us")
+
+
+def test_waivers_load_with_their_expiry(tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "us-node.yaml").read_text().replace(
+        "waivers: []", 'waivers:\n  - {control: SOV-04, resource: "projects/_/buckets/*", owner: sec@example.org, '
+                       "justification: migration, expires: 2027-03-31}")
+    (tmp_path / "p.yaml").write_text(text)
+    waiver = load_policy(tmp_path / "p.yaml").waivers[0]
+    assert (waiver.control, waiver.expires) == ("SOV-04", date(2027, 3, 31))
+
+
+def test_every_problem_is_reported_with_file_line_and_field() -> None:
+    found = problems("many-problems.yaml")
+    file = str(BAD / "many-problems.yaml")
+    expected = [
+        f"{file}:8: jurisdiction.allowed_regions[1]: 'US Central' does not look like a region",
+        f"{file}:9: jurisdiction.allowed_policy_values[1]: unknown value group 'in:mars-locations'",
+        f"{file}:10: jurisdiction.probe_regions[1]: probe region 'us-central1' is inside the allowed jurisdiction",
+        f"{file}:15: perimeter.restricted_services: expected a list of strings",
+        f"{file}:17: buckets.allowed: the output bucket 'fed-node-us-processed' is not in the allow-list",
+        f"{file}:21: pipeline.lables: unknown field (did you mean 'labels'?)",
+        f"{file}:22: severity_overrides.SEC-99: unknown control id 'SEC-99'",
+        f"{file}:22: severity_overrides.SEC-04: unknown severity 'urgent'",
+        f"{file}:24: waivers[0].expires: required field is missing",
+        f"{file}:28: waivers[1].control: unknown control id 'SOV-77'",
+        f"{file}:32: waivers[1].expires: malformed date '2027-02-30'",
+    ]
+    assert len(found) == len(expected)
+    for line in expected:
+        assert any(f.startswith(line) for f in found), line
+
+
+def test_a_yaml_syntax_error_names_its_line() -> None:
+    [error] = problems("syntax-error.yaml")
+    assert error.startswith(f"{BAD / 'syntax-error.yaml'}:6: <document>: YAML syntax error")
+
+
+def test_missing_required_fields_are_each_reported() -> None:
+    found = problems("missing-fields.yaml")
+    fields = [f.split(": ")[1] for f in found]
+    assert fields == ["network", "perimeter", "service_account", "buckets", "dataset", "kms", "confidential",
+                      "pipeline"]
+
+
+def test_a_document_that_is_not_a_mapping_is_refused() -> None:
+    assert "must be a mapping" in problems("not-a-mapping.yaml")[0]
+
+
+def test_load_policy_raises_one_error_carrying_all_problems() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(BAD / "many-problems.yaml")
+    assert isinstance(caught.value, PolicyPackInvalid) and len(caught.value.errors) == 11
+    assert caught.value.line == 8 and caught.value.field == "jurisdiction.allowed_regions[1]"
+    assert str(caught.value).count("\n") == 10
+
+
+def test_a_missing_file_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError, match="cannot read the pack"):
+        resolve_policy("/nonexistent/pack.yaml")
+
+
+def test_policy_error_str_format() -> None:
+    assert str(PolicyError("p.yaml", 3, "kms.location", "unknown", "use a region")) == \
+        "p.yaml:3: kms.location: unknown (use a region)"
+
+
+def test_cli_validate_prints_ok_or_every_error_and_exits_2() -> None:
+    runner = CliRunner()
+    ok = runner.invoke(policy, ["validate", "us", "eu"])
+    assert ok.exit_code == 0 and ok.output.count(": OK") == 2
+    bad = runner.invoke(policy, ["validate", "us", str(BAD / "many-problems.yaml")])
+    assert bad.exit_code == 2
+    assert ": OK" in bad.output and bad.output.count("many-problems.yaml:") == 11

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,10 @@ def generate_key(out_dir: Path, key_type: str = "ed25519", name: str | None = No
         private_key = ed25519.Ed25519PrivateKey.generate()
     else:
         private_key = ec.generate_private_key(ec.SECP256R1())
-    out_dir.mkdir(parents=True, exist_ok=True)
     base = name or f"sovaudit-{key_type}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", base):
+        raise KeyFileError(f"key name {base!r} must be a plain file name (letters, digits, . _ -)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     private_path = out_dir / f"{base}.pem"
     public_path = out_dir / f"{base}.pub.pem"
     for path in (private_path, public_path):

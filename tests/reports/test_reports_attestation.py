@@ -191,3 +191,16 @@ def test_an_unsigned_extra_file_is_noted(signed_bundle):
     (run / "evidence" / "9999-extra.json").write_text("{}")
     outcome = _verify(run, key)
     assert outcome.ok and "evidence/9999-extra.json" in outcome.notes[0]
+
+
+def test_every_envelope_line_must_verify(signed_bundle, tmp_path):
+    run, key = signed_bundle
+    path = run / "attestation.intoto.jsonl"
+    line = path.read_bytes()
+    path.write_bytes(line + line)
+    assert _verify(run, key).ok
+    stranger = load_signing_key(generate_key(tmp_path / "s", "ed25519").private_path)
+    _, other = sign_statement(build_statement(make_result(), [("result.json", "0" * 64)]), [stranger])
+    path.write_bytes(line + envelope_line(other))
+    failures = _verify(run, key).failures
+    assert failures[0].what == "envelope 2 signature 1" and "unknown key" in failures[0].reason

@@ -180,3 +180,8 @@ def test_report_render_refuses_what_is_not_a_result(tmp_path):
     bad.write_text(json.dumps({"schema": "other"}))
     outcome = CliRunner().invoke(report, ["render", str(bad)])
     assert outcome.exit_code == 2 and "expected 'sovaudit/result/v1'" in outcome.output
+
+
+def test_a_key_name_with_a_path_is_refused(tmp_path):
+    with pytest.raises(KeyFileError, match="plain file name"):
+        generate_key(tmp_path, "ed25519", "../elsewhere")

@@ -23,6 +23,7 @@ Every problem is reported as `NodeFileError` naming the file and the dotted fiel
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import re
@@ -345,6 +346,11 @@ def _etag(*parts: str) -> str:
     return "Bw" + hashlib.sha256("/".join(parts).encode()).hexdigest()[:12].upper()
 
 
+def iam_etag(*parts: str) -> str:
+    """IAM etags are bytes (base64 in JSON); clients decode and re-encode them, so keep them valid."""
+    return base64.b64encode(b"\x07" + hashlib.sha256("/".join(parts).encode()).digest()[:7]).decode()
+
+
 def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str = "submit") -> SimState:
     """The SimState for a node (after scenarios), without the seeded job (see `seed.seed`)."""
     doc = loaded.doc
@@ -360,7 +366,7 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     state.project = {"name": f"projects/{number}", "parent": project["organization"], "projectId": project["id"],
                      "state": "ACTIVE", "displayName": project.get("display_name", project["id"]),
                      "createTime": NODE_CREATED, "updateTime": NODE_CREATED, "etag": f"W/\"{_etag(number)}\""}
-    iam = {"version": 1, "etag": _etag("iam", number), "bindings": copy.deepcopy(doc["iam_policy"]["bindings"])}
+    iam = {"version": 1, "etag": iam_etag("iam", number), "bindings": copy.deepcopy(doc["iam_policy"]["bindings"])}
     if doc["iam_policy"].get("auditConfigs"):
         iam["auditConfigs"] = copy.deepcopy(doc["iam_policy"]["auditConfigs"])
     state.iam_policy = iam

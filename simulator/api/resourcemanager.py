@@ -7,13 +7,13 @@ or the demo can switch data-access logs off and see SEC-05 react), projects.sear
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from typing import Any
 
 from sovaudit.simulator import audit_log, clock
 from sovaudit.simulator.api._common import project_matches
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
+from sovaudit.simulator.node import iam_etag
 
 API = "resourcemanager"
 
@@ -68,7 +68,7 @@ def set_iam_policy(req: SimRequest) -> dict[str, Any]:
                     updated[field_name] = copy.deepcopy(policy[field_name])
                 else:
                     updated.pop(field_name, None)
-        updated["etag"] = "Bw" + hashlib.sha256(json.dumps(updated, sort_keys=True).encode()).hexdigest()[:12].upper()
+        updated["etag"] = iam_etag(json.dumps(updated, sort_keys=True))
         req.state.iam_policy = updated
         audit_log.record(req.state, audit_log.audit_entry(
             req.state, log_id=audit_log.ACTIVITY, service="cloudresourcemanager.googleapis.com",

@@ -190,7 +190,10 @@ def write_bundle(
         _fsync_dir(staging / "evidence")
         _fsync_dir(staging)
         staging.chmod(0o755)
-        os.rename(staging, final)  # the one step that makes the run look complete
+        try:
+            os.rename(staging, final)  # the one step that makes the run look complete
+        except OSError as exc:
+            raise BundleError(f"cannot move the finished bundle into place at {final}: {exc.strerror}") from exc
         _fsync_dir(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

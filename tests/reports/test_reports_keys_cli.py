@@ -185,3 +185,13 @@ def test_report_render_refuses_what_is_not_a_result(tmp_path):
 def test_a_key_name_with_a_path_is_refused(tmp_path):
     with pytest.raises(KeyFileError, match="plain file name"):
         generate_key(tmp_path, "ed25519", "../elsewhere")
+
+
+def test_a_throwaway_signer_signs_a_bundle_its_written_public_key_verifies(tmp_path):
+    from sovaudit.reports.signing import throwaway_signer, write_public_key
+    from sovaudit.reports.verify import verify_envelope_file
+
+    signer = throwaway_signer("ecdsa-p256")
+    run = write_bundle(tmp_path / "out", make_result(), make_evidence(), {}, signer=signer)
+    public = write_public_key(signer, tmp_path / "out" / "demo-signing-key.pub.pem")
+    assert verify_envelope_file(run / "attestation.intoto.jsonl", [load_public_key(public)]).ok

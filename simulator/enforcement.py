@@ -212,3 +212,33 @@ def check_bucket_write(state: SimState, bucket: str, object_name: str, *, princi
     unique_id = entry["protoPayload"]["metadata"]["vpcServiceControlsUniqueId"]
     message = f"Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: {unique_id}"
     raise classic_error(403, message, "vpcServiceControls")
+
+
+def location_refusal(state: SimState, location: str) -> str | None:
+    """None when the org policy allows `location`, else a short reason naming the constraint
+    (for APIs that build their own error body around it)."""
+    if location_allowed(state, location):
+        return None
+    return f"{location.lower()} violates constraint {CONSTRAINT}"
+
+
+def check_perimeter_egress(state: SimState, *, service: str, method: str, target_resource: str,
+                           principal: str = "anonymous", permission: str | None = None,
+                           resource_names: Iterable[str] = ()) -> None:
+    """Refuse (403, classic shape) a call from inside the perimeter that reaches a resource outside it
+    (e.g. a BigQuery load reading another project's bucket), logging the Policy Denied entry.
+    No perimeter holding the project: allowed. Dry-run perimeter: logged with `dryRun`, allowed."""
+    with state.lock:
+        found = _enforced_perimeter(state)
+    if found is None:
+        return
+    perimeter, _, dry_run = found
+    entry = audit_log.vpcsc_violation(
+        state, service=service, method=method, target_resource=target_resource,
+        resource_names=list(resource_names) or [target_resource], principal=principal, timestamp=clock.now(),
+        perimeter=perimeter, dry_run=dry_run, permission=permission)
+    if dry_run:
+        return
+    unique_id = entry["protoPayload"]["metadata"]["vpcServiceControlsUniqueId"]
+    raise classic_error(403, f"Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: "
+                             f"{unique_id}", "vpcServiceControls")

@@ -37,6 +37,8 @@ API_MODULES: tuple[str, ...] = (
     "kms",
     "acm",
     "logging_api",
+    "compute",
+    "batch",
 )
 
 # The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are

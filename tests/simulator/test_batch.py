@@ -1,0 +1,277 @@
+"""Cloud Batch v1 in the simulator, through the official `google.cloud.batch_v1` REST client."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import batch_v1, compute_v1
+
+from sovaudit.simulator.batch_runner import TaskInvocation, TaskOutcome
+from sovaudit.simulator.server import SimServer
+
+PROJECT = "fed-node-us"
+NUMBER = "314159265358"
+REGION = "us-central1"
+TEMPLATE = f"projects/{PROJECT}/global/instanceTemplates/sev-n2d-batch"
+SA = "batch-runner@fed-node-us.iam.gserviceaccount.com"
+
+
+def _batch(sim: SimServer) -> batch_v1.BatchServiceClient:
+    return batch_v1.BatchServiceClient(transport="rest", client_options={"api_endpoint": sim.url},
+                                       credentials=AnonymousCredentials())
+
+
+def _instances(sim: SimServer) -> compute_v1.InstancesClient:
+    return compute_v1.InstancesClient(transport="rest", client_options={"api_endpoint": sim.url},
+                                      credentials=AnonymousCredentials())
+
+
+def _job(*, tasks: int = 3, parallelism: int = 2, region: str = REGION, template: bool = True,
+         script: str = "echo hello", max_retries: int = 0, external_ip: bool = False,
+         allowed: list[str] | None = None) -> batch_v1.Job:
+    runnable = batch_v1.Runnable(script=batch_v1.Runnable.Script(text=script))
+    spec = batch_v1.TaskSpec(runnables=[runnable], max_retry_count=max_retries,
+                             environment=batch_v1.Environment(variables={"OUTPUT": "gs://fed-node-us-processed"}))
+    group = batch_v1.TaskGroup(task_count=tasks, parallelism=parallelism, task_spec=spec)
+    if template:
+        instances = [batch_v1.AllocationPolicy.InstancePolicyOrTemplate(instance_template=TEMPLATE)]
+        network = None
+    else:
+        instances = [batch_v1.AllocationPolicy.InstancePolicyOrTemplate(policy=batch_v1.AllocationPolicy.InstancePolicy(
+            machine_type="n2d-standard-4", provisioning_model=batch_v1.AllocationPolicy.ProvisioningModel.SPOT))]
+        network = batch_v1.AllocationPolicy.NetworkPolicy(network_interfaces=[
+            batch_v1.AllocationPolicy.NetworkInterface(
+                network=f"projects/{PROJECT}/global/networks/fed-node-us-multiomics-vpc",
+                subnetwork=f"projects/{PROJECT}/regions/{region}/subnetworks/fed-node-us-compute-subnet",
+                no_external_ip_address=not external_ip)])
+    policy = batch_v1.AllocationPolicy(
+        location=batch_v1.AllocationPolicy.LocationPolicy(allowed_locations=allowed or [f"regions/{region}"]),
+        instances=instances, service_account=batch_v1.ServiceAccount(email=SA),
+        labels={"pipeline": "genomics-preproc"})
+    if network is not None:
+        policy.network = network
+    return batch_v1.Job(task_groups=[group], allocation_policy=policy, labels={"run": "test"},
+                        logs_policy=batch_v1.LogsPolicy(destination=batch_v1.LogsPolicy.Destination.CLOUD_LOGGING))
+
+
+def _wait(client: batch_v1.BatchServiceClient, name: str, *, timeout: float = 10.0) -> batch_v1.Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get_job(name=name)
+        if job.status.state in {batch_v1.JobStatus.State.SUCCEEDED, batch_v1.JobStatus.State.FAILED,
+                                batch_v1.JobStatus.State.CANCELLED}:
+            return job
+        assert time.monotonic() < deadline, f"job stuck in {job.status.state.name}"
+        time.sleep(0.05)
+
+
+def _vms(sim: SimServer, uid: str) -> list[compute_v1.Instance]:
+    found = []
+    for _scope, scoped in _instances(sim).aggregated_list(
+            request={"project": PROJECT, "filter": f'labels.batch-job-uid = "{uid}"'}):
+        found.extend(scoped.instances)
+    return found
+
+
+def test_job_runs_queued_scheduled_running_succeeded_with_status_events(sim: SimServer) -> None:
+    client = _batch(sim)
+    created = client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(), job_id="lifecycle-1")
+    name = f"projects/{NUMBER}/locations/{REGION}/jobs/lifecycle-1"
+    assert created.name == name
+    assert created.status.state == batch_v1.JobStatus.State.QUEUED
+    assert created.task_groups[0].name == f"{name}/taskGroups/group0"
+    assert created.uid.startswith("lifecycle-1-")
+
+    job = _wait(client, name)
+    assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
+    described = [e.description for e in job.status.status_events if e.type_ == "STATUS_CHANGED"]
+    assert described == [f"Job state is set from {a} to {b} for job {name}."
+                         for a, b in [("QUEUED", "SCHEDULED"), ("SCHEDULED", "RUNNING"), ("RUNNING", "SUCCEEDED")]]
+    assert dict(job.status.task_groups["group0"].counts) == {"SUCCEEDED": 3}
+    assert job.status.run_duration.total_seconds() > 0
+    assert client.get_job(name=f"projects/{PROJECT}/locations/{REGION}/jobs/lifecycle-1").uid == job.uid
+
+
+def test_job_vms_come_from_the_template_with_batch_labels_and_confidential_compute(sim: SimServer) -> None:
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(),
+                                          job_id="from-template").name)
+    vms = _vms(sim, job.uid)
+    assert len(vms) == 2  # parallelism 2, one task per VM
+    for vm in vms:
+        assert re.fullmatch(rf"{re.escape(job.uid)}-group0-\d+-[a-z0-9]{{4}}", vm.name)
+        assert vm.zone.rsplit("/", 1)[-1].startswith(f"{REGION}-")
+        assert vm.labels["batch-job-id"] == "from-template" and vm.labels["batch-node"] == ""
+        assert vm.labels["pipeline"] == "genomics-preproc"
+        assert vm.confidential_instance_config.enable_confidential_compute is True
+        assert vm.confidential_instance_config.confidential_instance_type == "SEV"
+        assert not vm.network_interfaces[0].access_configs
+        assert vm.service_accounts[0].email == SA
+    with sim.state.lock:
+        inserts = [e["protoPayload"] for e in sim.state.log_entries
+                   if e.get("protoPayload", {}).get("methodName") == "v1.compute.instances.insert"
+                   and e.get("operation", {}).get("first")
+                   and e["protoPayload"].get("request", {}).get("labels", {}).get("batch-job-uid") == job.uid]
+    assert len(inserts) == 2
+    for payload in inserts:
+        assert payload["authenticationInfo"]["principalEmail"] == f"{NUMBER}@cloudservices.gserviceaccount.com"
+        assert payload["request"]["links"][0]["type"] == "MEMBER_OF"
+        assert "/instanceGroupManagers/" in payload["request"]["links"][0]["source"]
+        assert payload["request"]["confidentialInstanceConfig"]["enableConfidentialCompute"] is True
+
+
+def test_policy_job_without_no_external_ip_gets_access_configs_and_is_not_confidential(sim: SimServer) -> None:
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
+                                          job=_job(template=False, external_ip=True), job_id="public-ip").name)
+    vms = _vms(sim, job.uid)
+    assert vms
+    for vm in vms:
+        config = vm.network_interfaces[0].access_configs[0]
+        assert config.type_ == "ONE_TO_ONE_NAT" and config.nat_i_p
+        assert not vm.confidential_instance_config.enable_confidential_compute
+        assert vm.scheduling.provisioning_model == "SPOT"
+
+
+def test_policy_job_with_no_external_ip_has_no_access_config(sim: SimServer) -> None:
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
+                                          job=_job(template=False, tasks=1), job_id="private-ip").name)
+    assert [vm.network_interfaces[0].access_configs for vm in _vms(sim, job.uid)] == [[]]
+
+
+def test_job_in_a_disallowed_region_is_refused_with_a_precondition_failure(sim: SimServer) -> None:
+    client = _batch(sim)
+    with pytest.raises(exceptions.BadRequest) as refused:
+        client.create_job(parent=f"projects/{PROJECT}/locations/europe-west4",
+                          job=_job(region="europe-west4"), job_id="probe-eu")
+    assert "constraints/gcp.resourceLocations" in refused.value.message
+    assert refused.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    # Over REST, api-core keeps the details as the JSON it received.
+    failures = [d for d in refused.value.details if d["@type"] == "type.googleapis.com/google.rpc.PreconditionFailure"]
+    assert failures and failures[0]["violations"][0]["type"] == "constraints/gcp.resourceLocations"
+    with pytest.raises(exceptions.NotFound):
+        client.get_job(name=f"projects/{PROJECT}/locations/europe-west4/jobs/probe-eu")
+
+
+def test_refusal_mode_fail_accepts_then_fails_citing_the_constraint_without_vms(
+        sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(batch_refusal="fail")
+    client = _batch(sim)
+    created = client.create_job(parent=f"projects/{PROJECT}/locations/europe-west4",
+                                job=_job(region="europe-west4"), job_id="probe-eu")
+    job = _wait(client, created.name)
+    assert job.status.state == batch_v1.JobStatus.State.FAILED
+    errors = [e.description for e in job.status.status_events if "Batch Error" in e.description]
+    assert errors and "code - CODE_GCE_" in errors[0]
+    assert "violates constraint constraints/gcp.resourceLocations" in errors[0]
+    assert job.status.status_events[-1].description.startswith(
+        f"Job state is set from SCHEDULED to FAILED for job {created.name}.")
+    assert _vms(sim, job.uid) == []
+
+
+def test_allowed_locations_spanning_two_regions_is_invalid(sim: SimServer) -> None:
+    with pytest.raises(exceptions.BadRequest, match="more than one regions"):
+        _batch(sim).create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
+                               job=_job(allowed=["regions/us-central1", "zones/us-east1-b"]), job_id="two-regions")
+
+
+def test_job_ids_are_validated_and_unique(sim: SimServer) -> None:
+    client = _batch(sim)
+    parent = f"projects/{PROJECT}/locations/{REGION}"
+    with pytest.raises(exceptions.BadRequest, match="job_id|Job id"):
+        client.create_job(parent=parent, job=_job(), job_id="Bad_ID")
+    client.create_job(parent=parent, job=_job(tasks=1), job_id="once")
+    with pytest.raises(exceptions.Conflict):
+        client.create_job(parent=parent, job=_job(tasks=1), job_id="once")
+    generated = client.create_job(parent=parent, job=_job(tasks=1))
+    assert re.fullmatch(r"j-[0-9a-f-]{36}", generated.name.rsplit("/", 1)[-1])
+
+
+def test_failing_task_is_retried_then_fails_the_job_with_the_task_event(sim: SimServer) -> None:
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
+                                          job=_job(tasks=1, parallelism=1, script="exit 3", max_retries=2),
+                                          job_id="fails").name)
+    assert job.status.state == batch_v1.JobStatus.State.FAILED
+    last = job.status.status_events[-1]
+    assert "Job failed due to task failure. Specifically, task with index 0 failed" in last.description
+    assert "with exit code 3" in last.description
+    assert last.task_execution.exit_code == 3
+    tasks = list(client.list_tasks(parent=f"{job.name}/taskGroups/group0"))
+    failures = [e for e in tasks[0].status.status_events if e.task_state == batch_v1.TaskStatus.State.FAILED]
+    assert len(failures) == 3  # the first run and two retries
+    assert dict(job.status.task_groups["group0"].counts) == {"FAILED": 1}
+
+
+def _echo_environment(invocation: TaskInvocation) -> TaskOutcome:
+    env = invocation.environment
+    return TaskOutcome(0, [f"index={env['BATCH_TASK_INDEX']} count={env['BATCH_TASK_COUNT']} "
+                           f"uid={env['BATCH_JOB_UID']} output={env['OUTPUT']} target={env['SOVAUDIT_TARGET']}"])
+
+
+def test_custom_runner_runs_in_a_process_pool_and_its_lines_become_task_logs(
+        sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(task_runner=_echo_environment)
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(tasks=2),
+                                          job_id="echo").name, timeout=30)
+    assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
+    with sim.state.lock:
+        lines = sorted(e["textPayload"] for e in sim.state.log_entries
+                       if e["logName"].endswith("/logs/batch_task_logs") and e["labels"]["job_uid"] == job.uid)
+    assert lines == [f"index={i} count=2 uid={job.uid} output=gs://fed-node-us-processed target={sim.url}"
+                     for i in range(2)]
+
+
+def test_list_jobs_filters_and_pages(sim: SimServer) -> None:
+    client = _batch(sim)
+    parent = f"projects/{PROJECT}/locations/{REGION}"
+    for n in range(3):
+        client.create_job(parent=parent, job=_job(tasks=1), job_id=f"listed-{n}")
+    listed = {j.name.rsplit("/", 1)[-1] for j in client.list_jobs(request={"parent": parent,
+                                                                         "filter": 'labels.run="test"',
+                                                                         "page_size": 2})}
+    assert {"listed-0", "listed-1", "listed-2"} <= listed
+    assert "preprocess-genomes-001" not in listed
+    finished = {j.name.rsplit("/", 1)[-1] for j in client.list_jobs(
+        request={"parent": parent, "filter": 'status.state="SUCCEEDED"'})}
+    assert "preprocess-genomes-001" in finished
+    pager = client.list_jobs(request={"parent": parent, "page_size": 2})
+    assert len(list(pager.pages)) >= 2
+
+
+def test_delete_job_returns_an_operation_whose_result_completes_and_removes_job_and_vms(sim: SimServer) -> None:
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(),
+                                          job_id="to-delete").name)
+    assert _vms(sim, job.uid)
+    operation = client.delete_job(name=job.name)
+    operation.result(timeout=5)
+    with pytest.raises(exceptions.NotFound):
+        client.get_job(name=job.name)
+    assert _vms(sim, job.uid) == []
+    with sim.state.lock:
+        methods = {e["protoPayload"]["methodName"] for e in sim.state.log_entries
+                   if e.get("protoPayload", {}).get("resourceName") == job.name}
+    assert {"google.cloud.batch.v1.BatchService.CreateJob", "google.cloud.batch.v1.BatchService.DeleteJob"} <= methods
+
+
+def test_cancel_job_stops_a_running_job(sim: SimServer) -> None:
+    client = _batch(sim)
+    created = client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
+                                job=_job(tasks=2, script="sleep 5"), job_id="to-cancel")
+    client.cancel_job(name=created.name).result(timeout=5)
+    job = client.get_job(name=created.name)
+    assert job.status.state == batch_v1.JobStatus.State.CANCELLED
+    assert job.status.status_events[-1].description.endswith("to CANCELLED for job " + created.name + ".")
+
+
+def test_seeded_finished_job_is_served(sim: SimServer) -> None:
+    job = _batch(sim).get_job(name=f"projects/{PROJECT}/locations/{REGION}/jobs/preprocess-genomes-001")
+    assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED

@@ -33,3 +33,18 @@ def test_report_html_renders_in_headless_chromium(tmp_path):
     assert (width, height) == (1200, 1600)
     # A blank or error page compresses to a few kilobytes; the report has text, tables and colour.
     assert len(data) > 40_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not on PATH")
+def test_report_html_prints_to_pdf(tmp_path):
+    run = write_bundle(tmp_path / "out", make_result(), make_evidence(), {})
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--print-to-pdf={pdf}", (run / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    pages = data.count(b"/Type /Page\n") + data.count(b"/Type /Page\r") + data.count(b"/Type /Page ")
+    assert 1 <= pages <= 8  # the sample fits on a few pages: nothing is lost or exploded by print CSS

@@ -102,11 +102,10 @@ def run_verify(*, pack: PolicyPack, target: Target, job_name: str | None, postur
     return result, collected
 
 
-def write_outputs(out: Path, result: RunResult, collected: Collected, *, sign_key: str | None,
-                  kms_key: str | None, target: Target, bundle: bool, redact: bool) -> Path:
+def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer: Any,
+                  bundle: bool, redact: bool) -> Path:
     from sovaudit.reports import bundle as bundle_writer
 
-    signer = _signer(sign_key, kms_key, target)
     meta = {
         "run_id": result.run_id, "target": result.target, "project": result.project,
         "policy": {"name": result.policy_name, "path": result.policy_path, "sha256": result.policy_sha256},
@@ -121,19 +120,20 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, sign_ke
                                            pack_tar=bundle, redact=redact))
 
 
-def _signer(sign_key: str | None, kms_key: str | None, target: Target) -> Any:
+def signer_from_options(sign_key: str | None, kms_key: str | None, target: Target | None) -> Any:
+    """The attestation signer the options name, or None; a bad key is exit 2 before any API call."""
     if sign_key and kms_key:
         raise click.UsageError("--sign-key and --kms-key are exclusive: sign with one key")
-    from sovaudit.reports.keys import KeyFileError, load_signing_key
+    from sovaudit.reports import signing
 
     try:
         if sign_key:
-            return load_signing_key(Path(sign_key))
+            return signing.file_signer(Path(sign_key))
         if kms_key:
-            from sovaudit.reports.kms_signer import kms_signer
-
-            return kms_signer(target, kms_key)
-    except KeyFileError as error:
+            if target is None:
+                raise click.UsageError("--kms-key needs --target to reach Cloud KMS")
+            return signing.kms_signer(kms_key, target)
+    except signing.SigningKeyError as error:
         _err(str(error))
         raise SystemExit(2) from error
     return None
@@ -177,13 +177,21 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
         exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
         raise SystemExit(exit_code)
     target = _parse_target(target_text)
+    # Load the key first: a bad key must stop the run before any probe touches the cloud.
+    signer = signer_from_options(sign_key, kms_key, target)
     result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,
                                    probes=not no_probes, since=_parse_time(since, "--since"),
                                    until=_parse_time(until, "--until"), api_deadline=api_deadline)
     document = result.to_json()
     if out_dir:
-        run_dir = write_outputs(Path(out_dir), result, collected, sign_key=sign_key, kms_key=kms_key,
-                                target=target, bundle=pack_tar, redact=redact)
+        from sovaudit.reports.bundle import BundleError
+
+        try:
+            run_dir = write_outputs(Path(out_dir), result, collected, signer=signer, bundle=pack_tar,
+                                    redact=redact)
+        except BundleError as error:
+            _err(f"could not write the bundle: {error}")
+            raise SystemExit(2) from error
         _err(f"evidence bundle: {run_dir}")
     if output_format == "json":
         click.echo(json.dumps(document, indent=2))

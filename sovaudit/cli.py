@@ -20,6 +20,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cleanup": ("sovaudit.audit.commands:cleanup", "Delete probe resources left by interrupted runs."),
     "controls": ("sovaudit.audit.catalog_commands:controls", "List the control catalogue."),
     "policy": ("sovaudit.policies.commands:policy", "Validate policy packs."),
+    "report": ("sovaudit.reports.commands:report", "Verify a signed report; render a result again."),
+    "keys": ("sovaudit.reports.commands:keys", "Generate signing keys."),
+    "demo": ("sovaudit.demo:demo", "Verify the embedded simulator's node end to end and sign the bundle."),
 }
 
 

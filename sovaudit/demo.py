@@ -25,13 +25,14 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str) -> None:
     from sovaudit import simulator
     from sovaudit.audit.commands import _err, _load_pack, print_summary, run_verify, write_outputs
     from sovaudit.cloud import Target
-    from sovaudit.reports.keys import generate_key
+    from sovaudit.reports.signing import throwaway_signer, write_public_key
+    from sovaudit.simulator.node import NodeFileError
 
     out = Path(out_dir)
     pack = _load_pack(node, None)
     try:
         server = simulator.start(node=node, scenarios=list(scenarios))
-    except simulator.SimConfigError as error:
+    except NodeFileError as error:
         _err(str(error))
         raise SystemExit(2) from error
     with server:
@@ -40,13 +41,14 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str) -> None:
         target = Target.parse(server.url)
         result, collected = run_verify(pack=pack, target=target, job_name=DEMO_JOB, posture_only=False,
                                        probes=True, since=None, until=None, api_deadline=5.0)
-        key = generate_key(out / "keys", "ed25519", name="demo-signing")
-        run_dir = write_outputs(out, result, collected, sign_key=str(key.private_path), kms_key=None,
-                                target=target, bundle=False, redact=False)
+        # The private half lives only in memory: the demo's bundle can be verified, never re-signed.
+        signer = throwaway_signer("ed25519")
+        run_dir = write_outputs(out, result, collected, signer=signer, bundle=False, redact=False)
+        public_key = write_public_key(signer, run_dir.parent / f"{run_dir.name}.pub.pem")
     print_summary(result.to_json())
     click.echo(f"\nevidence bundle: {run_dir}")
     click.echo(f"report:          {run_dir / 'report.html'}")
     click.echo("verify the signature and every file digest:")
-    click.echo(f"  sovaudit report verify {run_dir / 'attestation.intoto.jsonl'} --key {key.public_path}")
+    click.echo(f"  sovaudit report verify {run_dir / 'attestation.intoto.jsonl'} --key {public_key}")
     click.echo(f"re-evaluate offline:\n  sovaudit verify --evidence {run_dir} --policy {node}")
     raise SystemExit(result.exit_code)

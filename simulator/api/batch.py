@@ -280,6 +280,8 @@ def create_job(request: SimRequest) -> dict[str, Any]:
                                    principal=compute.caller_principal(request))
 
     uid = _make_uid(job_id, generated)
+    # Batch's predefined job label (docs "Organize resources using labels"); users cannot override it.
+    job["labels"] = {**job.get("labels", {}), "batch-job-id": job_id}
     group = groups[0]
     group["name"] = f"{name}/taskGroups/group0"
     group.setdefault("taskCount", "1")
@@ -302,7 +304,7 @@ def create_job(request: SimRequest) -> dict[str, Any]:
     _audit_job(state, "CreateJob", name, location, principal=compute.caller_principal(request),
                request_body={"@type": "type.googleapis.com/google.cloud.batch.v1.CreateJobRequest",
                              "parent": f"projects/{project}/locations/{location}", "jobId": job_id,
-                             "job": body}, response=answer)
+                             "job": normalise_job(body)}, response=answer)
     start_driver(state, name)
     return render(answer, request)
 
@@ -506,7 +508,7 @@ def _create_vms(state: SimState, runtime: JobRuntime) -> dict[str, Any] | None:
         violation = enforcement.location_violation(state, zone, api="compute", resource=resource)
         if violation is not None:
             enforcement.record_violation(state, violation, principal=principal)
-            return {"type": "", "eventTime": _ts(),
+            return {"eventTime": _ts(),
                     "description": "VM in Managed Instance Group meets error: Batch Error: code - "
                                    f"CODE_GCE_CONDITION_NOT_MET, description - {violation.message}"}
     for zone, body in bodies:
@@ -516,7 +518,7 @@ def _create_vms(state: SimState, runtime: JobRuntime) -> dict[str, Any] | None:
         try:
             compute.create_instance(state, zone, request_body, principal=principal, links=links, enforce=False)
         except ApiError as error:
-            return {"type": "", "eventTime": _ts(),
+            return {"eventTime": _ts(),
                     "description": "VM in Managed Instance Group meets error: Batch Error: code - "
                                    f"CODE_GCE_{_error_code(error)}, description - {error.message}"}
         runtime.vms.append((zone, str(body["name"])))

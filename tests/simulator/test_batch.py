@@ -10,6 +10,7 @@ import pytest
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import batch_v1, compute_v1
+from google.cloud import logging as cloud_logging
 
 from sovaudit.simulator.batch_runner import TaskInvocation, TaskOutcome
 from sovaudit.simulator.server import SimServer
@@ -112,13 +113,15 @@ def test_job_vms_come_from_the_template_with_batch_labels_and_confidential_compu
         assert vm.confidential_instance_config.confidential_instance_type == "SEV"
         assert not vm.network_interfaces[0].access_configs
         assert vm.service_accounts[0].email == SA
-    with sim.state.lock:
-        inserts = [e["protoPayload"] for e in sim.state.log_entries
-                   if e.get("protoPayload", {}).get("methodName") == "v1.compute.instances.insert"
-                   and e.get("operation", {}).get("first")
-                   and e["protoPayload"].get("request", {}).get("labels", {}).get("batch-job-uid") == job.uid]
-    assert len(inserts) == 2
-    for payload in inserts:
+    logging_client = cloud_logging.Client(project=PROJECT, credentials=AnonymousCredentials(), _use_grpc=False,
+                                          client_options={"api_endpoint": sim.url})
+    entries = list(logging_client.list_entries(filter_=(
+        'log_id("cloudaudit.googleapis.com/activity") AND protoPayload.methodName="v1.compute.instances.insert" '
+        f'AND operation.first=true AND protoPayload.request.labels.batch-job-uid="{job.uid}" '
+        'AND timestamp>="2020-01-01T00:00:00Z"')))
+    assert len(entries) == 2
+    for entry in entries:
+        payload = entry.payload
         assert payload["authenticationInfo"]["principalEmail"] == f"{NUMBER}@cloudservices.gserviceaccount.com"
         assert payload["request"]["links"][0]["type"] == "MEMBER_OF"
         assert "/instanceGroupManagers/" in payload["request"]["links"][0]["source"]
@@ -222,9 +225,11 @@ def test_custom_runner_runs_in_a_process_pool_and_its_lines_become_task_logs(
     job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(tasks=2),
                                           job_id="echo").name, timeout=30)
     assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
-    with sim.state.lock:
-        lines = sorted(e["textPayload"] for e in sim.state.log_entries
-                       if e["logName"].endswith("/logs/batch_task_logs") and e["labels"]["job_uid"] == job.uid)
+    logging_client = cloud_logging.Client(project=PROJECT, credentials=AnonymousCredentials(), _use_grpc=False,
+                                          client_options={"api_endpoint": sim.url})
+    lines = sorted(entry.payload for entry in logging_client.list_entries(filter_=(
+        f'logName="projects/{PROJECT}/logs/batch_task_logs" AND labels.job_uid="{job.uid}" '
+        'AND timestamp>="2020-01-01T00:00:00Z"')))
     assert lines == [f"index={i} count=2 uid={job.uid} output=gs://fed-node-us-processed target={sim.url}"
                      for i in range(2)]
 

@@ -1,0 +1,169 @@
+"""One VCF → one load-ready Parquet file, with the counts INT-01 checks. No cloud here.
+
+normalize (bcftools norm -m -any) → annotate (VEP, when configured and the input has no CSQ)
+→ convert (bcftools query text → Arrow columns → Parquet). The Parquet file appears under its
+final name only when every step succeeded: a malformed input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from sovaudit.pipeline.convert import BLOCK_BYTES, read_text, write_parquet
+from sovaudit.pipeline.errors import ToolError, VcfInputError
+from sovaudit.pipeline.normalize import (
+    CheckRef,
+    InputHeader,
+    NormalizeOptions,
+    NormalizeStats,
+    normalize_to_file,
+    read_header,
+    scan_undeclared,
+    stream_records,
+    variant_header,
+)
+from sovaudit.pipeline.schema import CSQ_TAGS, VcfLayout, layout_from_header
+
+# Appended to the configured VEP command unless it already sets them (issue 5: VCF out,
+# allele numbers so each CSQ entry names its allele, the offline cache).
+VEP_REQUIRED_FLAGS = ("--vcf", "--allele_number", "--offline")
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    reference: Path | None = None
+    check_ref: CheckRef = "e"
+    vep_command: tuple[str, ...] = ()
+    block_bytes: int = BLOCK_BYTES
+
+
+@dataclass(frozen=True)
+class PreprocessResult:
+    """What happened to one input: the counts INT-01 compares, and where the rows are."""
+
+    source: Path
+    parquet: Path
+    sha256: str
+    records_in: int
+    records_normalized: int
+    split: int
+    mismatch_removed: int
+    annotated: bool
+    has_csq: bool
+    warnings: tuple[str, ...]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def preprocess(source: Path, parquet: Path, options: PreprocessOptions = PreprocessOptions()) -> PreprocessResult:
+    """Normalize, annotate and convert ``source`` into ``parquet`` (written atomically)."""
+    source = Path(source)
+    parquet = Path(parquet)
+    if not source.is_file():
+        raise VcfInputError(str(source), "no such file", hint="check the path")
+    digest: list[str] = []
+    hasher = threading.Thread(target=lambda: digest.append(file_sha256(source)), daemon=True)
+    hasher.start()
+    header = read_header(source)
+    partial = parquet.with_name(f".{parquet.name}.partial-{os.getpid()}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="sovaudit-task-") as tmp:
+            workdir = Path(tmp)
+            # Files that declare no contigs are common: add them up front. Any other undeclared id
+            # shows up as a failed first attempt, which is retried once with the header completed.
+            extra = scan_undeclared(source, header) if not header.contigs else None
+            try:
+                stats, rows, annotated, layout = _run(source, header, partial, options, workdir, extra)
+            except VcfInputError:
+                if extra is not None:
+                    raise
+                extra = scan_undeclared(source, header)
+                if not extra:
+                    raise
+                stats, rows, annotated, layout = _run(source, header, partial, options, workdir, extra)
+        os.replace(partial, parquet)
+    finally:
+        partial.unlink(missing_ok=True)
+        hasher.join()
+    added = (f"the input header did not declare {len(extra)} ids the records use; added: "
+             + ", ".join(line.split(",")[0].split("<")[-1] for line in extra[:10]),) if extra else ()
+    return PreprocessResult(source=source, parquet=parquet, sha256=digest[0], records_in=stats.records_in,
+                            records_normalized=rows, split=stats.split,
+                            mismatch_removed=stats.mismatch_removed, annotated=annotated,
+                            has_csq=layout.csq is not None, warnings=added + stats.warnings)
+
+
+def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOptions, workdir: Path,
+         extra_header: list[str] | None) -> tuple[NormalizeStats, int, bool, VcfLayout]:
+    lines = header.with_lines(extra_header or [])
+    input_header = variant_header(lines, workdir)
+    already_annotated = any(tag in input_header.info for tag in CSQ_TAGS)
+    norm_options = NormalizeOptions(reference=options.reference, check_ref=options.check_ref)
+    if options.vep_command and not already_annotated:
+        normalized = workdir / "normalized.vcf.gz"
+        stats = normalize_to_file(source, normalized, norm_options, workdir, header, extra_header=extra_header)
+        annotated = run_vep(options.vep_command, normalized, workdir / "annotated.vcf.gz")
+        vep_header = read_header(annotated)
+        layout = layout_from_header(variant_header(vep_header.lines, workdir))
+        stream = stream_records(annotated, None, layout.query_format(), workdir, vep_header)
+        rows = _convert(stream, layout, out, options, csq_from_row=True)
+        return stats, rows, True, layout
+    tag = already_annotated and any(_csq_has_format(input_header, t) for t in CSQ_TAGS)
+    norm_options = NormalizeOptions(reference=options.reference, check_ref=options.check_ref,
+                                    original_record_tag=tag)
+    layout = layout_from_header(input_header, original_record_tag=tag)
+    stream = stream_records(source, norm_options, layout.query_format(), workdir, header, extra_header=extra_header)
+    rows = _convert(stream, layout, out, options)
+    final = stream.finish()
+    assert final is not None
+    return final, rows, False, layout
+
+
+def _csq_has_format(header: object, tag: str) -> bool:
+    info = header.info  # type: ignore[attr-defined]
+    return tag in info and "Format:" in (info[tag].description or "")
+
+
+def _convert(stream, layout: VcfLayout, out: Path, options: PreprocessOptions,  # type: ignore[no-untyped-def]
+             *, csq_from_row: bool = False) -> int:
+    try:
+        result = write_parquet(read_text(stream.stdout, layout, options.block_bytes), layout, out,
+                               csq_from_row=csq_from_row)
+    except (pa.ArrowException, OSError, ValueError) as error:
+        # The chain's own failure (a bad record, a truncation) explains this better when there is one.
+        stream.finish()
+        raise VcfInputError(str(stream.source), f"cannot convert the normalized records: {error}") from error
+    stream.finish()
+    return result.rows
+
+
+def run_vep(command: tuple[str, ...], source: Path, dest: Path) -> Path:
+    """Run the configured VEP command (argument list, no shell) on a normalized VCF."""
+    args = [*command]
+    for flag in VEP_REQUIRED_FLAGS:
+        if flag not in args:
+            args.append(flag)
+    args += ["--input_file", str(source), "--output_file", str(dest), "--compress_output", "bgzip",
+             "--force_overwrite", "--no_stats"]
+    try:
+        completed = subprocess.run(args, capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise ToolError(f"cannot start VEP ({args[0]}): {error}; check the configured VEP command") from error
+    if completed.returncode != 0 or not dest.exists():
+        tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
+        raise ToolError(f"VEP failed on {source.name} (exit {completed.returncode}): {' | '.join(tail)}")
+    return dest

@@ -7,6 +7,7 @@ bundle, offline, to reach the same outcomes.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import sys
 import traceback
@@ -119,7 +120,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         uid = job_scope.uid
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uid)))
         for purpose, text in logs.filters(ctx.project, start, end).items():
-            tasks.append((purpose, lambda purpose=purpose, text=text: logs.collect(ctx, purpose, text)))
+            tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
         job_name = job_scope.name
         tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))
@@ -154,7 +155,7 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
     for region in regions:
         progress(f"probing {region}: Batch job, bucket, dataset must be refused")
         for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):
-            _guard(f"probe {probe.__module__} {region}", lambda probe=probe, region=region: probe(ctx, region), progress)
+            _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), progress)
     return swept
 
 

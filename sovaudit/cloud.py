@@ -130,9 +130,9 @@ def projects(target: Target) -> Any:
 
 
 def storage(target: Target, project: str) -> Any:
-    from google.cloud import storage as gcs
+    from google.cloud.storage import Client
 
-    return gcs.Client(project=project, credentials=target.credentials(),
+    return Client(project=project, credentials=target.credentials(),
                       client_options=target.client_options())
 
 

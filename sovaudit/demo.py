@@ -22,7 +22,7 @@ DEMO_JOB = "preprocess-genomes-001"
 @click.option("--node", type=click.Choice(["us", "eu"]), default="us", show_default=True)
 def demo(out_dir: str, scenarios: tuple[str, ...], node: str) -> None:
     """Run verify against the embedded simulator and write a signed bundle."""
-    from sovaudit import simulator
+    from sovaudit.simulator import start as start_simulator
     from sovaudit.audit.commands import _err, _load_pack, print_summary, run_verify, write_outputs
     from sovaudit.cloud import Target
     from sovaudit.reports.signing import throwaway_signer, write_public_key
@@ -31,7 +31,7 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str) -> None:
     out = Path(out_dir)
     pack = _load_pack(node, None)
     try:
-        server = simulator.start(node=node, scenarios=list(scenarios))
+        server = start_simulator(node=node, scenarios=list(scenarios))
     except NodeFileError as error:
         _err(str(error))
         raise SystemExit(2) from error

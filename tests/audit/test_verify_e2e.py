@@ -1,0 +1,149 @@
+"""`sovaudit verify` end to end: the CLI, the official clients, the simulator, every control.
+
+Each simulator scenario declares the controls it must make fail (and those it makes incomplete);
+verify must find exactly those — no false pass, no collateral failure — and exit with the code a
+release gate relies on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from sovaudit.cli import main
+from sovaudit.simulator.node import list_scenarios
+from sovaudit.simulator.server import SimServer
+
+ALL_CONTROLS = 16
+
+
+def run_verify(sim: SimServer, *extra: str, policy: str = "us") -> tuple[int, dict[str, Any]]:
+    args = ["verify", "--policy", policy, "--target", sim.url, "--job", "preprocess-genomes-001",
+            "--format", "json", "--api-deadline", "2", *extra]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    start = result.stdout.find("{")
+    assert start >= 0, f"no JSON on stdout (exit {result.exit_code}): {result.output}"
+    return result.exit_code, json.loads(result.stdout[start:])
+
+
+def outcomes(document: dict[str, Any], outcome: str) -> set[str]:
+    return {c["id"] for c in document["controls"] if c["outcome"] == outcome}
+
+
+@pytest.mark.parametrize("node", ["us", "eu"])
+def test_clean_node_passes_every_control(sim_factory: Callable[..., SimServer], node: str) -> None:
+    code, document = run_verify(sim_factory(node=node), policy=node)
+    assert outcomes(document, "PASS") == {c["id"] for c in document["controls"]}, document["summary"]
+    assert len(document["controls"]) == ALL_CONTROLS
+    assert code == 0 and document["verdict"] == "PASS"
+
+
+SCENARIOS = [s for s in list_scenarios() if not s.options.get("latency_ms")]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario_fails_exactly_its_declared_controls(sim_factory: Callable[..., SimServer], scenario: Any) -> None:
+    code, document = run_verify(sim_factory(scenarios=[scenario.name]))
+    assert outcomes(document, "FAIL") == set(scenario.fails), json.dumps(document["summary"])
+    assert outcomes(document, "ERROR") == set(scenario.errors)
+    expected_code = 1 if scenario.fails else 3 if scenario.errors else 0
+    assert code == expected_code
+
+
+def test_batch_probe_refused_by_a_failed_job_counts_as_refused(sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(batch_refusal="fail")
+    code, document = run_verify(sim)
+    sov02 = next(c for c in document["controls"] if c["id"] == "SOV-02")
+    assert sov02["outcome"] == "PASS", sov02["findings"]
+    assert code == 0
+    # The accepted probe jobs were deleted, not left running.
+    assert not [name for name in sim.state.jobs if "sovaudit-probe" in name]
+
+
+def test_accepted_probes_fail_and_leave_nothing_behind(sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(scenarios=["org-policy-relaxed"])
+    code, document = run_verify(sim)
+    assert {"SOV-01", "SOV-02", "SOV-03"} <= outcomes(document, "FAIL")
+    assert code == 1
+    assert not [name for name in sim.state.jobs if "sovaudit-probe" in name]
+    assert not [name for name in sim.state.buckets if name.startswith("sovaudit-probe")]
+    assert not [name for name in sim.state.datasets if name.startswith("sovaudit_probe")]
+
+
+def test_no_probes_and_posture_only_are_not_applicable_with_reasons(sim: SimServer) -> None:
+    args = ["verify", "--policy", "us", "--target", sim.url, "--posture-only", "--no-probes", "--format", "json"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    document = json.loads(result.stdout[result.stdout.find("{"):])
+    not_applicable = outcomes(document, "NOT_APPLICABLE")
+    assert {"SOV-02", "SOV-03", "CC-02", "SEC-04", "INT-01"} <= not_applicable
+    assert outcomes(document, "FAIL") == set() and outcomes(document, "ERROR") == set()
+    assert result.exit_code == 0
+
+
+def test_leftover_probe_from_a_killed_run_is_swept(sim: SimServer, tmp_path: Path) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="fed-node-us", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": sim.url})
+    # What a run killed between create and delete leaves behind (the org policy refuses other regions,
+    # so the leftover lives in an allowed one, as an accepted probe would under a relaxed policy).
+    bucket = client.bucket("sovaudit-probe-20260101t000000z-deadbe-us-central1")
+    bucket.labels = {"sovaudit-probe": "20260101t000000z-deadbe"}
+    client.create_bucket(bucket, location="us-central1")
+    result = CliRunner().invoke(main, ["cleanup", "--policy", "us", "--target", sim.url], catch_exceptions=False)
+    assert "deleted bucket sovaudit-probe-20260101t000000z-deadbe-us-central1" in result.output
+    assert result.exit_code == 0
+    assert "sovaudit-probe-20260101t000000z-deadbe-us-central1" not in sim.state.buckets
+
+
+def test_unknown_job_is_incomplete_not_a_pass(sim: SimServer) -> None:
+    args = ["verify", "--policy", "us", "--target", sim.url, "--job", "no-such-job", "--no-probes",
+            "--format", "json"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    document = json.loads(result.stdout[result.stdout.find("{"):])
+    assert "CC-02" in outcomes(document, "ERROR")
+    assert result.exit_code == 3
+
+
+def test_signed_bundle_reverifies_offline_to_the_same_outcomes(sim_factory: Callable[..., SimServer],
+                                                                tmp_path: Path) -> None:
+    sim = sim_factory(scenarios=["vm-public-ip"])
+    runner = CliRunner()
+    keys = runner.invoke(main, ["keys", "generate", "--out", str(tmp_path / "keys")], catch_exceptions=False)
+    assert keys.exit_code == 0, keys.output
+    private = next(p for p in (tmp_path / "keys").iterdir() if not p.name.endswith(".pub.pem"))
+    public = next((tmp_path / "keys").glob("*.pub.pem"))
+    code, _ = run_verify(sim, "--out", str(tmp_path / "out"), "--sign-key", str(private))
+    assert code == 1
+    run_dir = next((tmp_path / "out").glob("run-*"))
+    again = runner.invoke(main, ["verify", "--evidence", str(run_dir), "--policy", "us"], catch_exceptions=False)
+    assert "reproduces every recorded outcome" in again.output
+    assert again.exit_code == 1
+    checked = runner.invoke(main, ["report", "verify", str(run_dir / "attestation.intoto.jsonl"),
+                                   "--key", str(public)], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+    # Tampering with one byte of the result is caught by the signature check.
+    result_file = run_dir / "result.json"
+    result_file.write_bytes(result_file.read_bytes().replace(b'"FAIL"', b'"PASS"', 1))
+    tampered = runner.invoke(main, ["report", "verify", str(run_dir / "attestation.intoto.jsonl"),
+                                    "--key", str(public)], catch_exceptions=False)
+    assert tampered.exit_code == 1
+    assert "result.json" in tampered.output
+
+
+def test_altered_evidence_makes_reverification_error_naming_the_file(sim: SimServer, tmp_path: Path) -> None:
+    code, _ = run_verify(sim, "--out", str(tmp_path), "--no-probes")
+    assert code == 0
+    run_dir = next(tmp_path.glob("run-*"))
+    victim = next((run_dir / "evidence").glob("*compute-instances.aggregatedList.json"))
+    victim.write_bytes(victim.read_bytes().replace(b"SEV", b"XXX", 1))
+    again = CliRunner().invoke(main, ["verify", "--evidence", str(run_dir), "--policy", "us"],
+                               catch_exceptions=False)
+    assert victim.name in again.output
+    assert again.exit_code == 1  # outcomes no longer match the recorded ones

@@ -474,9 +474,10 @@ def instance_body(state: SimState, job: Mapping[str, Any], runtime: JobRuntime, 
         body["networkInterfaces"] = nics
         email = service_account.get("email") or compute.default_service_account(state)
         body["serviceAccounts"] = [{"email": email, "scopes": list(service_account.get("scopes") or [_SCOPE])}]
-    if first.get("instanceTemplate") and service_account.get("email") and not body.get("serviceAccounts"):
-        body["serviceAccounts"] = [{"email": service_account["email"],
-                                    "scopes": list(service_account.get("scopes") or [_SCOPE])}]
+    if not body.get("serviceAccounts"):
+        # A template without a service account: the job's, else the default compute one (as Batch does).
+        email = service_account.get("email") or compute.default_service_account(state)
+        body["serviceAccounts"] = [{"email": email, "scopes": list(service_account.get("scopes") or [_SCOPE])}]
     metadata_items = [{"key": "cloudbatch-job-uid", "value": runtime.uid},
                       {"key": "cloudbatch-job-id", "value": runtime.job_id},
                       {"key": "cloudbatch-taskgroup-id", "value": "group0"}]

@@ -116,6 +116,9 @@ class Route:
     rule: str
     handler: Handler
     api: str
+    # The response's proto message ("module:Class"), for APIs whose generated REST clients ask for
+    # numeric enums (`$alt=json;enum-encoding=int`); None = answer as the handler returned it.
+    response_type: str | None = None
 
 
 class Router:
@@ -125,8 +128,8 @@ class Router:
         self._routes: list[Route] = []
         self._map: Map | None = None
 
-    def add(self, method: str, rule: str, handler: Handler, *, api: str) -> None:
-        self._routes.append(Route(method.upper(), rule, handler, api))
+    def add(self, method: str, rule: str, handler: Handler, *, api: str, response_type: str | None = None) -> None:
+        self._routes.append(Route(method.upper(), rule, handler, api, response_type))
         self._map = None
 
     def url_map(self) -> Map:

@@ -19,6 +19,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from sovaudit.simulator.enums import to_numeric_enums, wants_numeric_enums
 from sovaudit.simulator.http import (
     ApiError,
     Router,
@@ -81,6 +82,8 @@ class SimApp:
             return error_response(rpc_error(500, f"simulator internal error: {exc!r}"))
         if isinstance(result, Response):
             return result
+        if route.response_type and wants_numeric_enums(request.args.get("$alt")):
+            result = to_numeric_enums(result, route.response_type)
         return json_response(result)
 
     def _apply_faults(self, api: str, method: str) -> None:

@@ -23,6 +23,7 @@ from sovaudit.simulator.api._common import page, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
 API = "kms"
+TYPES = "google.cloud.kms_v1.types"
 
 
 def _crc(data: bytes) -> str:
@@ -163,11 +164,12 @@ def asymmetric_sign(req: SimRequest) -> dict[str, Any]:
 
 def register(router: Router) -> None:
     ring = "/v1/projects/<project>/locations/<location>/keyRings/<ring>"
-    router.add("GET", "/v1/projects/<project>/locations/<location>/keyRings", list_key_rings, api=API)
-    router.add("GET", ring, get_key_ring, api=API)
-    router.add("GET", f"{ring}/cryptoKeys", list_crypto_keys, api=API)
-    router.add("GET", f"{ring}/cryptoKeys/<key>", get_crypto_key, api=API)
+    router.add("GET", "/v1/projects/<project>/locations/<location>/keyRings", list_key_rings, api=API,
+               response_type=f"{TYPES}:ListKeyRingsResponse")
+    router.add("GET", ring, get_key_ring, api=API, response_type=f"{TYPES}:KeyRing")
+    router.add("GET", f"{ring}/cryptoKeys", list_crypto_keys, api=API, response_type=f"{TYPES}:ListCryptoKeysResponse")
+    router.add("GET", f"{ring}/cryptoKeys/<key>", get_crypto_key, api=API, response_type=f"{TYPES}:CryptoKey")
     version = f"{ring}/cryptoKeys/<key>/cryptoKeyVersions/<version>"
-    router.add("GET", version, get_version, api=API)
-    router.add("GET", f"{version}/publicKey", get_public_key, api=API)
-    router.add("POST", f"{version}:asymmetricSign", asymmetric_sign, api=API)
+    router.add("GET", version, get_version, api=API, response_type=f"{TYPES}:CryptoKeyVersion")
+    router.add("GET", f"{version}/publicKey", get_public_key, api=API, response_type=f"{TYPES}:PublicKey")
+    router.add("POST", f"{version}:asymmetricSign", asymmetric_sign, api=API, response_type=f"{TYPES}:AsymmetricSignResponse")

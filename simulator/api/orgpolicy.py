@@ -14,6 +14,7 @@ from sovaudit.simulator.api._common import page, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
 API = "orgpolicy"
+TYPES = "google.cloud.orgpolicy_v2.types"
 
 # The constraints the simulator knows; gcp.resourceLocations is the one that matters here.
 CONSTRAINTS: dict[str, dict[str, Any]] = {
@@ -119,7 +120,9 @@ def list_constraints(req: SimRequest) -> dict[str, Any]:
 
 def register(router: Router) -> None:
     base = "/v2/projects/<project>"
-    router.add("GET", f"{base}/policies/<constraint>:getEffectivePolicy", get_effective_policy, api=API)
-    router.add("GET", f"{base}/policies/<constraint>", get_policy, api=API)
-    router.add("GET", f"{base}/policies", list_policies, api=API)
-    router.add("GET", f"{base}/constraints", list_constraints, api=API)
+    router.add("GET", f"{base}/policies/<constraint>:getEffectivePolicy", get_effective_policy, api=API,
+               response_type=f"{TYPES}:Policy")
+    router.add("GET", f"{base}/policies/<constraint>", get_policy, api=API, response_type=f"{TYPES}:Policy")
+    router.add("GET", f"{base}/policies", list_policies, api=API, response_type=f"{TYPES}:ListPoliciesResponse")
+    router.add("GET", f"{base}/constraints", list_constraints, api=API,
+               response_type=f"{TYPES}:ListConstraintsResponse")

@@ -16,6 +16,8 @@ from sovaudit.simulator.http import Router, SimRequest, rpc_error
 from sovaudit.simulator.node import iam_etag
 
 API = "resourcemanager"
+TYPES = "google.cloud.resourcemanager_v3.types"
+IAM_POLICY = "google.iam.v1.policy_pb2:Policy"
 
 
 def _project(req: SimRequest) -> str:
@@ -83,7 +85,7 @@ def set_iam_policy(req: SimRequest) -> dict[str, Any]:
 
 
 def register(router: Router) -> None:
-    router.add("GET", "/v3/projects/<project>", get_project, api=API)
-    router.add("GET", "/v3/projects:search", search_projects, api=API)
-    router.add("POST", "/v3/projects/<project>:getIamPolicy", get_iam_policy, api=API)
-    router.add("POST", "/v3/projects/<project>:setIamPolicy", set_iam_policy, api=API)
+    router.add("GET", "/v3/projects/<project>", get_project, api=API, response_type=f"{TYPES}:Project")
+    router.add("GET", "/v3/projects:search", search_projects, api=API, response_type=f"{TYPES}:SearchProjectsResponse")
+    router.add("POST", "/v3/projects/<project>:getIamPolicy", get_iam_policy, api=API, response_type=IAM_POLICY)
+    router.add("POST", "/v3/projects/<project>:setIamPolicy", set_iam_policy, api=API, response_type=IAM_POLICY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from google.api_core import exceptions
 from google.iam.v1 import policy_pb2
-from sim_clients import projects
+from sim_clients import projects, session
 
 
 def test_project_is_found_by_id_and_by_number(sim_shared) -> None:
@@ -54,3 +54,16 @@ def test_set_iam_policy_with_a_stale_etag_conflicts(sim) -> None:
     policy.etag = b"stale"
     with pytest.raises(exceptions.Conflict):
         client.set_iam_policy(request={"resource": "projects/fed-node-us", "policy": policy})
+
+
+def test_numeric_enums_when_the_generated_client_asks_for_them(sim_shared) -> None:
+    """GAPIC REST clients send `$alt=json;enum-encoding=int`; Google then answers enums as numbers,
+    and that raw JSON is what evidence records. Without the parameter, names."""
+    http = session()
+    url = f"{sim_shared.url}/v3/projects/fed-node-us:getIamPolicy"
+    numeric = http.post(url, params={"$alt": "json;enum-encoding=int"}).json()
+    named = http.post(url).json()
+    assert [c["logType"] for c in numeric["auditConfigs"][0]["auditLogConfigs"]] == [2, 3]
+    assert [c["logType"] for c in named["auditConfigs"][0]["auditLogConfigs"]] == ["DATA_WRITE", "DATA_READ"]
+    project = http.get(f"{sim_shared.url}/v3/projects/fed-node-us", params={"$alt": "json;enum-encoding=int"}).json()
+    assert project["state"] == 1

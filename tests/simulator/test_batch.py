@@ -1,4 +1,8 @@
-"""Cloud Batch v1 in the simulator, through the official `google.cloud.batch_v1` REST client."""
+"""Cloud Batch v1 in the simulator, through the official `google.cloud.batch_v1` REST client.
+
+Tests share one node per module (`sim_shared`) and keep apart by job ids; refusal mode and
+custom runners get their own node (`sim_factory`).
+"""
 
 from __future__ import annotations
 
@@ -79,7 +83,8 @@ def _vms(sim: SimServer, uid: str) -> list[compute_v1.Instance]:
     return found
 
 
-def test_job_runs_queued_scheduled_running_succeeded_with_status_events(sim: SimServer) -> None:
+def test_job_runs_queued_scheduled_running_succeeded_with_status_events(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     created = client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(), job_id="lifecycle-1")
     name = f"projects/{NUMBER}/locations/{REGION}/jobs/lifecycle-1"
@@ -98,7 +103,8 @@ def test_job_runs_queued_scheduled_running_succeeded_with_status_events(sim: Sim
     assert client.get_job(name=f"projects/{PROJECT}/locations/{REGION}/jobs/lifecycle-1").uid == job.uid
 
 
-def test_job_vms_come_from_the_template_with_batch_labels_and_confidential_compute(sim: SimServer) -> None:
+def test_job_vms_come_from_the_template_with_batch_labels_and_confidential_compute(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(),
                                           job_id="from-template").name)
@@ -128,7 +134,8 @@ def test_job_vms_come_from_the_template_with_batch_labels_and_confidential_compu
         assert payload["request"]["confidentialInstanceConfig"]["enableConfidentialCompute"] is True
 
 
-def test_policy_job_without_no_external_ip_gets_access_configs_and_is_not_confidential(sim: SimServer) -> None:
+def test_policy_job_without_no_external_ip_gets_access_configs_and_is_not_confidential(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
                                           job=_job(template=False, external_ip=True), job_id="public-ip").name)
@@ -141,14 +148,16 @@ def test_policy_job_without_no_external_ip_gets_access_configs_and_is_not_confid
         assert vm.scheduling.provisioning_model == "SPOT"
 
 
-def test_policy_job_with_no_external_ip_has_no_access_config(sim: SimServer) -> None:
+def test_policy_job_with_no_external_ip_has_no_access_config(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
                                           job=_job(template=False, tasks=1), job_id="private-ip").name)
     assert [vm.network_interfaces[0].access_configs for vm in _vms(sim, job.uid)] == [[]]
 
 
-def test_job_in_a_disallowed_region_is_refused_with_a_precondition_failure(sim: SimServer) -> None:
+def test_job_in_a_disallowed_region_is_refused_with_a_precondition_failure(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     with pytest.raises(exceptions.BadRequest) as refused:
         client.create_job(parent=f"projects/{PROJECT}/locations/europe-west4",
@@ -178,13 +187,15 @@ def test_refusal_mode_fail_accepts_then_fails_citing_the_constraint_without_vms(
     assert _vms(sim, job.uid) == []
 
 
-def test_allowed_locations_spanning_two_regions_is_invalid(sim: SimServer) -> None:
+def test_allowed_locations_spanning_two_regions_is_invalid(sim_shared: SimServer) -> None:
+    sim = sim_shared
     with pytest.raises(exceptions.BadRequest, match="more than one regions"):
         _batch(sim).create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
                                job=_job(allowed=["regions/us-central1", "zones/us-east1-b"]), job_id="two-regions")
 
 
-def test_job_ids_are_validated_and_unique(sim: SimServer) -> None:
+def test_job_ids_are_validated_and_unique(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     parent = f"projects/{PROJECT}/locations/{REGION}"
     with pytest.raises(exceptions.BadRequest, match="job_id|Job id"):
@@ -196,7 +207,8 @@ def test_job_ids_are_validated_and_unique(sim: SimServer) -> None:
     assert re.fullmatch(r"j-[0-9a-f-]{36}", generated.name.rsplit("/", 1)[-1])
 
 
-def test_failing_task_is_retried_then_fails_the_job_with_the_task_event(sim: SimServer) -> None:
+def test_failing_task_is_retried_then_fails_the_job_with_the_task_event(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
                                           job=_job(tasks=1, parallelism=1, script="exit 3", max_retries=2),
@@ -234,7 +246,8 @@ def test_custom_runner_runs_in_a_process_pool_and_its_lines_become_task_logs(
                      for i in range(2)]
 
 
-def test_list_jobs_filters_and_pages(sim: SimServer) -> None:
+def test_list_jobs_filters_and_pages(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     parent = f"projects/{PROJECT}/locations/{REGION}"
     for n in range(3):
@@ -251,7 +264,8 @@ def test_list_jobs_filters_and_pages(sim: SimServer) -> None:
     assert len(list(pager.pages)) >= 2
 
 
-def test_delete_job_returns_an_operation_whose_result_completes_and_removes_job_and_vms(sim: SimServer) -> None:
+def test_delete_job_returns_an_operation_whose_result_completes_and_removes_job_and_vms(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(),
                                           job_id="to-delete").name)
@@ -267,16 +281,28 @@ def test_delete_job_returns_an_operation_whose_result_completes_and_removes_job_
     assert {"google.cloud.batch.v1.BatchService.CreateJob", "google.cloud.batch.v1.BatchService.DeleteJob"} <= methods
 
 
-def test_cancel_job_stops_a_running_job(sim: SimServer) -> None:
+def test_cancel_job_stops_a_running_job_and_its_vms(sim_shared: SimServer) -> None:
+    sim = sim_shared
     client = _batch(sim)
     created = client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
-                                job=_job(tasks=2, script="sleep 5"), job_id="to-cancel")
+                                job=_job(tasks=2, script="sleep 1"), job_id="to-cancel")
+    deadline = time.monotonic() + 5
+    while client.get_job(name=created.name).status.state != batch_v1.JobStatus.State.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert _vms(sim, created.uid)
     client.cancel_job(name=created.name).result(timeout=5)
     job = client.get_job(name=created.name)
     assert job.status.state == batch_v1.JobStatus.State.CANCELLED
-    assert job.status.status_events[-1].description.endswith("to CANCELLED for job " + created.name + ".")
+    assert [e.description.split(" for job ")[0] for e in job.status.status_events[-2:]] == [
+        "Job state is set from RUNNING to CANCELLATION_IN_PROGRESS",
+        "Job state is set from CANCELLATION_IN_PROGRESS to CANCELLED"]
+    assert _vms(sim, created.uid) == []
+    time.sleep(0.3)  # the driver has stopped: the job stays CANCELLED
+    assert client.get_job(name=created.name).status.state == batch_v1.JobStatus.State.CANCELLED
 
 
-def test_seeded_finished_job_is_served(sim: SimServer) -> None:
+def test_seeded_finished_job_is_served(sim_shared: SimServer) -> None:
+    sim = sim_shared
     job = _batch(sim).get_job(name=f"projects/{PROJECT}/locations/{REGION}/jobs/preprocess-genomes-001")
     assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED

@@ -1,4 +1,7 @@
-"""Compute Engine v1 in the simulator, through the official `google.cloud.compute_v1` REST clients."""
+"""Compute Engine v1 in the simulator, through the official `google.cloud.compute_v1` REST clients.
+
+Tests share one node per module (`sim_shared`) and keep apart by resource names and labels.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +56,8 @@ def _audit_entries(sim: SimServer, method: str, resource_suffix: str) -> list[di
                 and e["protoPayload"].get("resourceName", "").endswith(resource_suffix)]
 
 
-def test_instance_round_trip_insert_get_aggregated_list_delete(sim: SimServer) -> None:
+def test_instance_round_trip_insert_get_aggregated_list_delete(sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     operation = instances.insert(project=PROJECT, zone=ZONE,
                                  instance_resource=_instance("vm-round-trip", labels={"owner": "tests"},
@@ -81,7 +85,8 @@ def test_instance_round_trip_insert_get_aggregated_list_delete(sim: SimServer) -
     assert _names(instances, 'labels.owner = "tests"') == set()
 
 
-def test_instance_insert_and_delete_leave_admin_activity_entries_with_request_body(sim: SimServer) -> None:
+def test_instance_insert_and_delete_leave_admin_activity_entries_with_request_body(sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     instances.insert(project=PROJECT, zone=ZONE,
                      instance_resource=_instance("vm-audited", confidential=True)).result(timeout=5)
@@ -99,7 +104,8 @@ def test_instance_insert_and_delete_leave_admin_activity_entries_with_request_bo
 
 
 def test_insert_outside_the_location_policy_raises_precondition_failed_naming_the_constraint(
-        sim: SimServer) -> None:
+        sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     with pytest.raises(exceptions.PreconditionFailed) as refused:
         instances.insert(project=PROJECT, zone="europe-west1-b", instance_resource=_instance("vm-abroad"))
@@ -110,7 +116,8 @@ def test_insert_outside_the_location_policy_raises_precondition_failed_naming_th
     assert _names(instances, "name = vm-abroad") == set()
 
 
-def test_duplicate_insert_conflicts_and_bad_names_are_refused(sim: SimServer) -> None:
+def test_duplicate_insert_conflicts_and_bad_names_are_refused(sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     instances.insert(project=PROJECT, zone=ZONE, instance_resource=_instance("vm-twice")).result(timeout=5)
     with pytest.raises(exceptions.Conflict, match="already exists"):
@@ -121,7 +128,8 @@ def test_duplicate_insert_conflicts_and_bad_names_are_refused(sim: SimServer) ->
         instances.delete(project=PROJECT, zone=ZONE, instance="vm-never")
 
 
-def test_access_config_gets_an_external_nat_ip(sim: SimServer) -> None:
+def test_access_config_gets_an_external_nat_ip(sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     instances.insert(project=PROJECT, zone=ZONE,
                      instance_resource=_instance("vm-public", external_ip=True)).result(timeout=5)
@@ -130,7 +138,8 @@ def test_access_config_gets_an_external_nat_ip(sim: SimServer) -> None:
     assert config.type_ == "ONE_TO_ONE_NAT" and config.nat_i_p
 
 
-def test_zone_operations_get_and_wait_answer_the_insert_operation(sim: SimServer) -> None:
+def test_zone_operations_get_and_wait_answer_the_insert_operation(sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     operation = instances.insert(project=PROJECT, zone=ZONE, instance_resource=_instance("vm-op"))
     operations = _client(compute_v1.ZoneOperationsClient, sim)
@@ -142,7 +151,8 @@ def test_zone_operations_get_and_wait_answer_the_insert_operation(sim: SimServer
         operations.get(project=PROJECT, zone="us-central1-b", operation=operation.name)
 
 
-def test_insert_from_source_instance_template_copies_confidential_config(sim: SimServer) -> None:
+def test_insert_from_source_instance_template_copies_confidential_config(sim_shared: SimServer) -> None:
+    sim = sim_shared
     instances = _client(compute_v1.InstancesClient, sim)
     request = compute_v1.InsertInstanceRequest(
         project=PROJECT, zone=ZONE, instance_resource=compute_v1.Instance(name="vm-from-template"),
@@ -153,7 +163,8 @@ def test_insert_from_source_instance_template_copies_confidential_config(sim: Si
     assert vm.machine_type.endswith("/machineTypes/n2d-standard-4")
 
 
-def test_instance_template_round_trip(sim: SimServer) -> None:
+def test_instance_template_round_trip(sim_shared: SimServer) -> None:
+    sim = sim_shared
     templates = _client(compute_v1.InstanceTemplatesClient, sim)
     template = compute_v1.InstanceTemplate(name="tmpl-test", properties=compute_v1.InstanceProperties(
         machine_type="n2d-standard-2",
@@ -170,7 +181,8 @@ def test_instance_template_round_trip(sim: SimServer) -> None:
         templates.get(project=PROJECT, instance_template="tmpl-test")
 
 
-def test_regions_and_zones_describe_the_node_region(sim: SimServer) -> None:
+def test_regions_and_zones_describe_the_node_region(sim_shared: SimServer) -> None:
+    sim = sim_shared
     region = _client(compute_v1.RegionsClient, sim).get(project=PROJECT, region="us-central1")
     assert [z.rsplit("/", 1)[-1] for z in region.zones] == ["us-central1-a", "us-central1-b", "us-central1-c",
                                                             "us-central1-f"]

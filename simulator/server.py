@@ -155,7 +155,8 @@ class SimServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> SimServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sovaudit-sim", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sovaudit-sim", daemon=True)
         self._thread.start()
         return self
 

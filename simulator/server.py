@@ -40,6 +40,7 @@ API_MODULES: tuple[str, ...] = (
     "logging_api",
     "compute",
     "batch",
+    "storage",
 )
 
 # The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are

@@ -1,0 +1,213 @@
+"""Cloud Storage v1 in the simulator, driven only through google-cloud-storage."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+from typing import Any
+
+import google_crc32c
+import pytest
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+PROJECT = "fed-node-us"
+KEY = "projects/fed-node-us/locations/us-central1/keyRings/fed-node-us-genomics/cryptoKeys/gcs-processed"
+PROCESSED = "fed-node-us-processed"
+FOREIGN = "fed-node-us-processed-export"
+DATA_ACCESS = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Fdata_access"
+POLICY = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Fpolicy"
+
+
+def client_for(sim: Any, principal: str | None = None) -> storage.Client:
+    client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": sim.url})
+    if principal:
+        client._http.headers["X-Sim-Principal"] = principal
+    return client
+
+
+def entries(sim: Any, log_name: str, method: str) -> list[dict[str, Any]]:
+    return [e for e in sim.state.log_entries
+            if e["logName"] == log_name and e.get("protoPayload", {}).get("methodName") == method]
+
+
+def test_bucket_round_trip_keeps_location_cmek_access_settings_and_labels(sim: Any) -> None:
+    client = client_for(sim)
+    bucket = client.bucket("fed-node-us-scratch")
+    bucket.default_kms_key_name = KEY
+    bucket.iam_configuration.public_access_prevention = "enforced"
+    bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+    bucket.labels = {"team": "genomics", "tmp": "yes"}
+    client.create_bucket(bucket, location="us-central1")
+
+    fetched = client.get_bucket("fed-node-us-scratch")
+    assert fetched.location == "US-CENTRAL1"
+    assert fetched.location_type == "region"
+    assert fetched.default_kms_key_name == KEY
+    assert fetched.iam_configuration.public_access_prevention == "enforced"
+    assert fetched.iam_configuration.uniform_bucket_level_access_enabled is True
+    assert fetched.labels == {"team": "genomics", "tmp": "yes"}
+    assert fetched.project_number == int(sim.state.project_number)
+
+    names = [b.name for b in client.list_buckets()]
+    assert names == sorted(names)
+    assert {"fed-node-us-raw-vcfs", PROCESSED, "fed-node-us-scratch"} <= set(names)
+    assert FOREIGN not in names  # another project's bucket is not listed in ours
+
+    labels = fetched.labels
+    del labels["tmp"]
+    labels["stage"] = "patched"
+    fetched.labels = labels
+    fetched.patch()
+    again = client.get_bucket("fed-node-us-scratch")
+    assert again.labels == {"team": "genomics", "stage": "patched"}
+    assert again.metageneration == 2
+
+    policy = again.get_iam_policy()
+    assert any(b["role"] == "roles/storage.legacyBucketOwner" for b in policy.bindings)
+
+    again.delete()
+    with pytest.raises(exceptions.NotFound):
+        client.get_bucket("fed-node-us-scratch")
+    methods = [e["protoPayload"]["methodName"] for e in sim.state.log_entries
+               if e["resource"]["labels"].get("bucket_name") == "fed-node-us-scratch"]
+    assert methods == ["storage.buckets.create", "storage.buckets.update", "storage.buckets.delete"]
+
+
+@pytest.mark.parametrize(("location", "quoted"), [("US", "'us'"), ("europe-west4", "'europe-west4'")])
+def test_bucket_outside_the_node_region_is_refused_with_412_naming_the_constraint(
+        sim: Any, location: str, quoted: str) -> None:
+    client = client_for(sim)
+    with pytest.raises(exceptions.PreconditionFailed) as refused:
+        client.create_bucket("fed-node-us-probe", location=location)
+    assert f"{quoted} violates constraint 'constraints/gcp.resourceLocations'" in refused.value.message
+    assert refused.value.errors[0]["reason"] == "conditionNotMet"
+    assert "fed-node-us-probe" not in sim.state.buckets
+    with pytest.raises(exceptions.NotFound):
+        client.get_bucket("fed-node-us-probe")
+
+
+def test_multipart_upload_download_with_range_and_checksums(sim: Any) -> None:
+    client = client_for(sim)
+    blob = client.bucket(PROCESSED).blob("results/run 1/summary.json")  # a slash and a space in the name
+    payload = b'{"rows": 1234}\n' * 20
+    blob.upload_from_string(payload, content_type="application/json")
+
+    fetched = client.bucket(PROCESSED).get_blob("results/run 1/summary.json")
+    assert fetched is not None
+    assert fetched.size == len(payload)
+    assert fetched.content_type == "application/json"
+    assert fetched.md5_hash == base64.b64encode(hashlib.md5(payload).digest()).decode()
+    assert fetched.crc32c == base64.b64encode(google_crc32c.value(payload).to_bytes(4, "big")).decode()
+    assert fetched.kms_key_name.startswith(sim.state.buckets[PROCESSED]["encryption"]["defaultKmsKeyName"])
+    assert fetched.time_created is not None and fetched.generation > 0
+
+    assert fetched.download_as_bytes() == payload
+    assert fetched.download_as_bytes(start=5, end=14) == payload[5:15]
+
+
+def test_resumable_upload_in_small_chunks_reassembles_the_object(sim: Any) -> None:
+    client = client_for(sim)
+    blob = client.bucket(PROCESSED).blob("variants/big.parquet", chunk_size=256 * 1024)
+    payload = os.urandom(256 * 1024 * 2 + 1000)
+    before = sim.state.stats["storage"]
+    # Without a size the client cannot choose multipart: it opens a session and sends 256 KiB chunks.
+    blob.upload_from_file(io.BytesIO(payload), content_type="application/vnd.apache.parquet")
+    assert sim.state.stats["storage"] - before >= 4  # the session start + three chunk PUTs (multipart: 1)
+
+    stored = sim.state.objects[(PROCESSED, "variants/big.parquet")]
+    assert stored.data == payload
+    assert client.bucket(PROCESSED).blob("variants/big.parquet").download_as_bytes() == payload
+
+
+def test_list_with_prefix_delimiter_and_pages(sim: Any) -> None:
+    client = client_for(sim)
+    bucket = client.bucket(PROCESSED)
+    for name in ("t/a.txt", "t/b.txt", "t/sub/c.txt", "t/sub/d.txt", "u/e.txt"):
+        bucket.blob(name).upload_from_string(name.encode())
+
+    listed = client.list_blobs(PROCESSED, prefix="t/", delimiter="/")
+    assert [b.name for b in listed] == ["t/a.txt", "t/b.txt"]
+    assert listed.prefixes == {"t/sub/"}
+
+    pages = client.list_blobs(PROCESSED, prefix="t/", page_size=2).pages
+    assert [[b.name for b in page] for page in pages] == [["t/a.txt", "t/b.txt"], ["t/sub/c.txt", "t/sub/d.txt"]]
+
+
+def test_delete_removes_the_object_and_a_second_delete_is_not_found(sim: Any) -> None:
+    client = client_for(sim)
+    blob = client.bucket(PROCESSED).blob("tmp/x.txt")
+    blob.upload_from_string(b"x")
+    blob.delete()
+    with pytest.raises(exceptions.NotFound):
+        blob.delete()
+    assert client.bucket(PROCESSED).get_blob("tmp/x.txt") is None
+
+
+def test_create_only_upload_refuses_to_overwrite(sim: Any) -> None:
+    client = client_for(sim)
+    blob = client.bucket(PROCESSED).blob("once.txt")
+    blob.upload_from_string(b"first", if_generation_match=0)
+    with pytest.raises(exceptions.PreconditionFailed):
+        blob.upload_from_string(b"second", if_generation_match=0)
+    assert blob.download_as_bytes() == b"first"
+
+
+def test_object_write_leaves_a_data_access_entry_naming_the_caller(sim: Any) -> None:
+    client = client_for(sim, principal="analyst@example.org")
+    before = len(entries(sim, DATA_ACCESS, "storage.objects.create"))
+    client.bucket(PROCESSED).blob("audit/probe.txt").upload_from_string(b"hello")
+
+    created = entries(sim, DATA_ACCESS, "storage.objects.create")[before:]
+    assert len(created) == 1
+    entry = created[0]
+    assert entry["resource"] == {"type": "gcs_bucket", "labels": {
+        "project_id": PROJECT, "bucket_name": PROCESSED, "location": "us-central1"}}
+    payload = entry["protoPayload"]
+    assert payload["resourceName"] == f"projects/_/buckets/{PROCESSED}/objects/audit/probe.txt"
+    assert payload["authenticationInfo"]["principalEmail"] == "analyst@example.org"
+    assert payload["authorizationInfo"][0]["permission"] == "storage.objects.create"
+
+    client.bucket(PROCESSED).blob("audit/probe.txt").delete()
+    assert entries(sim, DATA_ACCESS, "storage.objects.delete")[-1]["protoPayload"]["resourceName"].endswith(
+        "audit/probe.txt")
+
+
+def test_default_principal_is_the_node_service_account(sim: Any) -> None:
+    client_for(sim).bucket(PROCESSED).blob("audit/default.txt").upload_from_string(b"x")
+    entry = entries(sim, DATA_ACCESS, "storage.objects.create")[-1]
+    assert entry["protoPayload"]["authenticationInfo"]["principalEmail"] == \
+        "batch-runner@fed-node-us.iam.gserviceaccount.com"
+
+
+def test_object_write_leaves_no_entry_when_data_access_logging_is_off(sim: Any) -> None:
+    sim.state.iam_policy.pop("auditConfigs", None)
+    before = len(entries(sim, DATA_ACCESS, "storage.objects.create"))
+    client_for(sim).bucket(PROCESSED).blob("audit/silent.txt").upload_from_string(b"x")
+    assert len(entries(sim, DATA_ACCESS, "storage.objects.create")) == before
+
+
+@pytest.mark.parametrize("bucket_name", [FOREIGN, "somebody-elses-bucket"])
+def test_write_to_a_bucket_outside_the_perimeter_is_refused_and_logged(sim: Any, bucket_name: str) -> None:
+    client = client_for(sim)
+    before = len(sim.state.log_entries)
+    with pytest.raises(exceptions.Forbidden) as refused:
+        client.bucket(bucket_name).blob("leak.vcf").upload_from_string(b"secret")
+    assert "Request is prohibited by organization's policy" in refused.value.message
+    denied = [e["protoPayload"]["metadata"]["resourceNames"] for e in sim.state.log_entries[before:]
+              if e["logName"] == POLICY]
+    assert [f"projects/_/buckets/{bucket_name}/objects/leak.vcf"] in denied
+    assert (bucket_name, "leak.vcf") not in sim.state.objects
+
+
+def test_seeded_object_downloads_from_the_simulator(sim: Any) -> None:
+    client = client_for(sim)
+    manifests = list(client.list_blobs(PROCESSED, prefix="manifests/"))
+    assert manifests, "the seeded run leaves manifests in the processed bucket"
+    assert manifests[0].media_link.startswith(sim.url)
+    assert b'"rows_loaded"' in manifests[0].download_as_bytes()
+

@@ -134,13 +134,17 @@ def _camel(snake: str) -> str:
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-def _as_number(raw: Any) -> float | None:
+def _as_number(raw: Any) -> int | float | None:
+    """A number from a JSON value or filter text; integers stay exact (19-digit ids exceed a float)."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):
-        return float(raw)
+        return raw
+    text = str(raw).strip()
+    if re.fullmatch(r"[-+]?\d+", text):
+        return int(text)
     try:
-        return float(str(raw))
+        return float(text)
     except ValueError:
         return None
 
@@ -158,15 +162,15 @@ def _equals(actual: Any, wanted: _Value) -> bool:
         return wanted.text.lower() == ("true" if actual else "false")
     if isinstance(actual, int | float):
         number = _as_number(wanted.text)
-        return number is not None and float(actual) == number
+        return number is not None and actual == number
     text = str(actual)
     if "*" in wanted.text:  # AIP-160 wildcard on string values
         return fnmatch.fnmatchcase(text, wanted.text.replace("[", "[[]").replace("?", "[?]"))
     if text == wanted.text:
         return True
-    # int64 fields (ids) travel as JSON strings; compare them as numbers when both sides are.
+    # int64 fields (ids) travel as JSON strings; compare them as numbers when both sides are integers.
     left, right = _as_number(text), _as_number(wanted.text)
-    return left is not None and right is not None and left == right and text.strip().isdigit()
+    return isinstance(left, int) and isinstance(right, int) and left == right
 
 
 def _order(actual: Any, wanted: _Value, op: str) -> bool:

@@ -199,6 +199,9 @@ class _Seeder:
         self.scheduled = self.created + timedelta(seconds=38)
         self.running = self.created + timedelta(minutes=3, seconds=12)
         self.succeeded = self.created + timedelta(minutes=65)
+        # The pipeline's run id format (pipeline/spec.py): UTC start and a short digest.
+        self.run_id = f"{self.created:%Y%m%dT%H%M%SZ}-{digest[17:23]}"
+        self.run_label = self.run_id.lower()
 
     def run(self) -> SeededRun:
         count = self.opts.job_tasks
@@ -210,6 +213,7 @@ class _Seeder:
         for index in range(count):
             instances.append(self._vm(index, template, overrides.get(index, [])))
             tasks.append(self._task_outputs(index, missing.get(index, 0)))
+        self.tasks = tasks
         self._table(tasks)
         self._job(count)
         for write in self.opts.foreign_writes:
@@ -249,7 +253,7 @@ class _Seeder:
         props = template["properties"]
         machine_type = f"{zone_url}/machineTypes/{props['machineType']}"
         inserted = self.running - timedelta(seconds=70) + timedelta(milliseconds=37 * index)
-        labels = {**props.get("labels", {}), **self.node["job"]["labels"],
+        labels = {**props.get("labels", {}), **self.node["job"]["labels"], "sovaudit-run-id": self.run_label,
                   "batch-job-id": self.job_id, "batch-job-uid": self.job_uid, "batch-node": ""}
         nics = []
         for nic_index, nic in enumerate(props.get("networkInterfaces", [])):
@@ -347,7 +351,8 @@ class _Seeder:
         self._put_object(self.raw_bucket, input_name, input_data, self.created - timedelta(days=2, minutes=index % 60),
                          "application/gzip")
         input_sha = hashlib.sha256(input_data).hexdigest()
-        load_job_id = f"sovaudit_load_{self.job_id.replace('-', '_')}_{index:04d}"
+        # As pipeline/task.py names it: fixed by the run and the input's content.
+        load_job_id = f"sovaudit_{self.run_id}_{input_sha[:40]}"
         table = f"{self.project}.{self.dataset['id']}.{self.dataset['table']}"
         output_name = f"variants/{self.job_id}/{sample}.parquet"
         output_data = b"PAR1" + hashlib.sha256(f"{self.job_uid}/{index}".encode()).digest() * 4 + b"PAR1"
@@ -361,7 +366,7 @@ class _Seeder:
         job = self._load_job(index, load_job_id, output_name, loaded, written, loaded_at)
         self.state.bq_jobs[load_job_id] = job
         audit_log.bigquery_table_write(self.state, job=job, principal=self.service_account, timestamp=loaded_at)
-        manifest = {"run_id": self.job_uid, "job": self.job_id, "task_index": index,
+        manifest = {"run_id": self.run_id, "job": self.job_id, "task_index": index,
                     "input": f"gs://{self.raw_bucket['name']}/{input_name}", "input_sha256": input_sha,
                     "records_in": records_in, "records_normalized": normalized, "rows_loaded": loaded,
                     "load_job_id": load_job_id, "table": table}
@@ -372,9 +377,14 @@ class _Seeder:
         audit_log.storage_object_access(self.state, bucket=self.processed_bucket["name"], object_name=manifest_name,
                                         principal=self.service_account, timestamp=manifest_at,
                                         location=processed_location, caller_ip=self._vm_ip(index))
-        for minutes, text in ((1, f"normalize {sample}: {records_in} records in, {normalized} after bcftools norm -m -any"),
-                              (33, f"load {sample}: BigQuery job {load_job_id} wrote {loaded} rows to {table}"),
-                              (35, f"task {index} done")):
+        input_uri = f"gs://{self.raw_bucket['name']}/{input_name}"
+        seconds = 60 * 34 + (_h(self.job_uid, "s", index) % 9000) / 100
+        for minutes, text in ((1, f"normalizing {input_uri} with bcftools norm -m -any"),
+                              (33, f"load job {load_job_id}: {loaded} rows into {table}"),
+                              (35, f"sovaudit task {index} of job {self.job_id}: input={input_uri} "
+                                   f"sha256={input_sha[:16]} records_in={records_in} "
+                                   f"records_normalized={normalized} rows_loaded={loaded} "
+                                   f"load_job={load_job_id} table={table} seconds={seconds:.2f}")):
             audit_log.batch_task_log(self.state, job_uid=self.job_uid, job_id=self.job_id, task_index=index,
                                      text=text, timestamp=self._task_time(index, minutes))
         return TaskCounts(index=index, input_object=input_name, input_sha256=input_sha, records_in=records_in,
@@ -398,7 +408,7 @@ class _Seeder:
                                               "tableId": self.dataset["table"]},
                          "createDisposition": "CREATE_IF_NEEDED", "writeDisposition": "WRITE_APPEND",
                          "sourceFormat": "PARQUET"},
-                "labels": {**self.node["job"]["labels"], "batch-job-id": self.job_id, "task-index": str(index)},
+                "labels": {**self.node["job"]["labels"], "sovaudit-run-id": self.run_label},
                 "jobType": "LOAD"},
             "jobReference": {"projectId": self.project, "jobId": job_id, "location": location},
             "statistics": {"creationTime": clock.epoch_millis(created),
@@ -448,20 +458,25 @@ class _Seeder:
                 "name": f"{self.job_name}/taskGroups/group0",
                 "taskSpec": {
                     "runnables": [{"container": {"imageUri": self.node["job"].get("image", "preproc:latest"),
-                                                 "commands": ["sovaudit-task", "--index=${BATCH_TASK_INDEX}"]}}],
+                                                 "entrypoint": "sovaudit", "commands": ["pipeline", "task"]}}],
                     "computeResource": {"cpuMilli": "4000", "memoryMib": "16384"},
                     "maxRunDuration": "7200s", "maxRetryCount": 1,
-                    "environment": {"variables": {
-                        "INPUT_PREFIX": f"gs://{self.raw_bucket['name']}/vcfs/",
-                        "OUTPUT_BUCKET": f"gs://{self.processed_bucket['name']}",
-                        "BQ_TABLE": f"{self.project}.{self.dataset['id']}.{self.dataset['table']}"}}},
-                "taskCount": str(count), "parallelism": str(min(count, 100)), "taskCountPerNode": "1"}],
+                    "lifecyclePolicies": [{"action": "FAIL_TASK", "actionCondition": {"exitCodes": [2]}}],
+                    "environment": {"variables": {   # the variables pipeline/spec.py sets
+                        "INPUT_URIS": json.dumps([f"gs://{self.raw_bucket['name']}/{t.input_object}"
+                                                  for t in self.tasks]),
+                        "SOVAUDIT_RUN_ID": self.run_id,
+                        "SOVAUDIT_PROJECT": self.project,
+                        "SOVAUDIT_BQ_TABLE": f"{self.project}.{self.dataset['id']}.{self.dataset['table']}",
+                        "SOVAUDIT_BQ_LOCATION": self.dataset["location"],
+                        "SOVAUDIT_OUTPUT_BUCKET": self.processed_bucket["name"]}}},
+                "taskCount": str(count), "parallelism": str(min(count, 10)), "taskCountPerNode": "1"}],
             "allocationPolicy": {
                 "location": {"allowedLocations": [f"regions/{self.region}"]},
                 "instances": [{"instanceTemplate": f"projects/{self.project}/global/instanceTemplates/{template}"}],
                 "serviceAccount": {"email": self.service_account},
-                "labels": dict(self.node["job"]["labels"])},
-            "labels": {**self.node["job"]["labels"], "batch-job-id": self.job_id},
+                "labels": {**self.node["job"]["labels"], "sovaudit-run-id": self.run_label}},
+            "labels": {**self.node["job"]["labels"], "sovaudit-run-id": self.run_label, "batch-job-id": self.job_id},
             "status": {"state": "SUCCEEDED", "statusEvents": events,
                        "taskGroups": {"group0": {"counts": {"SUCCEEDED": str(count)},
                                                  "instances": [{"machineType": self.node["instance_template"]

@@ -143,6 +143,6 @@ def test_vpcsc_violation_is_a_policy_denied_entry_in_the_job_window(sim_factory)
 def test_batch_task_logs_carry_job_uid_and_task_labels(sim_shared) -> None:
     uid = sim_shared.state.extras["seed"].job_uid
     found = entries(sim_shared, f'logName="projects/fed-node-us/logs/batch_task_logs" AND labels.job_uid="{uid}" '
-                                f'AND textPayload:"wrote" AND {window(sim_shared)}')
+                                f'AND textPayload:"rows_loaded=" AND {window(sim_shared)}')
     assert len(found) == 10
     assert all(e.labels["task_id"].startswith(f"task/{uid}-group0-") for e in found)

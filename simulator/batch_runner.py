@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import re
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -93,10 +94,22 @@ def runner_for(state: Any) -> TaskRunner:
     return resolve_runner(getattr(state, "task_runner", None) or state.options.get("task_runner"))
 
 
+def _picklable(runner: TaskRunner) -> bool:
+    try:
+        pickle.dumps(runner)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def make_executor(runner: TaskRunner, parallelism: int) -> Executor:
-    """Threads for the default runner, processes for real task code; at most `parallelism` at a time."""
+    """Threads for the default runner, processes for real task code; at most `parallelism` at a time.
+
+    A runner that cannot be pickled (a lambda, a closure in a test) cannot cross into a process; it
+    runs on threads instead of failing every task.
+    """
     workers = max(1, parallelism)
-    if runner is default_runner:
+    if runner is default_runner or not _picklable(runner):
         return ThreadPoolExecutor(max_workers=min(workers, 32), thread_name_prefix="sim-batch-task")
     return ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 2))
 

@@ -15,6 +15,19 @@ or the instance policy exactly as Batch builds them.
 Wire format: the REST client sends enums as numbers and asks for numbers back
 (`$alt=json;enum-encoding=int`). Jobs are stored with enum names (readable, filterable) and
 rendered through the batch_v1 protos when a caller asks for numbers, as Google does.
+
+Knowingly not Google (each a choice, not an accident):
+* VMs stay after the job ends (Google deletes them with the job's instance group) so that a run can
+  be audited afterwards, like the seeded job; `options["batch_delete_vms"] = True` deletes them.
+* Delete and cancel finish before they answer: their LROs come back `done`.
+* Refusal by `gcp.resourceLocations` is not documented for Batch; `options["batch_refusal"]` picks
+  the synchronous 400 ("submit") or a job that fails with `CODE_GCE_CONDITION_NOT_MET` ("fail").
+* Job state changes are status events only; the admin-activity log gets CreateJob, DeleteJob and
+  CancelJob (the ADMIN_WRITE methods in Batch's audit-logging page), as on Google.
+* Task output reaches Cloud Logging only with `logsPolicy.destination = CLOUD_LOGGING`, as on Google.
+* `maxRunDuration`, `taskCountPerNode` packing beyond VM counting, barriers, volumes and the task
+  `lifecyclePolicies` other than retry-on-exit-code are not simulated.
+* Timing: QUEUED → SCHEDULED → RUNNING take `options["batch_step_seconds"]` (default 0.05 s) each.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Operation is already `DONE`. The compute_v1 client polls an unfinished operation
 `ZoneOperationsClient` it builds *without* our `client_options`, i.e. against compute.googleapis.com;
 a `DONE` operation is never polled, so `.result()` works against the simulator. zoneOperations
 get/wait are served anyway for callers that poll explicitly.
+
+Also knowingly simplified: instances need no boot disk and no existing network; the machine type
+is not checked against a catalogue; regions and zones are a static partial table (`KNOWN_ZONES`);
+aggregatedList lists zonal scopes only (no regions/global) and ignores `returnPartialSuccess`;
+`orderBy` supports only `name` and `creationTimestamp desc`, as the discovery text says.
 """
 
 from __future__ import annotations

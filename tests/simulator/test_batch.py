@@ -246,6 +246,22 @@ def test_custom_runner_runs_in_a_process_pool_and_its_lines_become_task_logs(
                      for i in range(2)]
 
 
+def test_unpicklable_runner_runs_on_threads_with_each_task_index_once(
+        sim_factory: Callable[..., SimServer]) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def record(invocation: TaskInvocation) -> TaskOutcome:  # a closure: cannot cross into a process
+        seen.append((invocation.task_index, invocation.environment["BATCH_TASK_RETRY_ATTEMPT"]))
+        return TaskOutcome(0, [])
+
+    sim = sim_factory(task_runner=record)
+    client = _batch(sim)
+    job = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}",
+                                          job=_job(tasks=3, parallelism=3), job_id="closure").name)
+    assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
+    assert sorted(seen) == [(0, "0"), (1, "0"), (2, "0")]
+
+
 def test_list_jobs_filters_and_pages(sim_shared: SimServer) -> None:
     sim = sim_shared
     client = _batch(sim)

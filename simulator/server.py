@@ -41,6 +41,7 @@ API_MODULES: tuple[str, ...] = (
     "compute",
     "batch",
     "storage",
+    "bigquery",
 )
 
 # The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are

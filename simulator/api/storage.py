@@ -317,7 +317,7 @@ def _merge_bucket(bucket: dict[str, Any], changes: dict[str, Any], *, replace: b
                 current["publicAccessPrevention"] = value["publicAccessPrevention"] or "inherited"
             ubla = value.get("uniformBucketLevelAccess") or value.get("bucketPolicyOnly")
             if ubla is not None:
-                enabled = {"enabled": bool(ubla.get("enabled"))}
+                enabled: dict[str, Any] = {"enabled": bool(ubla.get("enabled"))}
                 if enabled["enabled"]:
                     enabled["lockedTime"] = rfc3339(time.time() + 90 * 86400)
                 current["uniformBucketLevelAccess"] = dict(enabled)

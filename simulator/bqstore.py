@@ -1,0 +1,407 @@
+"""Table data for the simulated BigQuery: one in-memory DuckDB per simulator state.
+
+BigQuery datasets become DuckDB schemas and tables keep their names, so `project.dataset.table` in
+BigQuery SQL maps to `dataset.table` after sqlglot translates the dialect. The REST layer
+(`api/bigquery.py`) owns the table metadata; this module owns rows, types and the translation
+between BigQuery schemas, Arrow schemas (what Parquet files carry) and DuckDB types, and renders
+rows in BigQuery's `{"f": [{"v": ...}]}` wire form.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import io
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
+
+Field = dict[str, Any]  # a BigQuery TableFieldSchema as REST JSON
+
+
+class BigQueryStoreError(Exception):
+    """A request the store cannot honour; `reason` is BigQuery's error reason (invalid, notFound...)."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a finished statement with their BigQuery schema; DML carries the affected count."""
+
+    schema: list[Field]
+    rows: list[dict[str, Any]]      # Python values per column name; `encode_row` renders them
+    statement_type: str
+    affected_rows: int | None = None
+    target: tuple[str, str] | None = None   # (dataset, table) a DML statement changed
+
+
+_SCALAR_TO_DUCKDB = {
+    "STRING": "VARCHAR", "BYTES": "BLOB", "INTEGER": "BIGINT", "INT64": "BIGINT", "FLOAT": "DOUBLE",
+    "FLOAT64": "DOUBLE", "NUMERIC": "DECIMAL(38,9)", "BIGNUMERIC": "DECIMAL(38,9)", "BOOLEAN": "BOOLEAN",
+    "BOOL": "BOOLEAN", "TIMESTAMP": "TIMESTAMPTZ", "DATE": "DATE", "TIME": "TIME", "DATETIME": "TIMESTAMP",
+    "JSON": "VARCHAR", "GEOGRAPHY": "VARCHAR",
+}
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def duckdb_type(field: Field) -> str:
+    """The DuckDB column type for one BigQuery field (RECORD → STRUCT, REPEATED → LIST)."""
+    bq_type = str(field.get("type", "STRING")).upper()
+    if bq_type in ("RECORD", "STRUCT"):
+        members = ", ".join(f"{_quote(f['name'])} {duckdb_type(f)}" for f in field.get("fields") or [])
+        if not members:
+            raise BigQueryStoreError(f"Field {field.get('name')} is type RECORD but has no schema.")
+        base = f"STRUCT({members})"
+    elif bq_type in _SCALAR_TO_DUCKDB:
+        base = _SCALAR_TO_DUCKDB[bq_type]
+    else:
+        raise BigQueryStoreError(f"Invalid field type {bq_type!r} for field {field.get('name')!r}.")
+    return f"{base}[]" if str(field.get("mode", "NULLABLE")).upper() == "REPEATED" else base
+
+
+def bq_fields_from_arrow(schema: pa.Schema, *, list_inference: bool = True) -> list[Field]:
+    """BigQuery fields for an Arrow schema, as a Parquet load or a query result would report them."""
+    return [_bq_field(f.name, f.type, list_inference) for f in schema]
+
+
+def _bq_field(name: str, arrow_type: pa.DataType, list_inference: bool) -> Field:
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        if not list_inference:
+            raise BigQueryStoreError(
+                f"Column {name!r} is a Parquet LIST; without parquetOptions.enableListInference BigQuery "
+                "loads it as a RECORD wrapping list.element, which the simulator does not model. Set "
+                "parquetOptions.enableListInference=true (the variant schema needs REPEATED fields).")
+        inner = _bq_field(name, arrow_type.value_type, list_inference)
+        if inner.get("mode") == "REPEATED":
+            raise BigQueryStoreError(f"Column {name!r} is a list of lists; BigQuery has no ARRAY<ARRAY<>>.")
+        inner["mode"] = "REPEATED"
+        return inner
+    if pa.types.is_struct(arrow_type):
+        fields = [_bq_field(arrow_type.field(i).name, arrow_type.field(i).type, list_inference)
+                  for i in range(arrow_type.num_fields)]
+        return {"name": name, "type": "RECORD", "mode": "NULLABLE", "fields": fields}
+    return {"name": name, "type": _bq_scalar(name, arrow_type), "mode": "NULLABLE"}
+
+
+def _is_integral_decimal(arrow_type: pa.DataType) -> bool:
+    # DuckDB widens SUM(BIGINT) to HUGEINT, which Arrow carries as decimal(38, 0); BigQuery says INT64.
+    return bool(pa.types.is_decimal(arrow_type) and arrow_type.scale == 0)
+
+
+def _bq_scalar(name: str, arrow_type: pa.DataType) -> str:
+    checks = (
+        (pa.types.is_boolean, "BOOLEAN"), (pa.types.is_integer, "INTEGER"), (pa.types.is_floating, "FLOAT"),
+        (_is_integral_decimal, "INTEGER"), (pa.types.is_decimal, "NUMERIC"), (pa.types.is_string, "STRING"), (pa.types.is_large_string, "STRING"),
+        (pa.types.is_binary, "BYTES"), (pa.types.is_large_binary, "BYTES"), (pa.types.is_date, "DATE"),
+        (pa.types.is_time, "TIME"), (pa.types.is_null, "STRING"), (pa.types.is_dictionary, "STRING"),
+    )
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP" if arrow_type.tz else "DATETIME"
+    for check, bq_type in checks:
+        if check(arrow_type):
+            return bq_type
+    if str(arrow_type) == "string_view":
+        return "STRING"
+    raise BigQueryStoreError(f"Column {name!r} has Arrow type {arrow_type} that BigQuery cannot load.")
+
+
+# ---------------------------------------------------------------------------------------------
+# wire encoding of values
+
+
+def encode_value(field: Field, value: Any, *, int64_timestamp: bool = False) -> Any:
+    """One cell in BigQuery's JSON row form: scalars as strings, RECORD as {"f"}, REPEATED as [{"v"}]."""
+    if str(field.get("mode", "NULLABLE")).upper() == "REPEATED":
+        scalar_field = {**field, "mode": "NULLABLE"}
+        return [{"v": encode_value(scalar_field, v, int64_timestamp=int64_timestamp)} for v in (value or [])]
+    if value is None:
+        return None
+    bq_type = str(field.get("type", "STRING")).upper()
+    if bq_type in ("RECORD", "STRUCT"):
+        return encode_row(field.get("fields") or [], value, int64_timestamp=int64_timestamp)
+    if bq_type in ("BOOLEAN", "BOOL"):
+        return "true" if value else "false"
+    if bq_type in ("BYTES",):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if bq_type == "TIMESTAMP":
+        if isinstance(value, dt.datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+            micros = (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+            return str(micros) if int64_timestamp else _float_seconds(micros)
+        return str(value)
+    if bq_type == "DATETIME" and isinstance(value, dt.datetime):
+        return value.isoformat()
+    if bq_type in ("FLOAT", "FLOAT64") and isinstance(value, float):
+        return repr(value) if value == value and value not in (float("inf"), float("-inf")) else (
+            "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity"))
+    if isinstance(value, decimal.Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+def _float_seconds(micros: int) -> str:
+    return f"{micros / 1_000_000:.6f}".rstrip("0").rstrip(".") if micros % 1_000_000 else f"{micros // 1_000_000}.0"
+
+
+def encode_row(fields: Sequence[Field], row: dict[str, Any], *, int64_timestamp: bool = False) -> dict[str, Any]:
+    return {"f": [{"v": encode_value(f, row.get(f["name"]), int64_timestamp=int64_timestamp)} for f in fields]}
+
+
+def select_fields(fields: Sequence[Field], selected: str | None) -> list[Field]:
+    """`selectedFields=a,b.c`: top-level columns only (nested selection keeps the whole record)."""
+    if not selected:
+        return list(fields)
+    wanted = {s.strip().split(".")[0] for s in selected.split(",") if s.strip()}
+    return [f for f in fields if f["name"] in wanted]
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+
+
+class BigQueryStore:
+    """DuckDB tables behind the simulated BigQuery; every call holds one lock (DuckDB connections are
+    not safe to share across the server's request threads)."""
+
+    def __init__(self) -> None:
+        self._db = duckdb.connect(":memory:")
+        self._lock = threading.RLock()
+        # Finished query results by job id, and open resumable upload sessions (api/bigquery.py).
+        self.results: dict[str, QueryResult] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        # Rows a seeded table reports (numRows) without holding them: the seed writes counts, not data.
+        self.phantom_rows: dict[tuple[str, str], int] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # datasets and tables
+
+    def create_dataset(self, dataset: str) -> None:
+        with self._lock:
+            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(dataset)}")
+
+    def drop_dataset(self, dataset: str) -> None:
+        with self._lock:
+            self._db.execute(f"DROP SCHEMA IF EXISTS {_quote(dataset)} CASCADE")
+
+    def create_table(self, dataset: str, table: str, fields: Sequence[Field]) -> None:
+        if not fields:
+            # BigQuery allows schemaless tables until the first load; DuckDB needs a column.
+            return
+        columns = ", ".join(f"{_quote(f['name'])} {duckdb_type(f)}" for f in fields)
+        with self._lock:
+            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(dataset)}")
+            self._db.execute(f"CREATE OR REPLACE TABLE {self._name(dataset, table)} ({columns})")
+
+    def add_columns(self, dataset: str, table: str, fields: Sequence[Field]) -> None:
+        with self._lock:
+            for field in fields:
+                self._db.execute(f"ALTER TABLE {self._name(dataset, table)} ADD COLUMN "
+                                 f"{_quote(field['name'])} {duckdb_type(field)}")
+
+    def drop_table(self, dataset: str, table: str) -> None:
+        with self._lock:
+            self._db.execute(f"DROP TABLE IF EXISTS {self._name(dataset, table)}")
+
+    def has_table(self, dataset: str, table: str) -> bool:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [dataset, table]).fetchall()
+        return bool(found and found[0][0])
+
+    def row_count(self, dataset: str, table: str) -> int:
+        if not self.has_table(dataset, table):
+            return 0
+        with self._lock:
+            found = self._db.execute(f"SELECT count(*) FROM {self._name(dataset, table)}").fetchall()
+        return int(found[0][0]) if found else 0
+
+    @staticmethod
+    def _name(dataset: str, table: str) -> str:
+        return f"{_quote(dataset)}.{_quote(table)}"
+
+    # loads
+
+    @staticmethod
+    def read_parquet(blobs: Iterable[bytes]) -> pa.Table:
+        """One Arrow table from several Parquet files (a load job's source URIs)."""
+        tables = []
+        for index, blob in enumerate(blobs):
+            try:
+                tables.append(pq.read_table(io.BytesIO(blob)))
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise BigQueryStoreError(f"Error while reading data, error message: source file {index + 1} "
+                                         f"is not a valid Parquet file: {exc}") from exc
+        if not tables:
+            raise BigQueryStoreError("No source data to load.", "notFound")
+        try:
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise BigQueryStoreError(f"Source files have incompatible schemas: {exc}") from exc
+
+    def append_arrow(self, dataset: str, table: str, data: pa.Table, fields: Sequence[Field], *,
+                     truncate: bool) -> int:
+        """Insert Arrow rows by column name (as BigQuery matches Parquet columns); returns rows written."""
+        known = {f["name"] for f in fields}
+        unknown = [c for c in data.column_names if c not in known]
+        if unknown:
+            raise BigQueryStoreError(f"Provided Schema does not match Table {dataset}.{table}. Cannot add "
+                                     f"fields (field: {unknown[0]})")
+        required = [f["name"] for f in fields if str(f.get("mode")).upper() == "REQUIRED"
+                    and f["name"] not in data.column_names]
+        if required:
+            raise BigQueryStoreError(f"Provided Schema does not match Table {dataset}.{table}. "
+                                     f"Field {required[0]} is missing in new schema")
+        with self._lock:
+            self._db.register("_sim_load", data)
+            try:
+                if truncate:
+                    self._db.execute(f"DELETE FROM {self._name(dataset, table)}")
+                if data.num_rows:
+                    columns = ", ".join(_quote(c) for c in data.column_names)
+                    self._db.execute(f"INSERT INTO {self._name(dataset, table)} ({columns}) "
+                                     f"SELECT {columns} FROM _sim_load")
+            except duckdb.Error as exc:
+                raise BigQueryStoreError(f"Provided Schema does not match Table {dataset}.{table}: {exc}") from exc
+            finally:
+                self._db.unregister("_sim_load")
+        return int(data.num_rows)
+
+    # reads
+
+    def read_rows(self, dataset: str, table: str, fields: Sequence[Field], start: int, limit: int,
+                  *, int64_timestamp: bool = False) -> list[dict[str, Any]]:
+        if not fields or not self.has_table(dataset, table):
+            return []
+        columns = ", ".join(_quote(f["name"]) for f in fields)
+        with self._lock:
+            arrow = self._db.sql(
+                f"SELECT {columns} FROM {self._name(dataset, table)} ORDER BY rowid LIMIT ? OFFSET ?",
+                params=[limit, start]).to_arrow_table()
+        return [encode_row(fields, row, int64_timestamp=int64_timestamp) for row in _pylist(arrow)]
+
+    # queries
+
+    def query(self, sql: str, *, default_project: str, default_dataset: str | None,
+              known_datasets: set[str], parameters: Sequence[dict[str, Any]] = ()) -> QueryResult:
+        """Run one BigQuery statement; tables resolve to `dataset.table` in this store."""
+        statement, target = translate(sql, default_project=default_project, default_dataset=default_dataset,
+                                      known_datasets=known_datasets)
+        kind = statement_type(sql)
+        values = [_parameter_value(p) for p in parameters]
+        named = {p["name"]: v for p, v in zip(parameters, values, strict=True) if p.get("name")}
+        with self._lock:
+            try:
+                params = named or values or None
+                arrow, affected = None, None
+                if kind == "SELECT":
+                    arrow = self._db.sql(statement, params=params).to_arrow_table()
+                else:
+                    counted = self._db.execute(statement, params).fetchall()
+                    affected = int(counted[0][0]) if counted else 0
+            except duckdb.Error as exc:
+                raise BigQueryStoreError(_query_error_message(exc)) from exc
+        if arrow is None:
+            return QueryResult(schema=[], rows=[], statement_type=kind, affected_rows=affected, target=target)
+        return QueryResult(schema=bq_fields_from_arrow(arrow.schema), rows=_pylist(arrow), statement_type=kind)
+
+
+def _pylist(arrow: Any) -> list[dict[str, Any]]:
+    table = arrow.read_all() if hasattr(arrow, "read_all") else arrow
+    return list(table.to_pylist())
+
+
+def _query_error_message(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace("Catalog Error: ", "").replace("Binder Error: ", "").replace("Parser Error: ", "Syntax error: ")
+
+
+_PARAM_CASTS = {"INT64": int, "INTEGER": int, "FLOAT64": float, "FLOAT": float, "BOOL": None, "BOOLEAN": None}
+
+
+def _parameter_value(parameter: dict[str, Any]) -> Any:
+    """A scalar or array query parameter as a Python value for DuckDB."""
+    ptype = parameter.get("parameterType") or {}
+    pvalue = parameter.get("parameterValue") or {}
+    if ptype.get("type") == "ARRAY":
+        inner = {"parameterType": ptype.get("arrayType") or {}}
+        return [_parameter_value({**inner, "parameterValue": v}) for v in pvalue.get("arrayValues") or []]
+    raw = pvalue.get("value")
+    if raw is None:
+        return None
+    kind = str(ptype.get("type", "STRING")).upper()
+    if kind in ("BOOL", "BOOLEAN"):
+        return str(raw).lower() == "true"
+    cast = _PARAM_CASTS.get(kind)
+    return cast(raw) if cast else raw
+
+
+def statement_type(sql: str) -> str:
+    try:
+        parsed = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError:
+        return "SELECT"
+    mapping = {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE",
+               exp.Create: "CREATE_TABLE", exp.Drop: "DROP_TABLE", exp.Alter: "ALTER_TABLE"}
+    for node_type, name in mapping.items():
+        if isinstance(parsed, node_type):
+            return name
+    return "SELECT"
+
+
+def translate(sql: str, *, default_project: str, default_dataset: str | None,
+              known_datasets: set[str]) -> tuple[str, tuple[str, str] | None]:
+    """BigQuery SQL → DuckDB SQL, with every table reference rewritten to `dataset.table`.
+
+    Returns the DuckDB statement and, for DML, the (dataset, table) it writes. A reference to another
+    project or an unknown dataset is refused as BigQuery would ("Not found: Dataset ...").
+    """
+    try:
+        expressions = sqlglot.parse(sql, read="bigquery")
+    except sqlglot.errors.ParseError as exc:
+        raise BigQueryStoreError(f"Syntax error: {exc.errors[0]['description'] if exc.errors else exc}") from exc
+    statements = [e for e in expressions if e is not None]
+    if len(statements) != 1:
+        raise BigQueryStoreError("The simulator runs one statement per query job (no scripts).")
+    tree = statements[0]
+    if isinstance(tree, (exp.Create, exp.Drop, exp.Alter)):
+        raise BigQueryStoreError("DDL statements are not supported by the simulator; use tables.insert "
+                                 "and tables.delete.")
+    cte_names = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    target: tuple[str, str] | None = None
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.db and table.name in cte_names):
+            continue
+        if isinstance(table.this, exp.Func) or isinstance(table.parent, exp.Unnest):
+            continue
+        project = table.catalog or default_project
+        dataset = table.db or default_dataset
+        if not dataset:
+            raise BigQueryStoreError(f'Table "{table.name}" must be qualified with a dataset '
+                                     "(e.g. dataset.table).")
+        if project != default_project or dataset not in known_datasets:
+            raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset} was not found in location "
+                                     "the job runs in", "notFound")
+        table.set("catalog", None)
+        table.set("db", exp.to_identifier(dataset, quoted=True))
+        table.set("this", exp.to_identifier(table.name, quoted=True))
+        if target is None and isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
+            target = (dataset, table.name)
+    return tree.sql(dialect="duckdb"), target

@@ -322,3 +322,26 @@ def test_seeded_finished_job_is_served(sim_shared: SimServer) -> None:
     sim = sim_shared
     job = _batch(sim).get_job(name=f"projects/{PROJECT}/locations/{REGION}/jobs/preprocess-genomes-001")
     assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
+
+
+def test_eu_node_runs_jobs_in_europe_west4_and_refuses_us_central1(sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(node="eu")
+    client = _batch(sim)
+    eu_job = batch_v1.Job(
+        task_groups=[batch_v1.TaskGroup(task_count=2, task_spec=batch_v1.TaskSpec(
+            runnables=[batch_v1.Runnable(script=batch_v1.Runnable.Script(text="true"))]))],
+        allocation_policy=batch_v1.AllocationPolicy(instances=[batch_v1.AllocationPolicy.InstancePolicyOrTemplate(
+            instance_template="projects/fed-node-eu/global/instanceTemplates/sev-n2d-batch")]))
+    created = client.create_job(parent="projects/fed-node-eu/locations/europe-west4", job=eu_job, job_id="eu-run")
+    assert created.name == "projects/271828182845/locations/europe-west4/jobs/eu-run"
+    assert list(created.allocation_policy.location.allowed_locations) == [
+        "regions/europe-west4", "zones/europe-west4-a", "zones/europe-west4-b", "zones/europe-west4-c"]
+    job = _wait(client, created.name)
+    assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
+    instances = compute_v1.InstancesClient(transport="rest", client_options={"api_endpoint": sim.url},
+                                           credentials=AnonymousCredentials())
+    zones = {vm.zone.rsplit("/", 1)[-1] for _scope, scoped in instances.aggregated_list(
+        request={"project": "fed-node-eu", "filter": f'labels.batch-job-uid = "{job.uid}"'}) for vm in scoped.instances}
+    assert zones and all(zone.startswith("europe-west4-") for zone in zones)
+    with pytest.raises(exceptions.BadRequest, match="constraints/gcp.resourceLocations"):
+        client.create_job(parent="projects/fed-node-eu/locations/us-central1", job=eu_job, job_id="us-probe")

@@ -1,0 +1,256 @@
+"""`sovaudit pipeline plan|submit|status|run-local` (and the hidden `task`, the container's entry).
+
+This module only parses options and wires the parts together. It imports no Google client and
+no Arrow at module level: `sovaudit pipeline task` starts a Batch task, and start-up time is
+paid once per VCF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _pack(policy: str) -> Any:
+    from sovaudit.policies.pack import PolicyError, resolve_policy
+
+    try:
+        return resolve_policy(policy)
+    except PolicyError as error:
+        raise click.BadParameter(str(error), param_hint="--policy") from error
+    except FileNotFoundError as error:
+        raise click.BadParameter(f"{policy}: no such policy pack (use us, eu or a path)",
+                                 param_hint="--policy") from error
+
+
+def _target(text: str) -> Any:
+    from sovaudit.cloud import Target, TargetError
+
+    try:
+        return Target.parse(text)
+    except TargetError as error:
+        raise click.BadParameter(str(error), param_hint="--target") from error
+
+
+def _inputs(values: tuple[str, ...]) -> tuple[str, ...]:
+    """`--inputs` takes gs:// URIs or files; a local file holding one URI per line is a list."""
+    found: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            path = Path(part)
+            if not part.startswith("gs://") and path.is_file() and path.suffix in (".txt", ".list"):
+                found += [line.strip() for line in path.read_text().splitlines() if line.strip()
+                          and not line.startswith("#")]
+            else:
+                found.append(part)
+    return tuple(found)
+
+
+@click.group()
+def pipeline() -> None:
+    """Plan, submit and follow the confidential Batch pipeline, or run it locally."""
+
+
+def plan_options(function: Any) -> Any:
+    options = [
+        click.option("--policy", default="us", show_default=True, help="Policy pack: us, eu or a YAML path."),
+        click.option("--inputs", "inputs", multiple=True, required=True,
+                     help="gs://bucket/object or a file; repeat or comma-separate; a .txt file lists one per line."),
+        click.option("--tasks", type=int, help="Task count (must equal the number of inputs)."),
+        click.option("--parallelism", type=int, help="Tasks running at once (default: min(tasks, 10))."),
+        click.option("--machine-type", help="Default: the policy's pipeline.machine_type."),
+        click.option("--provisioning", type=PROVISIONING, default="STANDARD", show_default=True),
+        click.option("--image", help="Task container image (default: REGION-docker.pkg.dev/PROJECT/sovaudit/task:VERSION)."),
+        click.option("--max-run-duration", default="3600s", show_default=True),
+        click.option("--retries", type=int, default=2, show_default=True, help="maxRetryCount per task (0-10)."),
+        click.option("--run-id", help="Run id (default: UTC timestamp + random suffix); fixes the load job ids."),
+        click.option("--table", help="BigQuery table project.dataset.table (default: PROJECT.DATASET.variants)."),
+        click.option("--vep-command", help="VEP command line run in the task (optional)."),
+        click.option("--reference", help="Reference FASTA (gs:// or path in the image) for --check-ref."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _build_plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> tuple[Any, Any]:
+    from sovaudit.pipeline.spec import PlanError, PlanOptions, build_plan
+
+    pack = _pack(policy)
+    options = PlanOptions(inputs=_inputs(inputs), tasks=kw["tasks"], parallelism=kw["parallelism"],
+                          machine_type=kw["machine_type"], provisioning=kw["provisioning"].upper(),
+                          image=kw["image"], max_run_duration=kw["max_run_duration"], retries=kw["retries"],
+                          run_id=kw["run_id"], table=kw["table"], vep_command=kw["vep_command"],
+                          reference=kw["reference"])
+    try:
+        return pack, build_plan(pack, options)
+    except PlanError as error:
+        raise click.UsageError(str(error)) from error
+
+
+@pipeline.command()
+@plan_options
+def plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> None:
+    """Print the instance template and the Batch job as Google REST JSON, without submitting."""
+    _, built = _build_plan(policy, inputs, **kw)
+    click.echo(json.dumps(built.to_json(), indent=2))
+
+
+@pipeline.command()
+@plan_options
+@click.option("--target", default="gcp", show_default=True, help="gcp or the simulator's http://127.0.0.1:PORT.")
+@click.option("--job-id", help="Batch job id (default: derived from the run id).")
+@click.option("--no-follow", is_flag=True, help="Submit and return; do not wait for the job.")
+@click.option("--timeout", type=float, help="Give up following after this many seconds.")
+def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None, no_follow: bool,
+           timeout: float | None, **kw: Any) -> None:
+    """Create the template if absent, submit the job and follow it to the end."""
+    from dataclasses import replace
+
+    from sovaudit.pipeline import submit as submitting
+
+    resolved = _target(target)
+    pack, built = _build_plan(policy, inputs, **kw)
+    if job_id:
+        built = replace(built, job_id=job_id)
+    try:
+        outcome = submitting.ensure_template(resolved, pack, built)
+        _err(f"instance template {built.template_name}: {outcome}")
+        job = submitting.create_job(resolved, pack, built)
+    except submitting.SubmitError as error:
+        _err(f"error: {error}")
+        raise SystemExit(1) from error
+    except Exception as error:  # a refusal by the API (location policy, permissions): say it, exit 1
+        _err(f"error: the job was not created: {type(error).__name__}: {error}")
+        raise SystemExit(1) from error
+    _err(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
+    click.echo(job.name)
+    if no_follow:
+        return
+    final = _follow(resolved, pack, job.name, timeout)
+    raise SystemExit(0 if final.state == "SUCCEEDED" else 1)
+
+
+def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from sovaudit.pipeline import submit as submitting
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+        progress_id = bar.add_task("tasks", total=None)
+
+        def update(current: Any) -> None:
+            done = current.counts.get("SUCCEEDED", 0) + current.counts.get("FAILED", 0)
+            summary = " ".join(f"{k.lower()}={current.counts.get(k, 0)}" for k in submitting.TASK_STATES)
+            bar.update(progress_id, total=current.task_total or None, completed=done,
+                       description=f"{current.state.lower():9} {summary}")
+
+        final = submitting.follow(target, pack, name, timeout=timeout, on_update=update,
+                                  on_log=lambda line: console.print(line, markup=False, highlight=False))
+    _err(f"job {final.state}")
+    if final.state != "SUCCEEDED":
+        for event in final.events[-3:]:
+            _err(f"  {event}")
+        for task in final.failed_tasks:
+            _err(f"  failed task {task}")
+    return final
+
+
+@pipeline.command()
+@click.argument("job")
+@click.option("--policy", default="us", show_default=True)
+@click.option("--target", default="gcp", show_default=True)
+@click.option("--follow", "follow_job", is_flag=True, help="Wait until the job ends.")
+def status(job: str, policy: str, target: str, follow_job: bool) -> None:
+    """Show a job's state, task counts and latest events (JOB: id or full name)."""
+    from sovaudit.pipeline import submit as submitting
+
+    resolved = _target(target)
+    pack = _pack(policy)
+    name = submitting.job_name(pack, job)
+    if follow_job:
+        final = _follow(resolved, pack, name, None)
+        raise SystemExit(0 if final.state == "SUCCEEDED" else 1)
+    try:
+        current = submitting.status(resolved, name)
+    except Exception as error:
+        _err(f"error: {type(error).__name__}: {error}")
+        raise SystemExit(1) from error
+    click.echo(json.dumps({"name": current.name, "uid": current.uid, "state": current.state,
+                           "counts": current.counts, "events": list(current.events[-5:]),
+                           "failed_tasks": list(current.failed_tasks)}, indent=2))
+    raise SystemExit(1 if current.state == "FAILED" else 0)
+
+
+@pipeline.command("run-local")
+@click.argument("vcfs", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Directory for one Parquet file and one manifest per input.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--load", "load_target", help="Also load into BigQuery: gcp or the simulator's URL.")
+@click.option("--policy", default="us", show_default=True, help="Pack naming the project and dataset for --load.")
+@click.option("--table", help="project.dataset.table for --load (default: PROJECT.DATASET.variants).")
+@click.option("--run-id", help="Run id (default: new); with the input digest it fixes each load job id.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False), help="Reference FASTA for --check-ref.")
+@click.option("--vep-command", help="VEP command line (optional).")
+def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: str | None, policy: str,
+              table: str | None, run_id: str | None, reference: str | None, vep_command: str | None) -> None:
+    """Run the task over local VCFs (or gs:// with --load's target) in a process pool."""
+    import shlex
+
+    from sovaudit.pipeline.local import config_for
+    from sovaudit.pipeline.local import run_local as run
+    from sovaudit.pipeline.spec import DEFAULT_TABLE, new_run_id
+
+    run_id = run_id or new_run_id()
+    kwargs: dict[str, Any] = {}
+    if load_target:
+        pack = _pack(policy)
+        _target(load_target)
+        kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
+                  "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",
+                  "output_bucket": pack.buckets.output}
+    elif any(v.startswith("gs://") for v in vcfs):
+        raise click.UsageError("gs:// inputs need --load TARGET (it names the project and the endpoint)")
+    config = config_for(list(vcfs), Path(out_dir), run_id, reference=reference,
+                        vep_command=tuple(shlex.split(vep_command or "")), **kwargs)
+
+    def show(result: Any) -> None:
+        if hasattr(result, "log_line"):
+            _err(result.log_line())
+        else:
+            _err(f"FAILED task {result.task_index}: {result.message}")
+
+    outcome = run(config, workers=workers, progress=show)
+    click.echo(json.dumps({"run_id": run_id, "out": str(out_dir), "succeeded": len(outcome.reports),
+                           "failed": len(outcome.failures),
+                           "records_in": sum(r.records_in for r in outcome.reports),
+                           "records_normalized": sum(r.records_normalized for r in outcome.reports),
+                           "rows_loaded": sum(r.rows_loaded for r in outcome.reports)}, indent=2))
+    if outcome.failures:
+        raise SystemExit(2 if all(f.bad_input for f in outcome.failures) else 1)
+
+
+@pipeline.command(hidden=True)
+def task() -> None:
+    """Run one Batch task from its environment (the container's command)."""
+    from sovaudit.pipeline.task import main
+
+    sys.stdout.flush()
+    raise SystemExit(main(os.environ))

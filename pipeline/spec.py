@@ -1,0 +1,193 @@
+"""The Batch job and its confidential instance template, built from a policy pack.
+
+Cloud Batch v1 has no confidential-computing field on the instance policy: a job whose
+``allocationPolicy.instances[0].policy`` asks for SEV gets ordinary VMs. Confidential VMs come
+only from an instance template carrying ``confidentialInstanceConfig``, named by
+``instances[0].instanceTemplate``; Batch then takes the network and the service account from
+the template (the job's service account must match it). Everything here is Google's REST JSON
+(camelCase), so ``pipeline plan`` output can be read against Google's documentation and sent
+as is. Nothing here talks to the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sovaudit import __version__
+
+Provisioning = Literal["STANDARD", "SPOT"]
+DEFAULT_TABLE = "variants"
+# A COS image Batch supports for container runnables; COS images support AMD SEV.
+DEFAULT_BOOT_IMAGE = "projects/batch-custom-image/global/images/family/batch-cos-stable-official"
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+# The task exits 2 for a malformed input: retrying cannot help, so Batch fails the task at once.
+BAD_INPUT_EXIT_CODE = 2
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    inputs: tuple[str, ...]
+    tasks: int | None = None
+    parallelism: int | None = None
+    machine_type: str | None = None
+    provisioning: Provisioning = "STANDARD"
+    image: str | None = None
+    max_run_duration: str = "3600s"
+    retries: int = 2
+    run_id: str | None = None
+    table: str | None = None
+    cpu_milli: int = 4000
+    memory_mib: int = 8192
+    boot_disk_gb: int = 50
+    vep_command: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    job_id: str
+    template_name: str
+    template: dict[str, Any]
+    job: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instanceTemplate": self.template, "job": self.job}
+
+
+class PlanError(ValueError):
+    """Options that cannot make a valid job (the message names the option)."""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{moment}-{secrets.token_hex(3)}"
+
+
+def label_value(text: str) -> str:
+    """A Google label value: lowercase letters, digits, ``_`` and ``-``, at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
+
+def job_id_for(run_id: str) -> str:
+    """A Batch job id (``[a-z][-a-z0-9]*[a-z0-9]``, at most 63) derived from the run id."""
+    tail = re.sub(r"[^a-z0-9-]", "-", run_id.lower()).strip("-")
+    return f"sovaudit-{tail}"[:63].rstrip("-")
+
+
+def default_image(pack: Any) -> str:
+    return f"{pack.region}-docker.pkg.dev/{pack.project}/sovaudit/task:{__version__}"
+
+
+def _duration(text: str) -> str:
+    match = re.fullmatch(r"(\d+)(s|m|h)?", text.strip())
+    if not match:
+        raise PlanError(f"--max-run-duration {text!r}: expected seconds such as 3600s, or 90m, or 2h")
+    value = int(match.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[match.group(2)]
+    if value <= 0:
+        raise PlanError("--max-run-duration must be positive")
+    return f"{value}s"
+
+
+def build_template(pack: Any, options: PlanOptions) -> dict[str, Any]:
+    """The instance template (REST ``InstanceTemplate``): confidential, shielded, no external IP."""
+    machine_type = options.machine_type or pack.pipeline.machine_type
+    series = machine_type.split("-", 1)[0]
+    if series not in pack.confidential.machine_series:
+        raise PlanError(f"--machine-type {machine_type}: series {series!r} cannot run "
+                        f"{pack.confidential.required_type} confidential VMs; the policy allows "
+                        f"{', '.join(pack.confidential.machine_series)}")
+    spot = options.provisioning == "SPOT"
+    scheduling: dict[str, Any] = {"onHostMaintenance": "TERMINATE", "provisioningModel": options.provisioning,
+                                  "automaticRestart": not spot}
+    if spot:
+        scheduling["instanceTerminationAction"] = "DELETE"
+    labels = {key: label_value(value) for key, value in pack.pipeline.labels.items()}
+    return {
+        "name": pack.pipeline.instance_template,
+        "description": f"sovaudit {__version__}: {pack.confidential.required_type} confidential VMs for the "
+                       f"{pack.name} pipeline, no external IP, dedicated service account",
+        "properties": {
+            "machineType": machine_type,
+            "confidentialInstanceConfig": {"enableConfidentialCompute": True,
+                                           "confidentialInstanceType": pack.confidential.required_type},
+            "scheduling": scheduling,
+            # No accessConfigs: the VM has no external address (egress goes through the perimeter).
+            "networkInterfaces": [{
+                "network": f"projects/{pack.project}/global/networks/{pack.network.network}",
+                "subnetwork": f"projects/{pack.project}/regions/{pack.region}/subnetworks/{pack.network.subnetwork}",
+            }],
+            "serviceAccounts": [{"email": pack.service_account, "scopes": list(SCOPES)}],
+            "shieldedInstanceConfig": {"enableSecureBoot": True, "enableVtpm": True,
+                                       "enableIntegrityMonitoring": True},
+            "disks": [{"boot": True, "autoDelete": True, "type": "PERSISTENT",
+                       "initializeParams": {"sourceImage": DEFAULT_BOOT_IMAGE,
+                                            "diskSizeGb": str(options.boot_disk_gb)}}],
+            "labels": labels,
+        },
+    }
+
+
+def build_job(pack: Any, options: PlanOptions, run_id: str) -> dict[str, Any]:
+    """The Batch job (REST ``Job``), one task per input, its VMs from the confidential template."""
+    if not options.inputs:
+        raise PlanError("--inputs: name at least one VCF (gs://bucket/object or a file)")
+    tasks = options.tasks if options.tasks is not None else len(options.inputs)
+    if tasks != len(options.inputs):
+        raise PlanError(f"--tasks {tasks}: each task processes one input and {len(options.inputs)} were given")
+    parallelism = options.parallelism or min(tasks, 10)
+    if parallelism < 1 or parallelism > tasks:
+        raise PlanError(f"--parallelism {parallelism}: must be between 1 and the task count ({tasks})")
+    if not 0 <= options.retries <= 10:
+        raise PlanError(f"--retries {options.retries}: Batch allows 0 to 10")
+    table = options.table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}"
+    variables = {
+        "INPUT_URIS": json.dumps(list(options.inputs)),
+        "SOVAUDIT_RUN_ID": run_id,
+        "SOVAUDIT_PROJECT": pack.project,
+        "SOVAUDIT_BQ_TABLE": table,
+        "SOVAUDIT_BQ_LOCATION": pack.region,
+        "SOVAUDIT_OUTPUT_BUCKET": pack.buckets.output,
+    }
+    if options.vep_command:
+        variables["SOVAUDIT_VEP_COMMAND"] = options.vep_command
+    if options.reference:
+        variables["SOVAUDIT_REFERENCE"] = options.reference
+    labels = {key: label_value(value) for key, value in pack.pipeline.labels.items()}
+    labels["sovaudit-run-id"] = label_value(run_id)
+    template = f"projects/{pack.project}/global/instanceTemplates/{pack.pipeline.instance_template}"
+    return {
+        "taskGroups": [{
+            "taskCount": str(tasks),
+            "parallelism": str(parallelism),
+            "taskSpec": {
+                "runnables": [{"container": {"imageUri": options.image or default_image(pack),
+                                             "entrypoint": "sovaudit", "commands": ["pipeline", "task"]}}],
+                "computeResource": {"cpuMilli": str(options.cpu_milli), "memoryMib": str(options.memory_mib)},
+                "maxRunDuration": _duration(options.max_run_duration),
+                "maxRetryCount": options.retries,
+                "lifecyclePolicies": [{"action": "FAIL_TASK",
+                                       "actionCondition": {"exitCodes": [BAD_INPUT_EXIT_CODE]}}],
+                "environment": {"variables": variables},
+            },
+        }],
+        "allocationPolicy": {
+            "location": {"allowedLocations": [f"regions/{pack.region}"]},
+            "instances": [{"instanceTemplate": template}],
+            "serviceAccount": {"email": pack.service_account},
+            "labels": labels,
+        },
+        "labels": labels,
+        "logsPolicy": {"destination": "CLOUD_LOGGING"},
+    }
+
+
+def build_plan(pack: Any, options: PlanOptions) -> Plan:
+    run_id = options.run_id or new_run_id()
+    return Plan(run_id=run_id, job_id=job_id_for(run_id), template_name=pack.pipeline.instance_template,
+                template=build_template(pack, options), job=build_job(pack, options, run_id))

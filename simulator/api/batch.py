@@ -213,7 +213,10 @@ def _validate_job_id(job_id: str) -> None:
 def _make_uid(job_id: str, generated: bool) -> str:
     if generated:
         return job_id
-    return f"{job_id[:18]}-{str(uuid.uuid4())[:19]}"
+    # Observed shape: the job id's first 18 characters, then 8-4-5 hex digits
+    # (e.g. `phase19-targeted-f-8f0eaf56-aa9c-40b50`); never ends with a hyphen.
+    digits = uuid.uuid4().hex
+    return f"{job_id[:18]}-{digits[:8]}-{digits[8:12]}-{digits[12:17]}"
 
 
 def _allowed_locations(state: SimState, job: dict[str, Any], region: str) -> list[str]:

@@ -91,7 +91,7 @@ def test_job_runs_queued_scheduled_running_succeeded_with_status_events(sim_shar
     assert created.name == name
     assert created.status.state == batch_v1.JobStatus.State.QUEUED
     assert created.task_groups[0].name == f"{name}/taskGroups/group0"
-    assert created.uid.startswith("lifecycle-1-")
+    assert re.fullmatch(r"lifecycle-1-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{5}", created.uid)
 
     job = _wait(client, name)
     assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED

@@ -209,11 +209,12 @@ class BigQueryStore:
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(dataset)}")
             self._db.execute(f"CREATE OR REPLACE TABLE {self._name(dataset, table)} ({columns})")
 
-    def add_columns(self, dataset: str, table: str, fields: Sequence[Field]) -> None:
+    def add_field(self, dataset: str, table: str, column_path: Sequence[str], field: Field) -> None:
+        """Add a column, or a field inside a STRUCT column (`("call", "element", "DP")` reaches into
+        the records of a list), as BigQuery's ALLOW_FIELD_ADDITION does."""
+        path = ".".join(part if part == "element" else _quote(part) for part in column_path)
         with self._lock:
-            for field in fields:
-                self._db.execute(f"ALTER TABLE {self._name(dataset, table)} ADD COLUMN "
-                                 f"{_quote(field['name'])} {duckdb_type(field)}")
+            self._db.execute(f"ALTER TABLE {self._name(dataset, table)} ADD COLUMN {path} {duckdb_type(field)}")
 
     def drop_table(self, dataset: str, table: str) -> None:
         with self._lock:

@@ -584,7 +584,8 @@ def _apply_schema_change(state: SimState, dataset_id: str, table_id: str, table:
     store = store_of(state)
     if added and old_fields:
         _ensure_duckdb_table(state, dataset_id, table_id, table)
-        store.add_columns(dataset_id, table_id, added)
+        for field in added:
+            store.add_field(dataset_id, table_id, (field["name"],), field)
     elif added:
         store.create_table(dataset_id, table_id, new_fields)
     table["schema"] = {"fields": copy.deepcopy(new_fields)}
@@ -891,25 +892,56 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
 
 def _check_load_schema(state: SimState, dataset_id: str, table_id: str, table: dict[str, Any],
                        file_fields: list[Field], config: Mapping[str, Any]) -> None:
-    """A Parquet column the table lacks is refused unless ALLOW_FIELD_ADDITION; types must agree."""
-    table_fields = {f["name"]: f for f in (table.get("schema") or {}).get("fields") or []}
-    additions = [f for f in file_fields if f["name"] not in table_fields]
+    """Match the file's schema to the table's, as a load into an existing table does: a column (or a
+    field of a RECORD, at any depth) the table lacks is refused unless ALLOW_FIELD_ADDITION, and a
+    field may not switch between REPEATED and not. Columns the file lacks load as NULL."""
     name = f"{state.project_id}:{dataset_id}.{table_id}"
-    if additions:
-        if "ALLOW_FIELD_ADDITION" not in (config.get("schemaUpdateOptions") or []):
-            raise BigQueryStoreError(f"Provided Schema does not match Table {name}. Cannot add fields "
-                                     f"(field: {additions[0]['name']})")
-        _apply_schema_change(state, dataset_id, table_id, table,
-                             [*table_fields.values(), *[{**f, "mode": f.get("mode", "NULLABLE")} for f in additions]])
+    table_fields = list((table.get("schema") or {}).get("fields") or [])
+    merged, additions = _merge_fields(table_fields, file_fields, name, column_path=(), dotted="")
+    if not additions:
+        return
+    if "ALLOW_FIELD_ADDITION" not in (config.get("schemaUpdateOptions") or []):
+        raise BigQueryStoreError(f"Provided Schema does not match Table {name}. Cannot add fields "
+                                 f"(field: {additions[0][2]})")
+    store = store_of(state)
+    for column_path, field, _ in additions:
+        store.add_field(dataset_id, table_id, column_path, field)
+    table["schema"] = {"fields": merged}
+
+
+def _merge_fields(table_fields: list[Field], file_fields: list[Field], table_name: str, *,
+                  column_path: tuple[str, ...], dotted: str
+                  ) -> tuple[list[Field], list[tuple[tuple[str, ...], Field, str]]]:
+    """The table's fields with the file's new ones appended (recursively), and each addition as
+    (DuckDB column path, field, dotted BigQuery name). A REPEATED record's children sit under the
+    list's `element` in DuckDB."""
+    merged = [copy.deepcopy(f) for f in table_fields]
+    by_name = {f["name"].lower(): f for f in merged}
+    additions: list[tuple[tuple[str, ...], Field, str]] = []
     for field in file_fields:
-        target = table_fields.get(field["name"])
+        path_name = f"{dotted}{field['name']}"
+        target = by_name.get(field["name"].lower())
         if target is None:
+            added = {**copy.deepcopy(field), "mode": field.get("mode", "NULLABLE")}
+            merged.append(added)
+            additions.append(((*column_path, field["name"]), added, path_name))
             continue
-        file_repeated = field.get("mode") == "REPEATED"
-        table_repeated = str(target.get("mode", "NULLABLE")).upper() == "REPEATED"
-        if file_repeated != table_repeated:
-            raise BigQueryStoreError(f"Provided Schema does not match Table {name}. Field {field['name']} has "
-                                     f"changed mode from {target.get('mode', 'NULLABLE')} to {field.get('mode')}")
+        table_mode = str(target.get("mode", "NULLABLE")).upper()
+        file_mode = str(field.get("mode", "NULLABLE")).upper()
+        if (table_mode == "REPEATED") != (file_mode == "REPEATED"):
+            raise BigQueryStoreError(f"Provided Schema does not match Table {table_name}. Field {path_name} has "
+                                     f"changed mode from {table_mode} to {file_mode}")
+        table_record = str(target.get("type", "")).upper() in ("RECORD", "STRUCT")
+        file_record = str(field.get("type", "")).upper() in ("RECORD", "STRUCT")
+        if table_record != file_record:
+            raise BigQueryStoreError(f"Provided Schema does not match Table {table_name}. Field {path_name} has "
+                                     f"changed type from {target.get('type')} to {field.get('type')}")
+        if table_record:
+            inner_path = (*column_path, target["name"], *(("element",) if table_mode == "REPEATED" else ()))
+            target["fields"], inner = _merge_fields(list(target.get("fields") or []), list(field.get("fields") or []),
+                                                    table_name, column_path=inner_path, dotted=f"{path_name}.")
+            additions.extend(inner)
+    return merged, additions
 
 
 def _resumable_location(req: SimRequest, upload_id: str) -> str:

@@ -256,3 +256,34 @@ def test_jobs_list_filters_by_state_user_and_creation_time(sim: Any) -> None:
              if j.job_type == "load"]
     assert loads and all(j.destination.dataset_id == DATASET for j in loads)
     assert [j.job_id for j in client.list_jobs(all_users=True, state_filter="running")] == []
+
+
+def test_new_nested_fields_load_only_with_allow_field_addition(sim: Any) -> None:
+    client = client_for(sim)
+    client.load_table_from_file(io.BytesIO(variants_parquet(0, 2)), f"{DATASET}.grow",
+                                job_config=load_config()).result()
+    names = pa.array(["NA12878", "NA12878"]).dictionary_encode()  # as the pipeline writes sample names
+    calls = pa.StructArray.from_arrays([names, pa.array([[0, 1], [1, 1]]), pa.array([31, 12])],
+                                       names=["name", "genotype", "DP"])
+    wider = pa.table({"reference_name": ["chr2", "chr2"], "start_position": pa.array([5, 6], pa.int64()),
+                      "call": pa.ListArray.from_arrays(pa.array([0, 1, 2], pa.int32()), calls),
+                      "source_file": ["b.vcf", "b.vcf"]})
+    buffer = io.BytesIO()
+    pq.write_table(wider, buffer)
+
+    refused = client.load_table_from_file(io.BytesIO(buffer.getvalue()), f"{DATASET}.grow", job_config=load_config())
+    with pytest.raises(exceptions.BadRequest, match=r"Cannot add fields \(field: call.DP\)"):
+        refused.result()
+    added = client.load_table_from_file(io.BytesIO(buffer.getvalue()), f"{DATASET}.grow", job_config=load_config(
+        schema_update_options=[bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION]))
+    added.result()
+
+    table = client.get_table(f"{DATASET}.grow")
+    assert table.num_rows == 4
+    assert [f.name for f in table.schema][-1] == "source_file"
+    assert [f.name for f in table.schema[5].fields] == ["name", "genotype", "phaseset", "DP"]
+    rows = client.query(f"SELECT start_position, c.name, c.DP FROM {DATASET}.grow, UNNEST(call) AS c "
+                        "ORDER BY start_position, c.name").result()
+    assert [tuple(r.values()) for r in rows] == [
+        (0, "NA12878", None), (0, "NA12891", None), (1, "NA12878", None), (1, "NA12891", None),
+        (5, "NA12878", 31), (6, "NA12878", 12)]

@@ -151,6 +151,12 @@ def _int_arg(req: SimRequest, name: str, default: int | None = None) -> int | No
         raise bq_error(400, f"Invalid value for {name}: {raw}", "invalid") from exc
 
 
+def _page_size(req: SimRequest, default: int) -> int:
+    """maxResults, capped by a scenario's `max_page_size` (to force clients through pagination)."""
+    requested = _int_arg(req, "maxResults", default) or default
+    return min(requested, int(req.state.options.get("max_page_size") or requested))
+
+
 def _page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(str(offset).encode()).decode()
 
@@ -274,7 +280,7 @@ def list_datasets(req: SimRequest) -> Any:
         ids = sorted(d for d, body in state.datasets.items()
                      if all((body.get("labels") or {}).get(k) == v for k, v in label_filter.items()))
         start = _offset(req)
-        size = _int_arg(req, "maxResults", 50) or 50
+        size = _page_size(req, 50)
         page = ids[start:start + size]
         items = [{"kind": "bigquery#dataset", "id": f"{project}:{d}",
                   "datasetReference": {"datasetId": d, "projectId": project},
@@ -514,7 +520,7 @@ def list_tables(req: SimRequest) -> Any:
         _dataset_or_404(state, dataset_id)
         ids = sorted(t for d, t in state.tables if d == dataset_id)
         start = _offset(req)
-        size = _int_arg(req, "maxResults", 50) or 50
+        size = _page_size(req, 50)
         items = []
         for table_id in ids[start:start + size]:
             table = state.tables[(dataset_id, table_id)]
@@ -620,9 +626,11 @@ def list_table_data(req: SimRequest) -> Any:
         table = _table_or_404(state, dataset_id, table_id)
         _refresh_counts(state, dataset_id, table_id, table)
         fields = select_fields(list((table.get("schema") or {}).get("fields") or []), req.arg("selectedFields"))
-        total = int(table["numRows"])
+        # Only materialised rows are served; a seeded table's counted-only rows are not (see phantom_rows).
+        total = store_of(state).row_count(dataset_id, table_id)
         start = _offset(req)
-        size = _int_arg(req, "maxResults", 100_000) or 100_000
+        size = min(_int_arg(req, "maxResults", 100_000) or 100_000,
+                   int(state.options.get("max_page_size") or 100_000))
         int64 = str(req.arg("formatOptions.useInt64Timestamp", "false")).lower() == "true"
         rows = store_of(state).read_rows(dataset_id, table_id, fields, start, size, int64_timestamp=int64)
     _data_read(req, dataset_id, table_id)
@@ -630,7 +638,7 @@ def list_table_data(req: SimRequest) -> Any:
                             "totalRows": str(total)}
     if rows:
         body["rows"] = rows
-    if start + len(rows) < total:
+    if rows and start + len(rows) < total:
         body["pageToken"] = _page_token(start + len(rows))
     return body
 
@@ -782,7 +790,7 @@ def list_jobs(req: SimRequest) -> Any:
         # Most recent first, as jobs.list orders them.
         jobs.sort(key=lambda j: (int(j["statistics"]["creationTime"]), j["jobReference"]["jobId"]), reverse=True)
         start = _offset(req)
-        size = _int_arg(req, "maxResults", 1000) or 1000
+        size = _page_size(req, 1000)
         items = []
         for job in jobs[start:start + size]:
             item = {"id": job["id"], "kind": "bigquery#job", "jobReference": dict(job["jobReference"]),
@@ -791,9 +799,8 @@ def list_jobs(req: SimRequest) -> Any:
                     "principal_subject": job["principal_subject"]}
             if "errorResult" in job["status"]:
                 item["errorResult"] = dict(job["status"]["errorResult"])
-            # `configuration` is only listed with projection=full (minimal keeps jobType only).
-            item["configuration"] = (copy.deepcopy(job["configuration"]) if full
-                                     else {"jobType": job["configuration"]["jobType"]})
+            if full:  # projection=minimal leaves the configuration out
+                item["configuration"] = copy.deepcopy(job["configuration"])
             items.append(item)
     body: dict[str, Any] = {"kind": "bigquery#jobList", "etag": _etag(project, "jobs", str(len(jobs)))}
     if items:

@@ -797,10 +797,22 @@ def _admin_activity(req: SimRequest, method: str, bucket: str, *, request: dict[
 
 def _data_access(req: SimRequest, method: str, bucket: str, name: str | None, *, write: bool) -> None:
     """A data-access entry (DATA_WRITE for writes, DATA_READ for reads) when the audit config enables it."""
-    del write  # audit_log derives the log type from the method
-    audit_log.storage_object_access(req.state, bucket=bucket, object_name=name or "", principal=_principal(req),
-                                    timestamp=clock.now(), location=_bucket_location(req.state, bucket),
-                                    method=method, caller_ip=req.http.remote_addr or "private")
+    state = req.state
+    location = _bucket_location(state, bucket).lower()
+    if name is not None:  # audit_log derives DATA_READ/DATA_WRITE from the method
+        audit_log.storage_object_access(state, bucket=bucket, object_name=name, principal=_principal(req),
+                                        timestamp=clock.now(), location=location, method=method,
+                                        caller_ip=req.http.remote_addr or "private")
+        return
+    # objects.list names the bucket itself, not an object.
+    if write or not audit_log.data_access_enabled(state, "storage.googleapis.com", "DATA_READ"):
+        return
+    audit_log.record(state, audit_log.audit_entry(
+        state, log_id=audit_log.DATA_ACCESS, service="storage.googleapis.com", method=method,
+        resource_name=f"projects/_/buckets/{bucket}", resource_type="gcs_bucket",
+        resource_labels={"project_id": state.project_id, "bucket_name": bucket, "location": location},
+        principal=_principal(req), timestamp=clock.now(), severity="INFO", permission=method,
+        locations=[location], caller_ip=req.http.remote_addr or "private"))
 
 
 def _guard_perimeter(req: SimRequest, bucket: str, name: str | None, method: str) -> None:

@@ -287,3 +287,17 @@ def test_new_nested_fields_load_only_with_allow_field_addition(sim: Any) -> None
     assert [tuple(r.values()) for r in rows] == [
         (0, "NA12878", None), (0, "NA12891", None), (1, "NA12878", None), (1, "NA12891", None),
         (5, "NA12878", 31), (6, "NA12878", 12)]
+
+
+def test_multipart_load_of_a_known_size_file_and_seeded_table_counts(sim: Any) -> None:
+    client = client_for(sim)
+    data = variants_parquet(0, 3)
+    before = sim.state.stats["bigquery"]
+    # With the size known and under 5 MiB the client sends one multipart request.
+    job = client.load_table_from_file(io.BytesIO(data), f"{DATASET}.multi", size=len(data), job_config=load_config())
+    assert sim.state.stats["bigquery"] - before == 1
+    assert job.output_rows == 3
+
+    seeded = client.get_table(f"{DATASET}.variants")
+    assert seeded.num_rows == sum(t.rows_loaded for t in sim.state.extras["seed"].tasks)
+    assert list(client.list_rows(seeded)) == []  # the seed counts rows; it never materialises them

@@ -37,6 +37,7 @@ import math
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -127,7 +128,9 @@ def _now() -> datetime:
 
 
 def _ts(moment: datetime | None = None) -> str:
-    return clock.rfc3339(moment or _now())
+    """Batch's timestamps carry nanoseconds (`2022-09-22T15:52:40.877994657Z` in real describes)."""
+    micro = clock.rfc3339(moment or _now())[:-1]
+    return f"{micro}{time.time_ns() % 1000:03d}Z"
 
 
 def _project_number(state: SimState, project: str) -> str:
@@ -138,6 +141,16 @@ def _project_number(state: SimState, project: str) -> str:
 
 def _job_name(state: SimState, project: str, location: str, job_id: str) -> str:
     return f"projects/{_project_number(state, project)}/locations/{location}/jobs/{job_id}"
+
+
+def _as_requested(job: dict[str, Any], project: str) -> dict[str, Any]:
+    """Google echoes the job's `name` with the project as the caller spelled it (a describe by project
+    id shows `projects/<id>/...`), while task-group names and status events keep the number."""
+    name = str(job.get("name", ""))
+    head, sep, rest = name.partition("/locations/")
+    if sep and head.startswith("projects/"):
+        job["name"] = f"projects/{project}/locations/{rest}"
+    return job
 
 
 def _invalid(message: str, field_name: str | None = None) -> ApiError:
@@ -220,12 +233,13 @@ def _make_uid(job_id: str, generated: bool) -> str:
 
 
 def _allowed_locations(state: SimState, job: dict[str, Any], region: str) -> list[str]:
-    """The job's allowedLocations; unset means the job's region and all its zones, as Batch fills it in."""
+    """The job's allowedLocations; unset, Batch fills in the zones of the job's region (a real describe
+    shows `zones/us-central1-a` ... `-f` for a job that named none)."""
     policy = job.setdefault("allocationPolicy", {})
     location = policy.setdefault("location", {})
     allowed = [str(x) for x in location.get("allowedLocations", [])]
     if not allowed:
-        allowed = [f"regions/{region}"] + [f"zones/{z}" for z in compute.zones_of_region(state, region)]
+        allowed = [f"zones/{z}" for z in compute.zones_of_region(state, region)]
         location["allowedLocations"] = allowed
     return allowed
 
@@ -296,14 +310,14 @@ def create_job(request: SimRequest) -> dict[str, Any]:
                                    principal=compute.caller_principal(request))
 
     uid = _make_uid(job_id, generated)
-    # Batch's predefined job label (docs "Organize resources using labels"); users cannot override it.
-    job["labels"] = {**job.get("labels", {}), "batch-job-id": job_id}
     group = groups[0]
     group["name"] = f"{name}/taskGroups/group0"
     group.setdefault("taskCount", "1")
     count, parallelism = _task_count(job)
     group.setdefault("parallelism", str(parallelism))
-    group.setdefault("schedulingPolicy", "AS_SOON_AS_POSSIBLE")
+    # Defaults Batch fills in, as a real describe shows them.
+    spec = group.setdefault("taskSpec", {})
+    spec.setdefault("computeResource", {"cpuMilli": "2000", "memoryMib": "2000"})
     now = _ts()
     job.update({"name": name, "uid": uid, "createTime": now, "updateTime": now,
                 "status": {"state": "QUEUED", "runDuration": "0s"}})
@@ -322,7 +336,7 @@ def create_job(request: SimRequest) -> dict[str, Any]:
                              "parent": f"projects/{project}/locations/{location}", "jobId": job_id,
                              "job": normalise_job(body)}, response=answer)
     start_driver(state, name)
-    return render(answer, request)
+    return render(_as_requested(answer, project), request)
 
 
 def _audit_job(state: SimState, method: str, name: str, location: str, *, principal: str,
@@ -545,8 +559,8 @@ def _create_vms(state: SimState, runtime: JobRuntime) -> dict[str, Any] | None:
             machine = str(bodies[0][1].get("machineType", ""))
             model = bodies[0][1].get("scheduling", {}).get("provisioningModel", "STANDARD")
             job_now["status"].setdefault("taskGroups", {}).setdefault("group0", {})["instances"] = [
-                {"machineType": machine.rsplit("/", 1)[-1], "provisioningModel": model, "taskPack": "1",
-                 "bootDisk": {"type": "pd-balanced", "sizeGb": "30"}}]
+                {"machineType": machine.rsplit("/", 1)[-1], "provisioningModel": model,
+                 "taskPack": str(job.get("taskGroups", [{}])[0].get("taskCountPerNode", "1"))}]
     return None
 
 
@@ -716,7 +730,7 @@ def _find_job(request: SimRequest) -> tuple[str, dict[str, Any]]:
 
 
 def get_job(request: SimRequest) -> dict[str, Any]:
-    return render(_find_job(request)[1], request)
+    return render(_as_requested(_find_job(request)[1], request.path_args["project"]), request)
 
 
 def list_jobs(request: SimRequest) -> dict[str, Any]:
@@ -743,7 +757,7 @@ def list_jobs(request: SimRequest) -> dict[str, Any]:
     page = kept[offset:offset + size]
     body: dict[str, Any] = {}
     if page:
-        body["jobs"] = [render(job, request) for job in page]
+        body["jobs"] = [render(_as_requested(job, project), request) for job in page]
     if offset + size < len(kept):
         body["nextPageToken"] = f"o{offset + size}"
     return body

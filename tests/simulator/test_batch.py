@@ -87,13 +87,15 @@ def test_job_runs_queued_scheduled_running_succeeded_with_status_events(sim_shar
     sim = sim_shared
     client = _batch(sim)
     created = client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=_job(), job_id="lifecycle-1")
+    # The name echoes the project as the caller spelled it; group names and events use the number.
+    assert created.name == f"projects/{PROJECT}/locations/{REGION}/jobs/lifecycle-1"
     name = f"projects/{NUMBER}/locations/{REGION}/jobs/lifecycle-1"
-    assert created.name == name
     assert created.status.state == batch_v1.JobStatus.State.QUEUED
     assert created.task_groups[0].name == f"{name}/taskGroups/group0"
+    assert list(created.allocation_policy.location.allowed_locations) == [f"regions/{REGION}"]
     assert re.fullmatch(r"lifecycle-1-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{5}", created.uid)
 
-    job = _wait(client, name)
+    job = _wait(client, created.name)
     assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
     described = [e.description for e in job.status.status_events if e.type_ == "STATUS_CHANGED"]
     assert described == [f"Job state is set from {a} to {b} for job {name}."
@@ -183,7 +185,7 @@ def test_refusal_mode_fail_accepts_then_fails_citing_the_constraint_without_vms(
     assert errors and "code - CODE_GCE_" in errors[0]
     assert "violates constraint constraints/gcp.resourceLocations" in errors[0]
     assert job.status.status_events[-1].description.startswith(
-        f"Job state is set from SCHEDULED to FAILED for job {created.name}.")
+        "Job state is set from SCHEDULED to FAILED for job projects/314159265358/locations/europe-west4/jobs/probe-eu.")
     assert _vms(sim, job.uid) == []
 
 
@@ -293,7 +295,8 @@ def test_delete_job_returns_an_operation_whose_result_completes_and_removes_job_
     assert _vms(sim, job.uid) == []
     with sim.state.lock:
         methods = {e["protoPayload"]["methodName"] for e in sim.state.log_entries
-                   if e.get("protoPayload", {}).get("resourceName") == job.name}
+                   if e.get("protoPayload", {}).get("resourceName") ==
+                   f"projects/{NUMBER}/locations/{REGION}/jobs/to-delete"}
     assert {"google.cloud.batch.v1.BatchService.CreateJob", "google.cloud.batch.v1.BatchService.DeleteJob"} <= methods
 
 
@@ -333,9 +336,11 @@ def test_eu_node_runs_jobs_in_europe_west4_and_refuses_us_central1(sim_factory: 
         allocation_policy=batch_v1.AllocationPolicy(instances=[batch_v1.AllocationPolicy.InstancePolicyOrTemplate(
             instance_template="projects/fed-node-eu/global/instanceTemplates/sev-n2d-batch")]))
     created = client.create_job(parent="projects/fed-node-eu/locations/europe-west4", job=eu_job, job_id="eu-run")
-    assert created.name == "projects/271828182845/locations/europe-west4/jobs/eu-run"
+    assert created.name == "projects/fed-node-eu/locations/europe-west4/jobs/eu-run"
+    assert created.task_groups[0].name == "projects/271828182845/locations/europe-west4/jobs/eu-run/taskGroups/group0"
+    # Unset allowedLocations: Batch fills in the zones of the job's region.
     assert list(created.allocation_policy.location.allowed_locations) == [
-        "regions/europe-west4", "zones/europe-west4-a", "zones/europe-west4-b", "zones/europe-west4-c"]
+        "zones/europe-west4-a", "zones/europe-west4-b", "zones/europe-west4-c"]
     job = _wait(client, created.name)
     assert job.status.state == batch_v1.JobStatus.State.SUCCEEDED
     instances = compute_v1.InstancesClient(transport="rest", client_options={"api_endpoint": sim.url},

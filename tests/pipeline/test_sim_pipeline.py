@@ -1,0 +1,107 @@
+"""The pipeline on the simulator: real task code in Batch tasks, loads through the BigQuery client.
+
+Everything goes through the official clients (`sovaudit.cloud`) against the embedded simulator;
+`sovaudit.pipeline.simrunner.run_task` is the runner the simulator's Batch calls for each task.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from sovaudit import cloud
+from sovaudit.pipeline.commands import pipeline
+from sovaudit.pipeline.simrunner import run_task
+from sovaudit.pipeline.synth import SynthSpec, write_vcf
+
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad" / "vcf"
+PROJECT, RAW, PROCESSED = "fed-node-us", "fed-node-us-raw-vcfs", "fed-node-us-processed"
+TABLE = f"{PROJECT}.hospital_data.variants_run"
+RUN_ID = "20261126T170000Z-0c0ffe"
+
+
+class Invocation:
+    """What the simulator hands a runner (docs/architecture.md), for re-running one task by hand."""
+
+    def __init__(self, environment: dict[str, str], task_index: int) -> None:
+        self.environment = environment
+        self.task_index = task_index
+        self.job_name = environment["BATCH_JOB_ID"]
+        self.job_uid = environment.get("BATCH_JOB_UID", "")
+
+
+def upload(sim: Any, paths: list[Path]) -> list[str]:
+    storage = cloud.storage(cloud.Target.parse(sim.url), PROJECT)
+    for path in paths:
+        storage.bucket(RAW).blob(f"cohort/{path.name}").upload_from_filename(str(path))
+    return [f"gs://{RAW}/cohort/{p.name}" for p in paths]
+
+
+def submit(sim: Any, uris: list[str], *extra: str) -> Any:
+    return CliRunner().invoke(pipeline, ["submit", "--target", sim.url, "--inputs", ",".join(uris),
+                                         "--run-id", RUN_ID, "--table", TABLE, "--timeout", "120", *extra])
+
+
+def table_rows(sim: Any) -> int:
+    client = cloud.bigquery(cloud.Target.parse(sim.url), PROJECT, location="us-central1")
+    return int(next(iter(client.query(f"SELECT COUNT(*) AS n FROM `{TABLE}`").result()))["n"])
+
+
+def manifests(sim: Any, job_id: str) -> list[dict[str, Any]]:
+    storage = cloud.storage(cloud.Target.parse(sim.url), PROJECT)
+    blobs = sorted(storage.list_blobs(PROCESSED, prefix=f"manifests/{job_id}/"), key=lambda b: b.name)
+    return [json.loads(b.download_as_bytes()) for b in blobs]
+
+
+@pytest.fixture
+def pipeline_sim(sim_factory: Any) -> Any:
+    return sim_factory(task_runner=run_task)
+
+
+def test_submitted_job_runs_real_tasks_and_loads_every_normalized_record(pipeline_sim: Any,
+                                                                          tmp_path: Path) -> None:
+    files = [write_vcf(tmp_path / f"s{i}.vcf.gz", SynthSpec(records=400, samples=3, seed=40 + i)) for i in range(2)]
+    result = submit(pipeline_sim, upload(pipeline_sim, files))
+    assert result.exit_code == 0, result.output
+    assert "job SUCCEEDED" in result.output
+    assert "records_normalized=" in result.output  # the tasks' log lines, shown while following
+    job_id = result.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+    written = manifests(pipeline_sim, job_id)
+    assert [m["task_index"] for m in written] == [0, 1]
+    assert all(m["rows_loaded"] == m["records_normalized"] > m["records_in"] == 400 for m in written)
+    assert all(m["load_job_id"].startswith(f"sovaudit_{RUN_ID}_") and m["table"] == TABLE for m in written)
+    assert table_rows(pipeline_sim) == sum(m["records_normalized"] for m in written)
+
+
+def test_a_retried_task_finds_its_load_job_and_loads_nothing_twice(pipeline_sim: Any, tmp_path: Path) -> None:
+    files = [write_vcf(tmp_path / "s.vcf.gz", SynthSpec(records=300, samples=2, seed=50))]
+    result = submit(pipeline_sim, upload(pipeline_sim, files))
+    assert result.exit_code == 0, result.output
+    job_id = result.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+    before = table_rows(pipeline_sim)
+    first = manifests(pipeline_sim, job_id)[0]
+    env = {"INPUT_URIS": json.dumps(upload(pipeline_sim, files)), "BATCH_TASK_INDEX": "0",
+           "BATCH_JOB_ID": job_id, "SOVAUDIT_RUN_ID": RUN_ID, "SOVAUDIT_PROJECT": PROJECT,
+           "SOVAUDIT_BQ_TABLE": TABLE, "SOVAUDIT_BQ_LOCATION": "us-central1", "SOVAUDIT_OUTPUT_BUCKET": PROCESSED,
+           "SOVAUDIT_TARGET": pipeline_sim.url}
+    retry = run_task(Invocation(env, 0))
+    assert retry.exit_code == 0, retry.log_lines
+    assert table_rows(pipeline_sim) == before
+    again = manifests(pipeline_sim, job_id)[0]
+    assert (again["load_job_id"], again["rows_loaded"]) == (first["load_job_id"], first["rows_loaded"])
+
+
+def test_a_malformed_input_fails_its_task_with_the_record_named_in_the_log(pipeline_sim: Any,
+                                                                           tmp_path: Path) -> None:
+    good = write_vcf(tmp_path / "good.vcf.gz", SynthSpec(records=200, samples=2, seed=51))
+    result = submit(pipeline_sim, upload(pipeline_sim, [good, BAD / "missing-sample.vcf"]), "--retries", "3")
+    assert result.exit_code == 1
+    assert "job FAILED" in result.output
+    assert "line 7 (chr1:400)" in result.output
+    assert "failed task 1" in result.output
+    assert table_rows(pipeline_sim) == manifests(pipeline_sim, result.stdout.strip().splitlines()[-1]
+                                                 .rsplit("/", 1)[-1])[0]["records_normalized"]

@@ -14,7 +14,7 @@ import datetime as dt
 import decimal
 import io
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,10 +301,11 @@ class BigQueryStore:
     # queries
 
     def query(self, sql: str, *, default_project: str, default_dataset: str | None,
-              known_datasets: set[str], parameters: Sequence[dict[str, Any]] = ()) -> QueryResult:
+              dataset_locations: Mapping[str, str], location: str | None = None,
+              parameters: Sequence[dict[str, Any]] = ()) -> QueryResult:
         """Run one BigQuery statement; tables resolve to `dataset.table` in this store."""
         statement, target = translate(sql, default_project=default_project, default_dataset=default_dataset,
-                                      known_datasets=known_datasets)
+                                      dataset_locations=dataset_locations, location=location)
         kind = statement_type(sql)
         values = [_parameter_value(p) for p in parameters]
         named = {p["name"]: v for p, v in zip(parameters, values, strict=True) if p.get("name")}
@@ -367,13 +368,7 @@ def statement_type(sql: str) -> str:
     return "SELECT"
 
 
-def translate(sql: str, *, default_project: str, default_dataset: str | None,
-              known_datasets: set[str]) -> tuple[str, tuple[str, str] | None]:
-    """BigQuery SQL → DuckDB SQL, with every table reference rewritten to `dataset.table`.
-
-    Returns the DuckDB statement and, for DML, the (dataset, table) it writes. A reference to another
-    project or an unknown dataset is refused as BigQuery would ("Not found: Dataset ...").
-    """
+def _parse_one(sql: str) -> Any:
     try:
         expressions = sqlglot.parse(sql, read="bigquery")
     except sqlglot.errors.ParseError as exc:
@@ -381,25 +376,50 @@ def translate(sql: str, *, default_project: str, default_dataset: str | None,
     statements = [e for e in expressions if e is not None]
     if len(statements) != 1:
         raise BigQueryStoreError("The simulator runs one statement per query job (no scripts).")
-    tree = statements[0]
-    if isinstance(tree, (exp.Create, exp.Drop, exp.Alter)):
-        raise BigQueryStoreError("DDL statements are not supported by the simulator; use tables.insert "
-                                 "and tables.delete.")
+    return statements[0]
+
+
+def _table_refs(tree: Any, default_project: str,
+                default_dataset: str | None) -> Iterator[tuple[exp.Table, str, str]]:
+    """Every real table a statement names, with its (project, dataset); CTEs and UNNEST are skipped."""
     cte_names = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    target: tuple[str, str] | None = None
     for table in tree.find_all(exp.Table):
         if not table.name or (not table.db and table.name in cte_names):
             continue
         if isinstance(table.this, exp.Func) or isinstance(table.parent, exp.Unnest):
             continue
-        project = table.catalog or default_project
         dataset = table.db or default_dataset
         if not dataset:
             raise BigQueryStoreError(f'Table "{table.name}" must be qualified with a dataset '
                                      "(e.g. dataset.table).")
-        if project != default_project or dataset not in known_datasets:
-            raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset} was not found in location "
-                                     "the job runs in", "notFound")
+        yield table, table.catalog or default_project, dataset
+
+
+def referenced_datasets(sql: str, *, default_project: str, default_dataset: str | None) -> list[tuple[str, str]]:
+    """(project, dataset) of each table the statement reads or writes, in order of appearance."""
+    tree = _parse_one(sql)
+    return [(project, dataset) for _, project, dataset in _table_refs(tree, default_project, default_dataset)]
+
+
+def translate(sql: str, *, default_project: str, default_dataset: str | None,
+              dataset_locations: Mapping[str, str], location: str | None = None
+              ) -> tuple[str, tuple[str, str] | None]:
+    """BigQuery SQL → DuckDB SQL, with every table reference rewritten to `dataset.table`.
+
+    Returns the DuckDB statement and, for DML, the (dataset, table) it writes. A table in another
+    project, in an unknown dataset, or in a dataset outside the job's location is refused as
+    BigQuery refuses it ("Not found: Dataset P:D was not found in location L").
+    """
+    tree = _parse_one(sql)
+    if isinstance(tree, (exp.Create, exp.Drop, exp.Alter)):
+        raise BigQueryStoreError("DDL statements are not supported by the simulator; use tables.insert "
+                                 "and tables.delete.")
+    target: tuple[str, str] | None = None
+    for table, project, dataset in list(_table_refs(tree, default_project, default_dataset)):
+        found = dataset_locations.get(dataset) if project == default_project else None
+        if found is None or (location is not None and found != location):
+            where = f" was not found in location {location}" if location else ""
+            raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset}{where}", "notFound")
         table.set("catalog", None)
         table.set("db", exp.to_identifier(dataset, quoted=True))
         table.set("this", exp.to_identifier(table.name, quoted=True))

@@ -34,6 +34,7 @@ from sovaudit.simulator.bqstore import (
     bq_fields_from_arrow,
     duckdb_type,
     encode_row,
+    referenced_datasets,
     select_fields,
 )
 from sovaudit.simulator.http import ApiError, Router, SimRequest
@@ -648,18 +649,31 @@ def list_table_data(req: SimRequest) -> Any:
 
 
 def _job_location(state: SimState, configuration: Mapping[str, Any], requested: str | None) -> str:
-    """A job runs where its data is: the destination/default dataset's location, else the request's."""
+    """Where a job runs: the location the request names, else where its data is (the destination or
+    default dataset, else the first dataset a query reads), else `US`, BigQuery's default."""
+    if requested:
+        return _normal_location(requested)
     for section in ("load", "query"):
         config = configuration.get(section) or {}
         for key in ("destinationTable", "defaultDataset"):
-            ref = config.get(key) or {}
-            dataset = state.datasets.get(ref.get("datasetId", ""))
+            dataset = state.datasets.get((config.get(key) or {}).get("datasetId", ""))
             if dataset:
                 return str(dataset.get("location", "US"))
-    if requested:
-        return _normal_location(requested)
-    only = {d.get("location", "US") for d in state.datasets.values()}
-    return str(next(iter(only))) if len(only) == 1 else "US"
+    query_config = configuration.get("query") or {}
+    if query_config.get("query"):
+        try:
+            refs = referenced_datasets(str(query_config["query"]), default_project=state.project_id,
+                                       default_dataset=None)
+        except BigQueryStoreError:
+            refs = []  # the query job itself will report the error
+        for project, dataset_id in refs:
+            if project == state.project_id and dataset_id in state.datasets:
+                return str(state.datasets[dataset_id].get("location", "US"))
+    return "US"
+
+
+def _dataset_locations(state: SimState) -> dict[str, str]:
+    return {dataset_id: str(body.get("location", "US")) for dataset_id, body in state.datasets.items()}
 
 
 def _new_job(req: SimRequest, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -853,8 +867,10 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
     project, dataset_id, table_id = (destination.get("projectId") or state.project_id,
                                      destination.get("datasetId", ""), destination.get("tableId", ""))
     destination.update({"projectId": project, "datasetId": dataset_id, "tableId": table_id})
-    if project != state.project_id or dataset_id not in state.datasets:
-        raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset_id}", "notFound")
+    location = job["jobReference"]["location"]
+    if project != state.project_id or _dataset_locations(state).get(dataset_id) != location:
+        where = "" if dataset_id not in state.datasets else f" was not found in location {location}"
+        raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset_id}{where}", "notFound")
     source_format = str(config.get("sourceFormat") or "CSV").upper()
     if source_format != "PARQUET":
         raise BigQueryStoreError(f"The simulator loads PARQUET only, not {source_format}.", "invalid")
@@ -1049,8 +1065,8 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
     try:
         result = store_of(state).query(
             str(config.get("query") or ""), default_project=state.project_id,
-            default_dataset=default.get("datasetId"), known_datasets=set(state.datasets),
-            parameters=list(config.get("queryParameters") or []))
+            default_dataset=default.get("datasetId"), dataset_locations=_dataset_locations(state),
+            location=job["jobReference"]["location"], parameters=list(config.get("queryParameters") or []))
     except BigQueryStoreError as exc:
         if exc.reason == "invalid":
             exc.reason = "invalidQuery"

@@ -301,3 +301,14 @@ def test_multipart_load_of_a_known_size_file_and_seeded_table_counts(sim: Any) -
     seeded = client.get_table(f"{DATASET}.variants")
     assert seeded.num_rows == sum(t.rows_loaded for t in sim.state.extras["seed"].tasks)
     assert list(client.list_rows(seeded)) == []  # the seed counts rows; it never materialises them
+
+
+def test_a_job_in_another_location_does_not_see_the_dataset(sim: Any) -> None:
+    client = client_for(sim)
+    client.load_table_from_file(io.BytesIO(variants_parquet(0, 1)), f"{DATASET}.located",
+                                job_config=load_config()).result()
+    # Where the data is, the query runs there without being told...
+    assert [r.n for r in client.query(f"SELECT COUNT(*) AS n FROM {DATASET}.located").result()] == [1]
+    # ...but a job pinned to another location does not find the dataset, as on Google.
+    with pytest.raises(exceptions.NotFound, match="Dataset fed-node-us:hospital_data was not found in location US"):
+        client.query(f"SELECT COUNT(*) FROM {DATASET}.located", location="US").result()

@@ -85,6 +85,25 @@ def _int(value: Any) -> int | None:
         return None
 
 
+# The REST transports of the GAPIC clients ask for `$alt=json;enum-encoding=int`, and Google then
+# answers enums as numbers: a Batch job's status.state arrives as 4, not "SUCCEEDED". Values from
+# google.cloud.batch_v1.JobStatus.State (checked by tests/audit/test_views.py).
+BATCH_JOB_STATES = ("STATE_UNSPECIFIED", "QUEUED", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
+                    "DELETION_IN_PROGRESS", "CANCELLATION_IN_PROGRESS", "CANCELLED")
+PERIMETER_TYPES = ("PERIMETER_TYPE_REGULAR", "PERIMETER_TYPE_BRIDGE")
+# google.iam.v1.AuditLogConfig.LogType (getIamPolicy through the REST client answers 2, not "DATA_WRITE").
+AUDIT_LOG_TYPES = ("LOG_TYPE_UNSPECIFIED", "ADMIN_READ", "DATA_WRITE", "DATA_READ")
+
+
+def enum_name(value: Any, names: tuple[str, ...]) -> str:
+    """An enum as its name whether it arrived as a name or (enum-encoding=int) as a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names[value] if 0 <= value < len(names) else str(value)
+    if isinstance(value, str) and value.isdigit():
+        return enum_name(int(value), names)
+    return str(value or "")
+
+
 def last_segment(url_or_name: str) -> str:
     return url_or_name.rstrip("/").rsplit("/", 1)[-1]
 
@@ -170,7 +189,7 @@ class IamAuditConfigs:
             types: set[str] = set()
             exempted: dict[str, tuple[str, ...]] = {}
             for entry in config.get("auditLogConfigs") or []:
-                log_type = str(entry.get("logType", ""))
+                log_type = enum_name(entry.get("logType", ""), AUDIT_LOG_TYPES)
                 types.add(log_type)
                 exempted[log_type] = tuple(entry.get("exemptedMembers") or ())
             configs.append(AuditLogConfig(str(config.get("service", "")), frozenset(types), exempted))
@@ -219,7 +238,7 @@ def service_perimeters(log: EvidenceLog) -> tuple[ServicePerimeter, ...]:
             perimeters.append(ServicePerimeter(
                 name=str(data.get("name", "")), title=str(data.get("title", "")),
                 # REGULAR is the proto default and is omitted on the wire.
-                perimeter_type=str(data.get("perimeterType") or "PERIMETER_TYPE_REGULAR"),
+                perimeter_type=enum_name(data.get("perimeterType") or 0, PERIMETER_TYPES),
                 status=PerimeterConfig.parse(data.get("status")), spec=PerimeterConfig.parse(data.get("spec")),
                 use_explicit_dry_run_spec=bool(data.get("useExplicitDryRunSpec")), evidence=(item.id,),
             ))
@@ -328,7 +347,8 @@ class BatchJob:
             instance_policy=instances[0].get("policy"),
             service_account=(allocation.get("serviceAccount") or {}).get("email") or None,
             network_interfaces=tuple((allocation.get("network") or {}).get("networkInterfaces") or ()),
-            state=str(status.get("state", "")), status_events=tuple(status.get("statusEvents") or ()),
+            state=enum_name(status.get("state", ""), BATCH_JOB_STATES),
+            status_events=tuple(status.get("statusEvents") or ()),
             task_count=_int(group.get("taskCount")) or 1,
             task_inputs=_task_inputs(group),
             raw=body, evidence=(item_id,),
@@ -620,9 +640,21 @@ def manifest_objects(log: EvidenceLog) -> tuple[tuple[str, ...], tuple[str, ...]
     return tuple(n for n in names if n.endswith(".json")), tuple(i.id for i in items)
 
 
+def _listed_metadata(log: EvidenceLog, object_name: str) -> tuple[dict[str, Any], str] | None:
+    for item in complete_items(log, "storage.manifests"):
+        for obj in item.parsed.get("items") or ():
+            metadata = obj.get("metadata") or {}
+            if obj.get("name") == object_name and all(name in metadata for name in MANIFEST_FIELDS):
+                return dict(metadata), item.id
+    return None
+
+
 def manifest(log: EvidenceLog, object_name: str) -> Manifest:
+    """One task manifest: the object's body (`storage.manifest:<object>`), or, when that was not
+    downloaded, the same fields carried as the object's custom metadata in the listing."""
     purpose = f"storage.manifest:{object_name}"
-    body, item_id = _one(log, purpose)
+    listed = None if log.by_purpose(purpose).items else _listed_metadata(log, object_name)
+    body, item_id = listed if listed is not None else _one(log, purpose)
     missing = [name for name in MANIFEST_FIELDS if name not in body]
     counts = {name: _int(body.get(name)) for name in ("task_index", "records_in", "records_normalized", "rows_loaded")}
     bad = [name for name, value in counts.items() if value is None and name not in missing]
@@ -680,7 +712,9 @@ class ProbeAttempt:
         if not isinstance(self.body, dict):
             return ""
         ref = self.body.get("datasetReference") or {}
-        return str(self.body.get("name") or self.body.get("id") or ref.get("datasetId", ""))
+        if ref.get("datasetId"):
+            return f"{ref.get('projectId', '')}.{ref['datasetId']}".lstrip(".")
+        return str(self.body.get("name") or self.body.get("id") or "")
 
 
 def probe_attempt(log: EvidenceLog, kind: str, region: str) -> ProbeAttempt:

@@ -115,9 +115,10 @@ def _cleanup_status(log: EvidenceLog, created: str) -> tuple[str, tuple[str, ...
     """'deleted' / 'FAILED: …' / 'not attempted' for the probe resource `created`."""
     if not created:
         return "FAILED: the create was accepted but its answer names no resource to delete", ()
-    short = last_segment(created)
+    # Deletes are recorded as probe.cleanup:<job name> / buckets/<name> / datasets/<project>.<id>.
+    short = last_segment(created).replace(":", ".")
     for resource, item in probe_cleanups(log):
-        if resource == created or last_segment(resource) == short:
+        if resource == created or last_segment(resource).replace(":", ".") == short:
             # 404: already gone (Batch deletes failed jobs' VMs; a second sweep finds nothing).
             if item.ok or item.status == 404:
                 return "deleted", (item.id,)

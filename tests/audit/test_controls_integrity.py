@@ -70,3 +70,12 @@ def test_int01_fails_when_a_task_processed_another_input_than_the_job_names(node
     found = failures(node.run("INT-01"))
     assert found == ["input gs://fed-node-us-raw-vcfs/sample-001.vcf.gz is named by the job for task 1, but that "
                      "task's manifest records processing gs://fed-node-us-raw-vcfs/sample-000.vcf.gz"]
+
+
+def test_int01_reads_counts_from_the_listing_custom_metadata_when_bodies_were_not_fetched(node: NodeEvidence) -> None:
+    for index, obj in enumerate(node.body("storage.manifests")["items"]):
+        obj["metadata"] = {k: str(v) for k, v in node.manifest(index).items()}
+        node.drop(f"storage.manifest:{node.manifest_name(index)}")
+    assert node.run("INT-01").outcome == Outcome.PASS
+    node.body("storage.manifests")["items"][0]["metadata"]["rows_loaded"] = "12"
+    assert "task 0: counts disagree" in failures(node.run("INT-01"))[0]

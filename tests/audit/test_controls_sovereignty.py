@@ -244,3 +244,26 @@ def test_sov06_errors_when_the_listing_stopped_before_its_last_page(node: NodeEv
     result = node.run("SOV-06")
     assert result.outcome == Outcome.ERROR
     assert "aggregatedList" in result.findings[-1].message
+
+
+def test_sov03_fail_reports_the_recorded_dataset_and_bucket_deletes(node: NodeEvidence) -> None:
+    node.set("probe.dataset:us-east1", {"kind": "bigquery#dataset", "id": "fed-node-us:sovaudit_probe_x",
+                                        "datasetReference": {"projectId": "fed-node-us",
+                                                             "datasetId": "sovaudit_probe_x"},
+                                        "location": "us-east1"})
+    node.set("probe.cleanup:datasets/fed-node-us.sovaudit_probe_x", b"")
+    node.set("probe.bucket:us-east1", {"kind": "storage#bucket", "name": "sovaudit-probe-x", "location": "US-EAST1"})
+    node.set("probe.cleanup:buckets/sovaudit-probe-x", b"")
+    result = node.run("SOV-03")
+    failed = [f.message for f in result.findings if f.outcome == Outcome.FAIL]
+    assert len(failed) == 2 and all("cleanup: deleted" in m for m in failed)
+
+
+def test_sov02_mode_two_understands_int_encoded_job_states(node: NodeEvidence) -> None:
+    # GAPIC REST clients request enum-encoding=int: FAILED arrives as 5.
+    name = _accept_probe_job(node, "us-east1", "FAILED", "Location ZONE:us-east1-b violates constraint "
+                             "constraints/gcp.resourceLocations")
+    node.body("probe.batch_status:us-east1")["status"]["state"] = 5
+    node.set("probe.batch_vms:us-east1", {"items": {}})
+    node.set(f"probe.cleanup:{name}", {})
+    assert node.run("SOV-02").outcome == Outcome.PASS

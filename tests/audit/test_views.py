@@ -119,3 +119,26 @@ def test_probe_attempt_reads_the_constraint_from_a_400_body(node: NodeEvidence) 
 def test_a_missing_probe_is_incomplete(node: NodeEvidence) -> None:
     with pytest.raises(EvidenceIncomplete, match="probe.batch:asia-east1 .batch jobs.create.: the probe was not run"):
         views.probe_attempt(node.log(), "batch", "asia-east1")
+
+
+def test_batch_state_sent_as_an_int_enum_reads_as_its_name(node: NodeEvidence) -> None:
+    from google.cloud import batch_v1
+
+    assert views.BATCH_JOB_STATES == tuple(s.name for s in batch_v1.JobStatus.State)
+    node.body("batch.job")["status"]["state"] = batch_v1.JobStatus.State.FAILED.value
+    assert views.BatchJob.from_log(node.log()).state == "FAILED"
+
+
+def test_perimeter_type_int_enum(node: NodeEvidence) -> None:
+    node.body("acm.perimeters")["servicePerimeters"][0]["perimeterType"] = 1
+    assert views.service_perimeters(node.log())[0].perimeter_type == "PERIMETER_TYPE_BRIDGE"
+
+
+def test_audit_log_types_sent_as_int_enums(node: NodeEvidence) -> None:
+    from google.iam.v1 import policy_pb2
+
+    assert views.AUDIT_LOG_TYPES == tuple(name for name, _ in sorted(policy_pb2.AuditLogConfig.LogType.items(),
+                                                                     key=lambda item: item[1]))
+    node.body("resourcemanager.iam_policy")["auditConfigs"] = [
+        {"service": "storage.googleapis.com", "auditLogConfigs": [{"logType": 2}, {"logType": 3}]}]
+    assert views.IamAuditConfigs.from_log(node.log()).logged("storage.googleapis.com", "DATA_WRITE")[0]

@@ -158,8 +158,10 @@ def _records(spec: SynthSpec, rng: np.random.Generator, reference: _Reference,
                     if allele:
                         ac[allele - 1] += 1
                 dp = int(depths[i, s])
-                alt_reads = dp // 2 if (a or b) else 0
-                ad = [dp - alt_reads] + [alt_reads if j + 1 in (a, b) else 0 for j in range(len(alts))]
+                called = sorted({allele for allele in (a, b) if allele})
+                alt_reads = dp - dp // 10 if a == b and a else dp // 2 if called else 0
+                per_alt = alt_reads // max(len(called), 1)
+                ad = [dp - per_alt * len(called)] + [per_alt if j + 1 in called else 0 for j in range(len(alts))]
                 gts.append((a, b))
                 sample_cols.append(f"{a}{sep}{b}:{','.join(map(str, ad))}:{dp}:{int(gq[i, s])}")
             info = [f"DP={int(depths[i].sum())}", f"AN={an}", f"AC={','.join(map(str, ac))}",
@@ -232,3 +234,14 @@ def _write_lines(raw: object, header: list[str], records: Iterator[str]) -> None
             chunk = []
     if chunk:
         write(("\n".join(chunk) + "\n").encode())
+
+
+def demo_inputs(directory: Path | str, count: int = 3, records: int = 2000, samples: int = 4,
+                seed: int = 2026) -> list[Path]:
+    """The demo's cohort: ``count`` BGZF VCFs (``sample-001.vcf.gz``...), a few thousand records each,
+    different seeds, the same header. Deterministic, so a demo bundle can be reproduced."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return [write_vcf(directory / f"sample-{i + 1:03d}.vcf.gz",
+                      SynthSpec(records=records, samples=samples, seed=seed + i, sample_prefix=f"P{i + 1}-"))
+            for i in range(count)]

@@ -456,10 +456,10 @@ class _Checker:
                 self.error(self.line(path), path, f"unknown severity {severity!r}",
                            "one of " + ", ".join(schema.SEVERITIES))
         for index, waiver in enumerate(waivers):
-            control_id = waiver.get("control")
-            if control_id is not None and control_id not in known:
+            waived = waiver.get("control")
+            if waived is not None and waived not in known:
                 path = f"waivers[{index}].control"
-                self.error(self.line(path), path, f"unknown control id {control_id!r}", hint)
+                self.error(self.line(path), path, f"unknown control id {waived!r}", hint)
 
 
 def _describe(node: yaml.Node, value: Any) -> str:

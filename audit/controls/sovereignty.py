@@ -247,11 +247,11 @@ def storage_probe_refused(ctx: ControlContext) -> Iterator[Finding]:
 # Storage at rest
 
 
-def _cmek_problems(log: EvidenceLog, pack: PolicyPack, key_name: str | None, data_location: str,
-                   what: str) -> tuple[list[str], tuple[str, ...]]:
+def _cmek_problems(log: EvidenceLog, pack: PolicyPack, key_name: str | None,
+                   data_location: str) -> tuple[list[str], tuple[str, ...]]:
     """What is wrong with the CMEK key of a bucket/dataset in `data_location` (raises EvidenceIncomplete)."""
     if not key_name:
-        return [f"{what} has no default CMEK key (Google-managed keys are outside the node's control)"], ()
+        return ["it has no default CMEK key (Google-managed keys are outside the node's control)"], ()
     problems = []
     key = KmsKey.from_log(log, key_name)
     key_location = key.location or location_in_name(key_name)
@@ -282,8 +282,7 @@ def buckets_sovereign(ctx: ControlContext) -> Iterator[Finding]:
         resource = f"projects/_/buckets/{name}"
         try:
             bucket = Bucket.from_log(ctx.evidence, name)
-            problems, key_ids = _cmek_problems(ctx.evidence, pack, bucket.default_kms_key_name, bucket.location,
-                                               f"bucket {name}")
+            problems, key_ids = _cmek_problems(ctx.evidence, pack, bucket.default_kms_key_name, bucket.location)
         except EvidenceIncomplete as exc:
             yield Finding.error(resource, exc.message, exc.evidence_ids)
             continue
@@ -326,8 +325,7 @@ def dataset_sovereign(ctx: ControlContext) -> Iterator[Finding]:
                             dataset.evidence)
         return
     try:
-        problems, key_ids = _cmek_problems(ctx.evidence, pack, dataset.kms_key_name, dataset.location,
-                                           f"dataset {pack.dataset}")
+        problems, key_ids = _cmek_problems(ctx.evidence, pack, dataset.kms_key_name, dataset.location)
     except EvidenceIncomplete as exc:
         yield Finding.error(resource, exc.message, dataset.evidence + exc.evidence_ids)
         return

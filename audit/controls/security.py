@@ -258,6 +258,8 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
     allowed_buckets = set(pack.buckets.allowed)
     clean = 0
     for entry in entries:
+        if entry.status.get("code"):
+            continue  # the write was refused (e.g. by VPC-SC): nothing left the node; SEC-06 lists denials
         if entry.method_name in _STORAGE_WRITES:
             bucket = _written_bucket(entry)
             if not bucket:

@@ -211,3 +211,26 @@ def test_verdict_and_exit_code(node: NodeEvidence, outcomes: set[Outcome], verdi
 
 def test_a_run_without_controls_is_incomplete(node: NodeEvidence) -> None:
     assert dataclasses.replace(run_result(node), controls=()).exit_code == 3
+
+
+def test_every_purpose_a_control_reads_names_its_api() -> None:
+    from sovaudit.audit.views import PURPOSE_API
+
+    for registered in all_controls():
+        for purpose in registered.meta.reads:
+            assert purpose.split(":", 1)[0] in PURPOSE_API, (registered.meta.id, purpose)
+
+
+def test_controls_list_prints_the_catalogue_as_table_and_json() -> None:
+    from click.testing import CliRunner
+
+    from sovaudit.audit.catalog_commands import controls
+
+    runner = CliRunner()
+    table = runner.invoke(controls, ["list"])
+    assert table.exit_code == 0 and "SEC-04" in table.output and "INT-01" in table.output
+    listed = json.loads(runner.invoke(controls, ["list", "--json"]).output)
+    assert [c["id"] for c in listed][:3] == ["SOV-01", "SOV-02", "SOV-03"] and len(listed) == 16
+    sec04 = next(c for c in listed if c["id"] == "SEC-04")
+    assert sec04["reads"] == ["logging.data_writes", "resourcemanager.iam_policy"] and sec04["needs_job"]
+    assert sec04["frameworks"]["GDPR"] == ["Art. 44", "Art. 32"]

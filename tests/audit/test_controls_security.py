@@ -201,3 +201,10 @@ def test_sec06_lists_each_violation(node: NodeEvidence) -> None:
 def test_sec06_errors_when_the_policy_log_could_not_be_read(node: NodeEvidence) -> None:
     node.set("logging.policy_denied", {"error": {"code": 503, "message": "unavailable"}}, status=503)
     assert node.run("SEC-06").outcome == Outcome.ERROR
+
+
+def test_sec04_ignores_a_write_that_was_refused(node: NodeEvidence) -> None:
+    refused = node.write_entry("elsewhere-bucket", "x.parquet")
+    refused["protoPayload"]["status"] = {"code": 7, "message": "Request is prohibited by organization's policy."}
+    node.body("logging.data_writes")["entries"].append(refused)
+    assert node.run("SEC-04").outcome == Outcome.PASS

@@ -163,9 +163,14 @@ def _judge_accepted_job(log: EvidenceLog, region: str, resource: str, created: s
     evidence = evidence + tuple(i for poll in polls for i in poll.evidence)
     last = polls[-1] if polls else None
     if last is None:
-        return ProbeVerdict("batch", region, Outcome.FAIL, False, resource,
-                            f"the job {created} was accepted in forbidden region {region} and never shown to fail; "
-                            f"cleanup: {cleanup}", evidence, cleanup)
+        # Acceptance alone is not a violation (Batch may fail the job citing the constraint), so
+        # without a single answered status poll the probe proves nothing either way.
+        polls_tried = log.by_purpose(f"probe.batch_status:{region}").items
+        why = polls_tried[-1].error_message() if polls_tried else "its status was never polled"
+        return ProbeVerdict("batch", region, Outcome.ERROR, False, resource,
+                            f"the job {created} was accepted in forbidden region {region} and what became of it "
+                            f"is unknown: {why}; cleanup: {cleanup}",
+                            evidence + tuple(i.id for i in polls_tried), cleanup)
     citing = [e for e in last.status_events if LOCATION_CONSTRAINT in str(e.get("description", ""))]
     if last.state == "FAILED" and citing:
         try:

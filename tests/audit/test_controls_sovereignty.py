@@ -267,3 +267,12 @@ def test_sov02_mode_two_understands_int_encoded_job_states(node: NodeEvidence) -
     node.set("probe.batch_vms:us-east1", {"items": {}})
     node.set(f"probe.cleanup:{name}", {})
     assert node.run("SOV-02").outcome == Outcome.PASS
+
+
+def test_sov02_errors_when_an_accepted_job_could_not_be_polled(node: NodeEvidence) -> None:
+    name = _accept_probe_job(node, "us-east1", "QUEUED", "")
+    node.set("probe.batch_status:us-east1", {"error": {"code": 503, "message": "unavailable"}}, status=503)
+    node.set(f"probe.cleanup:{name}", {})
+    result = node.run("SOV-02")
+    assert result.outcome == Outcome.ERROR
+    assert "HTTP 503" in [f.message for f in result.findings if f.outcome == Outcome.ERROR][0]

@@ -45,11 +45,12 @@ def aggregate(findings: Iterable[Finding]) -> Outcome:
 def not_applicable_reason(meta: ControlMeta, scope: Scope) -> str:
     """Why the scope excludes this control ('' when it applies)."""
     why = "; ".join(scope.reasons)
-    suffix = f" ({why})" if why else ""
     if meta.probe and not scope.probes_enabled:
-        return f"probes are disabled for this run (--no-probes){suffix}"
+        return f"not applicable to a run without probes — {why}" if why else \
+            "probes are disabled for this run (--no-probes)"
     if meta.needs_job and scope.posture_only:
-        return f"posture-only run: no Batch job is in scope, so job controls do not apply{suffix}"
+        return f"not applicable to a posture-only run — {why}" if why else \
+            "posture-only run: no Batch job is in scope, so job controls do not apply"
     return ""
 
 

@@ -165,6 +165,11 @@ class Scope:
     reasons: tuple[str, ...] = ()
 
     @property
+    def window_text(self) -> str:
+        """The audit-log window as RFC 3339, for messages."""
+        return f"{_time(self.window_start) or 'unbounded'} .. {_time(self.window_end) or 'now'}"
+
+    @property
     def has_job(self) -> bool:
         return bool(self.job) and not self.posture_only
 

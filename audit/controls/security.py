@@ -253,7 +253,7 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
     configs = IamAuditConfigs.from_log(ctx.evidence)
     entries = log_entries(ctx.evidence, "logging.data_writes")
     log_ids = ctx.evidence.by_purpose("logging.data_writes").ids
-    window = f"{ctx.scope.window_start} .. {ctx.scope.window_end}"
+    window = ctx.scope.window_text
     problems = data_write_logging_problems(configs, pack)
     allowed_buckets = set(pack.buckets.allowed)
     clean = 0
@@ -332,6 +332,5 @@ def no_perimeter_violations(ctx: ControlContext) -> Iterator[Finding]:
                            f" ({meta.get('violationReason', 'no reason given')})", entry.evidence)
     if not violations:
         yield Finding.ok(f"projects/{ctx.policy.project}", f"no VPC-SC violations in the window "
-                         f"{ctx.scope.window_start} .. {ctx.scope.window_end} ({len(entries)} other policy-denied "
-                         "entries)", tuple(log_ids))
+                         f"{ctx.scope.window_text} ({len(entries)} other policy-denied entries)", tuple(log_ids))
 

@@ -90,7 +90,7 @@ def test_posture_only_makes_job_controls_not_applicable_with_the_reason(node: No
     assert len(job_controls) == 9
     for control_id in job_controls:
         assert results[control_id].outcome == Outcome.NOT_APPLICABLE
-        assert "posture-only" in results[control_id].findings[0].message
+        assert "posture-only run" in results[control_id].findings[0].message
         assert "--posture-only given" in results[control_id].findings[0].message
     assert results["SOV-01"].outcome == Outcome.PASS
 

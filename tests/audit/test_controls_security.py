@@ -208,3 +208,7 @@ def test_sec04_ignores_a_write_that_was_refused(node: NodeEvidence) -> None:
     refused["protoPayload"]["status"] = {"code": 7, "message": "Request is prohibited by organization's policy."}
     node.body("logging.data_writes")["entries"].append(refused)
     assert node.run("SEC-04").outcome == Outcome.PASS
+
+
+def test_sec06_states_the_window_in_rfc3339(node: NodeEvidence) -> None:
+    assert "2026-11-26T15:00:00Z .. 2026-11-26T16:00:00Z" in node.run("SEC-06").findings[0].message

@@ -288,6 +288,8 @@ class _Checker:
 
     def value(self, node: yaml.Node, spec: Field, path: str) -> Any:
         line = node.start_mark.line + 1
+        if not spec.required and isinstance(node, yaml.ScalarNode) and self.scalar(node) is None:
+            return [] if spec.kind in (schema.LIST_STR, schema.LIST_OBJECT) else {}  # `waivers:` left empty
         wrong = f"expected a {spec.kind}"
         if spec.kind == schema.STR:
             value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
@@ -319,8 +321,6 @@ class _Checker:
                     items.append(value)
             return items
         if spec.kind == schema.MAP_STR:
-            if isinstance(node, yaml.ScalarNode) and self.scalar(node) is None:
-                return {}
             if not isinstance(node, yaml.MappingNode):
                 self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
                 return None

@@ -134,3 +134,11 @@ def test_cli_validate_prints_ok_or_every_error_and_exits_2() -> None:
     bad = runner.invoke(policy, ["validate", "us", str(BAD / "many-problems.yaml")])
     assert bad.exit_code == 2
     assert ": OK" in bad.output and bad.output.count("many-problems.yaml:") == 11
+
+
+def test_optional_sections_may_be_left_empty(tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    text = text.replace("severity_overrides: {}", "severity_overrides:").replace("waivers: []", "waivers:")
+    (tmp_path / "p.yaml").write_text(text)
+    pack = load_policy(tmp_path / "p.yaml")
+    assert pack.waivers == () and pack.severity_overrides == {}

@@ -234,3 +234,24 @@ def test_controls_list_prints_the_catalogue_as_table_and_json() -> None:
     sec04 = next(c for c in listed if c["id"] == "SEC-04")
     assert sec04["reads"] == ["logging.data_writes", "resourcemanager.iam_policy"] and sec04["needs_job"]
     assert sec04["frameworks"]["GDPR"] == ["Art. 44", "Art. 32"]
+
+
+def _read_purposes() -> list[tuple[str, str]]:
+    node = NodeEvidence(resolve_policy("us"))
+    pairs = []
+    for registered in all_controls():
+        for pattern in registered.meta.reads:
+            prefix = pattern.split("<", 1)[0]
+            pairs += [(registered.meta.id, p) for p in node.answers if p == pattern or (prefix != pattern and
+                                                                                          p.startswith(prefix))]
+    # Each key is read by the control of the resource it encrypts: the buckets' by SOV-04, bq's by SOV-05.
+    return [(c, p) for c, p in pairs if not (p.startswith("kms.key:") and (c == "SOV-04") == p.endswith("/bq"))]
+
+
+@pytest.mark.parametrize(("control_id", "purpose"), _read_purposes())
+def test_a_503_on_any_purpose_a_control_reads_makes_it_error_never_pass(control_id: str, purpose: str) -> None:
+    node = NodeEvidence(resolve_policy("us"))
+    node.set(purpose, {"error": {"code": 503, "message": "The service is currently unavailable.",
+                                 "status": "UNAVAILABLE"}}, status=503)
+    result = node.run(control_id)
+    assert result.outcome == Outcome.ERROR, [f.message for f in result.findings]

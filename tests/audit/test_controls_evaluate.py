@@ -255,3 +255,22 @@ def test_a_503_on_any_purpose_a_control_reads_makes_it_error_never_pass(control_
                                  "status": "UNAVAILABLE"}}, status=503)
     result = node.run(control_id)
     assert result.outcome == Outcome.ERROR, [f.message for f in result.findings]
+
+
+def test_a_waived_result_round_trips_with_its_waiver(node: NodeEvidence) -> None:
+    public_bucket(node)
+    pack = with_waivers(node.pack, Waiver("SOV-04", "*", "sec@example.org", "migration", date(2027, 3, 31)))
+    result = node.run("SOV-04", pack=pack)
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["outcome"] == "WAIVED" and data["waiver"] == {
+        "control": "SOV-04", "resource": "*", "owner": "sec@example.org", "justification": "migration",
+        "expires": "2027-03-31"}
+    from sovaudit.audit.models import ControlResult
+
+    assert ControlResult.from_json(data).to_json() == data
+
+
+def test_scope_from_json_keeps_probe_flag_and_reasons_when_given() -> None:
+    scope = Scope.from_json({"job": None, "posture_only": True, "probes_enabled": False, "reasons": ["x"],
+                             "window": {"start": None, "end": None}})
+    assert (scope.posture_only, scope.probes_enabled, scope.reasons) == (True, False, ("x",))

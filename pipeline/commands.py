@@ -254,3 +254,7 @@ def task() -> None:
 
     sys.stdout.flush()
     raise SystemExit(main(os.environ))
+
+
+if __name__ == "__main__":  # `python -m sovaudit.pipeline.commands ...`: the same commands without the front door
+    pipeline()

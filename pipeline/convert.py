@@ -9,6 +9,8 @@ normalization it follows. Memory is bounded by the block size, whatever the file
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,18 +250,45 @@ def _number(values: pa.Array, value_type: pa.DataType) -> pa.Array:
 
 def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Path,
                   *, csq_from_row: bool = False) -> ConvertResult:
-    """Convert every batch and write them to one Parquet file (snappy, one row group per batch)."""
+    """Convert every batch and write them to one Parquet file (snappy, one row group per batch).
+
+    Encoding nested Parquet costs as much as building the columns, and Arrow releases the GIL
+    for it: a writer thread encodes batch *n* while this thread builds batch *n + 1*. The queue
+    holds at most two converted batches, so memory stays bounded.
+    """
     converter = BatchConverter(layout, csq_from_row=csq_from_row)
-    rows = groups = 0
-    # Column statistics cost a fifth of the write and BigQuery does not read them.
+    # Dictionary pages only where values repeat; statistics cost a fifth of the write and
+    # BigQuery does not read them.
     dictionary_columns = ["reference_name", "filter.list.element", "call.list.element.name"]
+    pending: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+    rows = groups = 0
+
+    def drain(writer: pq.ParquetWriter) -> None:
+        while (table := pending.get()) is not None:
+            if not failure:
+                try:
+                    writer.write_table(table)
+                except BaseException as error:  # reported by the producer below
+                    failure.append(error)
+
     with pq.ParquetWriter(str(path), converter.schema, compression="snappy", write_statistics=False,
                           use_dictionary=dictionary_columns) as writer:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            table = converter.convert(batch)
-            writer.write_table(table)
-            rows += table.num_rows
-            groups += 1
+        worker = threading.Thread(target=drain, args=(writer,), name="parquet-writer", daemon=True)
+        worker.start()
+        try:
+            for batch in batches:
+                if failure:
+                    break
+                if batch.num_rows == 0:
+                    continue
+                table = converter.convert(batch)
+                pending.put(table)
+                rows += table.num_rows
+                groups += 1
+        finally:
+            pending.put(None)
+            worker.join()
+    if failure:
+        raise failure[0]
     return ConvertResult(rows=rows, row_groups=groups, path=path)

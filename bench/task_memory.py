@@ -55,7 +55,8 @@ def measure(source: Path, out_dir: Path) -> tuple[float, float]:
     process = subprocess.Popen([sys.executable, "-m", "sovaudit.pipeline.commands", "run-local", str(source),
                                 "--out", str(out_dir), "--run-id", "bench"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    peak, high_water = 0, {}
+    peak = 0
+    high_water: dict[int, int] = {}
     while process.poll() is None:
         pids = tree(process.pid)
         peak = max(peak, sum(_status_kb(pid, "VmRSS:") for pid in pids))

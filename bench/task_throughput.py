@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sovaudit-bench")
     args = parser.parse_args()
     source = cached_vcf(args.workdir, args.records, args.samples)
-    base_times, our_times, totals = [], [], {}
+    base_times: list[float] = []
+    our_times: list[float] = []
+    totals: dict = {}
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         for attempt in range(args.repeat):
             base_times.append(baseline(source, Path(scratch) / "baseline.vcf"))

@@ -107,7 +107,9 @@ def detect_compression(path: Path) -> Compression:
 
 def open_text(path: Path) -> IO[bytes]:
     """The file's uncompressed bytes (BGZF is multi-member gzip, so gzip reads both)."""
-    return gzip.open(path, "rb") if detect_compression(path) != "none" else open(path, "rb")
+    if detect_compression(path) != "none":
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # a GzipFile is a binary stream
+    return open(path, "rb")
 
 
 def read_header(path: Path) -> InputHeader:

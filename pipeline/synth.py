@@ -210,7 +210,7 @@ def write_vcf(path: Path | str, spec: SynthSpec = SynthSpec(), compression: Comp
     if compression == "bgzf":
         import pysam
 
-        raw = pysam.BGZFile(str(path), "wb")
+        raw = pysam.BGZFile(str(path), "wb")  # type: ignore[call-arg]  # the stub wrongly requires index
         _write_lines(raw, _header(spec, lengths), _records(spec, rng, reference, positions))
         raw.close()
         return path

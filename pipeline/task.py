@@ -43,6 +43,9 @@ from sovaudit.pipeline.preprocess import PreprocessOptions, PreprocessResult, pr
 # chromosome (chr1, 248.9 Mb); BigQuery allows at most 10 000.
 PARTITION_START, PARTITION_END, PARTITION_INTERVAL = 0, 250_000_000, 250_000
 CLUSTERING = ("reference_name", "start_position")
+# What INT-01 reads from each manifest (sovaudit.audit.views.MANIFEST_FIELDS): TaskReport's first ten.
+MANIFEST_FIELDS = ("run_id", "job", "task_index", "input", "input_sha256", "records_in", "records_normalized",
+                   "rows_loaded", "load_job_id", "table")
 _SUFFIXES = (".vcf.gz", ".vcf.bgz", ".vcf", ".gz")
 
 
@@ -270,8 +273,11 @@ def _upload_manifest(config: TaskConfig, report: TaskReport) -> None:
     assert config.output_bucket is not None
     client = cloud.storage(_target(config), _project(config))
     name = f"manifests/{config.job}/{config.task_index}.json"
-    client.bucket(config.output_bucket).blob(name).upload_from_string(report.to_json(),
-                                                                      content_type="application/json")
+    blob = client.bucket(config.output_bucket).blob(name)
+    # The counts also ride as custom metadata, so the verifier reads a 1000-task run from one
+    # object listing instead of a download per task.
+    blob.metadata = {key: str(value) for key, value in asdict(report).items() if key in MANIFEST_FIELDS}
+    blob.upload_from_string(report.to_json(), content_type="application/json")
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -105,3 +105,32 @@ def test_a_malformed_input_fails_its_task_with_the_record_named_in_the_log(pipel
     assert "failed task 1" in result.output
     assert table_rows(pipeline_sim) == manifests(pipeline_sim, result.stdout.strip().splitlines()[-1]
                                                  .rsplit("/", 1)[-1])[0]["records_normalized"]
+
+
+def test_the_engine_finds_every_input_processed_and_loaded_int01_passes(pipeline_sim: Any, tmp_path: Path) -> None:
+    from sovaudit.audit.commands import run_verify
+    from sovaudit.policies.pack import resolve_policy
+
+    files = [write_vcf(tmp_path / f"v{i}.vcf.gz", SynthSpec(records=250, samples=2, seed=70 + i)) for i in range(2)]
+    result = submit(pipeline_sim, upload(pipeline_sim, files))
+    assert result.exit_code == 0, result.output
+    job_id = result.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+    verdict, _ = run_verify(pack=resolve_policy("us"), target=cloud.Target.parse(pipeline_sim.url), job_name=job_id,
+                            posture_only=False, probes=False, since=None, until=None, api_deadline=5.0)
+    outcomes = {c["id"]: c for c in verdict.to_json()["controls"]}
+    assert outcomes["INT-01"]["outcome"] == "PASS", outcomes["INT-01"]["findings"]
+    assert len(outcomes["INT-01"]["findings"]) == 2
+    assert outcomes["CC-01"]["outcome"] == "PASS"
+
+
+def test_status_reports_the_finished_job(pipeline_sim: Any, tmp_path: Path) -> None:
+    files = [write_vcf(tmp_path / "st.vcf.gz", SynthSpec(records=100, samples=1, seed=80))]
+    result = submit(pipeline_sim, upload(pipeline_sim, files), "--no-follow")
+    assert result.exit_code == 0, result.output
+    name = result.stdout.strip().splitlines()[-1]
+    shown = CliRunner().invoke(pipeline, ["status", name.rsplit("/", 1)[-1], "--target", pipeline_sim.url,
+                                          "--follow"])
+    assert shown.exit_code == 0, shown.output
+    final = CliRunner().invoke(pipeline, ["status", name, "--target", pipeline_sim.url])
+    assert json.loads(final.stdout)["state"] == "SUCCEEDED"
+    assert json.loads(final.stdout)["counts"] == {"SUCCEEDED": 1}

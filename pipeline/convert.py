@@ -44,15 +44,20 @@ def read_text(stream: IO[bytes] | str, layout: VcfLayout, block_bytes: int = BLO
               ) -> Iterator[pa.RecordBatch]:
     """Parse ``bcftools query`` output (see ``VcfLayout.query_format``) into record batches."""
     columns = layout.text_columns()
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(column_names=[name for name, _ in columns], block_size=block_bytes,
-                                       use_threads=True),
-        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                         escape_char=False, newlines_in_values=False),
-        convert_options=pacsv.ConvertOptions(column_types=dict(columns), null_values=["."],
-                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
-    )
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(column_names=[name for name, _ in columns], block_size=block_bytes,
+                                           use_threads=True),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
+                                             escape_char=False, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict(columns), null_values=["."],
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as error:
+        if "Empty CSV" in str(error):
+            return  # a VCF with a header and no records: zero rows, still a valid (empty) table
+        raise
     yield from reader
 
 

@@ -76,6 +76,7 @@ class InputHeader:
     lines: tuple[str, ...]
     contigs: tuple[str, ...]
     compression: Compression
+    is_bcf: bool = False
 
     def with_lines(self, extra: list[str]) -> list[str]:
         """The header lines with ``extra`` meta lines inserted before ``#CHROM``."""
@@ -112,8 +113,34 @@ def open_text(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
+def _is_bcf(path: Path) -> bool:
+    try:
+        with open_text(path) as text:
+            return text.read(3) == b"BCF"
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _bcf_header(path: Path) -> InputHeader:
+    """A BCF carries a complete binary-indexed header; htslib renders it as text."""
+    import pysam
+
+    previous = pysam.set_verbosity(0)  # no "could not retrieve index" noise: nothing here seeks
+    try:
+        with pysam.VariantFile(str(path)) as handle:
+            lines = tuple(str(handle.header).rstrip("\n").splitlines())
+            contigs = tuple(handle.header.contigs)
+    except (OSError, ValueError) as error:
+        raise VcfInputError(str(path), f"htslib cannot read the BCF header: {error}") from error
+    finally:
+        pysam.set_verbosity(previous)
+    return InputHeader(path=path, lines=lines, contigs=contigs, compression=detect_compression(path), is_bcf=True)
+
+
 def read_header(path: Path) -> InputHeader:
-    """Read the header lines up to and including ``#CHROM``; refuse what is not a VCF."""
+    """Read the header lines up to and including ``#CHROM``; refuse what is not a VCF (or BCF)."""
+    if _is_bcf(path):
+        return _bcf_header(path)
     lines: list[str] = []
     contigs: list[str] = []
     try:
@@ -164,7 +191,9 @@ def variant_header(lines: list[str] | tuple[str, ...], workdir: Path) -> Any:
 def scan_undeclared(path: Path, header: InputHeader) -> list[str]:
     """Header lines for every contig, FILTER, INFO and FORMAT id the records use but the header
     does not declare (one pass over the text; the types follow htslib's own guesses: a
-    valueless INFO is a Flag, anything else a String)."""
+    valueless INFO is a Flag, anything else a String). A BCF cannot use an undeclared id."""
+    if header.is_bcf:
+        return []
     declared = header.declared()
     seen: dict[str, dict[str, str]] = {"contig": {}, "FILTER": {}, "INFO": {}, "FORMAT": {}}
     try:

@@ -12,7 +12,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -107,8 +107,31 @@ def preprocess(source: Path, parquet: Path, options: PreprocessOptions = Preproc
                             has_csq=layout.csq is not None, warnings=added + stats.warnings)
 
 
+def indexed_reference(reference: Path, workdir: Path) -> Path:
+    """The reference with a ``.fai`` beside it: indexed in place, or through a link in ``workdir``
+    when its directory is read-only (a reference baked into an image)."""
+    import pysam
+
+    if not reference.is_file():
+        raise ToolError(f"reference {reference} does not exist; check --reference / SOVAUDIT_REFERENCE")
+    if Path(f"{reference}.fai").exists():
+        return reference
+    target = reference
+    if not os.access(reference.parent, os.W_OK):
+        target = workdir / reference.name
+        target.symlink_to(reference.resolve())
+    try:
+        pysam.faidx(str(target))
+    except pysam.SamtoolsError as error:
+        raise ToolError(f"cannot index reference {reference}: {error} (a compressed reference must be bgzip'ed)"
+                        ) from error
+    return target
+
+
 def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOptions, workdir: Path,
          extra_header: list[str] | None) -> tuple[NormalizeStats, int, bool, VcfLayout]:
+    if options.reference is not None:
+        options = replace(options, reference=indexed_reference(Path(options.reference), workdir))
     lines = header.with_lines(extra_header or [])
     input_header = variant_header(lines, workdir)
     already_annotated = any(tag in input_header.info for tag in CSQ_TAGS)

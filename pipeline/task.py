@@ -46,7 +46,7 @@ CLUSTERING = ("reference_name", "start_position")
 # What INT-01 reads from each manifest (sovaudit.audit.views.MANIFEST_FIELDS): TaskReport's first ten.
 MANIFEST_FIELDS = ("run_id", "job", "task_index", "input", "input_sha256", "records_in", "records_normalized",
                    "rows_loaded", "load_job_id", "table")
-_SUFFIXES = (".vcf.gz", ".vcf.bgz", ".vcf", ".gz")
+_SUFFIXES = (".vcf.gz", ".vcf.bgz", ".vcf", ".bcf", ".gz")
 
 
 class TaskConfigError(PipelineError):

@@ -169,6 +169,23 @@ def test_bgzf_plain_gzip_and_uncompressed_inputs_give_the_same_table(tmp_path: P
     assert tables[0].equals(tables[1]) and tables[0].equals(tables[2])
 
 
+def test_bcf_input_gives_the_same_table_as_its_vcf(tmp_path: Path) -> None:
+    vcf = write_vcf(tmp_path / "in.vcf.gz", SynthSpec(records=300, samples=2, seed=12))
+    bcf = tmp_path / "in.bcf"
+    pysam.bcftools.view("-Ob", "-o", str(bcf), str(vcf), catch_stdout=False)
+    from_vcf = pq.read_table(preprocess(vcf, tmp_path / "vcf.parquet").parquet)
+    from_bcf = pq.read_table(preprocess(bcf, tmp_path / "bcf.parquet").parquet)
+    assert from_vcf.num_rows > 300 and from_bcf.equals(from_vcf)
+
+
+def test_a_header_without_records_gives_an_empty_table_and_zero_counts(tmp_path: Path) -> None:
+    source = tmp_path / "empty-body.vcf"
+    source.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    result = preprocess(source, tmp_path / "out.parquet")
+    assert (result.records_in, result.records_normalized) == (0, 0)
+    assert pq.read_table(result.parquet).num_rows == 0
+
+
 @pytest.mark.parametrize("declared", ["none", "some"])
 def test_contigs_missing_from_the_header_are_added(declared: str, tmp_path: Path) -> None:
     full = write_vcf(tmp_path / "full.vcf", SynthSpec(records=300, samples=2, seed=5), compression="none")

@@ -129,7 +129,7 @@ def _bcf_header(path: Path) -> InputHeader:
     try:
         with pysam.VariantFile(str(path)) as handle:
             lines = tuple(str(handle.header).rstrip("\n").splitlines())
-            contigs = tuple(handle.header.contigs)
+            contigs = tuple(str(name) for name in handle.header.contigs)
     except (OSError, ValueError) as error:
         raise VcfInputError(str(path), f"htslib cannot read the BCF header: {error}") from error
     finally:

@@ -159,3 +159,33 @@ def follow(target: Any, pack: Any, name: str, *, poll_seconds: float = 2.0, time
         if timeout is not None and time.monotonic() - started > timeout:
             raise SubmitError(f"job {name} still {current.state} after {timeout:.0f} s")
         time.sleep(poll_seconds)
+
+
+def upload_inputs(target: Any, pack: Any, paths: list[Any], prefix: str = "") -> list[str]:
+    """Upload local VCFs to the policy's input bucket; their ``gs://`` URIs, in order."""
+    from sovaudit import cloud
+
+    bucket = cloud.storage(target, pack.project).bucket(pack.buckets.input)
+    uris = []
+    for path in paths:
+        name = f"{prefix}{path.name}"
+        bucket.blob(name).upload_from_filename(str(path))
+        uris.append(f"gs://{pack.buckets.input}/{name}")
+    return uris
+
+
+def run_pipeline(target: Any, pack: Any, inputs: list[str], *, run_id: str | None = None,
+                 table: str | None = None, timeout: float | None = 600, poll_seconds: float = 1.0,
+                 on_update: Callable[[JobStatus], None] | None = None,
+                 on_log: Callable[[str], None] | None = None) -> tuple[Plan, JobStatus]:
+    """Plan, create the template if absent, submit and follow one run to its end (the demo's path:
+    on the simulator started with ``task_runner=sovaudit.pipeline.simrunner:run_task`` the tasks
+    run the real task code). Returns the plan (``plan.job_id`` is the job to verify) and the end state."""
+    from sovaudit.pipeline.spec import PlanOptions, build_plan
+
+    plan = build_plan(pack, PlanOptions(inputs=tuple(inputs), run_id=run_id, table=table))
+    ensure_template(target, pack, plan)
+    job = create_job(target, pack, plan)
+    final = follow(target, pack, job.name, poll_seconds=poll_seconds, timeout=timeout, on_update=on_update,
+                   on_log=on_log)
+    return plan, final

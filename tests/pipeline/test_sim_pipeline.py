@@ -134,3 +134,18 @@ def test_status_reports_the_finished_job(pipeline_sim: Any, tmp_path: Path) -> N
     final = CliRunner().invoke(pipeline, ["status", name, "--target", pipeline_sim.url])
     assert json.loads(final.stdout)["state"] == "SUCCEEDED"
     assert json.loads(final.stdout)["counts"] == {"SUCCEEDED": 1}
+
+
+def test_run_pipeline_helper_uploads_plans_and_follows_to_success(pipeline_sim: Any, tmp_path: Path) -> None:
+    from sovaudit.pipeline.submit import run_pipeline, upload_inputs
+    from sovaudit.pipeline.synth import demo_inputs
+    from sovaudit.policies.pack import resolve_policy
+
+    pack = resolve_policy("us")
+    target = cloud.Target.parse(pipeline_sim.url)
+    uris = upload_inputs(target, pack, demo_inputs(tmp_path, count=2, records=200), prefix="demo/")
+    logged: list[str] = []
+    plan, final = run_pipeline(target, pack, uris, table=TABLE, poll_seconds=0.2, on_log=logged.append)
+    assert final.state == "SUCCEEDED" and final.counts == {"SUCCEEDED": 2}
+    assert plan.job_id.startswith("sovaudit-")
+    assert sum("records_normalized=" in line for line in logged) == 2

@@ -188,6 +188,32 @@ def variant_header(lines: list[str] | tuple[str, ...], workdir: Path) -> Any:
         header_path.unlink(missing_ok=True)
 
 
+_CHROM_RE = re.compile(rb"^([^#\t\n][^\t\n]*)\t", re.MULTILINE)
+
+
+def scan_contigs(path: Path, header: InputHeader) -> list[str]:
+    """``##contig`` lines for the contigs the records use and the header lacks: the fast pass
+    (a regular expression over decompressed blocks) for the common case of a file that
+    declares no contigs at all. ``scan_undeclared`` covers FILTER/INFO/FORMAT as well."""
+    if header.is_bcf:
+        return []
+    declared = header.declared()["contig"]
+    seen: dict[bytes, None] = {}
+    tail = b""
+    try:
+        with open_text(path) as text:
+            while chunk := text.read(_COPY_CHUNK * 4):
+                block = tail + chunk
+                cut = block.rfind(b"\n") + 1
+                block, tail = block[:cut], block[cut:]
+                seen.update(dict.fromkeys(_CHROM_RE.findall(block)))
+            seen.update(dict.fromkeys(_CHROM_RE.findall(tail)))
+    except (OSError, EOFError, zlib.error):
+        pass  # the normalization itself reports the truncation, with the record
+    names = [name.decode("utf-8", errors="replace").strip() for name in seen]
+    return [f"##contig=<ID={name}>" for name in names if name and name not in declared]
+
+
 def scan_undeclared(path: Path, header: InputHeader) -> list[str]:
     """Header lines for every contig, FILTER, INFO and FORMAT id the records use but the header
     does not declare (one pass over the text; the types follow htslib's own guesses: a

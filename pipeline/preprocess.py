@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from sovaudit.pipeline.normalize import (
     NormalizeStats,
     normalize_to_file,
     read_header,
+    scan_contigs,
     scan_undeclared,
     stream_records,
     variant_header,
@@ -83,24 +85,23 @@ def preprocess(source: Path, parquet: Path, options: PreprocessOptions = Preproc
     try:
         with tempfile.TemporaryDirectory(prefix="sovaudit-task-") as tmp:
             workdir = Path(tmp)
-            # Files that declare no contigs are common: add them up front. Any other undeclared id
-            # shows up as a failed first attempt, which is retried once with the header completed.
-            extra = scan_undeclared(source, header) if not header.contigs else None
+            # Files that declare no contigs are common: add them up front (a fast pass). Any other
+            # undeclared id shows up as a failed first attempt, retried once with the header completed.
+            extra = scan_contigs(source, header) if not header.contigs else None
             try:
                 stats, rows, annotated, layout = _run(source, header, partial, options, workdir, extra)
             except VcfInputError:
-                if extra is not None:
+                complete = scan_undeclared(source, header)
+                if not complete or complete == extra:
                     raise
-                extra = scan_undeclared(source, header)
-                if not extra:
-                    raise
+                extra = complete
                 stats, rows, annotated, layout = _run(source, header, partial, options, workdir, extra)
         os.replace(partial, parquet)
     finally:
         partial.unlink(missing_ok=True)
         hasher.join()
     added = (f"the input header did not declare {len(extra)} ids the records use; added: "
-             + ", ".join(line.split(",")[0].split("<")[-1] for line in extra[:10]),) if extra else ()
+             + ", ".join(re.sub(r"^##(\w+)=<ID=([^,>]+).*$", r"\1 \2", line) for line in extra[:10]),) if extra else ()
     return PreprocessResult(source=source, parquet=parquet, sha256=digest[0], records_in=stats.records_in,
                             records_normalized=rows, split=stats.split,
                             mismatch_removed=stats.mismatch_removed, annotated=annotated,

@@ -312,3 +312,29 @@ def test_a_job_in_another_location_does_not_see_the_dataset(sim: Any) -> None:
     # ...but a job pinned to another location does not find the dataset, as on Google.
     with pytest.raises(exceptions.NotFound, match="Dataset fed-node-us:hospital_data was not found in location US"):
         client.query(f"SELECT COUNT(*) FROM {DATASET}.located", location="US").result()
+
+
+def test_load_from_a_bucket_outside_the_perimeter_is_denied_and_logged(sim: Any) -> None:
+    before = len(sim.state.log_entries)
+    job = client_for(sim).load_table_from_uri("gs://fed-node-us-processed-export/x.parquet", f"{DATASET}.leak",
+                                              job_config=load_config())
+    with pytest.raises(exceptions.Forbidden, match="prohibited by organization's policy"):
+        job.result()
+    policy = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Fpolicy"
+    assert [e["protoPayload"]["serviceName"] for e in sim.state.log_entries[before:] if e["logName"] == policy] == \
+        ["bigquery.googleapis.com"]
+    assert (DATASET, "leak") not in sim.state.tables
+
+
+def test_dml_insert_changes_the_table_and_is_audited(sim: Any) -> None:
+    client = client_for(sim)
+    client.load_table_from_file(io.BytesIO(variants_parquet(0, 2)), f"{DATASET}.dml",
+                                job_config=load_config()).result()
+    before = len(sim.state.log_entries)
+    job = client.query(f"INSERT INTO {DATASET}.dml (reference_name, start_position) VALUES ('chrX', 9), ('chrY', 10)")
+    job.result()
+    assert job.num_dml_affected_rows == 2
+    assert client.get_table(f"{DATASET}.dml").num_rows == 4
+    changes = [e["protoPayload"]["metadata"]["tableDataChange"] for e in sim.state.log_entries[before:]
+               if "tableDataChange" in e.get("protoPayload", {}).get("metadata", {})]
+    assert [c["insertedRowsCount"] for c in changes] == ["2"]

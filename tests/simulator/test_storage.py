@@ -211,3 +211,16 @@ def test_seeded_object_downloads_from_the_simulator(sim: Any) -> None:
     assert manifests[0].media_link.startswith(sim.url)
     assert b'"rows_loaded"' in manifests[0].download_as_bytes()
 
+
+
+def test_dry_run_perimeter_lets_a_foreign_write_through_but_logs_it(sim_factory: Any) -> None:
+    sim = sim_factory(scenarios=["perimeter-dry-run"])
+    before = len(sim.state.log_entries)
+    client_for(sim).bucket(FOREIGN).blob("exports/leak.parquet").upload_from_string(b"rows")
+
+    new = sim.state.log_entries[before:]
+    denied = [e for e in new if e["logName"] == POLICY]
+    assert denied and all(e["protoPayload"]["metadata"]["dryRun"] is True for e in denied)
+    written = [e for e in new if e["logName"] == DATA_ACCESS
+               and e["protoPayload"]["methodName"] == "storage.objects.create"]
+    assert [e["resource"]["labels"]["bucket_name"] for e in written] == [FOREIGN]

@@ -395,10 +395,11 @@ def _table_refs(tree: Any, default_project: str,
         yield table, table.catalog or default_project, dataset
 
 
-def referenced_datasets(sql: str, *, default_project: str, default_dataset: str | None) -> list[tuple[str, str]]:
-    """(project, dataset) of each table the statement reads or writes, in order of appearance."""
+def referenced_tables(sql: str, *, default_project: str, default_dataset: str | None) -> list[tuple[str, str, str]]:
+    """(project, dataset, table) of each table the statement reads or writes, in order of appearance."""
     tree = _parse_one(sql)
-    return [(project, dataset) for _, project, dataset in _table_refs(tree, default_project, default_dataset)]
+    return [(project, dataset, table.name)
+            for table, project, dataset in _table_refs(tree, default_project, default_dataset)]
 
 
 def translate(sql: str, *, default_project: str, default_dataset: str | None,

@@ -34,7 +34,7 @@ from sovaudit.simulator.bqstore import (
     bq_fields_from_arrow,
     duckdb_type,
     encode_row,
-    referenced_datasets,
+    referenced_tables,
     select_fields,
 )
 from sovaudit.simulator.http import ApiError, Router, SimRequest
@@ -662,11 +662,11 @@ def _job_location(state: SimState, configuration: Mapping[str, Any], requested: 
     query_config = configuration.get("query") or {}
     if query_config.get("query"):
         try:
-            refs = referenced_datasets(str(query_config["query"]), default_project=state.project_id,
-                                       default_dataset=None)
+            refs = referenced_tables(str(query_config["query"]), default_project=state.project_id,
+                                     default_dataset=None)
         except BigQueryStoreError:
             refs = []  # the query job itself will report the error
-        for project, dataset_id in refs:
+        for project, dataset_id, _ in refs:
             if project == state.project_id and dataset_id in state.datasets:
                 return str(state.datasets[dataset_id].get("location", "US"))
     return "US"
@@ -1083,12 +1083,32 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
             _after_dml(req, job, result)
     else:
         stats["schema"] = {"fields": result.schema}
+        _query_reads(req, job, str(config.get("query") or ""), default.get("datasetId"))
         destination = config.get("destinationTable")
         if destination:
             _write_query_destination(req, job, result, destination)
     job["statistics"]["query"] = stats
     job["statistics"]["totalBytesProcessed"] = "0"
     store_of(state).results[job_id] = result
+
+
+def _query_reads(req: SimRequest, job: Mapping[str, Any], sql: str, default_dataset: str | None) -> None:
+    """A tableDataRead entry per table a query read, when DATA_READ is enabled for BigQuery."""
+    state = req.state
+    if not audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_READ"):
+        return
+    job_name = f"projects/{state.project_id}/jobs/{job['jobReference']['jobId']}"
+    tables = referenced_tables(sql, default_project=state.project_id, default_dataset=default_dataset)
+    for _, dataset_id, table_id in dict.fromkeys(tables):
+        audit_log.record(state, audit_log.audit_entry(
+            state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
+            method="google.cloud.bigquery.v2.JobService.InsertJob",
+            resource_name=f"projects/{state.project_id}/datasets/{dataset_id}/tables/{table_id}",
+            resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset_id},
+            principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.getData",
+            metadata={"@type": audit_log.BQ_METADATA_TYPE,
+                      "tableDataRead": {"reason": "JOB", "jobName": job_name}},
+            locations=[job["jobReference"]["location"]]))
 
 
 def _after_dml(req: SimRequest, job: dict[str, Any], result: QueryResult) -> None:

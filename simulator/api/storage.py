@@ -619,9 +619,10 @@ def download_object(req: SimRequest) -> Response:
         "Accept-Ranges": "bytes",
     }
     content_type = meta["contentType"]
+    # The whole object's hashes, on ranged answers too (clients skip the check for partial reads).
+    headers["X-Goog-Hash"] = f"crc32c={meta['crc32c']},md5={meta['md5Hash']}"
     requested = req.http.headers.get("Range")
     if not requested:
-        headers["X-Goog-Hash"] = f"crc32c={meta['crc32c']},md5={meta['md5Hash']}"
         return Response(data, status=200, headers=headers, content_type=content_type)
     match = _RANGE.match(requested.strip())
     total = len(data)

@@ -338,3 +338,17 @@ def test_dml_insert_changes_the_table_and_is_audited(sim: Any) -> None:
     changes = [e["protoPayload"]["metadata"]["tableDataChange"] for e in sim.state.log_entries[before:]
                if "tableDataChange" in e.get("protoPayload", {}).get("metadata", {})]
     assert [c["insertedRowsCount"] for c in changes] == ["2"]
+
+
+def test_a_query_leaves_a_table_data_read_entry_per_table(sim: Any) -> None:
+    client = client_for(sim, principal="analyst@example.org")
+    client.load_table_from_file(io.BytesIO(variants_parquet(0, 2)), f"{DATASET}.read_me",
+                                job_config=load_config()).result()
+    before = len(sim.state.log_entries)
+    client.query(f"SELECT a.start_position FROM {DATASET}.read_me a JOIN {DATASET}.read_me b "
+                 "USING (start_position)").result()
+    reads = [e for e in sim.state.log_entries[before:]
+             if "tableDataRead" in e.get("protoPayload", {}).get("metadata", {})]
+    assert [e["protoPayload"]["resourceName"] for e in reads] == \
+        [f"projects/{PROJECT}/datasets/{DATASET}/tables/read_me"]
+    assert reads[0]["protoPayload"]["authenticationInfo"]["principalEmail"] == "analyst@example.org"

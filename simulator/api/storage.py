@@ -142,6 +142,16 @@ def _bucket_or_404(state: SimState, name: str) -> dict[str, Any]:
             "storageClass": "STANDARD", "etag": "CAE="}
 
 
+def _owned_bucket(state: SimState, name: str, permission: str) -> dict[str, Any]:
+    """A bucket this node may administer; another project's bucket answers 403, as IAM would."""
+    bucket = _bucket_or_404(state, name)
+    if name not in state.buckets:
+        raise classic_error(403, f"{_principal_of_state(state)} does not have {permission} access to the Google "
+                            f"Cloud Storage bucket. Permission '{permission}' denied on resource (or it may not "
+                            "exist).", "forbidden")
+    return bucket
+
+
 def _object_or_404(state: SimState, bucket: str, name: str) -> StoredObject:
     stored = state.objects.get((bucket, name))
     if stored is None:
@@ -258,6 +268,10 @@ def insert_bucket(req: SimRequest) -> Any:
         if name in state.buckets:
             raise classic_error(409, "Your previous request to create the named bucket succeeded and you "
                                 "already own it.", "conflict")
+        if name in state.extras.get("foreign_buckets", {}):
+            raise classic_error(409, "The requested bucket name is not available. The bucket namespace is shared "
+                                "by all users of the system. Please select a different name and try again.",
+                                "conflict")
         bucket = _new_bucket(state, req, body)
         state.buckets[name] = bucket
     _admin_activity(req, "storage.buckets.create", name, request=body, response=bucket)
@@ -338,7 +352,7 @@ def _modify_bucket(req: SimRequest, *, replace: bool) -> Any:
             "location"):
         raise classic_error(400, "The bucket location cannot be changed.", "invalid")
     with state.lock:
-        bucket = _bucket_or_404(state, name)
+        bucket = _owned_bucket(state, name, "storage.buckets.update")
         match = _int_arg(req, "ifMetagenerationMatch")
         if match is not None and match != int(bucket["metageneration"]):
             raise classic_error(412, "At least one of the pre-conditions you specified did not hold.",
@@ -364,7 +378,7 @@ def delete_bucket(req: SimRequest) -> Any:
     state = req.state
     name = req.path_args["bucket"]
     with state.lock:
-        _bucket_or_404(state, name)
+        _owned_bucket(state, name, "storage.buckets.delete")
         if any(b == name for b, _ in state.objects):
             raise classic_error(409, "The bucket you tried to delete is not empty.", "conflict")
         del state.buckets[name]
@@ -392,7 +406,7 @@ def get_bucket_iam_policy(req: SimRequest) -> Any:
     state = req.state
     name = req.path_args["bucket"]
     with state.lock:
-        _bucket_or_404(state, name)
+        _owned_bucket(state, name, "storage.buckets.getIamPolicy")
         policy = _store(state)["iam"].get(name) or _default_bucket_policy(state, name)
         return dict(policy)
 
@@ -402,7 +416,7 @@ def set_bucket_iam_policy(req: SimRequest) -> Any:
     name = req.path_args["bucket"]
     body = req.json()
     with state.lock:
-        _bucket_or_404(state, name)
+        _owned_bucket(state, name, "storage.buckets.setIamPolicy")
         current = _store(state)["iam"].get(name) or _default_bucket_policy(state, name)
         if body.get("etag") and body["etag"] != current["etag"]:
             raise classic_error(412, "Precondition Failed", "conditionNotMet")

@@ -224,3 +224,12 @@ def test_dry_run_perimeter_lets_a_foreign_write_through_but_logs_it(sim_factory:
     written = [e for e in new if e["logName"] == DATA_ACCESS
                and e["protoPayload"]["methodName"] == "storage.objects.create"]
     assert [e["resource"]["labels"]["bucket_name"] for e in written] == [FOREIGN]
+
+
+def test_another_projects_bucket_cannot_be_created_again_or_administered(sim_factory: Any) -> None:
+    sim = sim_factory(scenarios=["perimeter-dry-run"])  # VPC-SC lets the calls reach IAM
+    client = client_for(sim)
+    with pytest.raises(exceptions.Conflict, match="not available"):
+        client.create_bucket(FOREIGN, location="us-central1")
+    with pytest.raises(exceptions.Forbidden, match="storage.buckets.delete"):
+        client.bucket(FOREIGN).delete()

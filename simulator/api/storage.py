@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -683,8 +684,6 @@ def _parse_multipart(req: SimRequest) -> tuple[dict[str, Any], bytes, str]:
     _, meta_raw = split_part(parts[1])
     media_headers, media = split_part(parts[2])
     try:
-        import json
-
         metadata = json.loads(meta_raw or b"{}")
     except ValueError as exc:
         raise classic_error(400, f"Invalid JSON in the multipart metadata part: {exc}", "parseError") from exc
@@ -771,7 +770,12 @@ def cancel_upload(req: SimRequest) -> Any:
 
 
 def insert_object_metadata_only(req: SimRequest) -> Any:
-    raise classic_error(400, "Uploads go to /upload/storage/v1/b/BUCKET/o with an uploadType.", "invalid")
+    """objects.insert on the metadata path: a zero-byte object (e.g. a "folder" placeholder)."""
+    bucket = req.path_args["bucket"]
+    meta = req.json() or {}
+    name = str(meta.get("name") or req.arg("name") or "")
+    _guard_write(req, bucket, name)
+    return _create_object(req, bucket, name, b"", meta)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import secrets
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -741,6 +742,9 @@ def _run_job(req: SimRequest, job: dict[str, Any], upload: bytes | None = None) 
     except ApiError as exc:
         errors = exc.body.get("error", {}).get("errors") or [{}]
         _finish(job, (errors[0].get("reason", "invalid"), exc.message, None))
+    except Exception as exc:  # a simulator bug: fail the job (never leave it RUNNING) and show the trace
+        traceback.print_exc()
+        _finish(job, ("internalError", f"simulator internal error: {exc!r}", None))
     return job
 
 

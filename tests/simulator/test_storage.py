@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import google_crc32c
@@ -233,3 +234,17 @@ def test_another_projects_bucket_cannot_be_created_again_or_administered(sim_fac
         client.create_bucket(FOREIGN, location="us-central1")
     with pytest.raises(exceptions.Forbidden, match="storage.buckets.delete"):
         client.bucket(FOREIGN).delete()
+
+
+def test_upload_entry_is_found_through_the_logging_client_with_an_exact_bucket_filter(sim: Any) -> None:
+    from google.cloud import logging as cloud_logging
+
+    client_for(sim).bucket(PROCESSED).blob("audit/found.txt").upload_from_string(b"x")
+    logging_client = cloud_logging.Client(project=PROJECT, credentials=AnonymousCredentials(), _use_grpc=False,
+                                          client_options={"api_endpoint": sim.url})
+    since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    found = list(logging_client.list_entries(filter_=(
+        f'logName="{DATA_ACCESS}" AND protoPayload.methodName="storage.objects.create" '
+        f'AND resource.labels.bucket_name="{PROCESSED}" AND timestamp>="{since}"')))
+    names = [entry.payload["resourceName"] for entry in found]
+    assert f"projects/_/buckets/{PROCESSED}/objects/audit/found.txt" in names

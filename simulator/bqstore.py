@@ -10,9 +10,11 @@ rows in BigQuery's `{"f": [{"v": ...}]}` wire form.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import decimal
 import io
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,6 +119,101 @@ def _bq_scalar(name: str, arrow_type: pa.DataType) -> str:
     if str(arrow_type) == "string_view":
         return "STRING"
     raise BigQueryStoreError(f"Column {name!r} has Arrow type {arrow_type} that BigQuery cannot load.")
+
+
+# ---------------------------------------------------------------------------------------------
+# schema rules (tables.insert, loads into existing tables)
+
+
+def validate_fields(fields: Sequence[Field], where: str = "") -> None:
+    """Names, modes and types as BigQuery checks them on tables.insert (recursively into RECORDs)."""
+    seen: set[str] = set()
+    for field in fields:
+        name = str(field.get("name") or "")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$", name):
+            raise BigQueryStoreError(f"Invalid field name \"{name}\". Fields must contain only letters, numbers, and "
+                                     "underscores, start with a letter or underscore, and be at most 300 characters long.")
+        if name.lower() in seen:
+            raise BigQueryStoreError(f"Field {where}{name} already exists in schema")
+        seen.add(name.lower())
+        mode = str(field.get("mode", "NULLABLE")).upper()
+        if mode not in ("NULLABLE", "REQUIRED", "REPEATED"):
+            raise BigQueryStoreError(f"Invalid mode {mode} for field {where}{name}")
+        duckdb_type(field)
+        if str(field.get("type", "")).upper() in ("RECORD", "STRUCT"):
+            validate_fields(list(field.get("fields") or []), f"{where}{name}.")
+
+
+def validate_layout(table: Mapping[str, Any], fields: list[Field]) -> None:
+    """Partitioning and clustering must name top-level, non-repeated columns of the right type."""
+    by_name = {f["name"]: f for f in fields}
+    ranged = table.get("rangePartitioning")
+    if ranged:
+        column = by_name.get(ranged.get("field", ""))
+        if column is None or str(column.get("type")).upper() not in ("INTEGER", "INT64") or \
+                str(column.get("mode", "NULLABLE")).upper() == "REPEATED":
+            raise BigQueryStoreError(f"The field specified for partitioning must be a top-level INTEGER field: "
+                                     f"{ranged.get('field')}")
+        bounds = ranged.get("range") or {}
+        try:
+            start, end, interval = int(bounds["start"]), int(bounds["end"]), int(bounds["interval"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BigQueryStoreError("rangePartitioning.range needs integer start, end and interval.") from exc
+        if interval <= 0 or end <= start or (end - start) // interval > 10000:
+            raise BigQueryStoreError("rangePartitioning.range must have end > start, a positive interval and at most "
+                                     "10000 partitions.")
+    timed = table.get("timePartitioning")
+    if timed and timed.get("field"):
+        column = by_name.get(timed["field"])
+        if column is None or str(column.get("type")).upper() not in ("DATE", "TIMESTAMP", "DATETIME"):
+            raise BigQueryStoreError(f"The field specified for time partitioning can only be of type TIMESTAMP, DATE "
+                                     f"or DATETIME: {timed['field']}")
+    clustering = (table.get("clustering") or {}).get("fields") or []
+    if len(clustering) > 4:
+        raise BigQueryStoreError("Too many clustering fields: at most 4 are allowed.")
+    for name in clustering:
+        column = by_name.get(name)
+        if column is None:
+            raise BigQueryStoreError(f"The field specified for clustering cannot be found in the schema: {name}")
+        if str(column.get("mode", "NULLABLE")).upper() == "REPEATED" or \
+                str(column.get("type")).upper() in ("RECORD", "STRUCT", "FLOAT", "FLOAT64", "JSON"):
+            raise BigQueryStoreError(f"Field {name} is of an unsupported type or mode for clustering.")
+
+
+
+def merge_fields(table_fields: list[Field], file_fields: list[Field], table_name: str, *,
+                 column_path: tuple[str, ...], dotted: str
+                 ) -> tuple[list[Field], list[tuple[tuple[str, ...], Field, str]]]:
+    """The table's fields with the file's new ones appended (recursively), and each addition as
+    (DuckDB column path, field, dotted BigQuery name). A REPEATED record's children sit under the
+    list's `element` in DuckDB."""
+    merged = [copy.deepcopy(f) for f in table_fields]
+    by_name = {f["name"].lower(): f for f in merged}
+    additions: list[tuple[tuple[str, ...], Field, str]] = []
+    for field in file_fields:
+        path_name = f"{dotted}{field['name']}"
+        target = by_name.get(field["name"].lower())
+        if target is None:
+            added = {**copy.deepcopy(field), "mode": field.get("mode", "NULLABLE")}
+            merged.append(added)
+            additions.append(((*column_path, field["name"]), added, path_name))
+            continue
+        table_mode = str(target.get("mode", "NULLABLE")).upper()
+        file_mode = str(field.get("mode", "NULLABLE")).upper()
+        if (table_mode == "REPEATED") != (file_mode == "REPEATED"):
+            raise BigQueryStoreError(f"Provided Schema does not match Table {table_name}. Field {path_name} has "
+                                     f"changed mode from {table_mode} to {file_mode}")
+        table_record = str(target.get("type", "")).upper() in ("RECORD", "STRUCT")
+        file_record = str(field.get("type", "")).upper() in ("RECORD", "STRUCT")
+        if table_record != file_record:
+            raise BigQueryStoreError(f"Provided Schema does not match Table {table_name}. Field {path_name} has "
+                                     f"changed type from {target.get('type')} to {field.get('type')}")
+        if table_record:
+            inner_path = (*column_path, target["name"], *(("element",) if table_mode == "REPEATED" else ()))
+            target["fields"], inner = merge_fields(list(target.get("fields") or []), list(field.get("fields") or []),
+                                                    table_name, column_path=inner_path, dotted=f"{path_name}.")
+            additions.extend(inner)
+    return merged, additions
 
 
 # ---------------------------------------------------------------------------------------------

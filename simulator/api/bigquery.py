@@ -20,7 +20,8 @@ import json
 import re
 import secrets
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -33,10 +34,12 @@ from sovaudit.simulator.bqstore import (
     Field,
     QueryResult,
     bq_fields_from_arrow,
-    duckdb_type,
     encode_row,
+    merge_fields,
     referenced_tables,
     select_fields,
+    validate_fields,
+    validate_layout,
 )
 from sovaudit.simulator.http import ApiError, Router, SimRequest
 from sovaudit.simulator.state import SimState
@@ -369,64 +372,6 @@ def delete_dataset(req: SimRequest) -> Any:
 # tables
 
 
-def _validate_fields(fields: list[Field], where: str = "") -> None:
-    seen: set[str] = set()
-    for field in fields:
-        name = str(field.get("name") or "")
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$", name):
-            raise bq_error(400, f"Invalid field name \"{name}\". Fields must contain only letters, numbers, and "
-                           "underscores, start with a letter or underscore, and be at most 300 characters long.",
-                           "invalid")
-        if name.lower() in seen:
-            raise bq_error(400, f"Field {where}{name} already exists in schema", "invalid")
-        seen.add(name.lower())
-        mode = str(field.get("mode", "NULLABLE")).upper()
-        if mode not in ("NULLABLE", "REQUIRED", "REPEATED"):
-            raise bq_error(400, f"Invalid mode {mode} for field {where}{name}", "invalid")
-        try:
-            duckdb_type(field)
-        except BigQueryStoreError as exc:
-            raise bq_error(400, str(exc), "invalid") from exc
-        if str(field.get("type", "")).upper() in ("RECORD", "STRUCT"):
-            _validate_fields(list(field.get("fields") or []), f"{where}{name}.")
-
-
-def _validate_layout(table: Mapping[str, Any], fields: list[Field]) -> None:
-    """Partitioning and clustering must name top-level, non-repeated columns of the right type."""
-    by_name = {f["name"]: f for f in fields}
-    ranged = table.get("rangePartitioning")
-    if ranged:
-        column = by_name.get(ranged.get("field", ""))
-        if column is None or str(column.get("type")).upper() not in ("INTEGER", "INT64") or \
-                str(column.get("mode", "NULLABLE")).upper() == "REPEATED":
-            raise bq_error(400, f"The field specified for partitioning must be a top-level INTEGER field: "
-                           f"{ranged.get('field')}", "invalid")
-        bounds = ranged.get("range") or {}
-        try:
-            start, end, interval = int(bounds["start"]), int(bounds["end"]), int(bounds["interval"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise bq_error(400, "rangePartitioning.range needs integer start, end and interval.", "invalid") from exc
-        if interval <= 0 or end <= start or (end - start) // interval > 10000:
-            raise bq_error(400, "rangePartitioning.range must have end > start, a positive interval and at most "
-                           "10000 partitions.", "invalid")
-    timed = table.get("timePartitioning")
-    if timed and timed.get("field"):
-        column = by_name.get(timed["field"])
-        if column is None or str(column.get("type")).upper() not in ("DATE", "TIMESTAMP", "DATETIME"):
-            raise bq_error(400, f"The field specified for time partitioning can only be of type TIMESTAMP, DATE "
-                           f"or DATETIME: {timed['field']}", "invalid")
-    clustering = (table.get("clustering") or {}).get("fields") or []
-    if len(clustering) > 4:
-        raise bq_error(400, "Too many clustering fields: at most 4 are allowed.", "invalid")
-    for name in clustering:
-        column = by_name.get(name)
-        if column is None:
-            raise bq_error(400, f"The field specified for clustering cannot be found in the schema: {name}", "invalid")
-        if str(column.get("mode", "NULLABLE")).upper() == "REPEATED" or \
-                str(column.get("type")).upper() in ("RECORD", "STRUCT", "FLOAT", "FLOAT64", "JSON"):
-            raise bq_error(400, f"Field {name} is of an unsupported type or mode for clustering.", "invalid")
-
-
 def _new_table(req: SimRequest, dataset: dict[str, Any], table_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
     project = req.state.project_id
     dataset_id = dataset["datasetReference"]["datasetId"]
@@ -466,8 +411,9 @@ def insert_table(req: SimRequest) -> Any:
     if not _TABLE_ID.match(table_id):
         raise bq_error(400, f"Invalid table ID \"{table_id}\".", "invalid")
     fields = list((body.get("schema") or {}).get("fields") or [])
-    _validate_fields(fields)
-    _validate_layout(body, fields)
+    with _store_errors_as_400():
+        validate_fields(fields)
+        validate_layout(body, fields)
     with state.lock:
         dataset = _dataset_or_404(state, dataset_id)
         if (dataset_id, table_id) in state.tables:
@@ -547,24 +493,36 @@ def _modify_table(req: SimRequest, *, replace: bool) -> Any:
     project = _check_project(req)
     dataset_id, table_id = req.path_args["dataset"], req.path_args["table"]
     changes = req.json() or {}
-    with state.lock:
+    with state.lock, _store_errors_as_400():
         table = _table_or_404(state, dataset_id, table_id)
-        if "schema" in changes and changes["schema"] is not None:
-            _apply_schema_change(state, dataset_id, table_id, table, list(changes["schema"].get("fields") or []))
+        candidate = copy.deepcopy(table)  # validated whole before anything changes
         for key in ("friendlyName", "description", "labels", "expirationTime", "clustering",
                     "requirePartitionFilter", "encryptionConfiguration"):
             if key in changes:
                 value = changes[key]
                 if key == "labels" and value is not None and not replace:
-                    merged = {**table.get("labels", {}), **value}
+                    merged = {**candidate.get("labels", {}), **value}
                     value = {k: v for k, v in merged.items() if v is not None}
                 if value is None or value == {}:
-                    table.pop(key, None)
+                    candidate.pop(key, None)
                 else:
-                    table[key] = copy.deepcopy(value)
-        _validate_layout(table, list((table.get("schema") or {}).get("fields") or []))
-        table["lastModifiedTime"] = _now_ms()
-        table["etag"] = _etag(project, dataset_id, table_id, table["lastModifiedTime"])
+                    candidate[key] = copy.deepcopy(value)
+        additions: list[tuple[tuple[str, ...], Field, str]] = []
+        if (changes.get("schema") or {}).get("fields"):
+            candidate["schema"], additions = _schema_change(state, dataset_id, table_id, candidate,
+                                                            list(changes["schema"]["fields"]))
+        validate_layout(candidate, list((candidate.get("schema") or {}).get("fields") or []))
+        _ensure_duckdb_table(state, dataset_id, table_id, table)
+        store = store_of(state)
+        if store.has_table(dataset_id, table_id):
+            for column_path, field, _ in additions:
+                store.add_field(dataset_id, table_id, column_path, field)
+        elif additions:  # a schemaless table gets its first columns
+            store.create_table(dataset_id, table_id, candidate["schema"]["fields"])
+        candidate["lastModifiedTime"] = _now_ms()
+        candidate["etag"] = _etag(project, dataset_id, table_id, candidate["lastModifiedTime"])
+        table.clear()
+        table.update(candidate)
         _refresh_counts(state, dataset_id, table_id, table)
         result = copy.deepcopy(table)
     method = "UpdateTable" if replace else "PatchTable"
@@ -573,30 +531,33 @@ def _modify_table(req: SimRequest, *, replace: bool) -> Any:
     return result
 
 
-def _apply_schema_change(state: SimState, dataset_id: str, table_id: str, table: dict[str, Any],
-                         new_fields: list[Field]) -> None:
-    """Only additions of NULLABLE/REPEATED columns at the end are allowed, as in BigQuery."""
-    _validate_fields(new_fields)
+def _schema_change(state: SimState, dataset_id: str, table_id: str, table: Mapping[str, Any],
+                   new_fields: list[Field]) -> tuple[dict[str, Any], list[tuple[tuple[str, ...], Field, str]]]:
+    """A schema update may only add NULLABLE/REPEATED fields (also inside RECORDs), never drop or
+    retype one, as in BigQuery. Returns the new schema and the additions to make in DuckDB."""
+    validate_fields(new_fields)
+    name = f"{state.project_id}:{dataset_id}.{table_id}"
     old_fields = list((table.get("schema") or {}).get("fields") or [])
-    old_names = [f["name"] for f in old_fields]
-    if [f["name"] for f in new_fields[:len(old_fields)]] != old_names:
-        raise bq_error(400, f"Provided Schema does not match Table {state.project_id}:{dataset_id}.{table_id}. "
-                       "Cannot remove or reorder fields.", "invalid")
-    for old, new in zip(old_fields, new_fields, strict=False):
-        if duckdb_type(old) != duckdb_type(new):
-            raise bq_error(400, f"Provided Schema does not match Table {state.project_id}:{dataset_id}.{table_id}. "
-                           f"Field {old['name']} has changed type.", "invalid")
-    added = new_fields[len(old_fields):]
-    if any(str(f.get("mode", "NULLABLE")).upper() == "REQUIRED" for f in added):
-        raise bq_error(400, "Cannot add required fields to an existing schema.", "invalid")
-    store = store_of(state)
-    if added and old_fields:
-        _ensure_duckdb_table(state, dataset_id, table_id, table)
-        for field in added:
-            store.add_field(dataset_id, table_id, (field["name"],), field)
-    elif added:
-        store.create_table(dataset_id, table_id, new_fields)
-    table["schema"] = {"fields": copy.deepcopy(new_fields)}
+    merged, additions = merge_fields(old_fields, new_fields, name, column_path=(), dotted="")
+    if _field_count(merged) != _field_count(new_fields):
+        raise BigQueryStoreError(f"Provided Schema does not match Table {name}. Cannot remove fields.")
+    if any(str(f.get("mode", "NULLABLE")).upper() == "REQUIRED" for _, f, _ in additions):
+        raise BigQueryStoreError("Cannot add required fields to an existing schema.")
+    return {"fields": merged}, additions
+
+
+def _field_count(fields: list[Field]) -> int:
+    return sum(1 + _field_count(list(f.get("fields") or [])) for f in fields)
+
+
+@contextmanager
+def _store_errors_as_400() -> Iterator[None]:
+    """Schema rules live in bqstore (shared with load jobs, which report them in errorResult); a
+    synchronous API call answers them as HTTP 400 `invalid`."""
+    try:
+        yield
+    except BigQueryStoreError as exc:
+        raise bq_error(404 if exc.reason == "notFound" else 400, str(exc), exc.reason) from exc
 
 
 def patch_table(req: SimRequest) -> Any:
@@ -894,8 +855,8 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
         for key in ("rangePartitioning", "timePartitioning", "clustering", "destinationEncryptionConfiguration"):
             if config.get(key):
                 body["encryptionConfiguration" if key.startswith("destination") else key] = config[key]
-        _validate_fields(body["schema"]["fields"])
-        _validate_layout(body, body["schema"]["fields"])
+        validate_fields(body["schema"]["fields"])
+        validate_layout(body, body["schema"]["fields"])
         table = _new_table(req, state.datasets[dataset_id], table_id, body)
         store.create_table(dataset_id, table_id, body["schema"]["fields"])
         state.tables[(dataset_id, table_id)] = table
@@ -924,7 +885,7 @@ def _check_load_schema(state: SimState, dataset_id: str, table_id: str, table: d
     field may not switch between REPEATED and not. Columns the file lacks load as NULL."""
     name = f"{state.project_id}:{dataset_id}.{table_id}"
     table_fields = list((table.get("schema") or {}).get("fields") or [])
-    merged, additions = _merge_fields(table_fields, file_fields, name, column_path=(), dotted="")
+    merged, additions = merge_fields(table_fields, file_fields, name, column_path=(), dotted="")
     if not additions:
         return
     if "ALLOW_FIELD_ADDITION" not in (config.get("schemaUpdateOptions") or []):
@@ -934,41 +895,6 @@ def _check_load_schema(state: SimState, dataset_id: str, table_id: str, table: d
     for column_path, field, _ in additions:
         store.add_field(dataset_id, table_id, column_path, field)
     table["schema"] = {"fields": merged}
-
-
-def _merge_fields(table_fields: list[Field], file_fields: list[Field], table_name: str, *,
-                  column_path: tuple[str, ...], dotted: str
-                  ) -> tuple[list[Field], list[tuple[tuple[str, ...], Field, str]]]:
-    """The table's fields with the file's new ones appended (recursively), and each addition as
-    (DuckDB column path, field, dotted BigQuery name). A REPEATED record's children sit under the
-    list's `element` in DuckDB."""
-    merged = [copy.deepcopy(f) for f in table_fields]
-    by_name = {f["name"].lower(): f for f in merged}
-    additions: list[tuple[tuple[str, ...], Field, str]] = []
-    for field in file_fields:
-        path_name = f"{dotted}{field['name']}"
-        target = by_name.get(field["name"].lower())
-        if target is None:
-            added = {**copy.deepcopy(field), "mode": field.get("mode", "NULLABLE")}
-            merged.append(added)
-            additions.append(((*column_path, field["name"]), added, path_name))
-            continue
-        table_mode = str(target.get("mode", "NULLABLE")).upper()
-        file_mode = str(field.get("mode", "NULLABLE")).upper()
-        if (table_mode == "REPEATED") != (file_mode == "REPEATED"):
-            raise BigQueryStoreError(f"Provided Schema does not match Table {table_name}. Field {path_name} has "
-                                     f"changed mode from {table_mode} to {file_mode}")
-        table_record = str(target.get("type", "")).upper() in ("RECORD", "STRUCT")
-        file_record = str(field.get("type", "")).upper() in ("RECORD", "STRUCT")
-        if table_record != file_record:
-            raise BigQueryStoreError(f"Provided Schema does not match Table {table_name}. Field {path_name} has "
-                                     f"changed type from {target.get('type')} to {field.get('type')}")
-        if table_record:
-            inner_path = (*column_path, target["name"], *(("element",) if table_mode == "REPEATED" else ()))
-            target["fields"], inner = _merge_fields(list(target.get("fields") or []), list(field.get("fields") or []),
-                                                    table_name, column_path=inner_path, dotted=f"{path_name}.")
-            additions.extend(inner)
-    return merged, additions
 
 
 def _resumable_location(req: SimRequest, upload_id: str) -> str:

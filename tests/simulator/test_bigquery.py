@@ -352,3 +352,22 @@ def test_a_query_leaves_a_table_data_read_entry_per_table(sim: Any) -> None:
     assert [e["protoPayload"]["resourceName"] for e in reads] == \
         [f"projects/{PROJECT}/datasets/{DATASET}/tables/read_me"]
     assert reads[0]["protoPayload"]["authenticationInfo"]["principalEmail"] == "analyst@example.org"
+
+
+def test_schema_patch_adds_nested_fields_but_never_drops_one(sim: Any) -> None:
+    client = client_for(sim)
+    client.load_table_from_file(io.BytesIO(variants_parquet(0, 2)), f"{DATASET}.evolve",
+                                job_config=load_config()).result()
+    table = client.get_table(f"{DATASET}.evolve")
+    call = table.schema[5]
+    wider_call = bigquery.SchemaField("call", "RECORD", mode="REPEATED",
+                                      fields=[*call.fields, bigquery.SchemaField("GQ", "INTEGER")])
+    table.schema = [*table.schema[:5], wider_call, bigquery.SchemaField("source_file", "STRING")]
+    updated = client.update_table(table, ["schema"])
+    assert [f.name for f in updated.schema[5].fields][-1] == "GQ"
+    assert [r.GQ for r in client.query(f"SELECT c.GQ FROM {DATASET}.evolve, UNNEST(call) c").result()] == [None] * 4
+
+    updated.schema = updated.schema[:-1]
+    with pytest.raises(exceptions.BadRequest, match="Cannot remove fields"):
+        client.update_table(updated, ["schema"])
+    assert client.get_table(f"{DATASET}.evolve").schema[-1].name == "source_file"

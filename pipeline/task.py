@@ -296,4 +296,6 @@ def main(env: Mapping[str, str] | None = None) -> int:
         print(f"sovaudit task failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 1
     print(report.log_line(), flush=True)
+    for warning in report.warnings[:5]:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return 0

@@ -161,8 +161,12 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
             bar.update(progress_id, total=current.task_total or None, completed=done,
                        description=f"{current.state.lower():9} {summary}")
 
-        final = submitting.follow(target, pack, name, timeout=timeout, on_update=update,
-                                  on_log=lambda line: console.print(line, markup=False, highlight=False))
+        try:
+            final = submitting.follow(target, pack, name, timeout=timeout, on_update=update,
+                                      on_log=lambda line: console.print(line, markup=False, highlight=False))
+        except submitting.SubmitError as error:
+            _err(f"error: {error}")
+            raise SystemExit(1) from error
     _err(f"job {final.state}")
     if final.state != "SUCCEEDED":
         for event in final.events[-3:]:
@@ -177,7 +181,8 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
 @click.option("--policy", default="us", show_default=True)
 @click.option("--target", default="gcp", show_default=True)
 @click.option("--follow", "follow_job", is_flag=True, help="Wait until the job ends.")
-def status(job: str, policy: str, target: str, follow_job: bool) -> None:
+@click.option("--timeout", type=float, help="With --follow: give up after this many seconds.")
+def status(job: str, policy: str, target: str, follow_job: bool, timeout: float | None) -> None:
     """Show a job's state, task counts and latest events (JOB: id or full name)."""
     from sovaudit.pipeline import submit as submitting
 
@@ -185,7 +190,7 @@ def status(job: str, policy: str, target: str, follow_job: bool) -> None:
     pack = _pack(policy)
     name = submitting.job_name(pack, job)
     if follow_job:
-        final = _follow(resolved, pack, name, None)
+        final = _follow(resolved, pack, name, timeout)
         raise SystemExit(0 if final.state == "SUCCEEDED" else 1)
     try:
         current = submitting.status(resolved, name)

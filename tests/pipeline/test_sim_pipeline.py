@@ -129,7 +129,7 @@ def test_status_reports_the_finished_job(pipeline_sim: Any, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     name = result.stdout.strip().splitlines()[-1]
     shown = CliRunner().invoke(pipeline, ["status", name.rsplit("/", 1)[-1], "--target", pipeline_sim.url,
-                                          "--follow"])
+                                          "--follow", "--timeout", "60"])
     assert shown.exit_code == 0, shown.output
     final = CliRunner().invoke(pipeline, ["status", name, "--target", pipeline_sim.url])
     assert json.loads(final.stdout)["state"] == "SUCCEEDED"

@@ -3,32 +3,31 @@
 Inputs may be BGZF, plain gzip or uncompressed: htslib streams all three, so nothing is
 re-compressed. What htslib does not forgive is a record using a contig (or FILTER, INFO,
 FORMAT id) the header does not declare: the output header is written before that record is
-read. Real files often declare no contigs at all; such files are streamed through this
-process with the missing meta lines added. Records come out as ``bcftools query`` text for the converter, from a chain of child
-processes (norm → query) so that normalization and conversion overlap on separate cores.
+read. Real files often declare no contigs at all; such files are fed through this process
+with the missing meta lines added (``vcfinput.scan_contigs``). Records come out as
+``bcftools query`` text for the converter, from a chain of child processes (norm → query)
+so that normalization and conversion overlap on separate cores.
 
 Errors name the file and the record: htslib's own message when it gives one, otherwise a
-second, diagnostic pass over the text finds the first line that is not a VCF record.
+second, diagnostic pass over the text (``vcfinput.locate_record``) finds the first bad line.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 from sovaudit.pipeline import bcftools
 from sovaudit.pipeline.errors import VcfInputError
 from sovaudit.pipeline.schema import ORIGINAL_RECORD_TAG
+from sovaudit.pipeline.vcfinput import TRUNCATION_WORDS, InputHeader, locate_record, open_text
 
-Compression = Literal["bgzf", "gzip", "none"]
 CheckRef = Literal["e", "w", "x", "s"]
 
 _STATS_RE = re.compile(r"Lines\s+total/split/joined/realigned/mismatch_removed/dup_removed/skipped:\s+"
@@ -66,194 +65,6 @@ class NormalizeStats:
     mismatch_removed: int
     skipped: int
     warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class InputHeader:
-    """The input's header lines as text, the contigs it declares and how the file is compressed."""
-
-    path: Path
-    lines: tuple[str, ...]
-    contigs: tuple[str, ...]
-    compression: Compression
-    is_bcf: bool = False
-
-    def with_lines(self, extra: list[str]) -> list[str]:
-        """The header lines with ``extra`` meta lines inserted before ``#CHROM``."""
-        return [*self.lines[:-1], *extra, self.lines[-1]]
-
-    def declared(self) -> dict[str, set[str]]:
-        """IDs the header declares, per kind (contig, FILTER, INFO, FORMAT)."""
-        found: dict[str, set[str]] = {"contig": set(), "FILTER": {"PASS"}, "INFO": set(), "FORMAT": set()}
-        for line in self.lines:
-            match = _META_ID_RE.match(line)
-            if match and match.group(1) in found:
-                found[match.group(1)].add(match.group(2))
-        return found
-
-
-_META_ID_RE = re.compile(r"##(contig|FILTER|INFO|FORMAT)=<ID=([^,>]+)")
-
-
-def detect_compression(path: Path) -> Compression:
-    """BGZF (gzip with the ``BC`` extra field), plain gzip, or uncompressed text."""
-    with open(path, "rb") as handle:
-        head = handle.read(18)
-    if head[:2] != b"\x1f\x8b":
-        return "none"
-    if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC":
-        return "bgzf"
-    return "gzip"
-
-
-def open_text(path: Path) -> IO[bytes]:
-    """The file's uncompressed bytes (BGZF is multi-member gzip, so gzip reads both)."""
-    if detect_compression(path) != "none":
-        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # a GzipFile is a binary stream
-    return open(path, "rb")
-
-
-def _is_bcf(path: Path) -> bool:
-    try:
-        with open_text(path) as text:
-            return text.read(3) == b"BCF"
-    except (OSError, EOFError, zlib.error):
-        return False
-
-
-def _bcf_header(path: Path) -> InputHeader:
-    """A BCF carries a complete binary-indexed header; htslib renders it as text."""
-    import pysam
-
-    previous = pysam.set_verbosity(0)  # no "could not retrieve index" noise: nothing here seeks
-    try:
-        with pysam.VariantFile(str(path)) as handle:
-            lines = tuple(str(handle.header).rstrip("\n").splitlines())
-            contigs = tuple(str(name) for name in handle.header.contigs)
-    except (OSError, ValueError) as error:
-        raise VcfInputError(str(path), f"htslib cannot read the BCF header: {error}") from error
-    finally:
-        pysam.set_verbosity(previous)
-    return InputHeader(path=path, lines=lines, contigs=contigs, compression=detect_compression(path), is_bcf=True)
-
-
-def read_header(path: Path) -> InputHeader:
-    """Read the header lines up to and including ``#CHROM``; refuse what is not a VCF (or BCF)."""
-    if _is_bcf(path):
-        return _bcf_header(path)
-    lines: list[str] = []
-    contigs: list[str] = []
-    try:
-        with open_text(path) as text:
-            for raw in text:
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not lines and not line.startswith("##fileformat=VCF"):
-                    raise VcfInputError(str(path), "not a VCF: the first line must be ##fileformat=VCFv4.x",
-                                        record="line 1", hint="is this the right file?")
-                lines.append(line)
-                if line.startswith("##contig=<"):
-                    match = re.search(r"ID=([^,>]+)", line)
-                    if match:
-                        contigs.append(match.group(1))
-                if line.startswith("#CHROM"):
-                    break
-                if not line.startswith("##"):
-                    raise VcfInputError(str(path), "the header ends without a #CHROM line",
-                                        record=f"line {len(lines)}")
-    except (OSError, EOFError, zlib.error) as error:
-        raise VcfInputError(str(path), f"cannot decompress the header: {error}",
-                            hint="the file is truncated or not gzip/BGZF") from error
-    if not lines:
-        raise VcfInputError(str(path), "the file is empty")
-    if not lines[-1].startswith("#CHROM"):
-        raise VcfInputError(str(path), "the file ends inside the header (no #CHROM line)",
-                            record=f"line {len(lines)}", hint="the file looks truncated")
-    return InputHeader(path=path, lines=tuple(lines), contigs=tuple(contigs), compression=detect_compression(path))
-
-
-def variant_header(lines: list[str] | tuple[str, ...], workdir: Path) -> Any:
-    """htslib's reading of a header (a ``pysam.VariantHeader``), the same one bcftools will use."""
-    import pysam
-
-    header_path = Path(tempfile.mkstemp(suffix=".vcf", dir=workdir)[1])
-    header_path.write_text("\n".join(lines) + "\n")
-    previous = pysam.set_verbosity(0)
-    try:
-        with pysam.VariantFile(str(header_path)) as handle:
-            return handle.header.copy()
-    except (OSError, ValueError) as error:
-        raise VcfInputError(str(header_path), f"htslib cannot read the header: {error}") from error
-    finally:
-        pysam.set_verbosity(previous)
-        header_path.unlink(missing_ok=True)
-
-
-_CHROM_RE = re.compile(rb"^([^#\t\n][^\t\n]*)\t", re.MULTILINE)
-
-
-def scan_contigs(path: Path, header: InputHeader) -> list[str]:
-    """``##contig`` lines for the contigs the records use and the header lacks: the fast pass
-    (a regular expression over decompressed blocks) for the common case of a file that
-    declares no contigs at all. ``scan_undeclared`` covers FILTER/INFO/FORMAT as well."""
-    if header.is_bcf:
-        return []
-    declared = header.declared()["contig"]
-    seen: dict[bytes, None] = {}
-    tail = b""
-    try:
-        with open_text(path) as text:
-            while chunk := text.read(_COPY_CHUNK * 4):
-                block = tail + chunk
-                cut = block.rfind(b"\n") + 1
-                block, tail = block[:cut], block[cut:]
-                seen.update(dict.fromkeys(_CHROM_RE.findall(block)))
-            seen.update(dict.fromkeys(_CHROM_RE.findall(tail)))
-    except (OSError, EOFError, zlib.error):
-        pass  # the normalization itself reports the truncation, with the record
-    names = [name.decode("utf-8", errors="replace").strip() for name in seen]
-    return [f"##contig=<ID={name}>" for name in names if name and name not in declared]
-
-
-def scan_undeclared(path: Path, header: InputHeader) -> list[str]:
-    """Header lines for every contig, FILTER, INFO and FORMAT id the records use but the header
-    does not declare (one pass over the text; the types follow htslib's own guesses: a
-    valueless INFO is a Flag, anything else a String). A BCF cannot use an undeclared id."""
-    if header.is_bcf:
-        return []
-    declared = header.declared()
-    seen: dict[str, dict[str, str]] = {"contig": {}, "FILTER": {}, "INFO": {}, "FORMAT": {}}
-    try:
-        with open_text(path) as text:
-            for raw in text:
-                if raw.startswith(b"#"):
-                    continue
-                fields = raw.rstrip(b"\r\n").decode("utf-8", errors="replace").split("\t", 9)
-                _note(seen["contig"], declared["contig"], fields[0:1], "")
-                if len(fields) > 6 and fields[6] != ".":
-                    _note(seen["FILTER"], declared["FILTER"], fields[6].split(";"), "")
-                if len(fields) > 7 and fields[7] != ".":
-                    for item in fields[7].split(";"):
-                        key, has_value, _ = item.partition("=")
-                        if key and key not in declared["INFO"] and key not in seen["INFO"]:
-                            seen["INFO"][key] = "Number=.,Type=String" if has_value else "Number=0,Type=Flag"
-                if len(fields) > 8 and fields[8] != ".":
-                    _note(seen["FORMAT"], declared["FORMAT"], fields[8].split(":"), "Number=.,Type=String")
-    except (OSError, EOFError, zlib.error):
-        pass  # the normalization itself reports the truncation, with the record
-    lines = [f"##contig=<ID={name}>" for name in seen["contig"]]
-    lines += [f'##FILTER=<ID={name},Description="Not declared in the input header">' for name in seen["FILTER"]]
-    lines += [f'##INFO=<ID={name},{spec},Description="Not declared in the input header">'
-              for name, spec in seen["INFO"].items()]
-    lines += [f'##FORMAT=<ID={name},{"Number=1,Type=String" if name == "GT" else spec},'
-              'Description="Not declared in the input header">' for name, spec in seen["FORMAT"].items()]
-    return lines
-
-
-def _note(seen: dict[str, str], declared: set[str], names: list[str], spec: str) -> None:
-    for name in names:
-        name = name.strip()
-        if name and name not in declared and name not in seen:
-            seen[name] = spec
 
 
 def parse_stats(stderr_text: str) -> NormalizeStats | None:
@@ -420,55 +231,15 @@ def _first_error(stderr_text: str) -> str | None:
     return None
 
 
-_TRUNCATION_WORDS = ("truncat", "EOF", "decompress", "BGZF block", "GZIP stream")
-
-
 def _input_error(source: Path, reason: str, stderr_text: str) -> VcfInputError:
     """The error for a failed run, with the record located as precisely as we can."""
     if _MISSING_CONTIG_RE.search(stderr_text):
         reason = "a record's contig is not declared in the header: " + reason
     match = _AT_RECORD_RE.search(reason)
     located = locate_record(source, match.group(1) if match else None, reason)
-    truncated = any(word in reason for word in _TRUNCATION_WORDS)
+    truncated = any(word in reason for word in TRUNCATION_WORDS)
     hint = "the file looks truncated; copy it again" if truncated else \
         "fix the record or regenerate the file; `bcftools view` shows the same error"
     return VcfInputError(str(source), reason, record=located, hint=hint)
 
 
-def locate_record(source: Path, chrom_pos: str | None, reason: str) -> str | None:
-    """A second pass over the text: the line number (and chrom:pos) of the first bad record.
-
-    Checks, in order: the record htslib named; a line with the wrong number of columns; a
-    POS that is not a number; a decompression failure (reported after the last whole line).
-    """
-    expected: int | None = None
-    line_number = 0
-    last_good: str | None = None
-    try:
-        with open_text(source) as text:
-            for raw in text:
-                line_number += 1
-                if raw.startswith(b"##"):
-                    continue
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                fields = line.split("\t")
-                if line.startswith("#CHROM"):
-                    expected = len(fields)
-                    continue
-                where = f"{fields[0]}:{fields[1]}" if len(fields) > 1 else fields[0]
-                if chrom_pos is not None and where == chrom_pos:
-                    return f"line {line_number} ({where})"
-                if chrom_pos is None:
-                    if expected is not None and len(fields) != expected and not (expected == 8 and len(fields) > 8):
-                        return (f"line {line_number} ({where}): {len(fields)} columns where the header has "
-                                f"{expected}")
-                    if len(fields) > 1 and not fields[1].isdigit():
-                        return f"line {line_number} ({where}): POS {fields[1]!r} is not a number"
-                last_good = where
-    except (OSError, EOFError, zlib.error):
-        after = f" after {last_good}" if last_good else ""
-        return f"line {line_number + 1}{after}"
-    if chrom_pos is not None:
-        return chrom_pos
-    truncated = any(word in reason for word in _TRUNCATION_WORDS)
-    return f"after {last_good}" if last_good and truncated else None

@@ -22,17 +22,13 @@ from sovaudit.pipeline.convert import BLOCK_BYTES, read_text, write_parquet
 from sovaudit.pipeline.errors import ToolError, VcfInputError
 from sovaudit.pipeline.normalize import (
     CheckRef,
-    InputHeader,
     NormalizeOptions,
     NormalizeStats,
     normalize_to_file,
-    read_header,
-    scan_contigs,
-    scan_undeclared,
     stream_records,
-    variant_header,
 )
 from sovaudit.pipeline.schema import CSQ_TAGS, VcfLayout, layout_from_header
+from sovaudit.pipeline.vcfinput import InputHeader, read_header, scan_contigs, scan_undeclared, variant_header
 
 # Appended to the configured VEP command unless it already sets them (issue 5: VCF out,
 # allele numbers so each CSQ entry names its allele, the offline cache).

@@ -16,7 +16,7 @@ def load_jobs(ctx: CollectContext, start: datetime, end: datetime) -> None:
     client = ctx.client(cloud.bigquery, ctx.project)
     ctx.recorder.call("bigquery.load_jobs", "bigquery", "jobs.list",
                       lambda: sum(1 for _ in client.list_jobs(all_users=True, min_creation_time=start,
-                                                              max_creation_time=end, page_size=1000,
+                                                              max_creation_time=end, page_size=1000, retry=None,
                                                               timeout=REQUEST_TIMEOUT_SECONDS)))
 
 
@@ -25,5 +25,5 @@ def manifests(ctx: CollectContext, job_name: str) -> None:
     prefix = f"manifests/{job_name}/"
     ctx.recorder.call("storage.manifests", "storage", "objects.list",
                       lambda: sum(1 for _ in client.list_blobs(ctx.pack.buckets.output, prefix=prefix,
-                                                               page_size=1000,
+                                                               page_size=1000, retry=None,
                                                                timeout=REQUEST_TIMEOUT_SECONDS)))

@@ -13,6 +13,7 @@ from typing import Any
 
 from sovaudit import cloud
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
+from sovaudit.audit.views import BATCH_JOB_STATES, enum_name
 
 # Audit entries reach Logging a little after the call; a window that ends at the job's last event
 # would miss the last writes. Google documents no bound, minutes are the norm.
@@ -80,7 +81,8 @@ def find_job(ctx: CollectContext, job_name: str | None) -> JobScope:
     raw = _job_json(ctx, "batch.job")
     instances = (raw.get("allocationPolicy") or {}).get("instances") or [{}]
     created = _parse_time(raw.get("createTime")) or datetime.now(UTC)
-    state = (raw.get("status") or {}).get("state", "")
+    # The REST clients ask for int-encoded enums, so the state may arrive as 4 rather than "SUCCEEDED".
+    state = enum_name((raw.get("status") or {}).get("state", ""), BATCH_JOB_STATES)
     finished = None
     if state in {"SUCCEEDED", "FAILED", "CANCELLED"}:
         events = [(_parse_time(e.get("eventTime"))) for e in (raw.get("status") or {}).get("statusEvents", [])]
@@ -95,7 +97,8 @@ def instance_template(ctx: CollectContext, template: str) -> None:
     project = parts[parts.index("projects") + 1] if "projects" in parts else ctx.project
     name = parts[-1]
     ctx.recorder.call("compute.instance_template", "compute", "instanceTemplates.get",
-                      lambda: client.get(project=project, instance_template=name, timeout=REQUEST_TIMEOUT_SECONDS))
+                      lambda: client.get(project=project, instance_template=name, retry=None,
+                                                 timeout=REQUEST_TIMEOUT_SECONDS))
 
 
 def job_instances(ctx: CollectContext, job_uid: str) -> None:
@@ -104,5 +107,5 @@ def job_instances(ctx: CollectContext, job_uid: str) -> None:
                "max_results": AGGREGATED_PAGE_SIZE}
     # Iterating the pager fetches every page; the recorder keeps each page.
     ctx.recorder.call("compute.job_instances", "compute", "instances.aggregatedList",
-                      lambda: sum(1 for _ in client.aggregated_list(request=request,
+                      lambda: sum(1 for _ in client.aggregated_list(request=request, retry=None,
                                                                    timeout=REQUEST_TIMEOUT_SECONDS)))

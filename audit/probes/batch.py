@@ -75,7 +75,7 @@ def _await_failure(ctx: CollectContext, client: Any, name: str, uid: str, region
     request = {"project": ctx.project, "filter": f'labels.batch-job-uid = "{uid}"', "max_results": 500}
     try:
         ctx.recorder.call(f"probe.batch_vms:{region}", "compute", "instances.aggregatedList",
-                          lambda: sum(1 for _ in instances.aggregated_list(request=request,
+                          lambda: sum(1 for _ in instances.aggregated_list(request=request, retry=None,
                                                                            timeout=REQUEST_TIMEOUT_SECONDS)))
     except CollectionError:
         return

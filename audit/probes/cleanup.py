@@ -58,7 +58,7 @@ def _sweep_buckets(ctx: CollectContext, mine: str) -> list[SweptResource]:
     try:
         buckets = ctx.recorder.call(
             "cleanup.list:buckets", "storage", "buckets.list",
-            lambda: list(client.list_buckets(prefix=PROBE_PREFIX, timeout=REQUEST_TIMEOUT_SECONDS)))
+            lambda: list(client.list_buckets(prefix=PROBE_PREFIX, retry=None, timeout=REQUEST_TIMEOUT_SECONDS)))
     except CollectionError:
         return []
     found = []
@@ -76,7 +76,7 @@ def _sweep_datasets(ctx: CollectContext, mine: str) -> list[SweptResource]:
     try:
         datasets = ctx.recorder.call(
             "cleanup.list:datasets", "bigquery", "datasets.list",
-            lambda: list(client.list_datasets(include_all=True, timeout=REQUEST_TIMEOUT_SECONDS)))
+            lambda: list(client.list_datasets(include_all=True, retry=None, timeout=REQUEST_TIMEOUT_SECONDS)))
     except CollectionError:
         return []
     found = []

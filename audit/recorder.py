@@ -77,7 +77,6 @@ class Recorder:
         self._items: list[EvidenceItem] = []
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._hooked: set[int] = set()
         self.deadline_seconds = deadline_seconds
         self._clock = clock
 
@@ -89,11 +88,11 @@ class Recorder:
         return self.hook_session(http_session_of(client)) and client
 
     def hook_session(self, session: Any) -> Any:
+        # Checked on the session itself, not by id(): a collected session's id is reused by the next one.
         with self._lock:
-            if id(session) in self._hooked:
-                return session
-            self._hooked.add(id(session))
-        session.hooks.setdefault("response", []).append(self._on_response)
+            hooks = session.hooks.setdefault("response", [])
+            if self._on_response not in hooks:
+                hooks.append(self._on_response)
         return session
 
     def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> Any:

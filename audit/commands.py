@@ -86,6 +86,20 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
     console.print(f"verdict: [bold]{result['verdict']}[/] ({summary}) run {result['run_id']}")
 
 
+def _terminate_like_interrupt() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so probes still delete what they created (`finally` runs)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_verify(*, pack: PolicyPack, target: Target, job_name: str | None, posture_only: bool, probes: bool,
                since: datetime | None, until: datetime | None, api_deadline: float,
                run_id: str | None = None) -> tuple[RunResult, Collected]:
@@ -177,6 +191,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
         exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
         raise SystemExit(exit_code)
     target = _parse_target(target_text)
+    _terminate_like_interrupt()
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
     result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,

@@ -126,7 +126,8 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))
 
     swept: list[SweptResource] = []
-    with ThreadPoolExecutor(max_workers=COLLECTOR_THREADS) as pool:
+    pool = ThreadPoolExecutor(max_workers=COLLECTOR_THREADS)
+    try:
         key_futures = [pool.submit(_guard, "buckets/dataset", source, progress) for source in key_sources]
         futures = [pool.submit(_guard, label, fn, progress) for label, fn in tasks]
         if options.probes:
@@ -136,6 +137,13 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), progress))
         for future in futures:
             future.result()
+    except BaseException:
+        # Interrupted: start nothing new, but let running probes finish their `finally` deletions.
+        ctx.stopping.set()
+        progress("interrupted: waiting for running probes to delete what they created")
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     finished = datetime.now(UTC)
     progress(f"collected {recorder.request_count()} API exchanges in {(finished - started).total_seconds():.1f}s")
     return Collected(recorder.log(), scope, started, finished, tuple(swept), tuple(notes))
@@ -155,6 +163,8 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
     for region in regions:
         progress(f"probing {region}: Batch job, bucket, dataset must be refused")
         for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):
+            if ctx.stopping.is_set():
+                return swept
             _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), progress)
     return swept
 

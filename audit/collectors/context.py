@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ class CollectContext:
     pack: PolicyPack
     recorder: Recorder
     run_id: str
+    # Set when the run is interrupted (Ctrl-C, SIGTERM): no new probe starts, running ones clean up.
+    stopping: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @property
     def project(self) -> str:

@@ -60,7 +60,7 @@ def run(ctx: CollectContext, region: str) -> None:
 
 def _await_failure(ctx: CollectContext, client: Any, name: str, uid: str, region: str) -> None:
     deadline = time.monotonic() + FAILURE_WAIT_SECONDS
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not ctx.stopping.is_set():
         try:
             job = ctx.recorder.call(f"probe.batch_status:{region}", "batch", "jobs.get",
                                     lambda: client.get_job(name=name, retry=None,

@@ -1,0 +1,65 @@
+"""Probes are always cleaned up: on SIGTERM mid-probe, and after `kill -9` by the next cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from click.testing import CliRunner
+
+from sovaudit.cli import main
+from sovaudit.simulator.server import SimServer
+
+
+def probe_jobs(sim: SimServer) -> list[str]:
+    with sim.state.lock:
+        return [name for name in sim.state.jobs if "/jobs/sovaudit-probe-" in name]
+
+
+def start_verify(sim: SimServer) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sovaudit", "verify", "--policy", "us", "--target", sim.url,
+         "--job", "preprocess-genomes-001", "--api-deadline", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_sigterm_during_a_probe_deletes_the_accepted_probe_job(sim_factory: Callable[..., SimServer]) -> None:
+    # Under a relaxed org policy the probe job is accepted; verify waits for it while we terminate it.
+    sim = sim_factory(scenarios=["org-policy-relaxed"])
+    process = start_verify(sim)
+    try:
+        wait_for(lambda: bool(probe_jobs(sim)))
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert probe_jobs(sim) == [], "the probe job survived SIGTERM"
+
+
+def test_kill_9_leftover_is_found_and_deleted_by_cleanup(sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(scenarios=["org-policy-relaxed"])
+    process = start_verify(sim)
+    try:
+        wait_for(lambda: bool(probe_jobs(sim)))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    leftovers = probe_jobs(sim)
+    assert leftovers, "kill -9 should have left the probe job behind (no finally ran)"
+    result = CliRunner().invoke(main, ["cleanup", "--policy", "us", "--target", sim.url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert all(name.rsplit("/", 1)[-1] in result.output for name in leftovers)
+    wait_for(lambda: not probe_jobs(sim), seconds=10)

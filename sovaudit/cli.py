@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("sovaudit.policies.commands:policy", "Validate policy packs."),
     "report": ("sovaudit.reports.commands:report", "Verify a signed report; render a result again."),
     "keys": ("sovaudit.reports.commands:keys", "Generate signing keys."),
+    "pipeline": ("sovaudit.pipeline.commands:pipeline", "Plan, submit and follow the preprocessing job; run it locally."),
     "demo": ("sovaudit.demo:demo", "Verify the embedded simulator's node end to end and sign the bundle."),
 }
 

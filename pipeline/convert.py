@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from sovaudit.pipeline.csq import split_per_allele
 from sovaudit.pipeline.schema import (
     NULL_NUMERIC_REPLACEMENT,
+    SAMPLE_SEPARATOR,
     FieldSpec,
     VcfLayout,
 )
@@ -155,26 +156,50 @@ class BatchConverter:
         if n_samples == 0:
             empty = pa.array([], type=call_type)
             return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), empty)
-        gt = _interleave([col[f"gt:{s}"] for s in range(n_samples)], n)
+        gt = _per_sample(col["gt"], n, n_samples, "GT", dot_is_null=False)
         genotype, phased = _genotypes(gt)
         names = pa.DictionaryArray.from_arrays(
             pa.array(np.tile(np.arange(n_samples, dtype=np.int32), n)), self._sample_dictionary)
         children = [names, genotype, phased]
         for spec in layout.call_formats:
-            values = _interleave([col[f"fmt:{spec.id}:{s}"] for s in range(n_samples)], n)
+            values = _per_sample(col[f"fmt:{spec.id}"], n, n_samples, spec.id, dot_is_null=True)
             children.append(_field_values(values, spec))
         struct = pa.StructArray.from_arrays(children, fields=list(call_type))
         offsets = np.arange(0, n * n_samples + 1, n_samples, dtype=np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
 
-def _interleave(columns: list[pa.Array], n: int) -> pa.Array:
-    """Sample-major columns (one per sample) → one row-major array: row 0's samples, row 1's..."""
-    if len(columns) == 1:
-        return columns[0]
-    stacked = pa.concat_arrays(columns)
-    order = (np.arange(n, dtype=np.int64)[:, None] + np.arange(len(columns), dtype=np.int64)[None, :] * n)
-    return stacked.take(pa.array(order.ravel()))
+def _per_sample(column: pa.Array, n: int, n_samples: int, field_id: str, *, dot_is_null: bool) -> pa.Array:
+    """``a␟b␟c␟`` per row (one value per sample, each ended by the separator) → a row-major array
+    of ``n * n_samples`` strings: row 0's samples, then row 1's. ``.`` becomes null when asked.
+
+    Built from buffers: the split leaves one empty string after each row's last sample, and
+    dropping a zero-length value only means dropping its offset, so no text is copied again.
+    """
+    lists = pc.split_pattern(column.fill_null("") if column.null_count else column, SAMPLE_SEPARATOR)
+    counts = pc.list_value_length(lists)
+    if pc.min(counts).as_py() != n_samples + 1 or pc.max(counts).as_py() != n_samples + 1:
+        raise ValueError(f"FORMAT/{field_id}: expected {n_samples} sample values per record")
+    values = lists.values
+    if values.offset:
+        values = pa.concat_arrays([values])  # a fresh, unsliced copy so that the buffers line up
+    m = n * (n_samples + 1)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=m + 1)
+    keep = np.ones(m + 1, dtype=bool)
+    keep[n_samples:m:n_samples + 1] = False  # the start offset of each trailing empty value
+    kept_offsets = offsets[keep]
+    validity = None
+    nulls = 0
+    if dot_is_null:
+        lengths = np.diff(kept_offsets)
+        data = np.frombuffer(values.buffers()[2], dtype=np.uint8) if values.buffers()[2] else np.zeros(0, np.uint8)
+        first = data[np.minimum(kept_offsets[:-1], max(len(data) - 1, 0))] if len(data) else np.zeros(0, np.uint8)
+        missing = (lengths == 1) & (first == ord("."))
+        nulls = int(missing.sum())
+        if nulls:
+            validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+    return pa.StringArray.from_buffers(n * n_samples, pa.py_buffer(kept_offsets), values.buffers()[2],
+                                       validity, nulls)
 
 
 def _genotypes(gt: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -223,9 +248,16 @@ def _field_values(values: pa.Array, spec: FieldSpec) -> pa.Array:
     if pa.types.is_string(spec.value_type):
         items = flat  # a missing element stays "." (NULL_STRING_REPLACEMENT): BigQuery refuses NULL in arrays
     else:
-        typed = _number(pc.if_else(missing, pa.scalar(None, pa.string()), flat), spec.value_type)
-        items = typed.fill_null(pa.scalar(NULL_NUMERIC_REPLACEMENT).cast(spec.value_type))
+        text = pc.if_else(missing, pa.scalar(None, pa.string()), flat) if pc.any(missing).as_py() else flat
+        typed = _number(text, spec.value_type)
+        items = typed.fill_null(pa.scalar(NULL_NUMERIC_REPLACEMENT).cast(spec.value_type)) if typed.null_count \
+            else typed
     mask = pc.is_null(values) if values.null_count else None
+    if pc.any(missing).as_py():
+        # bcftools writes a missing Number=R value of a split record as ".,.": that is missing, not
+        # a list of missing values.
+        all_missing = pc.fill_null(pc.match_substring_regex(values, r"^\.(,\.)*$"), False)
+        mask = all_missing if mask is None else pc.or_(mask, all_missing)
     return pa.ListArray.from_arrays(lists.offsets, items, mask=mask)
 
 

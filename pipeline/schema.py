@@ -43,6 +43,9 @@ NULL_STRING_REPLACEMENT = "."
 # original record, which is how a row finds its CSQ entries after the split.
 ORIGINAL_RECORD_TAG = "SOVAUDIT_OLD_REC"
 CSQ_TAGS = ("CSQ",)
+# Ends each sample's value inside a FORMAT column of the query text: the ASCII unit separator,
+# which no VCF value contains (a comma or semicolon can appear inside String values).
+SAMPLE_SEPARATOR = "\x1f"
 
 _FIXED_COLUMNS = ("reference_name", "start_position", "end_position", "reference_bases", "alternate_bases",
                   "names", "quality", "filter", "call")
@@ -114,10 +117,11 @@ class VcfLayout:
             parts.append(f"%INFO/{self.csq.tag}")
         if self.has_original_record_tag:
             parts.append(f"%INFO/{ORIGINAL_RECORD_TAG}")
-        line = "\\t".join(parts)
         if self.samples:
-            line += "[\\t%GT" + "".join(f"\\t%{f.id}" for f in self.call_formats) + "]"
-        return line + "\\n"
+            # One column per FORMAT field holding every sample's value, row-major, each ended by
+            # SAMPLE_SEPARATOR: a few wide text cells parse far faster than one cell per sample.
+            parts += [f"[%{name}{SAMPLE_SEPARATOR}]" for name in ("GT", *(f.id for f in self.call_formats))]
+        return "\\t".join(parts) + "\\n"
 
     def text_columns(self) -> list[tuple[str, pa.DataType]]:
         """The query output's columns in order, with the type Arrow parses each as."""
@@ -129,9 +133,9 @@ class VcfLayout:
             columns.append(("csq", pa.string()))
         if self.has_original_record_tag:
             columns.append(("orig", pa.string()))
-        for s in range(len(self.samples)):
-            columns.append((f"gt:{s}", pa.string()))
-            columns += [(f"fmt:{f.id}:{s}", _text_type(f)) for f in self.call_formats]
+        if self.samples:
+            columns.append(("gt", pa.string()))
+            columns += [(f"fmt:{f.id}", pa.string()) for f in self.call_formats]
         return columns
 
     # -- the output table -------------------------------------------------------------------

@@ -255,3 +255,16 @@ def test_bad_input_error_names_the_file_and_record_and_writes_nothing(name: str,
 
 def test_bad_corpus_has_a_case_for_every_file() -> None:
     assert sorted(p.name for p in BAD.iterdir() if p.name != "README.md") == sorted(BAD_CASES)
+
+
+def test_missing_values_in_split_records_are_missing_not_sentinels(tmp_path: Path) -> None:
+    # Splitting C,G turns a missing AD into ".,." (all missing: no list); "5,.,2" keeps its
+    # present values and marks the missing one with Variant Transforms' numeric sentinel.
+    source = tmp_path / "missing.vcf"
+    source.write_text(HEADER.format(fmt="Allele") +
+                      "chr1\t100\t.\tA\tC,G\t50\tPASS\tAF=0.1,.\tGT:AD\t./.:.\t0/1:5,.,2\n")
+    table = rows(preprocess(source, tmp_path / "out.parquet").parquet)
+    by_alt = {r["alternate_bases"][0]["alt"]: r for r in table}
+    assert [c["AD"] for c in by_alt["C"]["call"]] == [None, [5, -2147483648]]
+    assert [c["AD"] for c in by_alt["G"]["call"]] == [None, [5, 2]]
+    assert by_alt["G"]["alternate_bases"][0]["AF"] is None

@@ -226,6 +226,20 @@ def test_failing_task_is_retried_then_fails_the_job_with_the_task_event(sim_shar
     assert dict(job.status.task_groups["group0"].counts) == {"FAILED": 1}
 
 
+def test_fail_task_lifecycle_policy_stops_retries_for_its_exit_code(sim_shared: SimServer) -> None:
+    client = _batch(sim_shared)
+    job = _job(tasks=1, parallelism=1, script="exit 2", max_retries=3)
+    job.task_groups[0].task_spec.lifecycle_policies = [batch_v1.LifecyclePolicy(
+        action=batch_v1.LifecyclePolicy.Action.FAIL_TASK,
+        action_condition=batch_v1.LifecyclePolicy.ActionCondition(exit_codes=[2]))]
+    done = _wait(client, client.create_job(parent=f"projects/{PROJECT}/locations/{REGION}", job=job,
+                                           job_id="bad-input").name)
+    assert done.status.state == batch_v1.JobStatus.State.FAILED
+    task = client.get_task(name=f"projects/{PROJECT}/locations/{REGION}/jobs/bad-input/taskGroups/group0/tasks/0")
+    assert [e.task_execution.exit_code for e in task.status.status_events
+            if e.task_state == batch_v1.TaskStatus.State.FAILED] == [2]  # no retry
+
+
 def _echo_environment(invocation: TaskInvocation) -> TaskOutcome:
     env = invocation.environment
     return TaskOutcome(0, [f"index={env['BATCH_TASK_INDEX']} count={env['BATCH_TASK_COUNT']} "

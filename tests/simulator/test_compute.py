@@ -282,3 +282,11 @@ def test_aggregated_list_pages_a_thousand_vms_with_warnings_for_empty_zones(sim:
     small = instances.aggregated_list(request={"project": PROJECT, "filter": "labels.bulk = yes",
                                                "max_results": 300})
     assert len(list(small.pages)) == 4
+
+
+def test_a_scenario_page_cap_forces_small_pages(sim_factory: Any) -> None:
+    sim = sim_factory(scenarios=["api-slow"])  # sets options.max_page_size = 5
+    instances = _client(compute_v1.InstancesClient, sim)
+    pages = list(instances.aggregated_list(request={"project": PROJECT, "max_results": 500}).pages)
+    counts = [sum(len(scoped.instances) for scoped in page.items.values()) for page in pages]
+    assert len(pages) > 1 and max(counts) == 5 and sum(counts) == len(sim.state.instances)

@@ -417,6 +417,8 @@ def _drive(state: SimState, runtime: JobRuntime) -> None:
     if runtime.stop.wait(step):
         return
     failure = _create_vms(state, runtime)
+    if runtime.stop.is_set():
+        return
     if failure is not None:
         _set_state(state, runtime, "FAILED", extra_events=[failure],
                    suffix=f"Job failed due to {failure['description']}")
@@ -543,6 +545,8 @@ def _create_vms(state: SimState, runtime: JobRuntime) -> dict[str, Any] | None:
                     "description": "VM in Managed Instance Group meets error: Batch Error: code - "
                                    f"CODE_GCE_CONDITION_NOT_MET, description - {violation.message}"}
     for zone, body in bodies:
+        if runtime.stop.is_set():  # deleted or cancelled while the group was being created
+            break
         request_body = {k: v for k, v in body.items() if k != "zone"}
         links = [{"type": "MEMBER_OF", "source": f"projects/{state.project_number}/zones/{zone}/"
                                                   f"instanceGroupManagers/{mig}"}]
@@ -553,6 +557,9 @@ def _create_vms(state: SimState, runtime: JobRuntime) -> dict[str, Any] | None:
                     "description": "VM in Managed Instance Group meets error: Batch Error: code - "
                                    f"CODE_GCE_{_error_code(error)}, description - {error.message}"}
         runtime.vms.append((zone, str(body["name"])))
+    if runtime.stop.is_set():
+        _delete_vms(state, runtime)
+        return None
     with state.lock:
         job_now = state.jobs.get(runtime.name)
         if job_now is not None:

@@ -68,8 +68,10 @@ def pipeline() -> None:
 def plan_options(function: Any) -> Any:
     options = [
         click.option("--policy", default="us", show_default=True, help="Policy pack: us, eu or a YAML path."),
-        click.option("--inputs", "inputs", multiple=True, required=True,
-                     help="gs://bucket/object or a file; repeat or comma-separate; a .txt file lists one per line."),
+        click.option("--inputs", "inputs", multiple=True,
+                     help="gs://bucket/object or a file; repeat, comma-separate, or list them after the options; "
+                          "a .txt file lists one per line."),
+        click.argument("more_inputs", nargs=-1, metavar="[INPUTS]..."),
         click.option("--tasks", type=int, help="Task count (must equal the number of inputs)."),
         click.option("--parallelism", type=int, help="Tasks running at once (default: min(tasks, 10))."),
         click.option("--machine-type", help="Default: the policy's pipeline.machine_type."),
@@ -91,7 +93,10 @@ def _build_plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> tuple[Any, A
     from sovaudit.pipeline.spec import PlanError, PlanOptions, build_plan
 
     pack = _pack(policy)
-    options = PlanOptions(inputs=_inputs(inputs), tasks=kw["tasks"], parallelism=kw["parallelism"],
+    listed = _inputs(inputs + tuple(kw.pop("more_inputs", ()) or ()))
+    if not listed:
+        raise click.UsageError("name the input VCFs: --inputs gs://bucket/object,... (or list them as arguments)")
+    options = PlanOptions(inputs=listed, tasks=kw["tasks"], parallelism=kw["parallelism"],
                           machine_type=kw["machine_type"], provisioning=kw["provisioning"].upper(),
                           image=kw["image"], max_run_duration=kw["max_run_duration"], retries=kw["retries"],
                           run_id=kw["run_id"], table=kw["table"], vep_command=kw["vep_command"],

@@ -110,3 +110,14 @@ def test_plan_refuses_options_that_cannot_make_a_confidential_job(extra: list[st
     result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://b/a.vcf.gz,gs://b/b.vcf.gz", *extra])
     assert result.exit_code == 2
     assert complaint in result.output
+
+
+def test_inputs_may_be_listed_as_arguments_or_in_a_list_file(tmp_path: Path) -> None:
+    listing = tmp_path / "inputs.txt"
+    listing.write_text("# cohort\ngs://b/x.vcf.gz\ngs://b/y.vcf.gz\n")
+    result = CliRunner().invoke(pipeline, ["plan", "--inputs", str(listing), "gs://b/z.vcf.gz"])
+    assert result.exit_code == 0, result.output
+    variables = json.loads(result.output)["job"]["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert json.loads(variables["INPUT_URIS"]) == ["gs://b/x.vcf.gz", "gs://b/y.vcf.gz", "gs://b/z.vcf.gz"]
+    none = CliRunner().invoke(pipeline, ["plan"])
+    assert none.exit_code == 2 and "name the input VCFs" in none.output

@@ -149,3 +149,34 @@ def test_run_pipeline_helper_uploads_plans_and_follows_to_success(pipeline_sim: 
     assert final.state == "SUCCEEDED" and final.counts == {"SUCCEEDED": 2}
     assert plan.job_id.startswith("sovaudit-")
     assert sum("records_normalized=" in line for line in logged) == 2
+
+
+def test_submit_creates_a_missing_template_and_refuses_a_non_confidential_one(sim_factory: Any) -> None:
+    from dataclasses import replace
+
+    from google.cloud import compute_v1
+
+    from sovaudit.pipeline.spec import PlanOptions, build_plan
+    from sovaudit.pipeline.submit import SubmitError, ensure_template
+    from sovaudit.policies.pack import resolve_policy
+
+    sim = sim_factory()
+    target = cloud.Target.parse(sim.url)
+    shipped = resolve_policy("us")
+    pack = replace(shipped, pipeline=replace(shipped.pipeline, instance_template="sev-n2d-fresh"))
+    plan = build_plan(pack, PlanOptions(inputs=("gs://b/a.vcf.gz",), run_id=RUN_ID))
+    assert ensure_template(target, pack, plan) == "created"
+    created = cloud.compute_templates(target).get(project=pack.project, instance_template="sev-n2d-fresh")
+    assert created.properties.confidential_instance_config.enable_confidential_compute
+    assert created.properties.confidential_instance_config.confidential_instance_type == "SEV"
+    assert not created.properties.network_interfaces[0].access_configs
+    assert ensure_template(target, pack, plan) == "exists"
+
+    plain = replace(shipped, pipeline=replace(shipped.pipeline, instance_template="plain-n2d"))
+    body = build_plan(plain, PlanOptions(inputs=("gs://b/a.vcf.gz",), run_id=RUN_ID)).template
+    del body["properties"]["confidentialInstanceConfig"]
+    cloud.compute_templates(target).insert(
+        project=pack.project, instance_template_resource=compute_v1.InstanceTemplate.from_json(json.dumps(body))
+    ).result()
+    with pytest.raises(SubmitError, match="not SEV confidential"):
+        ensure_template(target, plain, build_plan(plain, PlanOptions(inputs=("gs://b/a.vcf.gz",), run_id=RUN_ID)))

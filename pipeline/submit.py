@@ -111,24 +111,42 @@ def _status_of(client: Any, job: Any) -> JobStatus:
                      failed_tasks=tuple(failed))
 
 
-def task_log_lines(target: Any, project: str, uid: str, since: datetime, seen: set[str]) -> list[str]:
+@dataclass
+class LogCursor:
+    """Where the next read of task logs starts: a time a little before the newest entry seen
+    (entries can arrive late) and the ids already shown, so a long job's logs are not re-read
+    from its start on every poll."""
+
+    since: datetime
+    seen: set[str]
+
+    def advance(self, newest: datetime | None) -> None:
+        if newest is not None:
+            self.since = max(self.since, newest - timedelta(seconds=30))
+
+
+def task_log_lines(target: Any, project: str, uid: str, cursor: LogCursor) -> list[str]:
     """New task log lines of the job (Cloud Logging ``batch_task_logs``), oldest first."""
     from sovaudit import cloud
 
     client = cloud.logging(target, project)
     # The Logging client silently adds a 24-hour window unless the filter names a timestamp.
     query = (f'logName="projects/{project}/logs/batch_task_logs" AND labels.job_uid="{uid}" '
-             f'AND timestamp>="{since.strftime("%Y-%m-%dT%H:%M:%SZ")}"')
+             f'AND timestamp>="{cursor.since.strftime("%Y-%m-%dT%H:%M:%SZ")}"')
     lines = []
+    newest: datetime | None = None
     for entry in client.list_entries(filter_=query, order_by="timestamp asc", page_size=1000):
+        if entry.timestamp is not None:
+            newest = entry.timestamp if newest is None else max(newest, entry.timestamp)
         key = entry.insert_id or f"{entry.timestamp}{entry.payload}"
-        if key in seen:
+        if key in cursor.seen:
             continue
-        seen.add(key)
+        cursor.seen.add(key)
         # task_id looks like "task/<uid>-group0-<index>/<retry>/0"
         match = re.search(r"-(\d+)/\d+/\d+$", (entry.labels or {}).get("task_id", ""))
         payload = entry.payload if isinstance(entry.payload, str) else json.dumps(entry.payload)
         lines.append(f"[task {match.group(1) if match else '?'}] {payload}")
+    cursor.advance(newest)
     return lines
 
 
@@ -141,15 +159,14 @@ def follow(target: Any, pack: Any, name: str, *, poll_seconds: float = 2.0, time
     client = cloud.batch(target)
     started = time.monotonic()
     # A margin for clock skew between this machine and the API; the seen-set drops duplicates.
-    since = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    seen: set[str] = set()
+    cursor = LogCursor(since=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10), seen=set())
     while True:
         current = _status_of(client, client.get_job(name=name))
         if on_update:
             on_update(current)
         if on_log and current.uid:
             try:
-                for line in task_log_lines(target, pack.project, current.uid, since, seen):
+                for line in task_log_lines(target, pack.project, current.uid, cursor):
                     on_log(line)
             except Exception as error:  # logs are a courtesy; the job state decides the exit code
                 on_log(f"(task logs unavailable: {type(error).__name__}: {error})")

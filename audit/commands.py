@@ -7,6 +7,7 @@ Exit codes (DESIGN §8): 0 all pass/waived/not applicable, 1 a control failed, 3
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,9 +27,26 @@ def _err(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _load_pack(policy: str, project: str | None) -> PolicyPack:
-    from sovaudit.policies.pack import PolicyError, resolve_policy
+# Batch job ids (the last segment of projects/P/locations/L/jobs/ID): lower-case letters, digits and
+# hyphens, starting with a letter. Checked here because the id is spliced into API paths and the manifest
+# prefix; a name like `../x` must never reach a URL.
+_JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
+
+def _check_job(job_name: str | None) -> None:
+    if job_name is not None and not _JOB_ID.match(job_name):
+        raise click.BadParameter(
+            f"{job_name!r} is not a Batch job id (lower-case letters, digits and hyphens, starting with a "
+            "letter, at most 63 characters); pass the id, not the full resource name", param_hint="--job")
+
+
+def _load_pack(policy: str, project: str | None) -> PolicyPack:
+    from sovaudit.policies.pack import PolicyError, is_project_id, resolve_policy
+
+    if project is not None and not is_project_id(project):
+        raise click.BadParameter(
+            f"{project!r} is not a project id (6-30 lower-case letters, digits and hyphens, e.g. fed-node-us)",
+            param_hint="--project")
     try:
         pack = resolve_policy(policy)
     except PolicyError as error:
@@ -171,7 +189,7 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 @click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
 @click.option("--evidence", "evidence_dir", type=click.Path(file_okay=False),
               help="Re-evaluate a bundle offline instead of collecting (no network, no probes).")
-@click.option("--api-deadline", type=float, default=60.0, show_default=True,
+@click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
 def verify(policy: str, project: str | None, target_text: str, job_name: str | None, posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
@@ -180,6 +198,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
     """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input."""
     if posture_only and job_name:
         raise click.UsageError("--posture-only checks the node without a job; do not combine it with --job")
+    _check_job(job_name)
     if (pack_tar or redact or sign_key or kms_key) and not out_dir:
         raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
     pack = _load_pack(policy, project)
@@ -191,12 +210,16 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
         exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
         raise SystemExit(exit_code)
     target = _parse_target(target_text)
+    window_start, window_end = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if window_start and window_end and window_start >= window_end:
+        raise click.BadParameter(f"--since {since} is not before --until {until}: the audit-log window is empty",
+                                 param_hint="--since")
     _terminate_like_interrupt()
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
     result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,
-                                   probes=not no_probes, since=_parse_time(since, "--since"),
-                                   until=_parse_time(until, "--until"), api_deadline=api_deadline)
+                                   probes=not no_probes, since=window_start, until=window_end,
+                                   api_deadline=api_deadline)
     document = result.to_json()
     if out_dir:
         from sovaudit.reports.bundle import BundleError
@@ -220,7 +243,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
 @click.option("--project", help="Override the pack's project id.")
 @click.option("--target", "target_text", default="gcp", show_default=True,
               help="'gcp' or the simulator's http://127.0.0.1:PORT.")
-@click.option("--api-deadline", type=float, default=60.0, show_default=True)
+@click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
 def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
     """Delete probe resources left behind by interrupted runs (labelled sovaudit-probe)."""
     from sovaudit.audit.collectors.context import CollectContext

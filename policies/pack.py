@@ -217,6 +217,14 @@ _EMAIL = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9.-]+\.[a-z]+$")
 _ORG = re.compile(r"^organizations/[0-9]+$")
 _KEY_RING = re.compile(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+$")
 _ACCESS_POLICY = re.compile(r"^accessPolicies/[0-9]+$")
+# Project ids: 6-30 characters, lower-case letters, digits and hyphens, starting with a letter, not ending
+# with a hyphen; legacy domain-scoped projects carry a `domain:` prefix.
+_PROJECT_ID = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+def is_project_id(text: str) -> bool:
+    """Whether `text` is spelled like a Google Cloud project id (it ends up in API paths and filters)."""
+    return bool(_PROJECT_ID.match(text))
 
 
 def _known_control_ids() -> set[str]:
@@ -234,6 +242,7 @@ class _Checker:
         self.file = file
         self.errors: list[PolicyError] = []
         self.lines: dict[str, int] = {}
+        self.jurisdiction_members: set[str] = set()  # filled by check_jurisdiction, read by check_kms
         self._constructor = yaml.SafeLoader("")
 
     def error(self, line: int, path: str, message: str, hint: str = "") -> None:
@@ -349,6 +358,9 @@ class _Checker:
                        "use sovaudit/v1")
         if v.get("kind") not in (None, "PolicyPack"):
             self.error(self.line("kind"), "kind", f"unsupported kind {v['kind']!r}", "use PolicyPack")
+        if "project" in v and not is_project_id(v["project"]):
+            self.error(self.line("project"), "project", f"{v['project']!r} is not a project id",
+                       "6-30 lower-case letters, digits and hyphens, e.g. fed-node-us")
         if "organization" in v and not _ORG.match(v["organization"]):
             self.error(self.line("organization"), "organization", f"{v['organization']!r} is not an organization name",
                        "organizations/NUMBER")
@@ -385,13 +397,25 @@ class _Checker:
             if self.check_region(f"jurisdiction.allowed_regions[{index}]", region):
                 inside.add(region)
                 inside.update(locations.zones_of(region))
+        allowed = set(regions)
         for index, value in enumerate(j.get("allowed_policy_values", [])):
             path = f"jurisdiction.allowed_policy_values[{index}]"
             try:
-                inside |= locations.expand([value])
+                members = locations.expand([value])
             except locations.UnknownLocationGroup:
                 self.error(self.line(path), path, f"unknown value group {value!r}",
                            "use in:<region>-locations or a group listed in sovaudit.audit.locations")
+                continue
+            inside |= members
+            value_regions = sorted(m for m in members if m in locations.REGION_ZONES)
+            if allowed and value_regions and not allowed.intersection(value_regions):
+                # A value group sharing no region with allowed_regions describes another jurisdiction:
+                # SOV-01 would accept an org policy that lets data leave the node's region.
+                self.error(self.line(path), path,
+                           f"{value!r} allows {', '.join(value_regions)}, none of which is in allowed_regions "
+                           f"({', '.join(regions)}): the jurisdiction contradicts itself",
+                           "remove the value, or add its region to allowed_regions if the node really spans it")
+        self.jurisdiction_members = inside
         for index, region in enumerate(j.get("probe_regions", [])):
             path = f"jurisdiction.probe_regions[{index}]"
             if self.check_region(path, region) and region in inside:
@@ -425,6 +449,11 @@ class _Checker:
         if location is not None and location not in locations.REGION_ZONES and location not in locations.MULTI_REGIONS:
             self.error(self.line("kms.location"), "kms.location", f"unknown KMS location {location!r}",
                        "a region such as us-central1 or a multi-region such as us/europe")
+        elif location is not None and self.jurisdiction_members and location not in self.jurisdiction_members:
+            self.error(self.line("kms.location"), "kms.location",
+                       f"the key ring location {location!r} is outside the jurisdiction "
+                       f"({', '.join(sorted(r for r in self.jurisdiction_members if r in locations.REGION_ZONES))})",
+                       "keep the CMEK keys in an allowed region: keys must live where the data lives")
         ring = k.get("key_ring")
         if ring is not None:
             match = _KEY_RING.match(ring)

@@ -236,7 +236,7 @@ def load_bundle(run_dir: Path, *, strict: bool = True) -> tuple[dict[str, Any], 
     """(manifest, result or None, evidence) of a bundle, each evidence file checked against the manifest.
 
     With `strict` (default), any missing or altered evidence file raises BundleError naming every
-    such file. With `strict=False`, each bad file becomes an item with status 0 whose body says what
+    such file. A manifest path that could leave the bundle raises BundleError in either mode. With `strict=False`, each bad file becomes an item with status 0 whose body says what
     is wrong, so the controls that read it come out ERROR naming the file, and the rest still run.
     The manifest itself is bound to the signature by `sovaudit report verify`, not checked here.
     """
@@ -262,8 +262,10 @@ def load_bundle(run_dir: Path, *, strict: bool = True) -> tuple[dict[str, Any], 
         problem = ""
         body = b""
         if path is None:
-            problem = f"evidence file {name!r} listed in {MANIFEST_FILE} is refused: {refusal}"
-        elif name != placeholder.path:
+            # Never lenient: a name that could leave the bundle is a hostile manifest, not a lost file.
+            raise BundleError(f"{MANIFEST_FILE} evidence[{index}] names the file {name!r}, which is refused: "
+                              f"{refusal}")
+        if name != placeholder.path:
             problem = f"evidence file {name!r} does not match its entry (expected {placeholder.path})"
         elif not path.is_file():
             problem = f"evidence file {name} listed in {MANIFEST_FILE} is missing"

@@ -62,3 +62,31 @@ def check_result(result: Mapping[str, Any]) -> None:
                 f"result field 'controls[{index}].outcome' is {control['outcome']!r}; "
                 f"expected one of {', '.join(OUTCOMES)}"
             )
+        _check_control_shape(control, f"controls[{index}]")
+    for name in ("policy", "tool", "scope", "summary"):
+        _expect(result.get(name), Mapping, name, "an object")
+    _expect(result.get("probes"), list, "probes", "a list")
+    for index, probe in enumerate(result.get("probes") or []):
+        _expect(probe, Mapping, f"probes[{index}]", "an object")
+        _expect(probe.get("evidence"), list, f"probes[{index}].evidence", "a list")
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], field: str, described: str) -> None:
+    # Optional fields may be absent or null; present ones must have the shape the renderers read, so a
+    # hand-edited or hostile result.json is refused with the field named instead of crashing a template.
+    if value is not None and not isinstance(value, kind):
+        raise FormatError(f"result field '{field}' must be {described}, got {type(value).__name__}")
+
+
+def _check_control_shape(control: Mapping[str, Any], where: str) -> None:
+    for key in ("id", "title", "pillar", "severity", "rationale", "remediation"):
+        _expect(control.get(key), str, f"{where}.{key}", "a string")
+    _expect(control.get("frameworks"), Mapping, f"{where}.frameworks", "an object of lists")
+    for framework, references in (control.get("frameworks") or {}).items():
+        _expect(references, list, f"{where}.frameworks.{framework}", "a list")
+    _expect(control.get("evidence"), list, f"{where}.evidence", "a list")
+    _expect(control.get("waiver"), Mapping, f"{where}.waiver", "an object or null")
+    _expect(control.get("findings"), list, f"{where}.findings", "a list")
+    for index, finding in enumerate(control.get("findings") or []):
+        _expect(finding, Mapping, f"{where}.findings[{index}]", "an object")
+        _expect(finding.get("evidence"), list, f"{where}.findings[{index}].evidence", "a list")

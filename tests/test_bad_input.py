@@ -1,0 +1,423 @@
+"""Bad input, the whole corpus through the `sovaudit` front door: every case is refused cleanly.
+
+Each case runs one command line and must end with the documented exit code (2 for unusable input;
+`report verify` exits 1 when a check fails, e.g. a signature by an unknown key), print a message that
+names the file and the line, field or record at fault, print no traceback, and write nothing: no
+output directory, no bundle, no stray file anywhere under the test's directory.
+
+The cases are a table (no sidecar files the code might not read), and a separate test checks that
+every file under tests/data/bad/ is used by some case, so a corpus file cannot sit there untested.
+Placeholders in the command lines and messages: {bad} the corpus, {tmp} the test's directory,
+{out} an output directory that must never appear, {dead} a loopback URL where nothing listens (a
+case that reached the network would fail on it instead of being refused first).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sovaudit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = ROOT / "tests" / "data" / "bad"
+DEAD = "http://127.0.0.1:9"
+
+Setup = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]
+    exit_code: int
+    says: tuple[str, ...]  # substrings of stdout+stderr, placeholders expanded
+    corpus: tuple[str, ...] = ()  # files under tests/data/bad/ this case feeds in
+    setup: Setup | None = None
+    empty_out_allowed: bool = False  # `pipeline run-local` creates --out before reading its inputs
+    xfail: str = ""  # a known gap in a module this suite may not change (reported to its owner)
+    marks: tuple[pytest.MarkDecorator, ...] = field(default_factory=tuple)
+
+
+# -- setups: build inputs that cannot live in git (modes) or are made at run time ------------------
+
+def private_key_copy(name: str, mode: int = 0o600) -> Setup:
+    """Copy a corpus key into {tmp} with `mode`: git keeps no modes, and a key readable by others is
+    refused for that before its content is looked at."""
+
+    def setup(tmp: Path) -> None:
+        copy = tmp / name
+        shutil.copyfile(BAD / "keys" / name, copy)
+        copy.chmod(mode)
+
+    return setup
+
+
+def generated_key(name: str, mode: int) -> Setup:
+    def setup(tmp: Path) -> None:
+        from sovaudit.reports.keys import generate_key
+
+        pair = generate_key(tmp / "keys", "ed25519", name)
+        pair.private_path.chmod(mode)
+
+    return setup
+
+
+def _signed(tmp: Path, subjects: list[str], extra_signers: int = 0) -> None:
+    """A bundle at {tmp}/run signed by {tmp}/keys/trusted (+ `extra_signers` strangers' keys)."""
+    from sovaudit.reports.attestation import build_statement, envelope_line, sign_statement
+    from sovaudit.reports.keys import generate_key, load_signing_key
+
+    run = tmp / "run"
+    run.mkdir()
+    (run / "result.json").write_text('{"verdict": "PASS"}\n')
+    (tmp / "outside.json").write_text("{}\n")
+    digests = []
+    for name in subjects:
+        path = run / name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "0" * 64
+        digests.append((name, digest))
+    statement = build_statement({"run_id": "r1", "controls": []}, digests)
+    signers = [load_signing_key(generate_key(tmp / "keys", "ed25519", "trusted").private_path)]
+    for index in range(extra_signers):
+        signers.append(load_signing_key(generate_key(tmp / "strangers", "ed25519", f"stranger{index}").private_path))
+    _, envelope = sign_statement(statement, signers)
+    (run / "attestation.intoto.jsonl").write_bytes(envelope_line(envelope))
+
+
+def signed_bundle(subjects: list[str], extra_signers: int = 0) -> Setup:
+    return lambda tmp: _signed(tmp, subjects, extra_signers)
+
+
+def trusted_key_only(tmp: Path) -> None:
+    from sovaudit.reports.keys import generate_key
+
+    generate_key(tmp / "keys", "ed25519", "trusted")
+
+
+def write_files(files: dict[str, bytes]) -> Setup:
+    def setup(tmp: Path) -> None:
+        for name, data in files.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    return setup
+
+
+def _vcf(records: str) -> bytes:
+    header = (
+        "##fileformat=VCFv4.2\n##contig=<ID=chr1,length=100000>\n"
+        '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+        '##INFO=<ID=NOTE,Number=1,Type=String,Description="Free text">\n'
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2\n"
+        "chr1\t100\t.\tA\tC\t50\tPASS\tDP=3\tGT\t0/1\t0/0\n"
+    )
+    return (header + records).encode()
+
+
+VERIFY = ("verify", "--target", DEAD, "--api-deadline", "0.5", "--out", "{out}")
+SIGN = (*VERIFY, "--policy", "us", "--sign-key")
+RUN_LOCAL = ("pipeline", "run-local", "--out", "{out}")
+
+
+def _policy_cases() -> list[Case]:
+    p = "{bad}/policies"
+    return [
+        Case("policy-yaml-syntax", (*VERIFY, "--policy", f"{p}/syntax-error.yaml"), 2,
+             (f"{p}/syntax-error.yaml:6:", "YAML syntax error"), ("policies/syntax-error.yaml",)),
+        Case("policy-not-a-mapping", (*VERIFY, "--policy", f"{p}/not-a-mapping.yaml"), 2,
+             (f"{p}/not-a-mapping.yaml:1:", "must be a mapping"), ("policies/not-a-mapping.yaml",)),
+        Case("policy-missing-fields", (*VERIFY, "--policy", f"{p}/missing-fields.yaml"), 2,
+             (f"{p}/missing-fields.yaml:1: network: required field is missing",),
+             ("policies/missing-fields.yaml",)),
+        Case("policy-many-problems", ("policy", "validate", f"{p}/many-problems.yaml"), 2,
+             (f"{p}/many-problems.yaml:8: jurisdiction.allowed_regions[1]:",
+              f"{p}/many-problems.yaml:22: severity_overrides.SEC-99: unknown control id",
+              f"{p}/many-problems.yaml:32: waivers[1].expires: malformed date '2027-02-30'"),
+             ("policies/many-problems.yaml",)),
+        Case("policy-unknown-field", (*VERIFY, "--policy", f"{p}/unknown-field.yaml"), 2,
+             (f"{p}/unknown-field.yaml:13: network.subnet: unknown field (did you mean 'subnetwork'?)",),
+             ("policies/unknown-field.yaml",)),
+        Case("policy-wrong-types", (*VERIFY, "--policy", f"{p}/wrong-types.yaml"), 2,
+             (f"{p}/wrong-types.yaml:10: jurisdiction.allowed_regions: expected a list of strings",
+              f"{p}/wrong-types.yaml:18: service_account: expected a string, got a list"),
+             ("policies/wrong-types.yaml",)),
+        Case("policy-waiver-unknown-control", (*VERIFY, "--policy", f"{p}/waiver-unknown-control.yaml"), 2,
+             (f"{p}/waiver-unknown-control.yaml:26: waivers[0].control: unknown control id 'SOV-4'",),
+             ("policies/waiver-unknown-control.yaml",)),
+        Case("policy-waiver-without-expiry", (*VERIFY, "--policy", f"{p}/waiver-without-expiry.yaml"), 2,
+             (f"{p}/waiver-without-expiry.yaml:26: waivers[0].expires: required field is missing",),
+             ("policies/waiver-without-expiry.yaml",)),
+        Case("policy-probe-region-inside", (*VERIFY, "--policy", f"{p}/probe-region-inside.yaml"), 2,
+             (f"{p}/probe-region-inside.yaml:12: jurisdiction.probe_regions[1]:",
+              "inside the allowed jurisdiction"),
+             ("policies/probe-region-inside.yaml",)),
+        Case("policy-values-outside-regions", (*VERIFY, "--policy", f"{p}/values-outside-regions.yaml"), 2,
+             (f"{p}/values-outside-regions.yaml:11: jurisdiction.allowed_policy_values[1]:", "europe-west4"),
+             ("policies/values-outside-regions.yaml",)),
+        Case("policy-kms-outside-jurisdiction", (*VERIFY, "--policy", f"{p}/kms-outside-jurisdiction.yaml"), 2,
+             (f"{p}/kms-outside-jurisdiction.yaml:21: kms.location:", "outside the jurisdiction"),
+             ("policies/kms-outside-jurisdiction.yaml",)),
+        Case("policy-missing-file", (*VERIFY, "--policy", "{tmp}/nope.yaml"), 2,
+             ("{tmp}/nope.yaml:0:", "cannot read the pack")),
+    ]
+
+
+def _vcf_cases() -> list[Case]:
+    v = "{bad}/vcf"
+    expect = {  # file -> what the message must name (the record, else the place) and why
+        "bad-genotype.vcf": ("line 7 (chr1:300)", "GT"),
+        "bad-pos.vcf": ("line 7 (chr1:abc)", "position"),
+        "empty.vcf": ("empty",),
+        "garbage.vcf.gz": ("decompress",),
+        "header-cut.vcf": ("line 3", "header"),
+        "missing-columns.vcf": ("line 7 (chr1:200)", "columns"),
+        "missing-sample.vcf": ("line 7 (chr1:400)", "samples"),
+        "not-a-vcf.txt": ("line 1", "not a VCF"),
+        "no-eof-marker.vcf.gz": ("after chr1:", "truncated"),
+        "truncated-at-block.vcf.gz": ("(chr2:", "BGZF"),
+        "truncated-bgzf.vcf.gz": ("after chr2:", "BGZF"),
+        "truncated-gzip.vcf.gz": ("after chr2:", "truncated"),
+        "truncated-line.vcf": ("line 55 (chr1:590)", "columns"),
+    }
+    cases = [Case(f"vcf-{name}", (*RUN_LOCAL, f"{v}/{name}"), 2, (f"{v}/{name}: ", *says), (f"vcf/{name}",),
+                  empty_out_allowed=True)
+             for name, says in expect.items()]
+    # Built at run time: tests/data/bad/vcf/ belongs to the pipeline; these two are reported there.
+    cases += [
+        Case("vcf-undefined-format-key", (*RUN_LOCAL, "{tmp}/undefined-format.vcf"), 2,
+             ("{tmp}/undefined-format.vcf: ", "line 7 (chr1:200)", "XX"),
+             setup=write_files({"undefined-format.vcf": _vcf("chr1\t200\t.\tC\tT\t50\tPASS\tDP=3\tGT:XX\t0/1:3\t1/1:4\n")}),
+             empty_out_allowed=True,
+             xfail="the pipeline declares undeclared FORMAT ids as String (bcftools' behaviour) and loads them"),
+        Case("vcf-huge-info-value", (*RUN_LOCAL, "{tmp}/huge-info.vcf.gz"), 2,
+             ("{tmp}/huge-info.vcf.gz: ", "line 7 (chr1:200)", "NOTE"),
+             setup=write_files({"huge-info.vcf.gz": gzip.compress(
+                 _vcf(f"chr1\t200\t.\tC\tT\t50\tPASS\tDP=3;NOTE={'x' * (48 << 20)}\tGT\t0/1\t1/1\n"), 1)}),
+             empty_out_allowed=True,
+             xfail="a 48 MB INFO value fails in the Parquet conversion ('straddling object straddles two block "
+                   "boundaries') with a message naming the file but not the record"),
+    ]
+    return cases
+
+
+def _key_cases() -> list[Case]:
+    return [
+        Case("key-missing", (*SIGN, "{tmp}/absent.pem"), 2,
+             ("signing key {tmp}/absent.pem does not exist", "sovaudit keys generate")),
+        Case("key-group-readable", (*SIGN, "{tmp}/keys/shared.pem"), 2,
+             ("signing key {tmp}/keys/shared.pem is readable by group or others (mode 0640)", "chmod 600"),
+             setup=generated_key("shared", 0o640)),
+        Case("key-world-readable", (*SIGN, "{tmp}/keys/open.pem"), 2,
+             ("signing key {tmp}/keys/open.pem is readable by group or others (mode 0604)",),
+             setup=generated_key("open", 0o604)),
+        Case("key-rsa", (*SIGN, "{tmp}/rsa-2048.pem"), 2,
+             ("signing key {tmp}/rsa-2048.pem holds a key of type rsa", "ed25519 or ecdsa-p256"),
+             ("keys/rsa-2048.pem",), private_key_copy("rsa-2048.pem")),
+        Case("key-p384", (*SIGN, "{tmp}/ecdsa-p384.pem"), 2,
+             ("signing key {tmp}/ecdsa-p384.pem holds a key of type ecdsa-secp384r1",),
+             ("keys/ecdsa-p384.pem",), private_key_copy("ecdsa-p384.pem")),
+        Case("key-not-pem", (*SIGN, "{tmp}/not-pem.pem"), 2,
+             ("signing key {tmp}/not-pem.pem is not a PEM private key",),
+             ("keys/not-pem.pem",), private_key_copy("not-pem.pem")),
+        Case("key-truncated", (*SIGN, "{tmp}/truncated.pem"), 2,
+             ("signing key {tmp}/truncated.pem is not a PEM private key",),
+             ("keys/truncated.pem",), private_key_copy("truncated.pem")),
+        Case("key-encrypted-no-password", (*SIGN, "{tmp}/encrypted-without-password.pem"), 2,
+             ("signing key {tmp}/encrypted-without-password.pem is encrypted", "SOVAUDIT_SIGNING_KEY_PASSWORD"),
+             ("keys/encrypted-without-password.pem",), private_key_copy("encrypted-without-password.pem")),
+        Case("key-public-as-signing", (*SIGN, "{tmp}/public-key-given-as-signing-key.pub.pem"), 2,
+             ("signing key {tmp}/public-key-given-as-signing-key.pub.pem holds a public key", "private half"),
+             ("keys/public-key-given-as-signing-key.pub.pem",),
+             private_key_copy("public-key-given-as-signing-key.pub.pem", 0o644)),
+        Case("key-private-as-verification", ("report", "verify", "{tmp}/run/attestation.intoto.jsonl",
+                                             "--key", "{tmp}/keys/trusted.pem"), 2,
+             ("public key {tmp}/keys/trusted.pem holds a private key",), setup=signed_bundle(["result.json"])),
+        Case("key-verification-not-pem", ("keys", "id", "{bad}/keys/not-pem.pem"), 2,
+             ("public key {bad}/keys/not-pem.pem is not a PEM public key",), ("keys/not-pem.pem",)),
+    ]
+
+
+def _envelope_cases() -> list[Case]:
+    e = "{bad}/envelopes"
+    verify = ("report", "verify", "--key", "{tmp}/keys/trusted.pub.pem", "--bundle", "{tmp}")
+    expect = {
+        "empty.jsonl": ("envelope file {bad}/envelopes/empty.jsonl is empty",),
+        "json-array.jsonl": ("json-array.jsonl line 1 must be a JSON object",),
+        "no-payload.jsonl": ("no-payload.jsonl line 1 has no 'payload' field",),
+        "not-json.jsonl": ("not-json.jsonl line 1 is not JSON",),
+        "payload-not-base64.jsonl": ("payload-not-base64.jsonl line 1 field 'payload' is not standard base64",),
+        "sig-not-base64.jsonl": ("sig-not-base64.jsonl line 1 signature 1 'sig' is not standard base64",),
+        "signature-without-sig.jsonl": ("signature-without-sig.jsonl line 1 signature 1 has no 'sig' field",),
+        "signatures-not-a-list.jsonl": ("signatures-not-a-list.jsonl line 1 field 'signatures' must be a list",),
+    }
+    cases = [Case(f"envelope-{name}", (*verify, f"{e}/{name}"), 2, says, (f"envelopes/{name}",),
+                  trusted_key_only) for name, says in expect.items()]
+    good = ("report", "verify", "{tmp}/run/attestation.intoto.jsonl", "--key", "{tmp}/keys/trusted.pub.pem")
+    cases += [
+        Case("envelope-missing-file", ("report", "verify", "{tmp}/absent.jsonl", "--key",
+                                       "{tmp}/keys/trusted.pub.pem"), 2,
+             ("envelope file {tmp}/absent.jsonl does not exist",), setup=trusted_key_only),
+        Case("envelope-missing-key-file", ("report", "verify", "{tmp}/run/attestation.intoto.jsonl", "--key",
+                                           "{tmp}/absent.pub.pem"), 2,
+             ("public key {tmp}/absent.pub.pem does not exist",), setup=signed_bundle(["result.json"])),
+        # `report verify` documents exit 1 for a check that fails (docs/verifying-a-report.md).
+        Case("envelope-second-signature-unknown-key", good, 1,
+             ("BAD signature 2: signed by an unknown key", "FAILED"), setup=signed_bundle(["result.json"], 1)),
+        Case("envelope-subject-path-escape", good, 1,
+             ("BAD subject '../outside.json': refused", "FAILED"),
+             setup=signed_bundle(["result.json", "../outside.json"])),
+        Case("envelope-subject-absolute-path", good, 1,
+             ("BAD subject '/etc/passwd': refused", "FAILED"), setup=signed_bundle(["/etc/passwd"])),
+        Case("envelope-subject-missing-file", good, 1,
+             ("BAD subject 'report.html': missing from the bundle", "FAILED"),
+             setup=signed_bundle(["result.json", "report.html"])),
+    ]
+    return cases
+
+
+def _bundle_cases() -> list[Case]:
+    b = "{bad}/bundles"
+    evidence = ("verify", "--policy", "us", "--evidence")
+    return [
+        Case("bundle-manifest-not-json", (*evidence, f"{b}/manifest-not-json"), 2,
+             (f"manifest {b}/manifest-not-json/manifest.json is not JSON",),
+             ("bundles/manifest-not-json/manifest.json",)),
+        Case("bundle-manifest-without-evidence", (*evidence, f"{b}/manifest-without-evidence"), 2,
+             (f"{b}/manifest-without-evidence/manifest.json has no 'evidence' list",),
+             ("bundles/manifest-without-evidence/manifest.json",)),
+        Case("bundle-evidence-path-escape", (*evidence, f"{b}/evidence-path-escape"), 2,
+             ("manifest.json evidence[0]", "'../../outside.json'", "refused"),
+             ("bundles/evidence-path-escape/manifest.json",)),
+        Case("bundle-manifest-without-scope", (*evidence, f"{b}/manifest-without-scope"), 2,
+             ("manifest.json lacks the run's scope or times",),
+             ("bundles/manifest-without-scope/manifest.json",)),
+        Case("bundle-missing-manifest", (*evidence, "{tmp}/run"), 2,
+             ("manifest {tmp}/run/manifest.json is missing",),
+             setup=write_files({"run/result.json": b"{}"})),
+        Case("bundle-directory-missing", (*evidence, "{tmp}/absent"), 2,
+             ("{tmp}/absent is not a directory",)),
+        Case("bundle-tarball-given", (*evidence, "{tmp}/run.tar.gz"), 2,
+             ("--evidence", "{tmp}/run.tar.gz", "is a file"), setup=write_files({"run.tar.gz": b"\x1f\x8b"})),
+        Case("render-result-not-json", ("report", "render", f"{b}/result-not-json.json"), 2,
+             (f"{b}/result-not-json.json is not JSON",), ("bundles/result-not-json.json",)),
+        Case("render-result-wrong-shape", ("report", "render", f"{b}/result-wrong-shape.json"), 2,
+             (f"{b}/result-wrong-shape.json:", "'controls[0].outcome' is 'MAYBE'"),
+             ("bundles/result-wrong-shape.json",)),
+        Case("render-result-nested-types", ("report", "render", f"{b}/result-findings-not-a-list.json",
+                                            "--format", "sarif"), 2,
+             (f"{b}/result-findings-not-a-list.json:", "'controls[0].pillar' must be a string"),
+             ("bundles/result-findings-not-a-list.json",)),
+    ]
+
+
+def _cli_cases() -> list[Case]:
+    us = ("verify", "--policy", "us", "--target", DEAD, "--api-deadline", "0.5")
+    return [
+        Case("cli-posture-only-with-job", (*us, "--out", "{out}", "--posture-only", "--job", "j1"), 2,
+             ("--posture-only", "--job")),
+        Case("cli-sign-key-and-kms-key", (*us, "--out", "{out}", "--sign-key", "{tmp}/keys/k.pem", "--kms-key",
+                                          "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"), 2,
+             ("--sign-key and --kms-key are exclusive",), setup=generated_key("k", 0o600)),
+        Case("cli-evidence-with-job", ("verify", "--policy", "us", "--evidence", "{tmp}", "--job", "j1"), 2,
+             ("--evidence", "scope options do not apply")),
+        Case("cli-target-remote-host", ("verify", "--policy", "us", "--target", "http://example.com:8080",
+                                        "--out", "{out}"), 2,
+             ("--target", "http://example.com:8080", "loopback")),
+        Case("cli-target-metadata-server", ("verify", "--policy", "us", "--target", "http://169.254.169.254/",
+                                            "--out", "{out}"), 2, ("--target", "loopback")),
+        Case("cli-target-not-a-url", ("verify", "--policy", "us", "--target", "gpc", "--out", "{out}"), 2,
+             ("--target 'gpc'", "expected 'gcp'")),
+        Case("cli-since-not-rfc3339", (*us, "--out", "{out}", "--since", "yesterday"), 2,
+             ("--since", "'yesterday' is not an RFC 3339 time")),
+        Case("cli-until-not-rfc3339", (*us, "--out", "{out}", "--until", "2026-13-45T99:00:00Z"), 2,
+             ("--until", "is not an RFC 3339 time")),
+        Case("cli-since-after-until", (*us, "--out", "{out}", "--since", "2026-11-26T18:00:00Z",
+                                       "--until", "2026-11-26T17:00:00Z"), 2,
+             ("--since", "2026-11-26T18:00:00Z is not before --until", "window is empty")),
+        Case("cli-redact-without-out", (*us, "--redact"), 2, ("need --out DIR",)),
+        Case("cli-job-not-an-id", (*us, "--out", "{out}", "--job", "../../other/jobs/x"), 2,
+             ("--job", "'../../other/jobs/x'", "Batch job id")),
+        Case("cli-project-not-an-id", (*us, "--out", "{out}", "--project", "fed-node-us/../x"), 2,
+             ("--project", "'fed-node-us/../x'", "project id")),
+        Case("cli-api-deadline-not-positive", ("verify", "--policy", "us", "--target", DEAD, "--out", "{out}",
+                                               "--api-deadline", "-1"), 2, ("--api-deadline",)),
+        Case("cli-unknown-format", (*us, "--format", "xml"), 2, ("--format", "'xml'")),
+        Case("cli-run-local-no-workers", (*RUN_LOCAL, "--workers", "0", "{bad}/vcf/empty.vcf"), 2,
+             ("--workers", "0")),
+    ]
+
+
+CASES = _policy_cases() + _vcf_cases() + _key_cases() + _envelope_cases() + _bundle_cases() + _cli_cases()
+
+
+def _expand(text: str, tmp: Path) -> str:
+    return text.replace("{bad}", str(BAD)).replace("{tmp}", str(tmp)).replace("{out}", str(tmp / "out")) \
+        .replace("{dead}", DEAD)
+
+
+def _tree(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")}
+
+
+def _params() -> list[object]:
+    params = []
+    for case in CASES:
+        marks = list(case.marks)
+        if case.xfail:
+            marks.append(pytest.mark.xfail(reason=case.xfail, strict=True))
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("case", _params())
+def test_bad_input_exits_with_a_message_naming_the_place_and_writes_nothing(case: Case, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOVAUDIT_SIGNING_KEY_PASSWORD", raising=False)
+    if case.setup is not None:
+        case.setup(tmp_path)
+    corpus_before = _tree(BAD)
+    before = _tree(tmp_path)
+    argv = [_expand(arg, tmp_path) for arg in case.argv]
+    result = CliRunner().invoke(main, argv)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == case.exit_code, output
+    for expected in case.says:
+        assert _expand(expected, tmp_path) in output, f"{expected!r} not in:\n{output}"
+    out = tmp_path / "out"
+    if case.empty_out_allowed and out.is_dir():
+        assert not any(out.iterdir()), sorted(_tree(out))
+        out.rmdir()
+    assert _tree(tmp_path) == before, "the refused command left files behind"
+    assert _tree(BAD) == corpus_before, "the command wrote into the corpus"
+
+
+def test_every_corpus_file_is_fed_in_by_some_case() -> None:
+    used = {name for case in CASES for name in case.corpus}
+    present = {p.relative_to(BAD).as_posix() for p in BAD.rglob("*") if p.is_file() and p.name != "README.md"}
+    assert present - used == set(), "corpus files no case uses"
+    assert used - present == set(), "cases naming files that are not in the corpus"
+
+
+def test_corpus_private_keys_are_refused_for_their_mode_before_their_content(tmp_path: Path) -> None:
+    """The mode check comes first, so a group-readable key is never even parsed (git keeps no modes)."""
+    key = tmp_path / "rsa.pem"
+    shutil.copyfile(BAD / "keys" / "rsa-2048.pem", key)
+    key.chmod(0o640)
+    result = CliRunner().invoke(main, [*(_expand(a, tmp_path) for a in SIGN), str(key)])
+    assert result.exit_code == 2
+    assert "readable by group or others" in result.stderr and "rsa" not in result.stderr.replace(str(key), "")
+    assert not (tmp_path / "out").exists()
+    assert os.stat(key).st_mode & 0o777 == 0o640

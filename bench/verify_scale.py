@@ -1,0 +1,279 @@
+"""Verifier at scale: `sovaudit verify --no-probes` on a 10-, 100- and 1000-VM run of a busy node.
+
+    python bench/verify_scale.py [--quick] [--tasks 10 100 1000] [--entries 100000] [--repeat 2] [--profile]
+
+Each size starts the simulator in-process with that many tasks, tops its audit log up to
+`--entries` entries inside the run's window (other people's activity; see bench/common.py), then:
+
+- runs `sovaudit verify --no-probes --policy us --target URL --job preprocess-genomes-001 --format json`
+  as a fresh process (start-up included), reading `/_sim/stats` before and after for the request
+  count, and checks the verdict is PASS (a fast run that judged nothing would be no result);
+- runs the naive baseline, also as a fresh process: one `compute_v1.InstancesClient.get` per VM
+  through the official client, which is what a collector without server-side filters does.
+
+Goal (issue 7): at 1000 VMs and >= 100 000 entries, <= 10 s wall and <= 60 API requests.
+`--profile` adds a cProfile of one in-process verify at the largest size, client and simulator
+threads apart, and prints the top costs of each. `--quick`: 10 and 100 tasks, 10 000 entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import busy_node, print_machine, request_delta, sim_requests, sovaudit_command  # noqa: E402
+
+JOB = "preprocess-genomes-001"
+GOAL_SECONDS = 10.0
+GOAL_REQUESTS = 60
+RUN_TIMEOUT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    requests: dict[str, int]
+    collect_seconds: float | None = None
+    verdict: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.requests.get("requests", 0)
+
+
+def verify_command(url: str) -> list[str]:
+    return [*sovaudit_command(), "verify", "--no-probes", "--policy", "us", "--target", url, "--job", JOB,
+            "--format", "json"]
+
+
+def run_verify(url: str) -> Measured:
+    before = sim_requests(url)
+    started = time.perf_counter()
+    done = subprocess.run(verify_command(url), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
+                          check=False)
+    seconds = time.perf_counter() - started
+    after = sim_requests(url)
+    try:
+        verdict = json.loads(done.stdout)["verdict"]
+    except (ValueError, KeyError) as error:
+        raise SystemExit(f"verify exited {done.returncode} without a JSON result; stderr:\n{done.stderr[-3000:]}") from error
+    collected = re.search(r"collected \d+ API exchanges in ([\d.]+)s", done.stderr)
+    return Measured(seconds, request_delta(before, after), float(collected.group(1)) if collected else None, verdict)
+
+
+def run_naive(url: str, vm_links: list[str]) -> Measured:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
+        json.dump(vm_links, listing)
+    before = sim_requests(url)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--naive-collector", url, listing.name], check=True,
+                   timeout=RUN_TIMEOUT_SECONDS, capture_output=True)
+    seconds = time.perf_counter() - started
+    Path(listing.name).unlink()
+    return Measured(seconds, request_delta(before, sim_requests(url)))
+
+
+def naive_collector(url: str, listing: Path) -> None:
+    """The baseline: the job's VMs one `instances.get` at a time, official client, REST, sequential."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import compute_v1
+
+    client = compute_v1.InstancesClient(credentials=AnonymousCredentials(), transport="rest",
+                                        client_options=ClientOptions(api_endpoint=url))
+    confidential = 0
+    for link in json.loads(listing.read_text()):
+        parts = link.split("/")
+        vm = client.get(project=parts[parts.index("projects") + 1], zone=parts[parts.index("zones") + 1],
+                        instance=parts[-1], retry=None, timeout=30)
+        confidential += bool(vm.confidential_instance_config.enable_confidential_compute)
+    print(json.dumps({"confidential": confidential}))
+
+
+@dataclass(frozen=True)
+class Served:
+    started: float      # perf_counter seconds, this process's clock
+    seconds: float      # time inside the simulator's dispatch (routing, handler, JSON encoding)
+    method: str
+    path: str
+    bytes: int
+
+
+def trace_verify(sim: Any) -> None:
+    """One verify (fresh process) with every request timed inside the simulator, and the run's phases.
+
+    Wraps the app's `dispatch` from here, for this run only; the simulator's code is unchanged.
+    """
+    served: list[Served] = []
+    dispatch = sim.app.dispatch
+
+    def timed(request: Any) -> Any:
+        begun = time.perf_counter()
+        response = dispatch(request)
+        served.append(Served(begun, time.perf_counter() - begun, request.method, request.path,
+                             int(response.calculate_content_length() or 0)))
+        return response
+
+    sim.app.dispatch = timed
+    try:
+        started = time.perf_counter()
+        done = subprocess.run(verify_command(sim.url), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
+                              check=False)
+        ended = time.perf_counter()
+    finally:
+        del sim.app.dispatch
+    calls = [s for s in served if s.path != "/_sim/stats"]
+    if not calls or done.returncode != 0:
+        print(f"trace: verify exited {done.returncode}; {done.stderr[-2000:]}")
+        return
+    first = min(c.started for c in calls)
+    last = max(c.started + c.seconds for c in calls)
+    print(f"\n## one verify, phases (fresh process, {ended - started:.2f} s): start-up until the first request "
+          f"{first - started:.2f} s, requests {last - first:.2f} s, judging and output {ended - last:.2f} s")
+    by_path: dict[str, list[Served]] = {}
+    for call in calls:
+        by_path.setdefault(f"{call.method} {call.path}", []).append(call)
+    print(f"simulator time per route (sum {sum(c.seconds for c in calls):.2f} s over {len(calls)} requests):")
+    for route, items in sorted(by_path.items(), key=lambda kv: -sum(c.seconds for c in kv[1])):
+        print(f"  {sum(c.seconds for c in items):6.3f} s  {len(items):3d} req  "
+              f"{sum(c.bytes for c in items) / 1e6:6.2f} MB  {route}")
+
+
+def profile_verify(url: str, top: int) -> None:
+    """cProfile one verify in-process: a profiler per thread, simulator threads apart from the client's."""
+    from sovaudit.cli import main
+
+    # A list, not a dict by thread id: the simulator starts a thread per connection and ids are reused.
+    profiles: list[tuple[str, cProfile.Profile]] = []
+    lock = threading.Lock()
+
+    def start_thread_profile(*_: Any) -> None:
+        profile = cProfile.Profile()
+        with lock:
+            profiles.append((threading.current_thread().name, profile))
+        profile.enable()   # replaces this hook for the rest of the thread's life
+
+    threading.setprofile(start_thread_profile)
+    main_profile = cProfile.Profile()
+    output = io.StringIO()
+    started = time.perf_counter()
+    main_profile.enable()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(io.StringIO()):
+            main(verify_command(url)[len(sovaudit_command()):], standalone_mode=False)
+    except SystemExit:
+        pass
+    finally:
+        main_profile.disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    client = pstats.Stats(main_profile)
+    server: pstats.Stats | None = None
+    for name, profile in profiles:
+        target_stats = "process_request_thread" in name
+        profile.create_stats()
+        if target_stats:
+            server = pstats.Stats(profile) if server is None else server.add(profile) or server
+        else:
+            client.add(profile)
+    print(f"\n## profile: one in-process verify, {seconds:.2f} s wall (profiling overhead included)")
+    for title, stats in (("verify (main + collector threads)", client), ("simulator (request threads)", server)):
+        if stats is None:
+            continue
+        buffer = io.StringIO()
+        stats.stream = buffer  # type: ignore[attr-defined]
+        stats.sort_stats("cumulative").print_stats(top)
+        print(f"\n### {title}: top {top} by cumulative time")
+        print("\n".join(_trim(buffer.getvalue())))
+        buffer = io.StringIO()
+        stats.stream = buffer  # type: ignore[attr-defined]
+        stats.sort_stats("tottime").print_stats(top)
+        print(f"\n### {title}: top {top} by own time")
+        print("\n".join(_trim(buffer.getvalue())))
+
+
+def _trim(report: str) -> list[str]:
+    lines = report.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith("ncalls")), 0)
+    return [re.sub(r"/work/venv/lib/python3\.\d+/site-packages/|/work/main/", "", line)
+            for line in lines[start:] if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10 and 100 tasks, 10 000 entries, one repeat")
+    parser.add_argument("--tasks", type=int, nargs="+", help="job sizes (default 10 100 1000)")
+    parser.add_argument("--entries", type=int, help="audit entries in the window (default 100 000)")
+    parser.add_argument("--repeat", type=int, help="verify runs per size; the median is reported (default 2)")
+    parser.add_argument("--profile", action="store_true", help="also profile one verify at the largest size")
+    parser.add_argument("--top", type=int, default=25, help="rows per profile table")
+    parser.add_argument("--naive-collector", nargs=2, metavar=("URL", "VM_LIST"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_collector:
+        naive_collector(args.naive_collector[0], Path(args.naive_collector[1]))
+        return
+    sizes = args.tasks or ([10, 100] if args.quick else [10, 100, 1000])
+    entries = args.entries or (10_000 if args.quick else 100_000)
+    repeat = args.repeat or (1 if args.quick else 2)
+
+    print_machine()
+    print(f"# verify --no-probes vs one instances.get per VM; {entries} audit entries in each run's window")
+    print(f"{'VMs':>5} {'entries':>8} | {'verify s':>8} {'collect s':>9} {'requests':>8}  {'compute/logging/storage/other':<38} | "
+          f"{'naive s':>7} {'requests':>8} | {'req ratio':>9} {'time ratio':>10}")
+    rows: list[tuple[int, Measured, Measured]] = []
+    kept = None   # the largest node stays up for --profile
+    for size in sizes:
+        node = busy_node(size, entries)
+        try:
+            runs = [run_verify(node.url) for _ in range(repeat)]
+            naive = run_naive(node.url, list(node.sim.state.extras["seed"].instances))
+        finally:
+            if args.profile and size == sizes[-1]:
+                kept = node
+            else:
+                node.sim.stop()
+        verify = sorted(runs, key=lambda m: m.seconds)[len(runs) // 2]
+        verdicts = {m.verdict for m in runs}
+        if verdicts != {"PASS"}:
+            raise SystemExit(f"verify at {size} VMs gave {verdicts}, expected PASS: the busy node must stay clean")
+        by_api = " ".join(f"{k}={verify.requests.get(k, 0)}" for k in ("compute", "logging", "storage"))
+        by_api += f" other={verify.total - sum(verify.requests.get(k, 0) for k in ('compute', 'logging', 'storage'))}"
+        spread = f" (runs: {', '.join(f'{m.seconds:.2f}' for m in runs)})" if repeat > 1 else ""
+        print(f"{size:>5} {node.window_entries:>8} | {verify.seconds:>8.2f} {verify.collect_seconds or 0:>9.2f} "
+              f"{verify.total:>8}  {by_api:<38} | {naive.seconds:>7.2f} {naive.total:>8} | "
+              f"{naive.total / verify.total:>8.1f}x {naive.seconds / verify.seconds:>9.2f}x{spread}")
+        rows.append((size, verify, naive))
+    print("\n# req ratio = naive requests / verify requests; time ratio = naive wall / verify wall "
+          "(both fresh processes).")
+    if len(rows) > 1:
+        (small, v0, n0), (large, v1, n1) = rows[0], rows[-1]
+        print(f"# {small} -> {large} VMs ({large / small:.0f}x): verify requests x{v1.total / v0.total:.2f}, "
+              f"naive requests x{n1.total / n0.total:.1f}; verify wall x{v1.seconds / v0.seconds:.2f}")
+    largest, verify, _ = rows[-1]
+    met = verify.seconds <= GOAL_SECONDS and verify.total <= GOAL_REQUESTS
+    print(f"# goal at {largest} VMs: <= {GOAL_SECONDS:.0f} s and <= {GOAL_REQUESTS} requests -> "
+          f"{verify.seconds:.2f} s, {verify.total} requests: {'met' if met else 'NOT met'}"
+          f"{'' if largest >= 1000 else ' (goal is stated for 1000 VMs)'}")
+    if kept is not None:
+        try:
+            trace_verify(kept.sim)
+            profile_verify(kept.url, args.top)
+        finally:
+            kept.sim.stop()
+
+if __name__ == "__main__":
+    main()

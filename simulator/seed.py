@@ -334,11 +334,13 @@ class _Seeder:
 
     # -------------------------------------------------------------------- storage + bigquery
     def _put_object(self, bucket: Mapping[str, Any], name: str, data: bytes, created: datetime,
-                    content_type: str) -> None:
+                    content_type: str, custom: Mapping[str, Any] | None = None) -> None:
         generation = 1_700_000_000_000_000 + int(created.timestamp() * 1000) % 10**12 * 1000 + _h(name) % 1000
         kms_key = (bucket.get("encryption") or {}).get("defaultKmsKeyName")
         metadata = object_json(bucket["name"], name, data, created=created, content_type=content_type,
                                kms_key=kms_key, generation=generation)
+        if custom:   # custom metadata: string values only, as Cloud Storage keeps them
+            metadata["metadata"] = {key: str(value) for key, value in custom.items()}
         self.state.objects[(bucket["name"], name)] = StoredObject(metadata=metadata, data=data)
 
     def _task_outputs(self, index: int, rows_missing: int) -> TaskCounts:
@@ -372,8 +374,9 @@ class _Seeder:
                     "load_job_id": load_job_id, "table": table}
         manifest_name = f"manifests/{self.job_id}/{index}.json"
         manifest_at = loaded_at + timedelta(seconds=4)
+        # pipeline/task.py also carries the counts as custom metadata (one listing reads a whole run).
         self._put_object(self.processed_bucket, manifest_name, json.dumps(manifest, indent=2).encode() + b"\n",
-                         manifest_at, "application/json")
+                         manifest_at, "application/json", custom=manifest)
         audit_log.storage_object_access(self.state, bucket=self.processed_bucket["name"], object_name=manifest_name,
                                         principal=self.service_account, timestamp=manifest_at,
                                         location=processed_location, caller_ip=self._vm_ip(index))

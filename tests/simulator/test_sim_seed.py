@@ -97,3 +97,9 @@ def test_eu_node_seeds_in_europe_west4_with_its_own_identities() -> None:
     assert {zone for zone, _ in eu.instances} <= {"europe-west4-a", "europe-west4-b", "europe-west4-c"}
     assert all(e["logName"].startswith("projects/fed-node-eu/logs/") for e in eu.log_entries)
     assert eu.buckets["fed-node-eu-raw-vcfs"]["location"] == "EUROPE-WEST4"
+
+
+def test_manifest_counts_also_ride_as_custom_metadata_like_the_pipeline_writes_them(state) -> None:
+    stored = state.objects[("fed-node-us-processed", "manifests/preprocess-genomes-001/1.json")]
+    body = json.loads(stored.data)
+    assert stored.metadata["metadata"] == {key: str(value) for key, value in body.items()}

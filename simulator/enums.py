@@ -21,7 +21,7 @@ _SKIP_PREFIX = "google.protobuf."   # Struct, Any, Timestamp, Duration...: no en
 
 
 def wants_numeric_enums(alt: str | None) -> bool:
-    return bool(alt) and "enum-encoding=int" in alt.replace(" ", "")
+    return alt is not None and "enum-encoding=int" in alt.replace(" ", "")
 
 
 @cache

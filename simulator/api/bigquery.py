@@ -28,6 +28,7 @@ import pyarrow as pa
 from werkzeug.wrappers import Response
 
 from sovaudit.simulator import audit_log, clock, enforcement
+from sovaudit.simulator.api.storage import kms_key_problem
 from sovaudit.simulator.bqstore import (
     BigQueryStore,
     BigQueryStoreError,
@@ -216,6 +217,13 @@ _ADMIN_PERMISSIONS = {
 }
 
 
+def _check_key(state: SimState, key_name: str | None, location: str) -> None:
+    """A CMEK key must exist and sit in the dataset's location (US -> us, EU -> europe)."""
+    problem = kms_key_problem(state, key_name, location) if key_name else None
+    if problem:
+        raise bq_error(400, problem, "invalid")
+
+
 # ---------------------------------------------------------------------------------------------
 # datasets
 
@@ -241,6 +249,7 @@ def insert_dataset(req: SimRequest) -> Any:
                        "underscores) and must be at most 1024 characters long.", "invalid")
     location = _normal_location(body.get("location"))
     _check_dataset_location(req, dataset_id, location)
+    _check_key(state, (body.get("defaultEncryptionConfiguration") or {}).get("kmsKeyName"), location)
     now = _now_ms()
     with state.lock:
         if dataset_id in state.datasets:
@@ -320,6 +329,8 @@ def _modify_dataset(req: SimRequest, *, replace: bool) -> Any:
             raise bq_error(400, "Cannot change dataset location.", "invalid")
         if req.http.headers.get("If-Match") and req.http.headers["If-Match"] != dataset["etag"]:
             raise bq_error(412, "Precondition check failed.", "conditionNotMet")
+        _check_key(state, (changes.get("defaultEncryptionConfiguration") or {}).get("kmsKeyName"),
+                   dataset["location"])
         for key in ("friendlyName", "description", "labels", "defaultEncryptionConfiguration", "access",
                     "defaultTableExpirationMs", "defaultPartitionExpirationMs", "maxTimeTravelHours"):
             if key in changes:
@@ -416,6 +427,7 @@ def insert_table(req: SimRequest) -> Any:
         validate_layout(body, fields)
     with state.lock:
         dataset = _dataset_or_404(state, dataset_id)
+        _check_key(state, (body.get("encryptionConfiguration") or {}).get("kmsKeyName"), dataset["location"])
         if (dataset_id, table_id) in state.tables:
             raise bq_error(409, f"Already Exists: Table {project}:{dataset_id}.{table_id}", "duplicate")
         table = _new_table(req, dataset, table_id, body)
@@ -850,6 +862,10 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
     if table is None:
         if create == "CREATE_NEVER":
             raise BigQueryStoreError(f"Not found: Table {project}:{dataset_id}.{table_id}", "notFound")
+        key = (config.get("destinationEncryptionConfiguration") or {}).get("kmsKeyName")
+        problem = kms_key_problem(state, key, location) if key else None
+        if problem:
+            raise BigQueryStoreError(problem)
         explicit = list((config.get("schema") or {}).get("fields") or [])
         body = {"schema": {"fields": explicit or file_fields}}
         for key in ("rangePartitioning", "timePartitioning", "clustering", "destinationEncryptionConfiguration"):

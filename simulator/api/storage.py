@@ -265,6 +265,7 @@ def insert_bucket(req: SimRequest) -> Any:
         raise classic_error(400, f"Invalid bucket name: '{name}'", "invalid")
     location = str(body.get("location") or "US")
     _check_bucket_location(req, name, location)
+    _check_bucket_key(state, body.get("encryption"), location)
     with state.lock:
         if name in state.buckets:
             raise classic_error(409, "Your previous request to create the named bucket succeeded and you "
@@ -358,6 +359,8 @@ def _modify_bucket(req: SimRequest, *, replace: bool) -> Any:
         if match is not None and match != int(bucket["metageneration"]):
             raise classic_error(412, "At least one of the pre-conditions you specified did not hold.",
                                 "conditionNotMet", location="If-Match", location_type="header")
+        if "encryption" in changes:
+            _check_bucket_key(state, changes["encryption"], bucket["location"])
         _merge_bucket(bucket, changes, replace=replace)
         bucket["metageneration"] = str(int(bucket["metageneration"]) + 1)
         bucket["updated"] = rfc3339()
@@ -776,6 +779,38 @@ def insert_object_metadata_only(req: SimRequest) -> Any:
     name = str(meta.get("name") or req.arg("name") or "")
     _guard_write(req, bucket, name)
     return _create_object(req, bucket, name, b"", meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# CMEK: a default key must exist and live where the data lives
+
+_KMS_KEY = re.compile(r"^projects/([^/]+)/locations/([^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+$")
+# Multi-regions take keys from the matching multi-region key location (US -> us, EU -> europe).
+_KEY_LOCATION_FOR = {"US": "us", "EU": "europe", "ASIA": "asia"}
+
+
+def kms_key_problem(state: SimState, key_name: str, location: str) -> str | None:
+    """Why `key_name` cannot protect data stored in `location`, or None when it can. Shared by the
+    BigQuery module: both services refuse a key in another location or a key that does not exist.
+    (Keys of other projects are not known here: only their location is checked.)"""
+    match = _KMS_KEY.match(key_name or "")
+    if not match:
+        return f"Invalid Cloud KMS key name {key_name!r}: expected projects/P/locations/L/keyRings/R/cryptoKeys/K."
+    project, key_location = match.groups()
+    if project in (state.project_id, state.project_number) and key_name not in state.crypto_keys:
+        return f"Cloud KMS key {key_name} does not exist."
+    expected = _KEY_LOCATION_FOR.get(location.upper(), location.lower())
+    if key_location.lower() != expected:
+        return (f"Cloud KMS key {key_name} is in location {key_location}, which does not match the data "
+                f"location {location.lower()} (it must be {expected}).")
+    return None
+
+
+def _check_bucket_key(state: SimState, encryption: Any, location: str) -> None:
+    key = (encryption or {}).get("defaultKmsKeyName") if isinstance(encryption, dict) else None
+    problem = kms_key_problem(state, str(key), location) if key else None
+    if problem:
+        raise classic_error(400, problem, "invalid")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -371,3 +371,17 @@ def test_schema_patch_adds_nested_fields_but_never_drops_one(sim: Any) -> None:
     with pytest.raises(exceptions.BadRequest, match="Cannot remove fields"):
         client.update_table(updated, ["schema"])
     assert client.get_table(f"{DATASET}.evolve").schema[-1].name == "source_file"
+
+
+def test_dataset_and_table_keys_must_exist_in_the_dataset_location(sim: Any) -> None:
+    client = client_for(sim)
+    dataset = bigquery.Dataset(f"{PROJECT}.cmek_probe")
+    dataset.location = "us-central1"
+    dataset.default_encryption_configuration = bigquery.EncryptionConfiguration(  # a central KMS project's key
+        kms_key_name="projects/kms-central/locations/us/keyRings/genomics/cryptoKeys/bq")
+    with pytest.raises(exceptions.BadRequest, match="does not match the data location us-central1"):
+        client.create_dataset(dataset)
+    table = bigquery.Table(f"{PROJECT}.{DATASET}.cmek_table", schema=VARIANT_SCHEMA[:2])
+    table.encryption_configuration = bigquery.EncryptionConfiguration(kms_key_name=KEY + "-missing")
+    with pytest.raises(exceptions.BadRequest, match="does not exist"):
+        client.create_table(table)

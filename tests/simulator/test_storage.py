@@ -248,3 +248,14 @@ def test_upload_entry_is_found_through_the_logging_client_with_an_exact_bucket_f
         f'AND resource.labels.bucket_name="{PROCESSED}" AND timestamp>="{since}"')))
     names = [entry.payload["resourceName"] for entry in found]
     assert f"projects/_/buckets/{PROCESSED}/objects/audit/found.txt" in names
+
+
+@pytest.mark.parametrize("key", [
+    "projects/fed-node-us/locations/europe-west4/keyRings/fed-node-us-genomics/cryptoKeys/gcs-raw",
+    "projects/fed-node-us/locations/us-central1/keyRings/fed-node-us-genomics/cryptoKeys/no-such-key"])
+def test_bucket_default_key_must_exist_in_the_bucket_location(sim: Any, key: str) -> None:
+    bucket = client_for(sim).bucket("fed-node-us-cmek-probe")
+    bucket.default_kms_key_name = key
+    with pytest.raises(exceptions.BadRequest, match="Cloud KMS key"):
+        client_for(sim).create_bucket(bucket, location="us-central1")
+    assert "fed-node-us-cmek-probe" not in sim.state.buckets

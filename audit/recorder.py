@@ -45,7 +45,21 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Query parameters that carry a credential (an API key, an OAuth token, a signed-URL signature). Google's
+# clients send credentials in headers, which are never recorded; these are kept out of the evidence too,
+# in case a caller or a future client puts one in the URL.
+_SECRET_PARAMS = {"access_token", "key", "token", "id_token", "oauth_token", "x-goog-signature",
+                  "x-goog-credential", "signature", "sig", "upload_id"}
+
+
+def _safe_params(query: str) -> dict[str, str]:
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    return {name: ("<redacted>" if name.lower() in _SECRET_PARAMS else value) for name, value in params.items()}
+
+
 def _request_record(prepared: Any) -> dict[str, Any]:
+    """What was asked: method, URL without user info or query, the query and the JSON body. Never the
+    headers: they carry the bearer token (`Authorization`) and, for API keys, `x-goog-api-key`."""
     parts = urlsplit(prepared.url)
     body: Any = None
     raw = prepared.body
@@ -64,8 +78,8 @@ def _request_record(prepared: Any) -> dict[str, Any]:
             body = f"<{len(raw)} bytes, non-JSON>"
     return {
         "httpMethod": prepared.method,
-        "url": f"{parts.scheme}://{parts.netloc}{parts.path}",
-        "params": dict(parse_qsl(parts.query, keep_blank_values=True)),
+        "url": f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}",  # never user:password@
+        "params": _safe_params(parts.query),
         "body": body,
     }
 

@@ -73,14 +73,15 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
     order_by = body.get("orderBy") or "timestamp asc"
     try:
         log_filter = compile_filter(filter_text)
-        page_size = int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
+        page_size = int(body.get("pageSize") or 0)
     except LogQueryError as exc:
         raise rpc_error(400, f"Invalid filter: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise rpc_error(400, f"Invalid value for pageSize: {body.get('pageSize')!r}") from exc
-    if page_size <= 0:
-        raise rpc_error(400, f"pageSize must be positive, got {page_size}.")
-    page_size = min(page_size, MAX_PAGE_SIZE, int(req.state.options.get("max_page_size") or MAX_PAGE_SIZE))
+    # entries.list reference: default 50; a negative value or one above 1000 is rejected.
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise rpc_error(400, f"pageSize must be between 0 and {MAX_PAGE_SIZE}, got {page_size}.")
+    page_size = min(page_size or DEFAULT_PAGE_SIZE, int(req.state.options.get("max_page_size") or MAX_PAGE_SIZE))
     query_key = hashlib.sha256(json.dumps([sorted(resource_names), filter_text, order_by]).encode()).hexdigest()[:16]
     offset = _offset(body["pageToken"], query_key) if body.get("pageToken") else 0
     with req.state.lock:

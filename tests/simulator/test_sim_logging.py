@@ -146,3 +146,12 @@ def test_batch_task_logs_carry_job_uid_and_task_labels(sim_shared) -> None:
                                 f'AND textPayload:"rows_loaded=" AND {window(sim_shared)}')
     assert len(found) == 10
     assert all(e.labels["task_id"].startswith(f"task/{uid}-group0-") for e in found)
+
+
+def test_page_size_defaults_to_50_and_above_1000_is_refused(sim_shared) -> None:
+    http = session()
+    url = f"{sim_shared.url}/v2/entries:list"
+    default = http.post(url, json={"resourceNames": PROJECT}).json()
+    assert len(default["entries"]) == 50 and default["nextPageToken"]
+    assert http.post(url, json={"resourceNames": PROJECT, "pageSize": 1001}).status_code == 400
+    assert http.post(url, json={"resourceNames": PROJECT, "pageSize": -1}).status_code == 400

@@ -891,7 +891,20 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
                                  "outputRows": str(rows), "outputBytes": str(rows * len(fields) * 64),
                                  "badRecords": "0"}
     job["statistics"]["totalSlotMs"] = str(max(1, rows // 1000))
-    audit_log.bigquery_table_write(state, job=job, principal=_principal(req), timestamp=clock.now())
+    entries = audit_log.bigquery_table_write(state, job=job, principal=_principal(req), timestamp=clock.now())
+    _with_dispositions(entries, create, write)
+
+
+def _with_dispositions(entries: list[dict[str, Any]], create: str, write: str) -> None:
+    """audit_log's load entries assume CREATE_IF_NEEDED/WRITE_APPEND; state what this job really did
+    (a WRITE_TRUNCATE load replaces the table's rows, which `tableDataChange.truncated` says)."""
+    with_metadata = [e["protoPayload"].get("metadata") or {} for e in entries]
+    for metadata in with_metadata:
+        load_config = metadata.get("jobChange", {}).get("job", {}).get("jobConfig", {}).get("loadConfig")
+        if load_config is not None:
+            load_config["createDisposition"], load_config["writeDisposition"] = create, write
+        if "tableDataChange" in metadata and write == "WRITE_TRUNCATE":
+            metadata["tableDataChange"]["truncated"] = True
 
 
 def _check_load_schema(state: SimState, dataset_id: str, table_id: str, table: dict[str, Any],

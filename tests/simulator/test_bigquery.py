@@ -189,9 +189,13 @@ def test_load_from_gcs_appends_then_truncates(sim: Any) -> None:
     client.load_table_from_uri("gs://fed-node-us-processed/loads/a.parquet", f"{DATASET}.from_gcs",
                                job_config=load_config(write_disposition="WRITE_APPEND")).result()
     assert client.get_table(f"{DATASET}.from_gcs").num_rows == 10
+    before = len(sim.state.log_entries)
     client.load_table_from_uri("gs://fed-node-us-processed/loads/b.parquet", f"{DATASET}.from_gcs",
                                job_config=load_config(write_disposition="WRITE_TRUNCATE")).result()
     assert client.get_table(f"{DATASET}.from_gcs").num_rows == 4
+    change = [e["protoPayload"]["metadata"] for e in sim.state.log_entries[before:]
+              if "tableDataChange" in e["protoPayload"].get("metadata", {})]
+    assert change[0]["tableDataChange"]["truncated"] is True
 
     missing = client.load_table_from_uri("gs://fed-node-us-processed/loads/none.parquet", f"{DATASET}.from_gcs",
                                          job_config=load_config())

@@ -9,6 +9,15 @@ Jobs run synchronously: `jobs.insert` answers with the job already DONE (a failu
 `status.errorResult`, as Google reports job failures), which every client polling loop accepts.
 Location: one per node. A job id is unique per project, and a second insert with the same id
 answers 409 `Already Exists: Job P:LOCATION.ID` — what makes a retried pipeline task idempotent.
+
+Knowingly not faithful: cancel is a no-op; byte counts and slot times are estimates; loads take
+PARQUET only, and Parquet LIST columns need `parquetOptions.enableListInference` (Google would load a
+`list.element` wrapper record instead — refused here with that hint); partitioning and clustering
+are validated and reported, not physical; no streaming inserts, copy/extract jobs, views, routines,
+DDL, scripts or legacy SQL; SQL runs through sqlglot→DuckDB, so BigQuery-only functions may fail and
+result types follow DuckDB; anonymous query results get no `destinationTable`; data-access entries
+follow the IAM audit config (Google always writes BigQuery's); the dataset-location refusal text
+(400 FAILED_PRECONDITION, reference §2) and the CMEK error texts are not confirmed.
 """
 
 from __future__ import annotations

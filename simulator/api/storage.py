@@ -10,6 +10,12 @@ Why the details matter: controls read what this module answers (bucket `location
 `locationType`, `encryption.defaultKmsKeyName`, `iamConfiguration`), probes expect the real refusal
 (412 `conditionNotMet`, `'us' violates constraint 'constraints/gcp.resourceLocations'`), and SEC-04/05
 read the data-access entries every object write leaves when the IAM audit config enables them.
+
+Knowingly not faithful: no ACLs, object versioning, compose/copy/rewrite, soft delete, retention
+locks, notifications or XML API; `fields=` selects top-level keys only; bucket IAM policies are kept,
+not enforced; every bucket that is not the node's counts as outside the VPC-SC perimeter; the CMEK
+and foreign-bucket error texts are plausible, not confirmed; a write that a dry-run perimeter lets
+through to another project's bucket is logged in this node's data-access log.
 """
 
 from __future__ import annotations

@@ -154,8 +154,10 @@ class VcfLayout:
         return pa.struct(fields)
 
     def arrow_schema(self) -> pa.Schema:
-        fields = [pa.field("reference_name", pa.string()), pa.field("start_position", pa.int64()),
-                  pa.field("end_position", pa.int64()), pa.field("reference_bases", pa.string()),
+        # Every record has a contig and a position: REQUIRED columns, as Variant Transforms declares them.
+        fields = [pa.field("reference_name", pa.string(), nullable=False),
+                  pa.field("start_position", pa.int64(), nullable=False),
+                  pa.field("end_position", pa.int64(), nullable=False), pa.field("reference_bases", pa.string()),
                   pa.field("alternate_bases", pa.list_(self.allele_type())),
                   pa.field("names", pa.list_(pa.string())), pa.field("quality", pa.float64()),
                   pa.field("filter", pa.list_(pa.string()))]

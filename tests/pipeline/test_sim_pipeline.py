@@ -180,3 +180,33 @@ def test_submit_creates_a_missing_template_and_refuses_a_non_confidential_one(si
     ).result()
     with pytest.raises(SubmitError, match="not SEV confidential"):
         ensure_template(target, plain, build_plan(plain, PlanOptions(inputs=("gs://b/a.vcf.gz",), run_id=RUN_ID)))
+
+
+def test_run_local_load_appends_to_an_existing_variant_table_adding_info_columns(sim_factory: Any,
+                                                                                 tmp_path: Path) -> None:
+    # A table shaped like Variant Transforms' core columns (what an earlier run or another tool
+    # created): the load fills it and adds this file's INFO/FORMAT fields instead of refusing.
+    from google.cloud import bigquery as bq
+
+    sim = sim_factory()
+    client = cloud.bigquery(cloud.Target.parse(sim.url), PROJECT, location="us-central1")
+    field = bq.SchemaField
+    table = bq.Table(f"{PROJECT}.hospital_data.variants_existing", schema=[
+        field("reference_name", "STRING", "REQUIRED"), field("start_position", "INTEGER", "REQUIRED"),
+        field("end_position", "INTEGER", "REQUIRED"), field("reference_bases", "STRING"),
+        field("alternate_bases", "RECORD", "REPEATED", fields=[field("alt", "STRING")]),
+        field("names", "STRING", "REPEATED"), field("quality", "FLOAT"), field("filter", "STRING", "REPEATED"),
+        field("call", "RECORD", "REPEATED", fields=[field("name", "STRING"), field("genotype", "INTEGER", "REPEATED"),
+                                                    field("phased", "BOOLEAN")])])
+    client.create_table(table)
+    example = Path(__file__).resolve().parents[2] / "examples" / "sample-001.vcf.gz"
+    result = CliRunner().invoke(pipeline, ["run-local", str(example), "--out", str(tmp_path),
+                                           "--load", sim.url, "--table", f"{PROJECT}.hospital_data.variants_existing",
+                                           "--run-id", "existing-1"])
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)
+    assert totals["rows_loaded"] == totals["records_normalized"] == 2337
+    columns = [f.name for f in client.get_table(table.reference).schema]
+    assert columns[:8] == ["reference_name", "start_position", "end_position", "reference_bases",
+                           "alternate_bases", "names", "quality", "filter"]
+    assert {"DP", "AN", "MQ", "DB"} <= set(columns)

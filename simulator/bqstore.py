@@ -280,6 +280,8 @@ class BigQueryStore:
         # Finished query results by job id, and open resumable upload sessions (api/bigquery.py).
         self.results: dict[str, QueryResult] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
+        # insertIds seen per table (tabledata.insertAll de-duplication).
+        self.insert_ids: dict[tuple[str, str], set[str]] = {}
         # Rows a seeded table reports (numRows) without holding them: the seed writes counts, not data.
         self.phantom_rows: dict[tuple[str, str], int] = {}
 
@@ -381,6 +383,27 @@ class BigQueryStore:
             finally:
                 self._db.unregister("_sim_load")
         return int(data.num_rows)
+
+    def insert_json_rows(self, dataset: str, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """tabledata.insertAll rows (JSON values, numbers often as strings); DuckDB casts to the
+        column types by name, and a value that does not cast fails the whole request."""
+        if not rows:
+            return 0
+        columns = sorted({key for row in rows for key in row})
+        try:
+            data = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise BigQueryStoreError(f"Rows do not share one shape: {exc}") from exc
+        names = ", ".join(_quote(c) for c in columns)
+        with self._lock:
+            self._db.register("_sim_rows", data)
+            try:
+                self._db.execute(f"INSERT INTO {self._name(dataset, table)} ({names}) SELECT {names} FROM _sim_rows")
+            except duckdb.Error as exc:
+                raise BigQueryStoreError(_query_error_message(exc)) from exc
+            finally:
+                self._db.unregister("_sim_rows")
+        return len(rows)
 
     # reads
 

@@ -1,7 +1,7 @@
 """BigQuery API v2, as `google.cloud.bigquery.Client` calls it.
 
 Served: datasets insert/get/list/patch/update/delete; tables insert/get/list/patch/update/delete;
-tabledata.list; jobs insert (load from an uploaded Parquet file — multipart or resumable upload —
+tabledata.list and insertAll; jobs insert (load from an uploaded Parquet file — multipart or resumable upload —
 or from `gs://` objects in the simulated Cloud Storage; query), get, list, cancel, delete; jobs.query
 and jobs.getQueryResults. Rows live in DuckDB (`sovaudit.simulator.bqstore`).
 
@@ -13,7 +13,7 @@ answers 409 `Already Exists: Job P:LOCATION.ID` — what makes a retried pipelin
 Knowingly not faithful: cancel is a no-op; byte counts and slot times are estimates; loads take
 PARQUET only, and Parquet LIST columns need `parquetOptions.enableListInference` (Google would load a
 `list.element` wrapper record instead — refused here with that hint); partitioning and clustering
-are validated and reported, not physical; no streaming inserts, copy/extract jobs, views, routines,
+are validated and reported, not physical; no copy/extract jobs, views, routines,
 DDL, scripts or legacy SQL; SQL runs through sqlglot→DuckDB, so BigQuery-only functions may fail and
 result types follow DuckDB; anonymous query results get no `destinationTable`; data-access entries
 follow the IAM audit config (Google always writes BigQuery's); the dataset-location refusal text
@@ -79,6 +79,7 @@ def register(router: Router) -> None:
     add("PUT", f"{_V2}/datasets/<dataset>/tables/<table>", update_table, api=API)
     add("DELETE", f"{_V2}/datasets/<dataset>/tables/<table>", delete_table, api=API)
     add("GET", f"{_V2}/datasets/<dataset>/tables/<table>/data", list_table_data, api=API)
+    add("POST", f"{_V2}/datasets/<dataset>/tables/<table>/insertAll", insert_all, api=API)
     add("POST", f"{_V2}/jobs", insert_job, api=API)
     add("GET", f"{_V2}/jobs", list_jobs, api=API)
     add("GET", f"{_V2}/jobs/<job>", get_job, api=API)
@@ -625,6 +626,60 @@ def list_table_data(req: SimRequest) -> Any:
     if rows and start + len(rows) < total:
         body["pageToken"] = _page_token(start + len(rows))
     return body
+
+
+def insert_all(req: SimRequest) -> Any:
+    """tabledata.insertAll (streaming): unknown fields are per-row errors unless ignoreUnknownValues;
+    with any bad row and no skipInvalidRows nothing is written (the others report `stopped`); rows
+    whose insertId was seen before on this table are dropped, BigQuery's best-effort de-duplication."""
+    state = req.state
+    project = _check_project(req)
+    dataset_id, table_id = req.path_args["dataset"], req.path_args["table"]
+    body = req.json() or {}
+    ignore_unknown = bool(body.get("ignoreUnknownValues"))
+    with state.lock:
+        table = _table_or_404(state, dataset_id, table_id)
+        _ensure_duckdb_table(state, dataset_id, table_id, table)
+        known = {f["name"] for f in (table.get("schema") or {}).get("fields") or []}
+        seen: set[str] = store_of(state).insert_ids.setdefault((dataset_id, table_id), set())
+        good: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for index, row in enumerate(body.get("rows") or []):
+            values = dict(row.get("json") or {})
+            unknown = [k for k in values if k not in known]
+            if unknown and not ignore_unknown:
+                errors.append({"index": index, "errors": [{"reason": "invalid", "location": unknown[0],
+                                                           "debugInfo": "", "message": f"no such field: {unknown[0]}."}]})
+                continue
+            insert_id = row.get("insertId")
+            if insert_id and insert_id in seen:
+                continue
+            good.append({"insertId": insert_id, "values": {k: v for k, v in values.items() if k in known}})
+        if errors and not body.get("skipInvalidRows"):
+            failed = {e["index"] for e in errors}
+            errors += [{"index": i, "errors": [{"reason": "stopped", "location": "", "debugInfo": "", "message": ""}]}
+                       for i in range(len(body.get("rows") or [])) if i not in failed]
+            good = []
+        try:
+            written = store_of(state).insert_json_rows(dataset_id, table_id, [g["values"] for g in good])
+        except BigQueryStoreError as exc:
+            raise bq_error(400, str(exc), "invalid") from exc
+        seen.update(g["insertId"] for g in good if g["insertId"])
+        _refresh_counts(state, dataset_id, table_id, table)
+    if written and audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
+        audit_log.record(state, audit_log.audit_entry(
+            state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
+            method="google.cloud.bigquery.v2.TableDataService.InsertAll",
+            resource_name=f"projects/{project}/datasets/{dataset_id}/tables/{table_id}",
+            resource_type="bigquery_dataset", resource_labels={"project_id": project, "dataset_id": dataset_id},
+            principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.updateData",
+            metadata={"@type": audit_log.BQ_METADATA_TYPE,
+                      "tableDataChange": {"insertedRowsCount": str(written), "reason": "STREAMING"}},
+            locations=[str(state.datasets[dataset_id].get("location", "US"))]))
+    response: dict[str, Any] = {"kind": "bigquery#tableDataInsertAllResponse"}
+    if errors:
+        response["insertErrors"] = sorted(errors, key=lambda e: int(e["index"]))
+    return response
 
 
 # ---------------------------------------------------------------------------------------------

@@ -389,3 +389,20 @@ def test_dataset_and_table_keys_must_exist_in_the_dataset_location(sim: Any) -> 
     table.encryption_configuration = bigquery.EncryptionConfiguration(kms_key_name=KEY + "-missing")
     with pytest.raises(exceptions.BadRequest, match="does not exist"):
         client.create_table(table)
+
+
+def test_streaming_insert_writes_rows_dedupes_insert_ids_and_reports_unknown_fields(sim: Any) -> None:
+    client = client_for(sim)
+    table = client.create_table(bigquery.Table(f"{PROJECT}.{DATASET}.streamed", schema=VARIANT_SCHEMA))
+    rows = [{"reference_name": "chr1", "start_position": 10,
+             "call": [{"name": "NA12878", "genotype": [0, 1], "phaseset": None}]},
+            {"reference_name": "chr1", "start_position": 11, "call": []}]
+    assert client.insert_rows(table, rows, row_ids=["a", "b"]) == []
+    assert client.insert_rows(table, rows[:1], row_ids=["a"]) == []  # a retried row is not written twice
+    assert client.get_table(table).num_rows == 2
+    got = [(r.start_position, r.call) for r in client.list_rows(table)]
+    assert got == [(10, [{"name": "NA12878", "genotype": [0, 1], "phaseset": None}]), (11, [])]
+
+    errors = client.insert_rows_json(table, [{"start_position": 12}, {"start_position": 13, "nope": 1}])
+    assert [e["errors"][0]["reason"] for e in errors] == ["stopped", "invalid"]
+    assert client.get_table(table).num_rows == 2

@@ -640,21 +640,34 @@ def manifest_objects(log: EvidenceLog) -> tuple[tuple[str, ...], tuple[str, ...]
     return tuple(n for n in names if n.endswith(".json")), tuple(i.id for i in items)
 
 
-def _listed_metadata(log: EvidenceLog, object_name: str) -> tuple[dict[str, Any], str] | None:
+def listed_manifests(log: EvidenceLog) -> dict[str, tuple[dict[str, Any], str]]:
+    """Object name -> (custom metadata, listing evidence id), for listed manifests carrying every field.
+
+    Built once per evaluation: looking each of a 1000-task run's manifests up in the listing would
+    cost a million comparisons (quadratic in the run's size).
+    """
+    found: dict[str, tuple[dict[str, Any], str]] = {}
     for item in complete_items(log, "storage.manifests"):
         for obj in item.parsed.get("items") or ():
             metadata = obj.get("metadata") or {}
-            if obj.get("name") == object_name and all(name in metadata for name in MANIFEST_FIELDS):
-                return dict(metadata), item.id
-    return None
+            name = str(obj.get("name", ""))
+            if name not in found and all(field in metadata for field in MANIFEST_FIELDS):
+                found[name] = (dict(metadata), item.id)
+    return found
 
 
-def manifest(log: EvidenceLog, object_name: str) -> Manifest:
+def manifest(log: EvidenceLog, object_name: str,
+             listed: Mapping[str, tuple[dict[str, Any], str]] | None = None) -> Manifest:
     """One task manifest: the object's body (`storage.manifest:<object>`), or, when that was not
-    downloaded, the same fields carried as the object's custom metadata in the listing."""
+    downloaded, the same fields carried as the object's custom metadata in the listing.
+
+    Pass `listed` (from `listed_manifests`) when reading many manifests of one log.
+    """
     purpose = f"storage.manifest:{object_name}"
-    listed = None if log.by_purpose(purpose).items else _listed_metadata(log, object_name)
-    body, item_id = listed if listed is not None else _one(log, purpose)
+    listed_one = None
+    if not log.by_purpose(purpose).items:
+        listed_one = (listed if listed is not None else listed_manifests(log)).get(object_name)
+    body, item_id = listed_one if listed_one is not None else _one(log, purpose)
     missing = [name for name in MANIFEST_FIELDS if name not in body]
     counts = {name: _int(body.get(name)) for name in ("task_index", "records_in", "records_normalized", "rows_loaded")}
     bad = [name for name, value in counts.items() if value is None and name not in missing]

@@ -67,7 +67,7 @@ def busy_node(job_tasks: int, window_entries: int) -> BusyNode:
     window = (clock.parse(seed.window_start), clock.parse(seed.window_end))
     in_window = sum(1 for entry in state.log_entries if _inside(entry, window))
     wanted = max(0, window_entries - in_window)
-    noise = list(noise_entries(state, window, wanted))
+    noise = list(noise_entries(state, window, wanted)) if wanted else []
     with state.lock:
         state.log_entries.extend(noise)
     finished = time.perf_counter()
@@ -81,7 +81,7 @@ def _inside(entry: dict[str, Any], window: tuple[datetime, datetime]) -> bool:
 
 
 def noise_entries(state: SimState, window: tuple[datetime, datetime], count: int) -> Iterator[dict[str, Any]]:
-    """`count` unrelated audit entries, evenly spread over `window`, in a fixed realistic mix.
+    """`count` unrelated audit entries (at least the other workload's), spread over `window` in a fixed mix.
 
     Entries are built with `audit_log.audit_entry` and given ids and receive times by
     `audit_log.record` on a scratch state, then returned for the caller to append under the lock in
@@ -92,8 +92,9 @@ def noise_entries(state: SimState, window: tuple[datetime, datetime], count: int
                        iam_policy=state.iam_policy)
     scratch.extras["_ids"] = Counter({"log_insert": 10_000_000})   # insertIds distinct from the seed's
     kinds = _KINDS
-    span = (window[1] - window[0]) / max(count, 1)
-    for index in range(count):
+    regular = max(0, count - 2 * OTHER_WORKLOAD_VMS)
+    span = (window[1] - window[0]) / max(regular, 1)
+    for index in range(regular):
         moment = window[0] + span * index + timedelta(microseconds=index % 997)
         entry = kinds[index % len(kinds)](scratch, index, moment)
         if entry is not None:

@@ -16,6 +16,7 @@ from sovaudit.audit.views import (
     EvidenceIncomplete,
     Manifest,
     last_segment,
+    listed_manifests,
     load_jobs,
     manifest,
     manifest_objects,
@@ -53,9 +54,10 @@ def inputs_processed_and_loaded(ctx: ControlContext) -> Iterator[Finding]:
         return
     loads = load_jobs(ctx.evidence)
     manifests: list[Manifest] = []
+    listed = listed_manifests(ctx.evidence)
     for name in names:
         try:
-            manifests.append(manifest(ctx.evidence, name))
+            manifests.append(manifest(ctx.evidence, name, listed))
         except EvidenceIncomplete as exc:
             yield Finding.error(f"gs://{ctx.policy.buckets.output}/{name}", exc.message, exc.evidence_ids)
 

@@ -281,17 +281,27 @@ def org_policy_violation(state: SimState, *, service: str, method: str, resource
 # ------------------------------------------------------------------------------------------ batch
 
 def batch_task_log(state: SimState, *, job_uid: str, job_id: str, task_index: int, text: str,
-                   timestamp: datetime, severity: str = "INFO", task_group: str = "group0") -> dict[str, Any]:
-    """One line a Batch task wrote, as Batch ships it to Cloud Logging (log `batch_task_logs`)."""
+                   timestamp: datetime, severity: str = "INFO", task_group: str = "group0",
+                   generic_task: bool = False) -> dict[str, Any]:
+    """One line a Batch task wrote, as Batch ships it to Cloud Logging (log `batch_task_logs`).
+
+    The monitored resource is `batch.googleapis.com/Job` unless the job's
+    `logsPolicy.cloudLoggingOption.useGenericTaskMonitoredResource` asks for the former `generic_task`
+    (Batch v1 reference). The resource's label set is our best understanding, not confirmed."""
+    task_id = f"task/{job_uid}-{task_group}-{task_index}/0/0"
+    if generic_task:
+        resource = {"type": "generic_task", "labels": {"project_id": state.project_id, "location": state.region,
+                                                       "namespace": "", "job": job_uid, "task_id": task_id}}
+    else:
+        resource = {"type": "batch.googleapis.com/Job", "labels": {
+            "resource_container": state.project_number, "location": state.region, "job": job_uid}}
     return record(state, {
         "textPayload": text,
-        "resource": {"type": "generic_task", "labels": {
-            "project_id": state.project_id, "location": state.region, "namespace": "",
-            "job": job_uid, "task_id": f"task/{job_uid}-{task_group}-{task_index}/0/0"}},
+        "resource": resource,
         "timestamp": clock.rfc3339(timestamp),
         "severity": severity,
         "labels": {"job_uid": job_uid, "job_id": job_id, "task_group_name":
                    f"projects/{state.project_number}/locations/{state.region}/jobs/{job_id}/taskGroups/{task_group}",
-                   "task_id": f"task/{job_uid}-{task_group}-{task_index}/0/0"},
+                   "task_id": task_id},
         "logName": log_name(state, BATCH_TASK_LOGS),
     }, receive_delay_ms=900)

@@ -3,7 +3,7 @@
 Served: buckets insert/get/list/patch/update/delete/getIamPolicy/setIamPolicy; objects insert
 (uploadType media, multipart and resumable, with Content-Range chunks on a session URL on the
 simulator), get (metadata, or media with `alt=media` and `Range`), list (prefix, delimiter,
-startOffset/endOffset, pageToken, maxResults), patch and delete. Object names arrive URL-encoded
+startOffset/endOffset, pageToken, maxResults), patch, delete, copy, rewrite (in one call) and compose. Object names arrive URL-encoded
 (`a%2Fb`); Werkzeug decodes the path, so object routes use the `path` converter.
 
 Why the details matter: controls read what this module answers (bucket `location` upper-case,
@@ -11,7 +11,7 @@ Why the details matter: controls read what this module answers (bucket `location
 (412 `conditionNotMet`, `'us' violates constraint 'constraints/gcp.resourceLocations'`), and SEC-04/05
 read the data-access entries every object write leaves when the IAM audit config enables them.
 
-Knowingly not faithful: no ACLs, object versioning, compose/copy/rewrite, soft delete, retention
+Knowingly not faithful: no ACLs, object versioning, soft delete, retention
 locks, notifications or XML API; `fields=` selects top-level keys only; bucket IAM policies are kept,
 not enforced; every bucket that is not the node's counts as outside the VPC-SC perimeter; the CMEK
 and foreign-bucket error texts are plausible, not confirmed; a write that a dry-run perimeter lets
@@ -63,6 +63,10 @@ def register(router: Router) -> None:
     add("GET", f"{_V1}/b/<bucket>/o/<path:name>", get_object, api=API)
     add("PATCH", f"{_V1}/b/<bucket>/o/<path:name>", patch_object, api=API)
     add("DELETE", f"{_V1}/b/<bucket>/o/<path:name>", delete_object, api=API)
+    add("POST", f"{_V1}/b/<bucket>/o/<path:name>/copyTo/b/<dst_bucket>/o/<path:dst_name>", copy_object, api=API)
+    add("POST", f"{_V1}/b/<bucket>/o/<path:name>/rewriteTo/b/<dst_bucket>/o/<path:dst_name>", rewrite_object,
+        api=API)
+    add("POST", f"{_V1}/b/<bucket>/o/<path:name>/compose", compose_object, api=API)
     add("GET", "/download/storage/v1/b/<bucket>/o/<path:name>", download_object, api=API)
     add("POST", "/upload/storage/v1/b/<bucket>/o", start_upload, api=API)
     add("PUT", "/upload/storage/v1/b/<bucket>/o", upload_chunk, api=API)
@@ -615,6 +619,59 @@ def delete_object(req: SimRequest) -> Any:
         del state.objects[(bucket, name)]
     _data_access(req, "storage.objects.delete", bucket, name, write=True)
     return Response(status=204)
+
+
+# ---------------------------------------------------------------------------------------------
+# objects: server-side copies (each one an object write, audited and perimeter-checked like uploads)
+
+_COPIED_KEYS = ("contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl",
+                "metadata")
+
+
+def _source_data(req: SimRequest, bucket: str, name: str) -> tuple[bytes, dict[str, Any]]:
+    _guard_read(req, bucket)
+    with req.state.lock:
+        _bucket_or_404(req.state, bucket)
+        stored = _object_or_404(req.state, bucket, name)
+        generation = _int_arg(req, "sourceGeneration")
+        if generation is not None and generation != int(stored.metadata["generation"]):
+            raise classic_error(404, f"No such object: {bucket}/{name}", "notFound")
+        data, meta = stored.data, {k: stored.metadata[k] for k in _COPIED_KEYS if k in stored.metadata}
+    _data_access(req, "storage.objects.get", bucket, name, write=False)
+    return data, meta
+
+
+def _copy(req: SimRequest) -> dict[str, Any]:
+    args = req.path_args
+    _guard_write(req, args["dst_bucket"], args["dst_name"])
+    data, meta = _source_data(req, args["bucket"], args["name"])
+    overrides = {k: v for k, v in (req.json() or {}).items() if k in _COPIED_KEYS or k == "kmsKeyName"}
+    return _create_object(req, args["dst_bucket"], args["dst_name"], data, {**meta, **overrides})
+
+
+def copy_object(req: SimRequest) -> Any:
+    return _copy(req)
+
+
+def rewrite_object(req: SimRequest) -> Any:
+    # Done in one call: no rewriteToken round trips, whatever the size.
+    resource = _copy(req)
+    return {"kind": "storage#rewriteResponse", "totalBytesRewritten": resource["size"],
+            "objectSize": resource["size"], "done": True, "resource": resource}
+
+
+def compose_object(req: SimRequest) -> Any:
+    bucket, name = req.path_args["bucket"], req.path_args["name"]
+    body = req.json() or {}
+    sources = list(body.get("sourceObjects") or [])
+    if not 1 <= len(sources) <= 32:
+        raise classic_error(400, f"The number of source components provided ({len(sources)}) must be between "
+                            "1 and 32.", "invalid")
+    _guard_write(req, bucket, name)
+    parts = [_source_data(req, bucket, str(source.get("name") or "")) for source in sources]
+    destination = {k: v for k, v in (body.get("destination") or {}).items() if k in _COPIED_KEYS}
+    return _create_object(req, bucket, name, b"".join(data for data, _ in parts),
+                          {**parts[0][1], **destination})
 
 
 # ---------------------------------------------------------------------------------------------

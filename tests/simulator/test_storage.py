@@ -259,3 +259,32 @@ def test_bucket_default_key_must_exist_in_the_bucket_location(sim: Any, key: str
     with pytest.raises(exceptions.BadRequest, match="Cloud KMS key"):
         client_for(sim).create_bucket(bucket, location="us-central1")
     assert "fed-node-us-cmek-probe" not in sim.state.buckets
+
+
+def test_server_side_copy_rewrite_and_compose_write_audited_objects(sim: Any) -> None:
+    client = client_for(sim)
+    bucket = client.bucket(PROCESSED)
+    bucket.blob("parts/a").upload_from_string(b"AAA", content_type="text/plain")
+    bucket.blob("parts/b").upload_from_string(b"BB")
+    before = len(entries(sim, DATA_ACCESS, "storage.objects.create"))
+
+    copied = bucket.copy_blob(bucket.blob("parts/a"), client.bucket("fed-node-us-raw-vcfs"), "copies/a")
+    assert copied.download_as_bytes() == b"AAA" and copied.content_type == "text/plain"
+    rewritten = client.bucket(PROCESSED).blob("copies/a-rewritten")
+    assert rewritten.rewrite(bucket.blob("parts/a")) == (None, 3, 3)
+    composed = bucket.blob("whole")
+    composed.compose([bucket.blob("parts/a"), bucket.blob("parts/b")])
+    assert composed.download_as_bytes() == b"AAABB" and composed.size == 5
+
+    created = [e["protoPayload"]["resourceName"] for e in entries(sim, DATA_ACCESS, "storage.objects.create")[before:]]
+    assert created == ["projects/_/buckets/fed-node-us-raw-vcfs/objects/copies/a",
+                       f"projects/_/buckets/{PROCESSED}/objects/copies/a-rewritten",
+                       f"projects/_/buckets/{PROCESSED}/objects/whole"]
+
+
+def test_rewrite_into_another_projects_bucket_is_refused_by_vpcsc(sim: Any) -> None:
+    client = client_for(sim)
+    client.bucket(PROCESSED).blob("parts/a").upload_from_string(b"AAA")
+    with pytest.raises(exceptions.Forbidden, match="prohibited by organization's policy"):
+        client.bucket(FOREIGN).blob("stolen").rewrite(client.bucket(PROCESSED).blob("parts/a"))
+    assert (FOREIGN, "stolen") not in sim.state.objects

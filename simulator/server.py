@@ -137,14 +137,18 @@ class SimServer:
     server loads, validates and seeds it (the same as `sovaudit.simulator.start`, without starting).
     """
 
-    def __init__(self, state: SimState | str | Path = "us", *, scenarios: Sequence[str | Path] = (),
+    def __init__(self, state: SimState | str | Path | None = None, *, node: str | Path | None = None,
+                 scenarios: Sequence[str | Path] = (),
                  job_tasks: int = 10, task_runner: Callable[[Any], Any] | None = None,
                  batch_refusal: str = "submit", host: str = "127.0.0.1", port: int = 0,
                  router: Router | None = None):
         if host not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError(f"the simulator serves loopback only, not {host!r}")
+        if state is not None and node is not None:
+            raise TypeError("give either a SimState or a node, not both")
         if not isinstance(state, SimState):
-            state = load_seeded_state(state, scenarios, job_tasks=job_tasks, batch_refusal=batch_refusal)
+            state = load_seeded_state(node or state or "us", scenarios, job_tasks=job_tasks,
+                                      batch_refusal=batch_refusal)
         if task_runner is not None:
             state.task_runner = task_runner
         self.state = state

@@ -35,3 +35,12 @@ def test_stats_count_requests_by_api(sim) -> None:
     stats = requests.get(f"{sim.url}/_sim/stats", timeout=5).json()
     assert stats["by_api"]["resourcemanager"] == 1
     assert stats["requests"] == 1
+
+
+def test_sim_server_takes_a_node_as_the_architecture_page_shows() -> None:
+    from sovaudit.simulator.server import SimServer
+
+    with SimServer(node="eu", scenarios=["vm-public-ip"], job_tasks=2) as sim:
+        assert sim.url.startswith("http://127.0.0.1:")
+        assert sim.state.project_id == "fed-node-eu"
+        assert sim.state.scenarios == ["vm-public-ip"]

@@ -70,7 +70,6 @@ def register(router: Router) -> None:
     add("GET", "/download/storage/v1/b/<bucket>/o/<path:name>", download_object, api=API)
     add("POST", "/upload/storage/v1/b/<bucket>/o", start_upload, api=API)
     add("PUT", "/upload/storage/v1/b/<bucket>/o", upload_chunk, api=API)
-    add("POST", "/upload/storage/v1/b/<bucket>/o/<path:ignored>", start_upload, api=API)
     add("DELETE", "/upload/storage/v1/b/<bucket>/o", cancel_upload, api=API)
 
 

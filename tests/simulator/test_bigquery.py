@@ -406,3 +406,16 @@ def test_streaming_insert_writes_rows_dedupes_insert_ids_and_reports_unknown_fie
     errors = client.insert_rows_json(table, [{"start_position": 12}, {"start_position": 13, "nope": 1}])
     assert [e["errors"][0]["reason"] for e in errors] == ["stopped", "invalid"]
     assert client.get_table(table).num_rows == 2
+
+
+def test_eu_node_allows_its_region_and_refuses_us_central1(sim_factory: Any) -> None:
+    sim = sim_factory(node="eu")
+    client = bigquery.Client(project="fed-node-eu", credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": sim.url})
+    allowed = bigquery.Dataset("fed-node-eu.scratch_eu")
+    allowed.location = "europe-west4"
+    assert client.create_dataset(allowed).location == "europe-west4"
+    refused = bigquery.Dataset("fed-node-eu.probe_us")
+    refused.location = "us-central1"
+    with pytest.raises(exceptions.BadRequest, match="constraints/gcp.resourceLocations"):
+        client.create_dataset(refused)

@@ -288,3 +288,12 @@ def test_rewrite_into_another_projects_bucket_is_refused_by_vpcsc(sim: Any) -> N
     with pytest.raises(exceptions.Forbidden, match="prohibited by organization's policy"):
         client.bucket(FOREIGN).blob("stolen").rewrite(client.bucket(PROCESSED).blob("parts/a"))
     assert (FOREIGN, "stolen") not in sim.state.objects
+
+
+def test_eu_node_allows_its_region_and_refuses_us_central1(sim_factory: Any) -> None:
+    sim = sim_factory(node="eu")
+    client = storage.Client(project="fed-node-eu", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": sim.url})
+    assert client.create_bucket("fed-node-eu-scratch", location="europe-west4").location == "EUROPE-WEST4"
+    with pytest.raises(exceptions.PreconditionFailed, match="'us-central1' violates constraint"):
+        client.create_bucket("fed-node-eu-probe", location="us-central1")

@@ -40,6 +40,21 @@ def _check_job(job_name: str | None) -> None:
             "letter, at most 63 characters); pass the id, not the full resource name", param_hint="--job")
 
 
+def _check_out_dir(out_dir: str | None) -> None:
+    """Refuse an --out that cannot hold a bundle before any API call or probe, not after the run."""
+    if out_dir is None:
+        return
+    import os
+
+    path = Path(out_dir).absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise click.BadParameter(f"{out_dir}: {existing} is a file, so no directory can be made there",
+                                 param_hint="--out")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{out_dir}: {existing} is not writable by this user", param_hint="--out")
+
+
 def _load_pack(policy: str, project: str | None) -> PolicyPack:
     from sovaudit.policies.pack import PolicyError, is_project_id, resolve_policy
 
@@ -199,6 +214,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
     if posture_only and job_name:
         raise click.UsageError("--posture-only checks the node without a job; do not combine it with --job")
     _check_job(job_name)
+    _check_out_dir(out_dir)
     if (pack_tar or redact or sign_key or kms_key) and not out_dir:
         raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
     pack = _load_pack(policy, project)

@@ -154,8 +154,11 @@ def write_bundle(
     if redact:
         result = redact_document(result, redact_salt)
         manifest_meta = redact_document(dict(manifest_meta), redact_salt)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".run-{run_id}.", suffix=".partial"))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".run-{run_id}.", suffix=".partial"))
+    except OSError as exc:
+        raise BundleError(f"cannot create the bundle under {out_dir}: {exc.strerror or exc}") from exc
     try:
         digests: dict[str, str] = {}
 

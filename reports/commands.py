@@ -125,7 +125,11 @@ def render_command(result_json: Path, format_name: str, out_path: Path | None) -
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        write_atomic(out_path, data)
+        try:
+            write_atomic(out_path, data)
+        except OSError as exc:
+            _fail_input(f"cannot write {out_path}: {exc.strerror or exc}")
+            return
         click.echo(f"wrote {out_path}", err=True)
 
 

@@ -79,7 +79,10 @@ def generate_key(out_dir: Path, key_type: str = "ed25519", name: str | None = No
     base = name or f"sovaudit-{key_type}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", base):
         raise KeyFileError(f"key name {base!r} must be a plain file name (letters, digits, . _ -)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyFileError(f"cannot create the key directory {out_dir}: {exc.strerror or exc}") from exc
     private_path = out_dir / f"{base}.pem"
     public_path = out_dir / f"{base}.pub.pem"
     for path in (private_path, public_path):

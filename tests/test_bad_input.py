@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -345,6 +346,17 @@ def _cli_cases() -> list[Case]:
         Case("cli-since-after-until", (*us, "--out", "{out}", "--since", "2026-11-26T18:00:00Z",
                                        "--until", "2026-11-26T17:00:00Z"), 2,
              ("--since", "2026-11-26T18:00:00Z is not before --until", "window is empty")),
+        Case("cli-out-under-a-file", (*us, "--out", "{tmp}/report.txt/out"), 2,
+             ("--out", "{tmp}/report.txt is a file"), setup=write_files({"report.txt": b"not a directory"})),
+        Case("render-out-under-a-file", ("report", "render", "{tmp}/result.json", "--format", "json", "--out",
+                                         "{tmp}/report.txt/result.json"), 2,
+             ("cannot write {tmp}/report.txt/result.json",),
+             setup=write_files({"report.txt": b"a file", "result.json": json.dumps(
+                 {"schema": "sovaudit/result/v1", "run_id": "r1", "verdict": "PASS", "controls": []}).encode()})),
+        Case("keys-out-under-a-file", ("keys", "generate", "--out", "{tmp}/report.txt/keys"), 2,
+             ("cannot create the key directory {tmp}/report.txt/keys",), setup=write_files({"report.txt": b"a file"})),
+        Case("keys-name-escapes", ("keys", "generate", "--out", "{tmp}/keys", "--name", "../stolen"), 2,
+             ("key name '../stolen' must be a plain file name",)),
         Case("cli-redact-without-out", (*us, "--redact"), 2, ("need --out DIR",)),
         Case("cli-job-not-an-id", (*us, "--out", "{out}", "--job", "../../other/jobs/x"), 2,
              ("--job", "'../../other/jobs/x'", "Batch job id")),

@@ -44,6 +44,18 @@ API_MODULES: tuple[str, ...] = (
     "bigquery",
 )
 
+# Response messages of routes registered without `response_type=` (see http.Route): the GAPIC REST
+# clients of these APIs ask for numeric enums, and Google answers with them. Keyed by (api, method, rule).
+_BATCH_TYPES = "google.cloud.batch_v1.types"
+_JOBS_RULE = "/v1/projects/<project>/locations/<location>/jobs"
+DEFAULT_RESPONSE_TYPES: dict[tuple[str, str, str], str] = {
+    ("batch", "POST", _JOBS_RULE): f"{_BATCH_TYPES}:Job",
+    ("batch", "GET", _JOBS_RULE): f"{_BATCH_TYPES}:ListJobsResponse",
+    ("batch", "GET", f"{_JOBS_RULE}/<job>"): f"{_BATCH_TYPES}:Job",
+    ("batch", "GET", f"{_JOBS_RULE}/<job>/taskGroups/<group>/tasks"): f"{_BATCH_TYPES}:ListTasksResponse",
+    ("batch", "GET", f"{_JOBS_RULE}/<job>/taskGroups/<group>/tasks/<task>"): f"{_BATCH_TYPES}:Task",
+}
+
 # The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are
 # gRPC-transcoded (`status` + `details`). Faults injected by scenarios follow the same split.
 CLASSIC_ERROR_APIS = frozenset({"compute", "storage", "bigquery"})
@@ -84,8 +96,9 @@ class SimApp:
             return error_response(rpc_error(500, f"simulator internal error: {exc!r}"))
         if isinstance(result, Response):
             return result
-        if route.response_type and wants_numeric_enums(request.args.get("$alt")):
-            result = to_numeric_enums(result, route.response_type)
+        response_type = route.response_type or DEFAULT_RESPONSE_TYPES.get((route.api, route.method, route.rule))
+        if response_type and wants_numeric_enums(request.args.get("$alt")):
+            result = to_numeric_enums(result, response_type)
         return json_response(result)
 
     def _apply_faults(self, api: str, method: str) -> None:

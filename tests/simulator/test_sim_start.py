@@ -44,3 +44,12 @@ def test_sim_server_takes_a_node_as_the_architecture_page_shows() -> None:
         assert sim.url.startswith("http://127.0.0.1:")
         assert sim.state.project_id == "fed-node-eu"
         assert sim.state.scenarios == ["vm-public-ip"]
+
+
+def test_batch_answers_numeric_enums_to_the_generated_client_and_names_otherwise(sim_shared) -> None:
+    url = f"{sim_shared.url}/v1/projects/fed-node-us/locations/us-central1/jobs/preprocess-genomes-001"
+    numeric = requests.get(url, params={"$alt": "json;enum-encoding=int"}, timeout=5).json()
+    named = requests.get(url, timeout=5).json()
+    assert (numeric["status"]["state"], numeric["logsPolicy"]["destination"]) == (4, 1)
+    assert (named["status"]["state"], named["logsPolicy"]["destination"]) == ("SUCCEEDED", "CLOUD_LOGGING")
+    assert numeric["status"]["statusEvents"][0]["type"] == "STATUS_CHANGED"   # a string field, not an enum

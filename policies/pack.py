@@ -194,7 +194,9 @@ def _load(path: Path) -> tuple[PolicyPack | None, list[PolicyError]]:
         text = raw.decode("utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except UnicodeDecodeError as exc:
-        return None, [PolicyError(file, 1, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]
+        line = raw[:exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else 1
+        return None, [PolicyError(file, line, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+                                  "save the file as UTF-8")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1

@@ -169,6 +169,11 @@ def _policy_cases() -> list[Case]:
         Case("policy-kms-outside-jurisdiction", (*VERIFY, "--policy", f"{p}/kms-outside-jurisdiction.yaml"), 2,
              (f"{p}/kms-outside-jurisdiction.yaml:21: kms.location:", "outside the jurisdiction"),
              ("policies/kms-outside-jurisdiction.yaml",)),
+        Case("policy-yaml-alias-bomb", (*VERIFY, "--policy", f"{p}/yaml-bomb.yaml"), 2,
+             (f"{p}/yaml-bomb.yaml:5: x-a: unknown field", "jurisdiction.allowed_regions[0]: expected a string"),
+             ("policies/yaml-bomb.yaml",)),
+        Case("policy-not-utf8", (*VERIFY, "--policy", f"{p}/not-utf8.yaml"), 2,
+             (f"{p}/not-utf8.yaml:9: <document>: not UTF-8 text",), ("policies/not-utf8.yaml",)),
         Case("policy-missing-file", (*VERIFY, "--policy", "{tmp}/nope.yaml"), 2,
              ("{tmp}/nope.yaml:0:", "cannot read the pack")),
     ]

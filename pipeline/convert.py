@@ -34,6 +34,20 @@ from sovaudit.pipeline.schema import (
 BLOCK_BYTES = 8 << 20
 
 
+def use_fast_allocator() -> str:
+    """Make jemalloc Arrow's default pool when this build has it; returns the pool in use.
+
+    Measured on the 1M-record benchmark: mimalloc (pyarrow's default here) hands memory back to
+    the system after every batch and spends ~0.9 s in the kernel re-faulting it; jemalloc ~0.45 s.
+    Called by the task's entry points (a process-wide choice), not by library code.
+    """
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, pa.ArrowException):
+        pass
+    return str(pa.default_memory_pool().backend_name)
+
+
 @dataclass(frozen=True)
 class ConvertResult:
     rows: int

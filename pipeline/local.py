@@ -43,7 +43,10 @@ def unique_stems(inputs: list[str]) -> list[str]:
 
 
 def _one(config: TaskConfig, stem: str) -> TaskReport | TaskFailure:
+    from sovaudit.pipeline.convert import use_fast_allocator
     from sovaudit.pipeline.errors import VcfInputError
+
+    use_fast_allocator()
 
     try:
         return run_task(config, stem=stem)

@@ -282,7 +282,10 @@ def _upload_manifest(config: TaskConfig, report: TaskReport) -> None:
 
 def main(env: Mapping[str, str] | None = None) -> int:
     """Run one task from the environment; print one log line; exit 0, 2 (bad input) or 1."""
+    from sovaudit.pipeline.convert import use_fast_allocator
+
     env = os.environ if env is None else env
+    use_fast_allocator()
     try:
         config = TaskConfig.from_env(env)
         report = run_task(config)

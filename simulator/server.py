@@ -159,13 +159,12 @@ class SimServer:
             raise ValueError(f"the simulator serves loopback only, not {host!r}")
         if state is not None and node is not None:
             raise TypeError("give either a SimState or a node, not both")
-        if not isinstance(state, SimState):
-            state = load_seeded_state(node or state or "us", scenarios, job_tasks=job_tasks,
-                                      batch_refusal=batch_refusal)
+        live = state if isinstance(state, SimState) else load_seeded_state(
+            node or state or "us", scenarios, job_tasks=job_tasks, batch_refusal=batch_refusal)
         if task_runner is not None:
-            state.task_runner = task_runner
-        self.state = state
-        self.app = SimApp(state, router or build_router())
+            live.task_runner = task_runner
+        self.state = live
+        self.app = SimApp(live, router or build_router())
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                    request_handler=_QuietHandler)
         self.port = int(self._server.server_port)

@@ -303,7 +303,9 @@ class BigQueryStore:
         if not fields:
             # BigQuery allows schemaless tables until the first load; DuckDB needs a column.
             return
-        columns = ", ".join(f"{_quote(f['name'])} {duckdb_type(f)}" for f in fields)
+        # REQUIRED is enforced on top-level columns (DuckDB has no NOT NULL inside a STRUCT).
+        columns = ", ".join(f"{_quote(f['name'])} {duckdb_type(f)}"
+                            + (" NOT NULL" if str(f.get("mode", "")).upper() == "REQUIRED" else "") for f in fields)
         with self._lock:
             self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(dataset)}")
             self._db.execute(f"CREATE OR REPLACE TABLE {self._name(dataset, table)} ({columns})")
@@ -371,6 +373,8 @@ class BigQueryStore:
                                      f"Field {required[0]} is missing in new schema")
         with self._lock:
             self._db.register("_sim_load", data)
+            # A load is atomic on BigQuery: a failed WRITE_TRUNCATE leaves the old rows in place.
+            self._db.execute("BEGIN TRANSACTION")
             try:
                 if truncate:
                     self._db.execute(f"DELETE FROM {self._name(dataset, table)}")
@@ -378,8 +382,10 @@ class BigQueryStore:
                     columns = ", ".join(_quote(c) for c in data.column_names)
                     self._db.execute(f"INSERT INTO {self._name(dataset, table)} ({columns}) "
                                      f"SELECT {columns} FROM _sim_load")
+                self._db.execute("COMMIT")
             except duckdb.Error as exc:
-                raise BigQueryStoreError(f"Provided Schema does not match Table {dataset}.{table}: {exc}") from exc
+                self._db.execute("ROLLBACK")
+                raise BigQueryStoreError(_load_error_message(exc, dataset, table)) from exc
             finally:
                 self._db.unregister("_sim_load")
         return int(data.num_rows)
@@ -448,6 +454,13 @@ class BigQueryStore:
 def _pylist(arrow: Any) -> list[dict[str, Any]]:
     table = arrow.read_all() if hasattr(arrow, "read_all") else arrow
     return list(table.to_pylist())
+
+
+def _load_error_message(exc: Exception, dataset: str, table: str) -> str:
+    if isinstance(exc, duckdb.ConstraintException):
+        column = re.search(r'NOT NULL constraint failed: [^.]+\.(\S+)', str(exc))
+        return f"Required field {column.group(1) if column else ''} cannot be null".replace("  ", " ")
+    return f"Provided Schema does not match Table {dataset}.{table}: {_query_error_message(exc)}"
 
 
 def _query_error_message(exc: Exception) -> str:

@@ -923,6 +923,7 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
     write = str(config.get("writeDisposition") or "WRITE_APPEND").upper()
     create = str(config.get("createDisposition") or "CREATE_IF_NEEDED").upper()
     table = state.tables.get((dataset_id, table_id))
+    created_here = table is None
     if table is None:
         if create == "CREATE_NEVER":
             raise BigQueryStoreError(f"Not found: Table {project}:{dataset_id}.{table_id}", "notFound")
@@ -946,7 +947,13 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
             raise BigQueryStoreError(f"Already Exists: Table {project}:{dataset_id}.{table_id}", "duplicate")
         _check_load_schema(state, dataset_id, table_id, table, file_fields, config)
     fields = list((table.get("schema") or {}).get("fields") or [])
-    rows = store.append_arrow(dataset_id, table_id, data, fields, truncate=write == "WRITE_TRUNCATE")
+    try:
+        rows = store.append_arrow(dataset_id, table_id, data, fields, truncate=write == "WRITE_TRUNCATE")
+    except BigQueryStoreError:
+        if created_here:  # a failed load leaves no table behind
+            del state.tables[(dataset_id, table_id)]
+            store.drop_table(dataset_id, table_id)
+        raise
     table["lastModifiedTime"] = _now_ms()
     _refresh_counts(state, dataset_id, table_id, table, truncated=write == "WRITE_TRUNCATE")
     input_bytes = sum(len(b) for b in blobs)

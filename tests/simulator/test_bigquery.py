@@ -419,3 +419,31 @@ def test_eu_node_allows_its_region_and_refuses_us_central1(sim_factory: Any) -> 
     refused.location = "us-central1"
     with pytest.raises(exceptions.BadRequest, match="constraints/gcp.resourceLocations"):
         client.create_dataset(refused)
+
+
+def test_a_failed_truncating_load_keeps_the_old_rows_and_required_fields_refuse_nulls(sim: Any) -> None:
+    client = client_for(sim)
+    schema = [bigquery.SchemaField("reference_name", "STRING", mode="REQUIRED"),
+              bigquery.SchemaField("start_position", "INTEGER")]
+    table = client.create_table(bigquery.Table(f"{PROJECT}.{DATASET}.strict", schema=schema))
+    good, bad = io.BytesIO(), io.BytesIO()
+    pq.write_table(pa.table({"reference_name": ["chr1"], "start_position": pa.array([1], pa.int64())}), good)
+    pq.write_table(pa.table({"reference_name": ["chr2", None], "start_position": pa.array([2, 3], pa.int64())}), bad)
+    client.load_table_from_file(io.BytesIO(good.getvalue()), table, job_config=load_config()).result()
+
+    failing = client.load_table_from_file(io.BytesIO(bad.getvalue()), table,
+                                          job_config=load_config(write_disposition="WRITE_TRUNCATE"))
+    with pytest.raises(exceptions.BadRequest, match="Required field reference_name cannot be null"):
+        failing.result()
+    assert [r.reference_name for r in client.list_rows(table)] == ["chr1"]
+
+
+def test_a_failed_load_into_a_new_table_leaves_no_table(sim: Any) -> None:
+    client = client_for(sim)
+    bad = io.BytesIO()
+    pq.write_table(pa.table({"reference_name": [None]}), bad)
+    config = load_config(schema=[bigquery.SchemaField("reference_name", "STRING", mode="REQUIRED")])
+    with pytest.raises(exceptions.BadRequest, match="cannot be null"):
+        client.load_table_from_file(io.BytesIO(bad.getvalue()), f"{DATASET}.never", job_config=config).result()
+    with pytest.raises(exceptions.NotFound):
+        client.get_table(f"{DATASET}.never")

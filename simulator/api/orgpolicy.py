@@ -1,15 +1,25 @@
 """Organization Policy API v2 (orgpolicy.googleapis.com), for a project of the node.
 
-Served: policies.getEffectivePolicy, policies.get, policies.list, constraints.list (projects/*).
-Names echo the project **number** (`projects/314159265358/policies/gcp.resourceLocations`), whether
-the caller used the id or the number; `in:` value groups come back unexpanded, as Google returns them.
+Served: policies.getEffectivePolicy, policies.get, policies.list, policies.create, policies.patch,
+policies.delete and constraints.list (projects/*). Names echo the project **number**
+(`projects/314159265358/policies/gcp.resourceLocations`), whether the caller used the id or the number;
+`in:` value groups come back unexpanded, as Google returns them.
+
+Writes follow Google's rules for `gcp.resourceLocations` values: a region is stored as its value
+group (`us-east1` → `in:us-east1-locations`), a bare group name gets `in:`, zones and multi-regions
+stay as written, and an `in:` value naming an unknown group fails the write. Every write is
+admin-activity logged.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import re
 from typing import Any
 
+from sovaudit.simulator import audit_log, clock
 from sovaudit.simulator.api._common import page, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
@@ -118,11 +128,147 @@ def list_constraints(req: SimRequest) -> dict[str, Any]:
     return result
 
 
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+
+
+def _known_group(name: str) -> bool:
+    try:
+        from sovaudit.audit.locations import VALUE_GROUPS
+    except ImportError:   # pragma: no cover - shipped together
+        return name.endswith("-locations")
+    return name in VALUE_GROUPS
+
+
+def _normalize_location_value(value: Any, field_path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise rpc_error(400, f"Invalid value at '{field_path}': a location value must be non-empty text.")
+    text = value.strip()
+    lowered = text.lower()
+    if lowered.startswith("in:"):
+        if not _known_group(lowered[3:]):
+            raise rpc_error(400, f"Invalid value at '{field_path}': '{text}' does not name a known value group "
+                                 "of constraints/gcp.resourceLocations.")
+        return lowered
+    if lowered.endswith("-locations"):
+        if not _known_group(lowered):
+            raise rpc_error(400, f"Invalid value at '{field_path}': '{text}' does not name a known value group.")
+        return f"in:{lowered}"
+    if _REGION.match(lowered):
+        return f"in:{lowered}-locations"   # a region means the region and its zones, as Google stores it
+    return lowered
+
+
+def _validated_spec(constraint: str, spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, dict) or not isinstance(spec.get("rules", []), list):
+        raise rpc_error(400, "Invalid policy: `spec.rules` must be a list of rules.")
+    rules = copy.deepcopy(spec.get("rules") or [])
+    is_list = CONSTRAINTS[constraint].get("listConstraint") is not None
+    for index, rule in enumerate(rules):
+        where = f"policy.spec.rules[{index}]"
+        if not isinstance(rule, dict):
+            raise rpc_error(400, f"Invalid value at '{where}': a rule must be an object.")
+        kinds = [k for k in ("values", "allowAll", "denyAll", "enforce") if k in rule]
+        if len(kinds) != 1:
+            raise rpc_error(400, f"Invalid value at '{where}': set exactly one of values, allowAll, denyAll, "
+                                 f"enforce (got {', '.join(kinds) or 'none'}).")
+        if is_list and "enforce" in rule:
+            raise rpc_error(400, f"Invalid value at '{where}.enforce': constraints/{constraint} is a list "
+                                 "constraint; use values, allowAll or denyAll.")
+        if not is_list and kinds[0] != "enforce":
+            raise rpc_error(400, f"Invalid value at '{where}': constraints/{constraint} is a boolean "
+                                 "constraint; use enforce.")
+        values = rule.get("values")
+        if constraint == "gcp.resourceLocations" and isinstance(values, dict):
+            for key in ("allowedValues", "deniedValues"):
+                if key in values:
+                    values[key] = [_normalize_location_value(v, f"{where}.values.{key}[{i}]")
+                                   for i, v in enumerate(values[key])]
+    result = {k: copy.deepcopy(v) for k, v in spec.items() if k in {"inheritFromParent", "reset"}}
+    result["rules"] = rules
+    return result
+
+
+def _store(req: SimRequest, constraint: str, body: Any, *, method: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise rpc_error(400, "Invalid JSON payload: the request body must be a Policy.")
+    spec = _validated_spec(constraint, body.get("spec") or {"rules": []})
+    now = clock.rfc3339(clock.now())
+    etag = hashlib.sha256(json.dumps([constraint, spec, now]).encode()).hexdigest()[:16]
+    stored = {"name": _policy_name(req, constraint), "spec": {"etag": etag, "updateTime": now, **spec},
+              "etag": etag}
+    with req.state.lock:
+        req.state.org_policies[constraint] = stored
+    _audit(req, method, constraint, request=body, response=stored)
+    return copy.deepcopy(stored)
+
+
+def _audit(req: SimRequest, method: str, constraint: str, *, request: Any = None, response: Any = None) -> None:
+    state = req.state
+    audit_log.record(state, audit_log.audit_entry(
+        state, log_id=audit_log.ACTIVITY, service="orgpolicy.googleapis.com",
+        method=f"google.cloud.orgpolicy.v2.OrgPolicy.{method}",
+        resource_name=f"projects/{state.project_number}/policies/{constraint}", resource_type="project",
+        resource_labels={"project_id": state.project_id}, principal="anonymous", timestamp=clock.now(),
+        permission=f"orgpolicy.policies.{method.removesuffix('Policy').lower()}", permission_type="ADMIN_WRITE",
+        caller_ip=req.http.remote_addr or "127.0.0.1",
+        request={"@type": f"type.googleapis.com/google.cloud.orgpolicy.v2.{method}Request",
+                 **({"policy": request} if request is not None else {})},
+        response={"@type": "type.googleapis.com/google.cloud.orgpolicy.v2.Policy", **response}
+        if response is not None else None))
+
+
+def _constraint_of(req: SimRequest, name: Any) -> str:
+    match = re.fullmatch(r"projects/([^/]+)/policies/([^/]+)", name or "")
+    if not match:
+        raise rpc_error(400, f"Invalid policy name {name!r}: expected projects/PROJECT/policies/CONSTRAINT.")
+    require_project(req.state, match.group(1))
+    if match.group(2) not in CONSTRAINTS:
+        raise rpc_error(404, f"Constraint `constraints/{match.group(2)}` not found.")
+    return match.group(2)
+
+
+def create_policy(req: SimRequest) -> dict[str, Any]:
+    require_project(req.state, req.path_args["project"])
+    body = req.json()
+    constraint = _constraint_of(req, body.get("name") if isinstance(body, dict) else None)
+    with req.state.lock:
+        if constraint in req.state.org_policies:
+            raise rpc_error(409, f"Policy projects/{req.state.project_number}/policies/{constraint} already exists.",
+                            status="ALREADY_EXISTS")
+        return _store(req, constraint, body, method="CreatePolicy")
+
+
+def update_policy(req: SimRequest) -> dict[str, Any]:
+    constraint = _check(req)
+    body = req.json()
+    if isinstance(body, dict) and body.get("name") and _constraint_of(req, body["name"]) != constraint:
+        raise rpc_error(400, "The policy name in the body does not match the URL.")
+    with req.state.lock:
+        current = req.state.org_policies.get(constraint)
+        if current is None:
+            raise rpc_error(404, f"Policy projects/{req.state.project_number}/policies/{constraint} not found.")
+        if isinstance(body, dict) and body.get("etag") and body["etag"] != current.get("etag"):
+            raise rpc_error(409, "The policy was changed concurrently; read it again and retry.", status="ABORTED")
+        return _store(req, constraint, body, method="UpdatePolicy")
+
+
+def delete_policy(req: SimRequest) -> dict[str, Any]:
+    constraint = _check(req)
+    with req.state.lock:
+        if req.state.org_policies.pop(constraint, None) is None:
+            raise rpc_error(404, f"Policy projects/{req.state.project_number}/policies/{constraint} not found.")
+    _audit(req, "DeletePolicy", constraint)
+    return {}
+
+
 def register(router: Router) -> None:
     base = "/v2/projects/<project>"
     router.add("GET", f"{base}/policies/<constraint>:getEffectivePolicy", get_effective_policy, api=API,
                response_type=f"{TYPES}:Policy")
     router.add("GET", f"{base}/policies/<constraint>", get_policy, api=API, response_type=f"{TYPES}:Policy")
+    router.add("POST", f"{base}/policies", create_policy, api=API, response_type=f"{TYPES}:Policy")
+    router.add("PATCH", f"{base}/policies/<constraint>", update_policy, api=API, response_type=f"{TYPES}:Policy")
+    router.add("DELETE", f"{base}/policies/<constraint>", delete_policy, api=API)
     router.add("GET", f"{base}/policies", list_policies, api=API, response_type=f"{TYPES}:ListPoliciesResponse")
     router.add("GET", f"{base}/constraints", list_constraints, api=API,
                response_type=f"{TYPES}:ListConstraintsResponse")

@@ -62,8 +62,15 @@ def _offset(token: str, query_key: str) -> int:
     return offset
 
 
-def list_entries(req: SimRequest) -> dict[str, Any]:
+def _body(req: SimRequest) -> dict[str, Any]:
     body = req.json()
+    if not isinstance(body, dict):
+        raise rpc_error(400, "Invalid JSON payload: the request body must be an object.")
+    return body
+
+
+def list_entries(req: SimRequest) -> dict[str, Any]:
+    body = _body(req)
     resource_names = list(body.get("resourceNames") or [])
     resource_names += [f"projects/{p}" for p in body.get("projectIds") or []]
     if not resource_names:
@@ -112,7 +119,7 @@ def _check_log_name(req: SimRequest, log_name: str, where: str) -> None:
 
 
 def write_entries(req: SimRequest) -> dict[str, Any]:
-    body = req.json()
+    body = _body(req)
     entries = body.get("entries")
     if not isinstance(entries, list) or not entries:
         raise rpc_error(400, "entries is required: write at least one LogEntry.")

@@ -79,6 +79,23 @@ def _parse_target(text: str) -> Target:
         raise click.BadParameter(str(error), param_hint="--target") from error
 
 
+def _check_credentials(target: Target) -> None:
+    """Against Google, find Application Default Credentials before any call: without them every call
+    would fail and the run would end as a column of ERRORs (or worse, a traceback) instead of a clear
+    exit 2 saying how to log in."""
+    if target.is_sim:
+        return
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        target.credentials()
+    except GoogleAuthError as error:
+        _err(f"--target gcp: no usable Application Default Credentials: {error}\n"
+             "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+             "to a service account key file (see docs/permissions.md for the roles it needs)")
+        raise SystemExit(2) from error
+
+
 def _parse_time(text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
@@ -230,6 +247,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
     if window_start and window_end and window_start >= window_end:
         raise click.BadParameter(f"--since {since} is not before --until {until}: the audit-log window is empty",
                                  param_hint="--since")
+    _check_credentials(target)
     _terminate_like_interrupt()
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
@@ -269,6 +287,7 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
 
     pack = _load_pack(policy, project)
     target = _parse_target(target_text)
+    _check_credentials(target)
     ctx = CollectContext(target, pack, Recorder(deadline_seconds=api_deadline), new_run_id())
     swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
     failures = [s for s in swept if not s.deleted]

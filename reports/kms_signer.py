@@ -13,12 +13,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import requests
+from google.api_core.exceptions import RetryError
+from google.auth.exceptions import GoogleAuthError
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, SecretsHandler, Signature, Signer, SSlibKey
 
 from sovaudit.reports.keys import KeyFileError, sslib_public_key
 
 _P256 = "EC_SIGN_P256_SHA256"
+# Failures below the API layer (no route, reset, TLS, expired credentials): the caller must see a
+# KeyFileError naming the key, not a transport traceback.
+_UNREACHABLE: tuple[type[Exception], ...] = (requests.RequestException, RetryError, GoogleAuthError, OSError)
 
 
 class KmsSigner(Signer):
@@ -41,6 +47,8 @@ class KmsSigner(Signer):
             answer = client.get_public_key(request={"name": key_version})
         except api_exceptions.GoogleAPICallError as exc:
             raise KeyFileError(f"Cloud KMS refused getPublicKey for {key_version}: {exc.message}") from exc
+        except _UNREACHABLE as exc:
+            raise KeyFileError(f"Cloud KMS could not be reached for {key_version}: {exc}") from exc
         algorithm = getattr(answer.algorithm, "name", str(answer.algorithm))
         if algorithm != _P256:
             raise KeyFileError(
@@ -72,6 +80,8 @@ class KmsSigner(Signer):
             answer = self.client.asymmetric_sign(request={"name": self.key_version, "digest": {"sha256": digest}})
         except api_exceptions.GoogleAPICallError as exc:
             raise KeyFileError(f"Cloud KMS refused asymmetricSign with {self.key_version}: {exc.message}") from exc
+        except _UNREACHABLE as exc:
+            raise KeyFileError(f"Cloud KMS could not be reached to sign with {self.key_version}: {exc}") from exc
         signature = Signature(self._public_key.keyid, bytes(answer.signature).hex())
         try:
             self._public_key.verify_signature(signature, payload)

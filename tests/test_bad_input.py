@@ -45,6 +45,7 @@ class Case:
     setup: Setup | None = None
     empty_out_allowed: bool = False  # `pipeline run-local` creates --out before reading its inputs
     xfail: str = ""  # a known gap in a module this suite may not change (reported to its owner)
+    env: tuple[tuple[str, str], ...] = ()  # environment variables for the run (placeholders expanded)
     marks: tuple[pytest.MarkDecorator, ...] = field(default_factory=tuple)
 
 
@@ -362,6 +363,21 @@ def _cli_cases() -> list[Case]:
              ("cannot create the key directory {tmp}/report.txt/keys",), setup=write_files({"report.txt": b"a file"})),
         Case("keys-name-escapes", ("keys", "generate", "--out", "{tmp}/keys", "--name", "../stolen"), 2,
              ("key name '../stolen' must be a plain file name",)),
+        Case("cli-gcp-credentials-missing", ("verify", "--policy", "us", "--target", "gcp", "--out", "{out}"), 2,
+             ("--target gcp: no usable Application Default Credentials", "{tmp}/adc.json was not found",
+              "gcloud auth application-default login"),
+             env=(("GOOGLE_APPLICATION_CREDENTIALS", "{tmp}/adc.json"),)),
+        Case("cli-gcp-credentials-not-json", ("verify", "--policy", "us", "--target", "gcp", "--out", "{out}"), 2,
+             ("no usable Application Default Credentials", "adc-not-json.json is not a valid json file"),
+             ("cli/adc-not-json.json",), env=(("GOOGLE_APPLICATION_CREDENTIALS", "{bad}/cli/adc-not-json.json"),)),
+        Case("cli-gcp-credentials-incomplete", ("cleanup", "--policy", "us", "--target", "gcp"), 2,
+             ("no usable Application Default Credentials", "adc-incomplete.json", "missing fields"),
+             ("cli/adc-incomplete.json",), env=(("GOOGLE_APPLICATION_CREDENTIALS", "{bad}/cli/adc-incomplete.json"),)),
+        Case("cli-kms-unreachable", (*us, "--out", "{out}", "--kms-key",
+                                     "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"), 2,
+             ("Cloud KMS could not be reached for projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",)),
+        Case("cli-kms-not-a-key-version", (*us, "--out", "{out}", "--kms-key", "projects/p/keys/k"), 2,
+             ("--kms-key 'projects/p/keys/k' is not a key version",)),
         Case("cli-redact-without-out", (*us, "--redact"), 2, ("need --out DIR",)),
         Case("cli-job-not-an-id", (*us, "--out", "{out}", "--job", "../../other/jobs/x"), 2,
              ("--job", "'../../other/jobs/x'", "Batch job id")),
@@ -401,6 +417,8 @@ def _params() -> list[object]:
 def test_bad_input_exits_with_a_message_naming_the_place_and_writes_nothing(case: Case, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOVAUDIT_SIGNING_KEY_PASSWORD", raising=False)
+    for name, value in case.env:
+        monkeypatch.setenv(name, _expand(value, tmp_path))
     if case.setup is not None:
         case.setup(tmp_path)
     corpus_before = _tree(BAD)

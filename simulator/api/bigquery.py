@@ -202,17 +202,23 @@ def _data_read(req: SimRequest, dataset: str, table: str) -> None:
         locations=[state.datasets.get(dataset, {}).get("location", state.region)]))
 
 
-def _admin(req: SimRequest, method: str, resource_name: str, dataset: str, *, request: Any = None) -> None:
-    """An admin-activity entry for a dataset/table mutation (BigQueryAuditMetadata v2 method names)."""
+def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> None:
+    """An admin-activity entry for a dataset/table mutation, with the BigQueryAuditMetadata event
+    (datasetCreation, tableChange, ...) its v2 method implies."""
     state = req.state
-    body = request if isinstance(request, dict) else None
+    kind = "dataset" if ".DatasetService." in method else "table"
+    verb = method.rsplit(".", 1)[-1].removesuffix("Dataset").removesuffix("Table")
+    event, reason = {"Insert": ("Creation", "CREATE"), "Patch": ("Change", "UPDATE"),
+                     "Update": ("Change", "UPDATE"), "Delete": ("Deletion", "DELETE")}[verb]
+    name_key = "datasetName" if kind == "dataset" else "tableName"
+    metadata = {"@type": audit_log.BQ_METADATA_TYPE,
+                f"{kind}{event}": {kind: {name_key: resource_name}, "reason": reason}}
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.ACTIVITY, service="bigquery.googleapis.com", method=method,
         resource_name=resource_name, resource_type="bigquery_dataset",
         resource_labels={"project_id": state.project_id, "dataset_id": dataset}, principal=_principal(req),
         timestamp=clock.now(), permission=_ADMIN_PERMISSIONS.get(method), permission_type="ADMIN_WRITE",
-        request={"@type": "type.googleapis.com/google.cloud.bigquery.v2.TableInsertRequest", **body} if body
-        and "Table" in method else None))
+        metadata=metadata))
 
 
 _ADMIN_PERMISSIONS = {
@@ -445,7 +451,7 @@ def insert_table(req: SimRequest) -> Any:
         state.tables[(dataset_id, table_id)] = table
         result = copy.deepcopy(table)
     _admin(req, "google.cloud.bigquery.v2.TableService.InsertTable",
-           f"projects/{project}/datasets/{dataset_id}/tables/{table_id}", dataset_id, request={"resource": body})
+           f"projects/{project}/datasets/{dataset_id}/tables/{table_id}", dataset_id)
     return result
 
 

@@ -447,3 +447,18 @@ def test_a_failed_load_into_a_new_table_leaves_no_table(sim: Any) -> None:
         client.load_table_from_file(io.BytesIO(bad.getvalue()), f"{DATASET}.never", job_config=config).result()
     with pytest.raises(exceptions.NotFound):
         client.get_table(f"{DATASET}.never")
+
+
+def test_dataset_and_table_mutations_leave_admin_activity_entries(sim: Any) -> None:
+    client = client_for(sim)
+    before = len(sim.state.log_entries)
+    dataset = bigquery.Dataset(f"{PROJECT}.audited_ds")
+    dataset.location = "us-central1"
+    client.create_dataset(dataset)
+    client.create_table(bigquery.Table(f"{PROJECT}.audited_ds.t", schema=VARIANT_SCHEMA[:2]))
+    client.delete_dataset("audited_ds", delete_contents=True)
+    activity = [e["protoPayload"] for e in sim.state.log_entries[before:]
+                if e["logName"] == f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"]
+    assert [p["methodName"].rsplit(".", 1)[-1] for p in activity] == ["InsertDataset", "InsertTable", "DeleteDataset"]
+    assert activity[1]["metadata"]["tableCreation"]["table"]["tableName"] == \
+        f"projects/{PROJECT}/datasets/audited_ds/tables/t"

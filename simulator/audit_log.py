@@ -39,8 +39,16 @@ def cloudservices_account(state: SimState) -> str:
     return f"{state.project_number}@cloudservices.gserviceaccount.com"
 
 
+# "Data Access audit logs—except for BigQuery—are disabled by default" (Cloud Logging, Enable Data
+# Access audit logs): BigQuery writes them whatever the project's auditConfigs say.
+ALWAYS_LOGGED_DATA_ACCESS = frozenset({"bigquery.googleapis.com"})
+
+
 def data_access_enabled(state: SimState, service: str, log_type: str) -> bool:
-    """Whether the IAM policy's auditConfigs turn on `log_type` (DATA_WRITE/DATA_READ) for `service`."""
+    """Whether Data Access entries of `log_type` (DATA_WRITE/DATA_READ) are written for `service`:
+    always for BigQuery, otherwise only when the IAM policy's auditConfigs enable them."""
+    if service in ALWAYS_LOGGED_DATA_ACCESS:
+        return True
     for config in state.iam_policy.get("auditConfigs", []):
         if config.get("service") in {service, "allServices"}:
             if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):

@@ -67,3 +67,16 @@ def test_numeric_enums_when_the_generated_client_asks_for_them(sim_shared) -> No
     assert [c["logType"] for c in named["auditConfigs"][0]["auditLogConfigs"]] == ["DATA_WRITE", "DATA_READ"]
     project = http.get(f"{sim_shared.url}/v3/projects/fed-node-us", params={"$alt": "json;enum-encoding=int"}).json()
     assert project["state"] == 1
+
+
+def test_bigquery_data_access_is_logged_even_without_its_audit_config(sim) -> None:
+    """Google: Data Access audit logs are off by default except BigQuery's; storage follows the config."""
+    from sovaudit.simulator.audit_log import data_access_enabled
+
+    client = projects(sim.url)
+    policy = client.get_iam_policy(request={"resource": "projects/fed-node-us"})
+    del policy.audit_configs[:]
+    client.set_iam_policy(request={"resource": "projects/fed-node-us", "policy": policy,
+                                   "update_mask": {"paths": ["audit_configs"]}})
+    assert data_access_enabled(sim.state, "bigquery.googleapis.com", "DATA_WRITE")
+    assert not data_access_enabled(sim.state, "storage.googleapis.com", "DATA_WRITE")

@@ -230,10 +230,13 @@ def machine() -> dict[str, str]:
         memory = free[1].split()[1] if len(free) > 1 else "?"
     except OSError:
         memory = "?"
+    # Other people's work on a shared machine shows in every figure: say how busy it was.
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return {"cpus": str(os.cpu_count()), "memory": memory, "cpu": model or "unknown",
-            "python": platform.python_version(), "date": clock.rfc3339(clock.now())[:16] + "Z"}
+            "python": platform.python_version(), "date": clock.rfc3339(clock.now())[:16] + "Z", "load": load}
 
 
 def print_machine() -> None:
     info = machine()
-    print(f"# {info['date']}  {info['cpus']} CPUs ({info['cpu']}), {info['memory']} RAM, Python {info['python']}")
+    print(f"# {info['date']}  {info['cpus']} CPUs ({info['cpu']}), {info['memory']} RAM, Python {info['python']}, "
+          f"load average {info['load']}")

@@ -8,6 +8,7 @@ fault hooks a scenario sets in `state.options`: `latency` ({api: milliseconds}) 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import threading
 import time
@@ -165,8 +166,11 @@ class SimServer:
             live.task_runner = task_runner
         self.state = live
         self.app = SimApp(live, router or build_router())
-        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                   request_handler=_QuietHandler)
+        try:
+            self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
+                                                       request_handler=_QuietHandler)
+        except SystemExit as exc:   # Werkzeug exits the process when the port is taken; we are a library
+            raise OSError(errno.EADDRINUSE, f"port {port} on {host} is in use or cannot be bound") from exc
         self.port = int(self._server.server_port)
         self.url = f"http://{host}:{self.port}"
         self.app.base_url = self.url

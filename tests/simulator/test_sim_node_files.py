@@ -108,3 +108,15 @@ def test_unknown_scenario_name_lists_the_known_ones() -> None:
     result = _serve("--scenario", "no-such-scenario")
     assert result.exit_code == 2
     assert "vm-public-ip" in result.output
+
+
+def test_a_busy_port_exits_2_with_a_clear_message() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(sim_cli, ["serve", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output

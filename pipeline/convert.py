@@ -32,6 +32,8 @@ from sovaudit.pipeline.schema import (
 
 # Rows of text per Arrow block: about 1-2 s of work, a few tens of MB of memory.
 BLOCK_BYTES = 8 << 20
+ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_BYTES = 32 << 20
 
 
 def use_fast_allocator() -> str:
@@ -301,11 +303,13 @@ def _number(values: pa.Array, value_type: pa.DataType) -> pa.Array:
 
 def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Path,
                   *, csq_from_row: bool = False) -> ConvertResult:
-    """Convert every batch and write them to one Parquet file (snappy, one row group per batch).
+    """Convert every batch and write them to one Parquet file (snappy).
 
     Encoding nested Parquet costs as much as building the columns, and Arrow releases the GIL
-    for it: a writer thread encodes batch *n* while this thread builds batch *n + 1*. The queue
-    holds at most two converted batches, so memory stays bounded.
+    for it: a writer thread encodes while this thread builds the next batch. The queue holds at
+    most two converted batches, and the writer gathers batches into row groups of about
+    ``ROW_GROUP_ROWS`` rows or ``ROW_GROUP_BYTES`` (a file with thousands of samples makes
+    batches of a few hundred rows, and thousands of tiny row groups slow every reader down).
     """
     converter = BatchConverter(layout, csq_from_row=csq_from_row)
     # Dictionary pages only where values repeat; statistics cost a fifth of the write and
@@ -313,15 +317,35 @@ def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Pa
     dictionary_columns = ["reference_name", "filter.list.element", "call.list.element.name"]
     pending: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
     failure: list[BaseException] = []
-    rows = groups = 0
+    written = {"rows": 0, "groups": 0}
 
     def drain(writer: pq.ParquetWriter) -> None:
-        while (table := pending.get()) is not None:
-            if not failure:
-                try:
-                    writer.write_table(table)
-                except BaseException as error:  # reported by the producer below
-                    failure.append(error)
+        gathered: list[pa.Table] = []
+        size = count = 0
+
+        def flush() -> None:
+            nonlocal gathered, size, count
+            if gathered and not failure:
+                group = pa.concat_tables(gathered)
+                writer.write_table(group, row_group_size=group.num_rows)
+                written["rows"] += group.num_rows
+                written["groups"] += 1
+            gathered, size, count = [], 0, 0
+
+        try:
+            while (table := pending.get()) is not None:
+                if failure:
+                    continue
+                gathered.append(table)
+                count += table.num_rows
+                size += table.nbytes
+                if count >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:
+                    flush()
+            flush()
+        except BaseException as error:  # reported by the producer below
+            failure.append(error)
+            while pending.get() is not None:  # let the producer finish putting
+                pass
 
     with pq.ParquetWriter(str(path), converter.schema, compression="snappy", write_statistics=False,
                           use_dictionary=dictionary_columns) as writer:
@@ -333,13 +357,10 @@ def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Pa
                     break
                 if batch.num_rows == 0:
                     continue
-                table = converter.convert(batch)
-                pending.put(table)
-                rows += table.num_rows
-                groups += 1
+                pending.put(converter.convert(batch))
         finally:
             pending.put(None)
             worker.join()
     if failure:
         raise failure[0]
-    return ConvertResult(rows=rows, row_groups=groups, path=path)
+    return ConvertResult(rows=written["rows"], row_groups=written["groups"], path=path)

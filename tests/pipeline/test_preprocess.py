@@ -268,3 +268,12 @@ def test_missing_values_in_split_records_are_missing_not_sentinels(tmp_path: Pat
     assert [c["AD"] for c in by_alt["C"]["call"]] == [None, [5, -2147483648]]
     assert [c["AD"] for c in by_alt["G"]["call"]] == [None, [5, 2]]
     assert by_alt["G"]["alternate_bases"][0]["AF"] is None
+
+
+def test_small_text_blocks_are_gathered_into_whole_row_groups(tmp_path: Path) -> None:
+    source = write_vcf(tmp_path / "in.vcf.gz", SynthSpec(records=3000, samples=8, seed=13))
+    small = preprocess(source, tmp_path / "small.parquet", PreprocessOptions(block_bytes=32 * 1024))
+    whole = preprocess(source, tmp_path / "whole.parquet")
+    metadata = pq.ParquetFile(small.parquet).metadata
+    assert metadata.num_row_groups == 1 and metadata.num_rows == small.records_normalized
+    assert pq.read_table(small.parquet).equals(pq.read_table(whole.parquet))

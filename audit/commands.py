@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 
 def _err(message: str) -> None:
-    click.echo(message, err=True)
+    from sovaudit.reports.view import terminal_safe
+
+    # Progress lines quote API errors and resource names: show control characters, never obey them.
+    click.echo("\n".join(terminal_safe(line) for line in message.split("\n")), err=True)
 
 
 # Batch job ids (the last segment of projects/P/locations/L/jobs/ID): lower-case letters, digits and
@@ -110,7 +113,11 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
 def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
     """A table per pillar on stdout: what a security engineer reads first."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+
+    from sovaudit.reports.view import terminal_safe
 
     console = Console(file=stream or sys.stdout, width=120)
     styles = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold yellow", "WAIVED": "cyan",
@@ -130,10 +137,13 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
             if len(shown) > 1:
                 detail += f" (+{len(shown) - 1} more)"
             outcome = control["outcome"]
-            table.add_row(control["id"], f"[{styles.get(outcome, '')}]{outcome}[/]", control["title"], detail)
+            # Text cells, not markup: a resource name such as "[/bold]" from the cloud is shown, not parsed.
+            table.add_row(Text(terminal_safe(control["id"])), Text(terminal_safe(outcome), style=styles.get(outcome, "")),
+                          Text(terminal_safe(control["title"])), Text(terminal_safe(detail)))
         console.print(table)
     summary = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
-    console.print(f"verdict: [bold]{result['verdict']}[/] ({summary}) run {result['run_id']}")
+    console.print(f"verdict: [bold]{escape(terminal_safe(result['verdict']))}[/] ({escape(terminal_safe(summary))}) "
+                  f"run {escape(terminal_safe(result['run_id']))}")
 
 
 def _terminate_like_interrupt() -> None:
@@ -284,6 +294,7 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
     from sovaudit.audit.engine import new_run_id
     from sovaudit.audit.probes.cleanup import sweep
     from sovaudit.audit.recorder import Recorder
+    from sovaudit.reports.view import terminal_safe
 
     pack = _load_pack(policy, project)
     target = _parse_target(target_text)
@@ -292,7 +303,7 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
     swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
     failures = [s for s in swept if not s.deleted]
     for item in swept:
-        click.echo(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}")
+        click.echo(terminal_safe(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}"))
     incomplete = [p for p in ctx.recorder.log().purposes("cleanup.list")
                   if not ctx.recorder.log().by_purpose(p).complete]
     for purpose in incomplete:

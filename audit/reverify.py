@@ -27,6 +27,7 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -
     from sovaudit.audit.engine import judge
     from sovaudit.audit.models import Scope
     from sovaudit.reports.bundle import BundleError, load_bundle
+    from sovaudit.reports.view import terminal_safe
 
     try:
         manifest, recorded, evidence = load_bundle(run_dir, strict=False)
@@ -35,7 +36,7 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -
         return 2
     for item in evidence:
         if item.status == 0 and item.body.startswith(b"evidence file"):
-            click.echo(f"evidence problem: {item.body.decode('utf-8', 'replace')}", err=True)
+            click.echo(terminal_safe(f"evidence problem: {item.body.decode('utf-8', 'replace')}"), err=True)
     policy_digest = (manifest.get("policy") or {}).get("sha256")
     if policy_digest and policy_digest != pack.sha256:
         click.echo(f"note: the run was judged against policy sha256 {policy_digest}; "
@@ -63,7 +64,7 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -
         return max(result.exit_code, 3) if result.exit_code != 1 else 1
     if mismatches:
         for line in mismatches:
-            click.echo(f"MISMATCH {line}", err=True)
+            click.echo(terminal_safe(f"MISMATCH {line}"), err=True)
         click.echo("re-evaluation does NOT reproduce the recorded outcomes", err=True)
         return 1
     click.echo("re-evaluation reproduces every recorded outcome", err=True)

@@ -15,8 +15,15 @@ import click
 from sovaudit.reports.keys import KEY_TYPES, KeyFileError
 
 
+def _say(line: str, *, err: bool = False) -> None:
+    # Every line may carry names from a bundle someone handed us: never let them drive the terminal.
+    from sovaudit.reports.view import terminal_safe
+
+    click.echo(terminal_safe(line), err=err)
+
+
 def _fail_input(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    _say(f"error: {message}", err=True)
     raise SystemExit(2)
 
 
@@ -43,15 +50,15 @@ def verify_command(envelope: Path, key_paths: tuple[Path, ...], bundle_dir: Path
         _fail_input(str(exc))
         return
     for check in outcome.checks:
-        click.echo(f"{'OK ' if check.ok else 'BAD'} {check.what}: {check.reason}")
+        _say(f"{'OK ' if check.ok else 'BAD'} {check.what}: {check.reason}")
     for note in outcome.notes:
-        click.echo(f"NOTE {note}")
+        _say(f"NOTE {note}")
     if outcome.ok:
         subjects = sum(len(s.get("subject") or []) for s in outcome.statements)
         signatures = sum(1 for check in outcome.checks if "signature" in check.what)
         click.echo(f"VERIFIED: {signatures} signature(s), {subjects} subject(s)")
         return
-    click.echo(f"FAILED: {len(outcome.failures)} problem(s); first: {outcome.failures[0].what}: {outcome.failures[0].reason}")
+    _say(f"FAILED: {len(outcome.failures)} problem(s); first: {outcome.failures[0].what}: {outcome.failures[0].reason}")
     raise SystemExit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,3 +89,14 @@ def strip_control_chars(value: str) -> str:
         for ch in value
         if ch in "\t\n\r" or (0x20 <= ord(ch) <= 0xD7FF) or (0xE000 <= ord(ch) <= 0xFFFD) or ord(ch) > 0xFFFF
     )
+
+
+# Characters a terminal acts on instead of showing: C0/C1 controls (ESC starts colour, cursor and
+# hyperlink sequences; CR and cursor-up can overwrite a "BAD" line already printed) and the bidi
+# overrides that reorder what a reader sees. Cloud values and bundle file names are shown escaped.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(value: object) -> str:
+    """`value` as one printable line: every control or bidi character shown as a \\xNN / \\uNNNN escape."""
+    return _TERMINAL_UNSAFE.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text(value))

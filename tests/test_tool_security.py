@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -332,3 +333,43 @@ def test_redact_replaces_people_with_the_same_pseudonym_in_every_run_and_file(
 
 def _pseudonyms(text: str) -> set[str]:
     return set(re.findall(r"principal-[0-9a-f]{8}", text))
+
+
+# -- 5. the terminal shows hostile text, it does not obey it ----------------------------------------
+
+MARKUP_AND_ESCAPES = "[/bold][link=http://evil.example]x\x1b[2J\x1b]8;;http://evil.example\x07\r"
+
+
+def test_verify_summary_shows_rich_markup_and_terminal_escapes_from_the_cloud_as_text(
+        sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(scenarios=["egress-foreign-bucket"])
+    with sim.state.lock:
+        for payload in _foreign_writes(sim):
+            payload["resourceName"] = payload["resourceName"] + MARKUP_AND_ESCAPES
+    result = verify(sim)
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
+    assert "SEC-04" in result.stdout and "verdict: FAIL" in result.stdout
+    for raw in ("\x1b", "\x07", "\r"):
+        assert raw not in result.stdout and raw not in result.stderr
+    assert "\\x1b" in result.stdout.replace("│", "").replace(" ", "").replace("\n", "")
+
+
+def test_report_verify_prints_a_hostile_file_name_escaped(tmp_path: Path) -> None:
+    from sovaudit.reports.attestation import build_statement, envelope_line, sign_statement
+    from sovaudit.reports.keys import generate_key, load_signing_key
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_text("{}")
+    statement = build_statement({"run_id": "r1", "controls": []},
+                                [("result.json", hashlib.sha256(b"{}").hexdigest())])
+    pair = generate_key(tmp_path / "keys", "ed25519")
+    _, envelope = sign_statement(statement, [load_signing_key(pair.private_path)])
+    (run / "attestation.intoto.jsonl").write_bytes(envelope_line(envelope))
+    # A file no subject covers, named to move the cursor up and erase the line above it.
+    (run / "x\x1b[1A\x1b[2K\rOK.json").write_text("{}")
+    result = CliRunner().invoke(main, ["report", "verify", str(run / "attestation.intoto.jsonl"),
+                                       "--key", str(pair.public_path)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert "NOTE x\\x1b[1A\\x1b[2K\\rOK.json is in the bundle but not covered" in result.stdout

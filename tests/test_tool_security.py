@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -107,6 +108,13 @@ def test_html_report_shows_hostile_cloud_values_as_text_and_has_no_script(
     assert "<script" not in html.lower() and "<img" not in html.lower()
     assert "&lt;/script&gt;" in html
     assert "default-src 'none'" in html  # and a browser would refuse any script anyway
+
+    # The machine-readable reports carry the same values as data, still well-formed.
+    junit_text = " ".join(" ".join([e.text or "", *e.attrib.values()])
+                          for e in ET.parse(run / "junit.xml").getroot().iter())
+    assert IMG in junit_text and CLOSE_SCRIPT in junit_text
+    sarif = json.loads((run / "results.sarif").read_text())
+    assert any(IMG in r["message"]["text"] for r in sarif["runs"][0]["results"])
 
 
 # -- 2. no shell, argument lists, private temporary files -----------------------------------------

@@ -99,6 +99,23 @@ def signed_bundle(subjects: list[str], extra_signers: int = 0) -> Setup:
     return lambda tmp: _signed(tmp, subjects, extra_signers)
 
 
+def recorded_bundle_missing_evidence(tmp: Path) -> None:
+    """A real posture-only bundle from the simulator at {tmp}/out-src/run-ID, then one evidence file lost."""
+    from sovaudit.simulator import start
+
+    server = start(node="us")
+    try:
+        result = CliRunner().invoke(main, ["verify", "--policy", "us", "--target", server.url, "--posture-only",
+                                           "--no-probes", "--api-deadline", "2", "--out", str(tmp / "src")])
+        assert result.exit_code == 0, result.output
+    finally:
+        server.stop()
+    (run,) = (tmp / "src").glob("run-*")
+    run.rename(tmp / "src" / "run")
+    (lost,) = (tmp / "src" / "run" / "evidence").glob("*orgpolicy*")
+    lost.rename(tmp / "lost.json")
+
+
 def trusted_key_only(tmp: Path) -> None:
     from sovaudit.reports.keys import generate_key
 
@@ -309,6 +326,12 @@ def _bundle_cases() -> list[Case]:
         Case("bundle-manifest-without-scope", (*evidence, f"{b}/manifest-without-scope"), 2,
              ("manifest.json lacks the run's scope or times",),
              ("bundles/manifest-without-scope/manifest.json",)),
+        # Documented in audit/reverify.py: a lost evidence file does not stop re-evaluation; the controls
+        # reading it become ERROR naming the file and the run no longer matches its record (exit 1).
+        Case("bundle-evidence-file-missing", (*evidence, "{tmp}/src/run"), 1,
+             ("-orgpolicy-policies.getEffectivePolicy.json listed in manifest.json is missing", "MISMATCH SOV-01: recorded PASS, re-evaluated ERROR",
+              "re-evaluation does NOT reproduce the recorded outcomes"),
+             setup=recorded_bundle_missing_evidence),
         Case("bundle-missing-manifest", (*evidence, "{tmp}/run"), 2,
              ("manifest {tmp}/run/manifest.json is missing",),
              setup=write_files({"run/result.json": b"{}"})),

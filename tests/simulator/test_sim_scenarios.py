@@ -166,3 +166,11 @@ def test_scenarios_table_names_each_scenario() -> None:
     result = CliRunner().invoke(sim_cli, ["scenarios"])
     assert result.exit_code == 0
     assert all(name in result.output for name in REQUIRED)
+
+
+def test_scenarios_combine_in_order() -> None:
+    state = load_seeded_state("us", ["vm-public-ip", "vm-not-confidential", "bucket-multi-region"])
+    check_vm_public_ip(state)
+    check_vm_not_confidential(state)
+    check_bucket_multi_region(state)
+    assert state.scenarios == ["vm-public-ip", "vm-not-confidential", "bucket-multi-region"]

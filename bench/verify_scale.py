@@ -25,6 +25,7 @@ import io
 import json
 import pstats
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ class Measured:
     requests: dict[str, int]
     collect_seconds: float | None = None
     verdict: str = ""
+    cpu_seconds: float = 0.0    # user + system time of the measured process (less sensitive to load than wall)
 
     @property
     def total(self) -> int:
@@ -60,31 +62,41 @@ def verify_command(url: str) -> list[str]:
             "--format", "json"]
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_verify(url: str) -> Measured:
     before = sim_requests(url)
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(verify_command(url), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
                           check=False)
     seconds = time.perf_counter() - started
+    cpu = _children_cpu() - cpu
     after = sim_requests(url)
     try:
         verdict = json.loads(done.stdout)["verdict"]
     except (ValueError, KeyError) as error:
         raise SystemExit(f"verify exited {done.returncode} without a JSON result; stderr:\n{done.stderr[-3000:]}") from error
     collected = re.search(r"collected \d+ API exchanges in ([\d.]+)s", done.stderr)
-    return Measured(seconds, request_delta(before, after), float(collected.group(1)) if collected else None, verdict)
+    return Measured(seconds, request_delta(before, after), float(collected.group(1)) if collected else None, verdict,
+                    cpu)
 
 
 def run_naive(url: str, vm_links: list[str]) -> Measured:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
         json.dump(vm_links, listing)
     before = sim_requests(url)
+    cpu = _children_cpu()
     started = time.perf_counter()
     subprocess.run([sys.executable, __file__, "--naive-collector", url, listing.name], check=True,
                    timeout=RUN_TIMEOUT_SECONDS, capture_output=True)
     seconds = time.perf_counter() - started
+    cpu = _children_cpu() - cpu
     Path(listing.name).unlink()
-    return Measured(seconds, request_delta(before, sim_requests(url)))
+    return Measured(seconds, request_delta(before, sim_requests(url)), cpu_seconds=cpu)
 
 
 def naive_collector(url: str, listing: Path) -> None:
@@ -218,7 +230,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 and 100 tasks, 10 000 entries, one repeat")
     parser.add_argument("--tasks", type=int, nargs="+", help="job sizes (default 10 100 1000)")
     parser.add_argument("--entries", type=int, help="audit entries in the window (default 100 000)")
-    parser.add_argument("--repeat", type=int, help="verify runs per size; the median is reported (default 2)")
+    parser.add_argument("--repeat", type=int, help="verify runs per size; the median is reported (default 3)")
     parser.add_argument("--profile", action="store_true", help="also profile one verify at the largest size")
     parser.add_argument("--top", type=int, default=25, help="rows per profile table")
     parser.add_argument("--naive-collector", nargs=2, metavar=("URL", "VM_LIST"), help=argparse.SUPPRESS)
@@ -228,12 +240,13 @@ def main() -> None:
         return
     sizes = args.tasks or ([10, 100] if args.quick else [10, 100, 1000])
     entries = args.entries or (10_000 if args.quick else 100_000)
-    repeat = args.repeat or (1 if args.quick else 2)
+    repeat = args.repeat or (1 if args.quick else 3)
 
     print_machine()
     print(f"# verify --no-probes vs one instances.get per VM; {entries} audit entries in each run's window")
-    print(f"{'VMs':>5} {'entries':>8} | {'verify s':>8} {'collect s':>9} {'requests':>8}  {'compute/logging/storage/other':<38} | "
-          f"{'naive s':>7} {'requests':>8} | {'req ratio':>9} {'time ratio':>10}")
+    print(f"{'VMs':>5} {'entries':>8} | {'verify s':>8} {'cpu s':>5} {'collect s':>9} {'requests':>8}  "
+          f"{'compute/logging/storage/other':<38} | {'naive s':>7} {'cpu s':>5} {'requests':>8} | "
+          f"{'req ratio':>9} {'time ratio':>10}")
     rows: list[tuple[int, Measured, Measured]] = []
     kept = None   # the largest node stays up for --profile
     for size in sizes:
@@ -253,12 +266,13 @@ def main() -> None:
         by_api = " ".join(f"{k}={verify.requests.get(k, 0)}" for k in ("compute", "logging", "storage"))
         by_api += f" other={verify.total - sum(verify.requests.get(k, 0) for k in ('compute', 'logging', 'storage'))}"
         spread = f" (runs: {', '.join(f'{m.seconds:.2f}' for m in runs)})" if repeat > 1 else ""
-        print(f"{size:>5} {node.window_entries:>8} | {verify.seconds:>8.2f} {verify.collect_seconds or 0:>9.2f} "
-              f"{verify.total:>8}  {by_api:<38} | {naive.seconds:>7.2f} {naive.total:>8} | "
+        print(f"{size:>5} {node.window_entries:>8} | {verify.seconds:>8.2f} {verify.cpu_seconds:>5.2f} "
+              f"{verify.collect_seconds or 0:>9.2f} {verify.total:>8}  {by_api:<38} | {naive.seconds:>7.2f} "
+              f"{naive.cpu_seconds:>5.2f} {naive.total:>8} | "
               f"{naive.total / verify.total:>8.1f}x {naive.seconds / verify.seconds:>9.2f}x{spread}")
         rows.append((size, verify, naive))
     print("\n# req ratio = naive requests / verify requests; time ratio = naive wall / verify wall "
-          "(both fresh processes).")
+          "(both fresh processes);\n# cpu s = the client process's user+system time; the simulator's is not in it.")
     if len(rows) > 1:
         (small, v0, n0), (large, v1, n1) = rows[0], rows[-1]
         print(f"# {small} -> {large} VMs ({large / small:.0f}x): verify requests x{v1.total / v0.total:.2f}, "

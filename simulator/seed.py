@@ -54,17 +54,17 @@ SEED_SPEC = s.Struct(optional={
     "noise": s.Boolean(),
 })
 
-JOB_TABLE_SCHEMA = [
-    {"name": "reference_name", "type": "STRING", "mode": "REQUIRED"},
-    {"name": "start_position", "type": "INTEGER", "mode": "REQUIRED"},
-    {"name": "end_position", "type": "INTEGER", "mode": "REQUIRED"},
-    {"name": "reference_bases", "type": "STRING", "mode": "NULLABLE"},
-    {"name": "alternate_bases", "type": "STRING", "mode": "NULLABLE"},
-    {"name": "names", "type": "STRING", "mode": "REPEATED"},
-    {"name": "quality", "type": "FLOAT", "mode": "NULLABLE"},
-    {"name": "filter", "type": "STRING", "mode": "REPEATED"},
-    {"name": "source_file", "type": "STRING", "mode": "NULLABLE"},
-]
+def job_table_schema() -> list[dict[str, Any]]:
+    """The variants table as the pipeline creates it (Variant Transforms shape, fixed columns only).
+
+    Derived from the pipeline's own Arrow schema so that a pipeline run on the simulator can append
+    to the recorded job's table: per-file INFO and FORMAT columns arrive by ALLOW_FIELD_ADDITION.
+    """
+    from sovaudit.pipeline.schema import VcfLayout
+    from sovaudit.simulator.bqstore import bq_fields_from_arrow
+
+    layout = VcfLayout(samples=("sample",), info=(), formats=(), csq=None, contigs=())
+    return bq_fields_from_arrow(layout.arrow_schema())
 
 
 @dataclass(frozen=True)
@@ -435,7 +435,7 @@ class _Seeder:
             "id": f"{self.project}:{dataset_id}.{table_id}",
             "selfLink": f"https://bigquery.googleapis.com/bigquery/v2/projects/{self.project}/datasets/{dataset_id}/tables/{table_id}",
             "tableReference": {"projectId": self.project, "datasetId": dataset_id, "tableId": table_id},
-            "schema": {"fields": copy.deepcopy(JOB_TABLE_SCHEMA)},
+            "schema": {"fields": job_table_schema()},
             "numBytes": str(96 * rows), "numLongTermBytes": "0", "numRows": str(rows),
             "creationTime": clock.epoch_millis(self.running), "lastModifiedTime": clock.epoch_millis(self.succeeded),
             "type": "TABLE", "location": self.dataset["location"],

@@ -37,6 +37,11 @@ RPC_STATUS_FOR_HTTP = {
 }
 
 
+# The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are
+# gRPC-transcoded (`status` + `details`).
+CLASSIC_ERROR_APIS = frozenset({"compute", "storage", "bigquery"})
+
+
 class ApiError(Exception):
     """An error answer with Google's JSON body; raise it from any handler."""
 
@@ -103,7 +108,10 @@ class SimRequest:
                 try:
                     self._json = json.loads(raw)
                 except json.JSONDecodeError as exc:
-                    raise rpc_error(400, f"Invalid JSON payload received. {exc}") from exc
+                    message = f"Invalid JSON payload received. {exc}"
+                    if self.api in CLASSIC_ERROR_APIS:
+                        raise classic_error(400, message, "parseError") from exc
+                    raise rpc_error(400, message) from exc
         return self._json
 
 

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from sovaudit.simulator.enums import to_numeric_enums, wants_numeric_enums
 from sovaudit.simulator.http import (
+    CLASSIC_ERROR_APIS,
     ApiError,
     Router,
     SimRequest,
@@ -57,9 +58,6 @@ DEFAULT_RESPONSE_TYPES: dict[tuple[str, str, str], str] = {
     ("batch", "GET", f"{_JOBS_RULE}/<job>/taskGroups/<group>/tasks/<task>"): f"{_BATCH_TYPES}:Task",
 }
 
-# The `api=` names whose errors use the classic JSON-API shape (`errors[].reason`); the others are
-# gRPC-transcoded (`status` + `details`). Faults injected by scenarios follow the same split.
-CLASSIC_ERROR_APIS = frozenset({"compute", "storage", "bigquery"})
 _CLASSIC_REASON = {400: "badRequest", 403: "forbidden", 404: "notFound", 409: "conflict",
                    429: "rateLimitExceeded", 500: "backendError", 503: "backendError"}
 

@@ -197,6 +197,26 @@ _KINDS: tuple[Callable[[SimState, int, datetime], dict[str, Any] | None], ...] =
 
 # ------------------------------------------------------------------------------------ measuring
 
+def verifier_queries(node: BusyNode) -> dict[str, str]:
+    """The verifier's three Logging filters for the seeded run, by purpose, as verify sends them."""
+    from sovaudit.audit.collectors import logs
+    from sovaudit.audit.collectors.job import WINDOW_MARGIN
+
+    seed = node.sim.state.extras["seed"]
+    start = clock.parse(seed.window_start) - WINDOW_MARGIN
+    end = clock.parse(seed.window_end) + WINDOW_MARGIN
+    return logs.filters(node.sim.state.project_id, start, end)
+
+
+def matching_entries(node: BusyNode, filter_text: str) -> int:
+    """How many of the node's entries a Logging filter matches (the simulator's own evaluator)."""
+    from sovaudit.simulator.logquery import compile_filter
+
+    compiled = compile_filter(filter_text)
+    with node.sim.state.lock:
+        return sum(1 for entry in node.sim.state.log_entries if compiled.matches(entry))
+
+
 def sim_requests(url: str) -> dict[str, int]:
     """The simulator's request counters by API (plus `requests`, the total), from `GET /_sim/stats`."""
     with urllib.request.urlopen(f"{url}/_sim/stats", timeout=10) as response:   # noqa: S310 - loopback only

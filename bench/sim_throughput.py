@@ -26,17 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BusyNode, busy_node, print_machine  # noqa: E402
-
-from sovaudit.audit.collectors import logs  # noqa: E402
-from sovaudit.simulator import clock  # noqa: E402
+from common import BusyNode, busy_node, matching_entries, print_machine, verifier_queries  # noqa: E402
 
 PROJECT = "fed-node-us"
 MIN_REQUESTS = 3
@@ -161,11 +157,9 @@ def client_aggregated(url: str, job_uid: str) -> Callable[[requests.Session], in
 def rows(node: BusyNode) -> list[tuple[str, Callable[[requests.Session], int], int]]:
     """(label, one request, pages per call) for every row of the table."""
     seed = node.sim.state.extras["seed"]
-    start = clock.parse(seed.window_start) - timedelta(minutes=10)
-    end = clock.parse(seed.window_end) + timedelta(minutes=10)
-    queries = logs.filters(PROJECT, start, end)
+    queries = verifier_queries(node)
     writes, inserts = queries["logging.data_writes"], queries["logging.instance_inserts"]
-    matched = {purpose: _matches(node, text) for purpose, text in queries.items()}
+    matched = {purpose: matching_entries(node, text) for purpose, text in queries.items()}
     table: list[tuple[str, Callable[[requests.Session], int], int]] = [
         ("floor: GET /_sim/stats", floor(node.url), 1),
         (f"entries:list data-writes page 1 ({matched['logging.data_writes']} match)",
@@ -187,14 +181,6 @@ def rows(node: BusyNode) -> list[tuple[str, Callable[[requests.Session], int], i
         (f"client: aggregated_list ({vm_pages} pages)", client_aggregated(node.url, seed.job_uid), vm_pages),
     ]
     return table
-
-
-def _matches(node: BusyNode, filter_text: str) -> int:
-    from sovaudit.simulator.logquery import compile_filter
-
-    compiled = compile_filter(filter_text)
-    with node.sim.state.lock:
-        return sum(1 for entry in node.sim.state.log_entries if compiled.matches(entry))
 
 
 def main() -> None:

@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import busy_node, print_machine, request_delta, sim_requests, sovaudit_command  # noqa: E402
+from common import (  # noqa: E402
+    busy_node,
+    matching_entries,
+    print_machine,
+    request_delta,
+    sim_requests,
+    sovaudit_command,
+    verifier_queries,
+)
 
 JOB = "preprocess-genomes-001"
 GOAL_SECONDS = 10.0
@@ -83,6 +91,16 @@ def run_verify(url: str) -> Measured:
     collected = re.search(r"collected \d+ API exchanges in ([\d.]+)s", done.stderr)
     return Measured(seconds, request_delta(before, after), float(collected.group(1)) if collected else None, verdict,
                     cpu)
+
+
+def expected_pages(node: Any) -> str:
+    """The pages verify's listings must take on this node: what its request count should follow."""
+    parts = []
+    for purpose, text in verifier_queries(node).items():
+        matched = matching_entries(node, text)
+        parts.append(f"{purpose.split('.', 1)[1]} {max(1, -(-matched // 1000))} ({matched} entries)")
+    parts.append(f"job VMs {max(1, -(-node.job_tasks // 500))} ({node.job_tasks} VMs)")
+    return ", ".join(parts)
 
 
 def run_naive(url: str, vm_links: list[str]) -> Measured:
@@ -249,9 +267,11 @@ def main() -> None:
           f"{'req ratio':>9} {'time ratio':>10}")
     rows: list[tuple[int, Measured, Measured]] = []
     kept = None   # the largest node stays up for --profile
+    pages: list[tuple[int, str]] = []
     for size in sizes:
         node = busy_node(size, entries)
         try:
+            pages.append((size, expected_pages(node)))
             runs = [run_verify(node.url) for _ in range(repeat)]
             naive = run_naive(node.url, list(node.sim.state.extras["seed"].instances))
         finally:
@@ -277,6 +297,9 @@ def main() -> None:
         (small, v0, n0), (large, v1, n1) = rows[0], rows[-1]
         print(f"# {small} -> {large} VMs ({large / small:.0f}x): verify requests x{v1.total / v0.total:.2f}, "
               f"naive requests x{n1.total / n0.total:.1f}; verify wall x{v1.seconds / v0.seconds:.2f}")
+    print("# pages each size needs (Logging pages of 1000 entries, aggregatedList pages of 500 VMs):")
+    for size, text in pages:
+        print(f"#   {size:>5} VMs: {text}")
     largest, verify, _ = rows[-1]
     met = verify.seconds <= GOAL_SECONDS and verify.total <= GOAL_REQUESTS
     print(f"# goal at {largest} VMs: <= {GOAL_SECONDS:.0f} s and <= {GOAL_REQUESTS} requests -> "

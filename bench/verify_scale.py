@@ -19,7 +19,6 @@ threads apart, and prints the top costs of each. `--quick`: 10 and 100 tasks, 10
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import io
 import json
@@ -183,10 +182,52 @@ def trace_verify(sim: Any) -> None:
               f"{sum(c.bytes for c in items) / 1e6:6.2f} MB  {route}")
 
 
-def profile_verify(url: str, top: int) -> None:
-    """cProfile one verify in-process: a profiler per thread, simulator threads apart from the client's."""
-    from sovaudit.cli import main
+# Where own time goes, by area: the first pattern (searched in "file:function") that matches wins.
+AREAS: tuple[tuple[str, str], ...] = (
+    ("waiting (locks, queues, sockets)", r"method 'acquire'|SimpleQueue|recv_into|poll' of|select' of|sendall|"
+                                         r"method 'accept'|connect' of|threading\.py"),
+    ("imports (finding, reading, executing modules)", r"importlib|marshal\.loads|posix\.stat|open_code|"
+                                                      r"posix\.listdir|_imp\.|builtins\.__build_class__|exec>"),
+    ("protobuf / proto-plus (client response parsing)", r"google/protobuf|/proto/"),
+    ("google client libraries", r"site-packages/google"),
+    ("HTTP (requests, urllib3, http.client, werkzeug)", r"requests/|urllib3|http/client|werkzeug|socketserver|"
+                                                        r"email/|http/server"),
+    ("JSON encode/decode", r"json/"),
+    ("deepcopy", r"copy\.py"),
+    ("simulator: log query evaluation", r"simulator/logquery"),
+    ("simulator: other", r"simulator/"),
+    ("audit: views and controls", r"audit/(views|controls|evaluate|models|locations|evidence)"),
+    ("audit: collectors, recorder, engine", r"audit/"),
+    ("reports", r"reports/"),
+)
 
+
+def areas(stats: pstats.Stats) -> list[tuple[str, float]]:
+    """Own time summed by area, largest first; "other" names its three largest functions."""
+    totals: dict[str, float] = {}
+    others: list[tuple[float, str]] = []
+    compiled = [(name, re.compile(pattern)) for name, pattern in AREAS]
+    for (filename, line, function), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{filename}:{function}"
+        area = next((name for name, pattern in compiled if pattern.search(where)), "other")
+        totals[area] = totals.get(area, 0.0) + own
+        if area == "other":
+            others.append((own, f"{Path(filename).name}:{line}({function})"))
+    if "other" in totals:
+        named = ", ".join(f"{where} {own:.2f}" for own, where in sorted(others, reverse=True)[:3])
+        totals[f"other ({named})"] = totals.pop("other")
+    return sorted(totals.items(), key=lambda pair: -pair[1])
+
+
+def profile_verify(url: str, top: int) -> None:
+    """cProfile one verify in-process: collection with a profiler per thread (the client's threads
+    apart from the simulator's), then judging alone on the main thread."""
+    from sovaudit.audit import engine
+    from sovaudit.cloud import Target
+    from sovaudit.policies.pack import resolve_policy
+
+    options = engine.VerifyOptions(target=Target.parse(url), pack=resolve_policy("us"), job=JOB, posture_only=False,
+                                   probes=False, since=None, until=None, api_deadline_seconds=60.0)
     # A list, not a dict by thread id: the simulator starts a thread per connection and ids are reused.
     profiles: list[tuple[str, cProfile.Profile]] = []
     lock = threading.Lock()
@@ -199,47 +240,59 @@ def profile_verify(url: str, top: int) -> None:
 
     threading.setprofile(start_thread_profile)
     main_profile = cProfile.Profile()
-    output = io.StringIO()
     started = time.perf_counter()
     main_profile.enable()
     try:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(io.StringIO()):
-            main(verify_command(url)[len(sovaudit_command()):], standalone_mode=False)
-    except SystemExit:
-        pass
+        collected = engine.collect(options, progress=lambda message: None)
     finally:
         main_profile.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - started
+    collect_seconds = time.perf_counter() - started
+    judge_profile = cProfile.Profile()
+    started = time.perf_counter()
+    judge_profile.enable()
+    result = engine.judge(collected.evidence, options.pack, collected.scope, run_id=options.run_id, target=url,
+                          principal="anonymous", started_at=collected.started_at, finished_at=collected.finished_at)
+    document = json.dumps(result.to_json(), indent=2)
+    judge_profile.disable()
+    judge_seconds = time.perf_counter() - started
     client = pstats.Stats(main_profile)
     server: pstats.Stats | None = None
     for name, profile in profiles:
-        target_stats = "process_request_thread" in name
         profile.create_stats()
-        if target_stats:
+        if "process_request_thread" in name:
             server = pstats.Stats(profile) if server is None else server.add(profile) or server
         else:
             client.add(profile)
-    print(f"\n## profile: one in-process verify, {seconds:.2f} s wall (profiling overhead included)")
-    for title, stats in (("verify (main + collector threads)", client), ("simulator (request threads)", server)):
+    print(f"\n## profile: one in-process verify (verdict {result.verdict}, "
+          f"{len(document) / 1e6:.1f} MB of result JSON); cProfile inflates every figure")
+    print(f"collection {collect_seconds:.2f} s wall; judging and result JSON {judge_seconds:.2f} s wall")
+    for title, stats in (("collection, client threads", client), ("collection, simulator threads", server)):
         if stats is None:
             continue
-        buffer = io.StringIO()
-        stats.stream = buffer  # type: ignore[attr-defined]
-        stats.sort_stats("cumulative").print_stats(top)
-        print(f"\n### {title}: top {top} by cumulative time")
-        print("\n".join(_trim(buffer.getvalue())))
-        buffer = io.StringIO()
-        stats.stream = buffer  # type: ignore[attr-defined]
-        stats.sort_stats("tottime").print_stats(top)
-        print(f"\n### {title}: top {top} by own time")
-        print("\n".join(_trim(buffer.getvalue())))
+        print(f"\n### {title}: own time by area (summed over threads)")
+        for area, seconds in areas(stats):
+            if seconds >= 0.005:
+                print(f"  {seconds:7.2f} s  {area}")
+    _print_top("collection, simulator threads: top own time", server, "tottime", top)
+    _print_top("judging: top cumulative time", pstats.Stats(judge_profile), "cumulative", top)
+
+
+def _print_top(title: str, stats: pstats.Stats | None, key: str, top: int) -> None:
+    if stats is None:
+        return
+    buffer = io.StringIO()
+    stats.stream = buffer  # type: ignore[attr-defined]
+    stats.sort_stats(key).print_stats(top)
+    print(f"\n### {title}")
+    print("\n".join(_trim(buffer.getvalue())))
 
 
 def _trim(report: str) -> list[str]:
     lines = report.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip().startswith("ncalls")), 0)
-    return [re.sub(r"/work/venv/lib/python3\.\d+/site-packages/|/work/main/", "", line)
+    return [re.sub(r"/work/venv/lib/python3\.\d+/site-packages/|/work/main/|/root/\.pyenv/versions/[^/]+/lib/", "",
+                   line)
             for line in lines[start:] if line.strip()]
 
 

@@ -277,3 +277,29 @@ def test_small_text_blocks_are_gathered_into_whole_row_groups(tmp_path: Path) ->
     metadata = pq.ParquetFile(small.parquet).metadata
     assert metadata.num_row_groups == 1 and metadata.num_rows == small.records_normalized
     assert pq.read_table(small.parquet).equals(pq.read_table(whole.parquet))
+
+
+def test_freebayes_values_match_what_bcftools_norm_writes(tmp_path: Path) -> None:
+    # Beyond the record keys: per-allele INFO, genotypes, Number=A and Number=G FORMAT values of
+    # the split records must be bcftools' own, read back with pysam from its normalized VCF.
+    source = shared("freebayes.vcf.gz")
+    table = rows(preprocess(source, tmp_path / "out.parquet").parquet)
+    keys_from_bcftools(source, tmp_path)  # writes tmp_path / "expected.vcf"
+    expected = {}
+    with pysam.VariantFile(str(tmp_path / "expected.vcf")) as normalized:
+        samples = list(normalized.header.samples)
+        for rec in normalized:
+            calls = [([-1 if a is None else a for a in rec.samples[s]["GT"]], rec.samples[s]["AO"][0],
+                      list(rec.samples[s]["GL"]) if rec.samples[s]["GL"][0] is not None else None)
+                     for s in samples]
+            expected[(rec.chrom, rec.pos, rec.ref, rec.alts[0])] = (rec.info["AC"][0], rec.info["TYPE"][0], calls)
+    assert len(expected) == len(table)
+    for row in table:
+        allele = row["alternate_bases"][0]
+        key = (row["reference_name"], row["start_position"] + 1, row["reference_bases"], allele["alt"])
+        ac, kind, calls = expected[key]
+        assert (allele["AC"], allele["TYPE"]) == (ac, kind), key
+        assert [(c["genotype"], c["AO"]) for c in row["call"]] == [(gt, ao) for gt, ao, _ in calls], key
+        for call, (_, _, likelihoods) in zip(row["call"], calls, strict=True):
+            # bcftools prints float32 in its shortest form; pysam widens the same float32 to double
+            assert call["GL"] == (pytest.approx(likelihoods, rel=1e-6) if likelihoods else None), key

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import requests
 
 from sovaudit.simulator import start
@@ -19,15 +17,14 @@ def test_start_seeds_the_finished_job_with_one_vm_per_task(sim_shared) -> None:
     assert {vm["zone"].rsplit("/", 1)[-1] for vm in vms} <= set(state.zones)
 
 
-def test_thousand_tasks_seed_in_a_few_seconds() -> None:
-    began = time.monotonic()
+def test_thousand_tasks_seed_one_vm_and_one_load_job_per_task() -> None:
+    # How fast that is belongs to bench/verify_scale.py, not to a timed assertion here.
     server = start(node="us", job_tasks=1000)
     try:
         assert len(server.state.instances) == 1000
         assert len(server.state.bq_jobs) == 1000
     finally:
         server.stop()
-    assert time.monotonic() - began < 5
 
 
 def test_stats_count_requests_by_api(sim) -> None:

@@ -9,6 +9,7 @@ EvidenceIncomplete naming the API and method — which evaluation turns into ERR
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -440,10 +441,18 @@ class Instance:
     service_accounts: tuple[str, ...]
     resource: str
     evidence: tuple[str, ...]
+    # True when this VM no longer exists and is read from its compute.instances.insert request body.
+    from_insert_log: bool = False
 
     @property
     def machine_series(self) -> str:
         return self.machine_type.split("-", 1)[0].lower()
+
+    @property
+    def source_note(self) -> str:
+        """What a finding about this VM rests on, when it is not the live VM."""
+        return " (from its compute.instances.insert audit entry: the VM no longer exists)" \
+            if self.from_insert_log else ""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], item_id: str, scope: str = "") -> Instance:
@@ -475,6 +484,39 @@ def job_instances(log: EvidenceLog, job_uid: str | None) -> tuple[Instance, ...]
     if not job_uid:
         return found
     return tuple(vm for vm in found if vm.labels.get("batch-job-uid") == job_uid)
+
+
+@dataclass(frozen=True)
+class RunVms:
+    """The run's VMs as the verdict sees them: live, or (when none is left) as their inserts recorded them.
+
+    Cloud Batch deletes a job's VMs when the job ends, so for any finished job the listing is
+    usually empty; the Admin Activity log cannot be disabled and keeps each VM's full insert body.
+    A listing that failed still raises EvidenceIncomplete: "gone" is only concluded from a complete,
+    empty answer.
+    """
+
+    vms: tuple[Instance, ...]
+    from_insert_log: bool
+    listing_evidence: tuple[str, ...]
+
+    @property
+    def note(self) -> str:
+        return (" — no VM of the run exists any more (Batch deletes them when the job ends), so each was judged "
+                "on its compute.instances.insert audit entry") if self.from_insert_log else ""
+
+
+def run_vms(log: EvidenceLog, job_uid: str | None) -> RunVms:
+    """`job_instances`, else the VMs of the run's insert audit entries when the listing found none."""
+    live = job_instances(log, job_uid)
+    listing_ids = tuple(log.by_purpose("compute.job_instances").ids)
+    if live or not job_uid or not log.by_purpose("logging.instance_inserts").items:
+        return RunVms(live, False, listing_ids)
+    try:
+        recorded = inserted_instances(log, job_uid)
+    except EvidenceIncomplete:
+        return RunVms((), False, listing_ids)
+    return RunVms(recorded, bool(recorded), listing_ids)
 
 
 def instances(log: EvidenceLog, purpose: str = "compute.job_instances") -> tuple[Instance, ...]:
@@ -537,6 +579,40 @@ class LogEntry:
     @property
     def ref(self) -> str:
         return f"{self.log_name}#{self.insert_id}" if self.insert_id else self.log_name
+
+
+def is_instance_insert_with_body(entry: LogEntry) -> bool:
+    """The `first` entry of a successful compute.instances.insert, the one carrying the request body.
+
+    An LRO writes a first entry with the full body and a last entry with only {"@type"}; an insert
+    whose status carries a code created no VM.
+    """
+    return (entry.method_name.endswith("compute.instances.insert") and bool(set(entry.request) - {"@type"})
+            and not entry.status.get("code"))
+
+
+def inserted_instances(log: EvidenceLog, job_uid: str) -> tuple[Instance, ...]:
+    """The run's VMs as `logging.instance_inserts` recorded their creation, one per VM (the latest insert).
+
+    Only inserts whose request labels carry this `batch-job-uid` count: another workload's VM inserted
+    in the same window is not the run's. The zone comes from the resource name
+    (`projects/P/zones/Z/instances/N`), as the request body of a zonal insert carries none.
+    """
+    found: dict[str, Instance] = {}
+    for entry in log_entries(log, "logging.instance_inserts"):
+        if not is_instance_insert_with_body(entry):
+            continue
+        request = entry.request
+        labels = request.get("labels") or {}
+        if not isinstance(labels, Mapping) or labels.get("batch-job-uid") != job_uid:
+            continue
+        zone_match = re.search(r"/zones/([^/]+)/", entry.resource_name)
+        zone = zone_match.group(1) if zone_match else str(entry.resource_labels.get("zone", ""))
+        name = str(request.get("name") or last_segment(entry.resource_name))
+        vm = Instance.parse({**request, "name": name, "zone": zone, "selfLink": ""}, entry.evidence[0])
+        resource = entry.resource_name or vm.resource
+        found[resource] = dataclasses.replace(vm, resource=resource, evidence=entry.evidence, from_insert_log=True)
+    return tuple(found.values())
 
 
 def log_entries(log: EvidenceLog, purpose: str) -> tuple[LogEntry, ...]:

@@ -1,18 +1,28 @@
 """The fault matrix: `sovaudit verify` against the clean nodes and every declared scenario.
 
-Each scenario declares the controls it must make FAIL and those it must make ERROR. A row runs the
-real CLI against a fresh simulator and records what verify actually concluded, so the same rows
-serve the test that gates a release (`tests/audit/test_verify_e2e.py`) and the table in
-docs/reliability.md (`python scripts/reliability_matrix.py`), which therefore cannot drift apart.
+Each scenario declares the controls it must make FAIL, those it must make ERROR and those a waiver
+must turn into WAIVED. A row runs the real CLI against a fresh simulator and records what verify
+actually concluded, so the same rows serve the test that gates a release
+(`tests/audit/test_verify_e2e.py`) and the table in docs/reliability.md
+(`python scripts/reliability_matrix.py`), which therefore cannot drift apart.
+
+A scenario's optional `policy:` block (waivers, a stricter confidential type...) is merged into the
+node's shipped policy pack and passed to verify as `--policy FILE`: the node is the same, only what
+the auditor demands of it changes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from sovaudit.simulator.node import Scenario, list_scenarios
+import yaml
+
+from sovaudit.simulator.node import Scenario, deep_merge, list_scenarios, policy_overlay
 
 VERIFY_JOB = "preprocess-genomes-001"
 
@@ -30,6 +40,10 @@ class MatrixRow:
     observed_errors: frozenset[str]
     exit_code: int
     verdict: str
+    declared_waived: frozenset[str] = frozenset()
+    observed_waived: frozenset[str] = frozenset()
+    # verify's JSON result, for tests that look past the outcomes (findings, probes).
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def expected_exit(self) -> int:
@@ -37,9 +51,33 @@ class MatrixRow:
 
     @property
     def caught(self) -> bool:
-        """Exactly the declared controls failed or errored, nothing else, with the gate's exit code."""
+        """Exactly the declared controls failed, errored or were waived, nothing else, with the gate's exit code."""
         return (self.observed_fails == self.declared_fails and self.observed_errors == self.declared_errors
-                and self.exit_code == self.expected_exit)
+                and self.observed_waived == self.declared_waived and self.exit_code == self.expected_exit)
+
+
+def scenario_policy_file(scenario: Scenario, node: str, directory: Path) -> Path | None:
+    """The node's shipped pack with the scenario's `policy:` block merged in, written under `directory`.
+
+    Returns None when the scenario demands nothing beyond the shipped pack. The merged pack goes
+    through the product's own loader, so a bad overlay fails here naming the scenario's file.
+    """
+    from sovaudit.policies.pack import PolicyError, load_policy, resolve_policy
+
+    overlay = policy_overlay(scenario, node)
+    if not overlay:
+        return None
+    shipped = Path(resolve_policy(node).path)
+    merged = deep_merge(yaml.safe_load(shipped.read_text(encoding="utf-8")), overlay)
+    merged["description"] = f"{merged.get('description', '')} (with scenario {scenario.name}'s policy overlay)"
+    path = directory / f"{shipped.stem}+{scenario.name}.yaml"
+    path.write_text(yaml.safe_dump(merged, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    try:
+        load_policy(path)
+    except PolicyError as exc:
+        raise ValueError(f"{scenario.path}: field 'policy' makes an invalid pack when merged into {shipped}: "
+                         f"{exc}") from exc
+    return path
 
 
 def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence[str] = (),
@@ -51,11 +89,13 @@ def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence
     from sovaudit.simulator import start
 
     scenarios = [scenario.name] if scenario else []
-    policy = node
-    with start(node=node, scenarios=scenarios) as server:
-        args = ["verify", "--policy", policy, "--target", server.url, "--job", VERIFY_JOB, "--format", "json",
-                "--api-deadline", str(api_deadline), *extra_args]
-        result = CliRunner().invoke(main, args, catch_exceptions=False)
+    with tempfile.TemporaryDirectory(prefix="sovaudit-matrix-") as private_dir:
+        policy_file = scenario_policy_file(scenario, node, Path(private_dir)) if scenario else None
+        policy = str(policy_file) if policy_file else node
+        with start(node=node, scenarios=scenarios) as server:
+            args = ["verify", "--policy", policy, "--target", server.url, "--job", VERIFY_JOB, "--format", "json",
+                    "--api-deadline", str(api_deadline), *extra_args]
+            result = CliRunner().invoke(main, args, catch_exceptions=False)
     start_at = result.stdout.find("{")
     if start_at < 0:
         raise RuntimeError(f"verify printed no JSON for {scenarios or node} (exit {result.exit_code}): "
@@ -72,6 +112,8 @@ def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence
         declared_errors=frozenset(scenario.errors) if scenario else frozenset(),
         observed_fails=by("FAIL"), observed_errors=by("ERROR"), exit_code=result.exit_code,
         verdict=str(document["verdict"]),
+        declared_waived=frozenset(scenario.waived) if scenario else frozenset(),
+        observed_waived=by("WAIVED"), document=document,
     )
 
 
@@ -87,14 +129,15 @@ def markdown(rows: Sequence[MatrixRow]) -> str:
 
     caught = sum(1 for row in rows if row.caught)
     lines = [
-        "| scenario | what it injects | must FAIL | must be ERROR | verify found FAIL | found ERROR | exit | caught |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | what it injects | must FAIL | must be ERROR | must be WAIVED | verify found FAIL | found ERROR "
+        "| found WAIVED | exit | caught |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         description = " ".join(row.description.split()).replace("|", "\\|")
         lines.append(f"| `{row.name}` | {description} | {ids(row.declared_fails)} | {ids(row.declared_errors)} | "
-                     f"{ids(row.observed_fails)} | {ids(row.observed_errors)} | {row.exit_code} | "
-                     f"{'yes' if row.caught else '**NO**'} |")
+                     f"{ids(row.declared_waived)} | {ids(row.observed_fails)} | {ids(row.observed_errors)} | "
+                     f"{ids(row.observed_waived)} | {row.exit_code} | {'yes' if row.caught else '**NO**'} |")
     lines.append("")
     lines.append(f"{caught} of {len(rows)} rows behave exactly as declared.")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,11 @@ NODE_SPEC = s.Struct(
             "keys": s.MapOf(s.Struct(
                 required={"purpose": s.OneOf(("ENCRYPT_DECRYPT", "ASYMMETRIC_SIGN"))},
                 optional={"algorithm": s.OneOf(("GOOGLE_SYMMETRIC_ENCRYPTION", "EC_SIGN_P256_SHA256"))}),
-                min_items=1)}),
+                min_items=1)},
+            # Symmetric keys outside the node's key ring (e.g. in another location), by full name.
+            optional={"other_keys": s.ListOf(s.Text(
+                r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+",
+                "projects/P/locations/L/keyRings/R/cryptoKeys/K"))}),
         "buckets": s.Struct(required={"raw": _BUCKET, "processed": _BUCKET}),
         "dataset": _rest({"id": s.Text(r"[A-Za-z0-9_]{1,1024}", "a dataset id (letters, digits, _)"),
                           "location": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id")}),
@@ -149,7 +154,11 @@ SCENARIO_SPEC = s.Struct(
               "description": s.Text(),
               "fails": s.ListOf(s.Text(CONTROL_ID, "a control id such as SEC-02"))},
     optional={"errors": s.ListOf(s.Text(CONTROL_ID, "a control id such as SEC-04")),
+              "waived": s.ListOf(s.Text(CONTROL_ID, "a control id such as SOV-04")),
               "node": s.Struct(open=True),
+              # Deep-merged into the node's shipped policy pack for verify (waivers, confidential type...);
+              # the merged pack is validated by sovaudit.policies.pack.load_policy.
+              "policy": s.Struct(open=True),
               "seed": SEED_SPEC,
               "options": RUNTIME_OPTIONS_SPEC},
 )
@@ -167,10 +176,17 @@ class Scenario:
     seed: Mapping[str, Any]
     options: Mapping[str, Any]
     path: Path
+    waived: tuple[str, ...] = ()
+    policy_patch: Mapping[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "fails": list(self.fails),
-                "errors": list(self.errors)}
+        summary = {"name": self.name, "description": self.description, "fails": list(self.fails),
+                   "errors": list(self.errors)}
+        if self.waived:
+            summary["waived"] = list(self.waived)
+        if self.policy_patch:   # JSON-safe: YAML reads an expiry as a date
+            summary["policy"] = json.loads(json.dumps(dict(self.policy_patch), default=str))
+        return summary
 
 
 @dataclass(frozen=True)
@@ -263,11 +279,20 @@ def load_scenario(name: str | Path) -> Scenario:
         raise NodeFileError(path, problems)
     return Scenario(name=doc["name"], description=doc["description"], fails=tuple(doc["fails"]),
                     errors=tuple(doc.get("errors") or ()), node_patch=doc.get("node") or {},
-                    seed=doc.get("seed") or {}, options=doc.get("options") or {}, path=path)
+                    seed=doc.get("seed") or {}, options=doc.get("options") or {}, path=path,
+                    waived=tuple(doc.get("waived") or ()), policy_patch=doc.get("policy") or {})
 
 
 def list_scenarios() -> list[Scenario]:
     return [load_scenario(name) for name in scenario_names()]
+
+
+def policy_overlay(scenario: Scenario, node: str | Path = "us") -> dict[str, Any]:
+    """The scenario's `policy:` block with its placeholders filled in for `node` ({} when it has none)."""
+    if not scenario.policy_patch:
+        return {}
+    doc, _ = load_node_file(node)
+    return dict(_substitute(copy.deepcopy(dict(scenario.policy_patch)), _placeholders(doc), scenario.path))
 
 
 def _placeholders(doc: Mapping[str, Any]) -> dict[str, str]:
@@ -392,8 +417,9 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     state.perimeters[perimeter["name"]] = body
 
     key_ring = doc["kms"]["key_ring"]
-    for key_id, key in doc["kms"]["keys"].items():
-        name = f"{key_ring}/cryptoKeys/{key_id}"
+    keys = [(f"{key_ring}/cryptoKeys/{key_id}", key) for key_id, key in doc["kms"]["keys"].items()]
+    keys += [(name, {"purpose": "ENCRYPT_DECRYPT"}) for name in doc["kms"].get("other_keys") or ()]
+    for name, key in keys:
         algorithm = key.get("algorithm") or ("GOOGLE_SYMMETRIC_ENCRYPTION" if key["purpose"] == "ENCRYPT_DECRYPT"
                                              else "EC_SIGN_P256_SHA256")
         version = {"name": f"{name}/cryptoKeyVersions/1", "state": "ENABLED", "protectionLevel": "SOFTWARE",

@@ -51,6 +51,17 @@ SEED_SPEC = s.Struct(optional={
     # Loads that wrote fewer rows than the task normalized.
     "load_overrides": s.ListOf(s.Struct(required={"index": s.Integer(minimum=0),
                                                   "rows_missing": s.Integer(minimum=1)})),
+    # VMs placed in another zone than the node's (e.g. a zone of another region), by task index.
+    "vm_zones": s.ListOf(s.Struct(required={"index": s.Integer(minimum=0),
+                                            "zone": s.Text(r"[a-z]+-[a-z]+\d+-[a-z]", "a zone such as us-east1-b")})),
+    # Task indexes whose VM has no compute.instances.insert audit entry (a gap in the trail).
+    "missing_insert_logs": s.ListOf(s.Integer(minimum=0)),
+    # Real Cloud Batch deletes a job's VMs when it ends: only the audit log remembers them.
+    "delete_vms": s.Boolean(),
+    # BigQuery loads during the run into a dataset outside the node's (e.g. a look-alike dataset id).
+    "foreign_loads": s.ListOf(s.Struct(required={"dataset": s.Text(r"[A-Za-z0-9_]+", "a dataset id")},
+                                       optional={"project": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id"),
+                                                 "task_index": s.Integer(minimum=0)})),
     "noise": s.Boolean(),
 })
 
@@ -77,6 +88,10 @@ class SeedOptions:
     foreign_writes: Sequence[Mapping[str, Any]] = ()
     policy_denied: Sequence[Mapping[str, Any]] = ()
     load_overrides: Sequence[Mapping[str, Any]] = ()
+    vm_zones: Sequence[Mapping[str, Any]] = ()
+    missing_insert_logs: Sequence[int] = ()
+    delete_vms: bool = False
+    foreign_loads: Sequence[Mapping[str, Any]] = ()
     noise: bool = True
 
     @classmethod
@@ -220,6 +235,10 @@ class _Seeder:
             self._foreign_write(write, count)
         for denied in self.opts.policy_denied:
             self._policy_denied(denied, count)
+        for load in self.opts.foreign_loads:
+            self._foreign_load(load, count)
+        if self.opts.delete_vms:
+            self._delete_vms()
         if self.opts.noise:
             self._noise()
         run = SeededRun(job_name=self.job_name, job_id=self.job_id, job_uid=self.job_uid,
@@ -244,7 +263,8 @@ class _Seeder:
     # -------------------------------------------------------------------- compute
     def _vm(self, index: int, template: Mapping[str, Any], edits: Sequence[Mapping[str, Any]]) -> str:
         zones = self.state.zones
-        zone = zones[index % len(zones)]
+        moved = {int(z["index"]) % self.opts.job_tasks: str(z["zone"]) for z in self.opts.vm_zones}
+        zone = moved.get(index) or zones[index % len(zones)]
         suffix = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[(_h(self.job_uid, index, k) % 36)] for k in range(4))
         name = f"{self.job_uid}-group0-{index}-{suffix}"
         zone_url = f"{self.compute_url}/zones/{zone}"
@@ -256,9 +276,14 @@ class _Seeder:
         labels = {**props.get("labels", {}), **self.node["job"]["labels"], "sovaudit-run-id": self.run_label,
                   "batch-job-id": self.job_id, "batch-job-uid": self.job_uid, "batch-node": ""}
         nics = []
+        vm_region = zone.rsplit("-", 1)[0]
         for nic_index, nic in enumerate(props.get("networkInterfaces", [])):
             address = 2 + index + nic_index
-            nics.append({"kind": "compute#networkInterface", **copy.deepcopy(nic),
+            nic = copy.deepcopy(nic)
+            if vm_region != self.region and "subnetwork" in nic:
+                # A VM can only attach to a subnetwork of its own region.
+                nic["subnetwork"] = nic["subnetwork"].replace(f"/regions/{self.region}/", f"/regions/{vm_region}/")
+            nics.append({"kind": "compute#networkInterface", **nic,
                          "networkIP": f"{self._subnet_prefix()}.{address // 250}.{address % 250 + 2}",
                          "name": f"nic{nic_index}", "fingerprint": _b64(hashlib.sha1(f"{name}{nic_index}".encode()).digest()[:8])})
         service_accounts = copy.deepcopy(props.get("serviceAccounts", []))
@@ -270,7 +295,7 @@ class _Seeder:
             "name": name, "machineType": machine_type, "canIpForward": False,
             "networkInterfaces": [{k: v for k, v in nic.items() if k in {"network", "subnetwork", "nicType",
                                                                            "stackType", "accessConfigs"}}
-                                  for nic in props.get("networkInterfaces", [])],
+                                  for nic in nics],
             "disks": [{"type": "PERSISTENT", "mode": "READ_WRITE", "boot": True, "autoDelete": True,
                        "deviceName": "persistent-disk-0",
                        "initializeParams": {**disk.get("initializeParams", {}),
@@ -311,6 +336,8 @@ class _Seeder:
             instance["confidentialInstanceConfig"] = copy.deepcopy(props["confidentialInstanceConfig"])
         for edit in edits:
             for path, value in edit.items():
+                if path == "machineType" and isinstance(value, str) and "/" not in value:
+                    value = f"{zone_url}/machineTypes/{value}"   # a bare type means this VM's zone
                 set_path(instance, path, value)
                 set_path(request_body, path, value)
         self.state.instances[(zone, name)] = instance
@@ -323,10 +350,32 @@ class _Seeder:
                      "selfLink": f"{zone_url}/operations/{operation_name}"}
         mig = (f"{self.compute_url}/zones/{zone}/instanceGroupManagers/"
                f"{self.job_uid}-group0-0-{_h('mig', self.job_uid, zone) % 16**4:04x}")
-        audit_log.instance_insert(self.state, instance=instance, request_body=request_body, operation=operation,
-                                  principal=audit_log.cloudservices_account(self.state), timestamp=inserted,
-                                  links=[{"type": "MEMBER_OF", "source": mig}])
+        if index not in {i % self.opts.job_tasks for i in self.opts.missing_insert_logs}:
+            audit_log.instance_insert(self.state, instance=instance, request_body=request_body, operation=operation,
+                                      principal=audit_log.cloudservices_account(self.state), timestamp=inserted,
+                                      links=[{"type": "MEMBER_OF", "source": mig}])
         return self_link
+
+    def _delete_vms(self) -> None:
+        """What Cloud Batch does when a job ends: its managed instance group deletes every VM, leaving
+        a `compute.instances.delete` admin-activity entry per VM; the insert entries stay."""
+        uid = self.job_uid
+        doomed = [(key, vm) for key, vm in self.state.instances.items()
+                  if vm.get("labels", {}).get("batch-job-uid") == uid]
+        principal = audit_log.cloudservices_account(self.state)
+        for offset, ((zone, name), vm) in enumerate(doomed):
+            del self.state.instances[(zone, name)]
+            audit_log.record(self.state, audit_log.audit_entry(
+                self.state, log_id=audit_log.ACTIVITY, service="compute.googleapis.com",
+                method="v1.compute.instances.delete",
+                resource_name=f"projects/{self.project}/zones/{zone}/instances/{name}", resource_type="gce_instance",
+                resource_labels={"instance_id": str(vm.get("id", "")), "project_id": self.project, "zone": zone},
+                principal=principal, timestamp=self.succeeded + timedelta(seconds=40, milliseconds=53 * offset),
+                permission="compute.instances.delete", permission_type="ADMIN_WRITE",
+                request={"@type": "type.googleapis.com/compute.instances.delete"},
+                operation={"id": f"operation-delete-{vm.get('id', name)}", "producer": "compute.googleapis.com",
+                           "first": True},
+                locations=[zone], user_agent="GCE Managed Instance Group for Batch"))
 
     def _subnet_prefix(self) -> str:
         cidr = self.node["network"].get("ip_cidr_range", "10.20.0.0/20")
@@ -513,6 +562,22 @@ class _Seeder:
                                   violation_reason=denied.get("reason", "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER"),
                                   permission="storage.objects.create",
                                   dry_run="status" not in next(iter(self.state.perimeters.values()), {}))
+
+    def _foreign_load(self, load: Mapping[str, Any], count: int) -> None:
+        """A second load job of one task's output, into a dataset that is not the node's (e.g. a
+        look-alike `hospital_data_copy`): the job and its data-access entries, as Google records them."""
+        index = int(load.get("task_index", 0)) % count
+        task = self.tasks[index]
+        job_id = f"sovaudit_copy_{self.run_id}_{task.input_sha256[:32]}"
+        source = f"variants/{self.job_id}/sample-{index:04d}.parquet"
+        at = self._task_time(index, 36)
+        job = self._load_job(index, job_id, source, task.rows_loaded, at, at + timedelta(seconds=9))
+        job["configuration"]["load"]["destinationTable"] = {
+            "projectId": load.get("project") or self.project, "datasetId": load["dataset"],
+            "tableId": load.get("table") or self.dataset["table"]}
+        self.state.bq_jobs[job_id] = job
+        audit_log.bigquery_table_write(self.state, job=job, principal=self.service_account,
+                                       timestamp=at + timedelta(seconds=9))
 
     def _noise(self) -> None:
         """Unrelated entries: an admin's IAM change, an earlier run three days ago (outside 24 h), uploads of

@@ -16,9 +16,10 @@ from sovaudit.audit.views import (
     BatchJob,
     ConfidentialConfig,
     InstanceTemplate,
-    job_instances,
+    is_instance_insert_with_body,
     last_segment,
     log_entries,
+    run_vms,
 )
 
 CC_FRAMEWORKS = {"GDPR": ["Art. 32"], "HIPAA": ["164.312(a)(2)(iv)"], "NIST-800-53": ["SC-39", "SC-28"],
@@ -100,34 +101,27 @@ def job_uses_confidential_template(ctx: ControlContext) -> Iterator[Finding]:
     remediation="Recreate the template with --confidential-compute-type=SEV on n2d/c2d/c3d and rerun the job; "
                 "enforce with org policy constraints/compute.restrictNonConfidentialComputing",
     frameworks=CC_FRAMEWORKS,
-    reads=["compute.job_instances"],
+    reads=["compute.job_instances", "logging.instance_inserts"],
     needs_job=True,
 )
 def vms_are_confidential(ctx: ControlContext) -> Iterator[Finding]:
     conf = ctx.policy.confidential
-    vms = job_instances(ctx.evidence, ctx.scope.job_uid)
-    if not vms:
-        yield Finding.error(ctx.scope.job or "job", f"no VMs labelled batch-job-uid={ctx.scope.job_uid} were found; "
-                            "that the workers were confidential cannot be shown",
-                            ctx.evidence.by_purpose("compute.job_instances").ids)
+    run = run_vms(ctx.evidence, ctx.scope.job_uid)
+    if not run.vms:
+        yield Finding.error(ctx.scope.job or "job", f"no VMs labelled batch-job-uid={ctx.scope.job_uid} were found, "
+                            "nor any insert audit entry of one; that the workers were confidential cannot be shown",
+                            run.listing_evidence)
         return
-    for vm in vms:
+    for vm in run.vms:
         problem = _type_problem(vm.confidential, conf.required_type)
         if not problem and vm.machine_series not in conf.machine_series:
             problem = (f"machine type {vm.machine_type} is not in a series that supports {conf.required_type} "
                        f"({', '.join(conf.machine_series)})")
         if problem:
-            yield Finding.fail(vm.resource, f"{vm.name}: {problem}", vm.evidence)
+            yield Finding.fail(vm.resource, f"{vm.name}: {problem}{vm.source_note}", vm.evidence)
         else:
-            yield Finding.ok(vm.resource, f"{vm.name}: {vm.confidential.effective_type} on {vm.machine_type}",
-                             vm.evidence)
-
-
-def _is_insert_with_body(entry_method: str, request: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-    # An LRO writes a first entry carrying the full request body and a last entry carrying only
-    # {"@type"}; a failed insert (status.code != 0) created no VM.
-    return (entry_method.endswith("compute.instances.insert") and bool(set(request) - {"@type"})
-            and not status.get("code"))
+            yield Finding.ok(vm.resource, f"{vm.name}: {vm.confidential.effective_type} on {vm.machine_type}"
+                             f"{vm.source_note}", vm.evidence)
 
 
 @control(
@@ -146,10 +140,10 @@ def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
     required = ctx.policy.confidential.required_type
     uid = ctx.scope.job_uid
     entries = log_entries(ctx.evidence, "logging.instance_inserts")
-    vms = job_instances(ctx.evidence, uid)
+    run = run_vms(ctx.evidence, uid)
     inserts = []
     for entry in entries:
-        if not _is_insert_with_body(entry.method_name, entry.request, entry.status):
+        if not is_instance_insert_with_body(entry):
             continue
         labels = entry.request.get("labels") or {}
         if uid and "batch-job-uid" in labels and labels["batch-job-uid"] != uid:
@@ -171,11 +165,18 @@ def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
         else:
             yield Finding.ok(resource, f"insert of {name} at {entry.timestamp} records confidential compute",
                              entry.evidence)
+    if run.from_insert_log:
+        # Nothing live is left to count against: the inserts themselves are the record of the run.
+        yield Finding.ok(ctx.scope.job or "job", f"{len(logged_names)} VM inserts logged; no VM of the run exists "
+                         "any more (Batch deletes them when the job ends), so the count is not compared with "
+                         "live VMs", tuple(log_ids) + run.listing_evidence)
+        return
+    vms = run.vms
     vm_names = {vm.name for vm in vms}
     vm_ids = tuple(i for vm in vms for i in vm.evidence)
     if not vms:
         yield Finding.error(ctx.scope.job or "job", "no VMs were found to compare with the insert logs",
-                            ctx.evidence.by_purpose("compute.job_instances").ids)
+                            run.listing_evidence)
     elif logged_names != vm_names:
         unlogged = sorted(vm_names - logged_names)
         unseen = sorted(logged_names - vm_names)

@@ -17,8 +17,8 @@ from sovaudit.audit.views import (
     InstanceTemplate,
     LogEntry,
     Project,
-    job_instances,
     log_entries,
+    run_vms,
     service_perimeters,
 )
 from sovaudit.policies.pack import PolicyPack
@@ -80,7 +80,7 @@ def perimeter_enforced(ctx: ControlContext) -> Iterator[Finding]:
                 "accessConfigs from the instance template (gcloud compute instance-templates create ... "
                 "--no-address); enforce with constraints/compute.vmExternalIpAccess",
     frameworks=NET_FRAMEWORKS,
-    reads=["batch.job", "compute.instance_template", "compute.job_instances"],
+    reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts"],
     needs_job=True,
 )
 def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
@@ -103,19 +103,20 @@ def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
                                "interface (Batch's default gives each VM an external IP)", job.evidence)
         else:
             yield Finding.ok(job.name, "the job sets noExternalIpAddress=true", job.evidence)
-    vms = job_instances(ctx.evidence, job.uid or ctx.scope.job_uid)
-    if not vms:
-        yield Finding.error(job.name, "no VMs labelled with the job's uid were found; their addresses cannot be "
-                            "checked", ctx.evidence.by_purpose("compute.job_instances").ids)
+    run = run_vms(ctx.evidence, job.uid or ctx.scope.job_uid)
+    if not run.vms:
+        yield Finding.error(job.name, "no VMs labelled with the job's uid were found, nor any insert audit entry of "
+                            "one; their addresses cannot be checked", run.listing_evidence)
         return
-    for vm in vms:
+    for vm in run.vms:
         if vm.access_configs or vm.ipv6_access_configs:
-            addresses = [str(ac.get("natIP") or ac.get("externalIpv6") or ac.get("name", "access config"))
-                         for ac in (*vm.access_configs, *vm.ipv6_access_configs)]
-            yield Finding.fail(vm.resource, f"{vm.name} has an external address ({', '.join(addresses)})",
-                               vm.evidence)
+            # An insert body names the access config; Google assigns natIP later unless one was asked for.
+            addresses = [str(ac.get("natIP") or ac.get("externalIpv6") or ac.get("name") or ac.get("type")
+                             or "access config") for ac in (*vm.access_configs, *vm.ipv6_access_configs)]
+            yield Finding.fail(vm.resource, f"{vm.name} has an external address ({', '.join(addresses)})"
+                               f"{vm.source_note}", vm.evidence)
         else:
-            yield Finding.ok(vm.resource, f"{vm.name} has internal addresses only", vm.evidence)
+            yield Finding.ok(vm.resource, f"{vm.name} has internal addresses only{vm.source_note}", vm.evidence)
 
 
 @control(
@@ -127,7 +128,8 @@ def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
                 "node's service account; gcloud iam service-accounts create batch-runner ...",
     frameworks={"GDPR": ["Art. 32"], "HIPAA": ["164.312(a)(1)"], "NIST-800-53": ["AC-6", "AC-2"],
                 "ISO27001-2022": ["A.5.15", "A.8.2"]},
-    reads=["batch.job", "compute.instance_template", "compute.job_instances", "resourcemanager.project"],
+    reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts",
+           "resourcemanager.project"],
     needs_job=True,
 )
 def dedicated_service_account(ctx: ControlContext) -> Iterator[Finding]:
@@ -151,13 +153,13 @@ def dedicated_service_account(ctx: ControlContext) -> Iterator[Finding]:
         template = InstanceTemplate.from_log(ctx.evidence)
         yield judge(template.self_link or template.name, f"instance template {template.name}",
                     template.service_accounts, template.evidence)
-    vms = job_instances(ctx.evidence, job.uid or ctx.scope.job_uid)
-    if not vms:
-        yield Finding.error(job.name, "no VMs labelled with the job's uid were found; their identity cannot be "
-                            "checked", ctx.evidence.by_purpose("compute.job_instances").ids)
+    run = run_vms(ctx.evidence, job.uid or ctx.scope.job_uid)
+    if not run.vms:
+        yield Finding.error(job.name, "no VMs labelled with the job's uid were found, nor any insert audit entry of "
+                            "one; their identity cannot be checked", run.listing_evidence)
         return
-    for vm in vms:
-        yield judge(vm.resource, vm.name, vm.service_accounts, vm.evidence + project.evidence)
+    for vm in run.vms:
+        yield judge(vm.resource, f"{vm.name}{vm.source_note}", vm.service_accounts, vm.evidence + project.evidence)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,12 +24,12 @@ from sovaudit.audit.views import (
     LocationPolicy,
     ProbeAttempt,
     instances,
-    job_instances,
     last_segment,
     location_in_name,
     probe_attempt,
     probe_cleanups,
     probe_job_polls,
+    run_vms,
 )
 from sovaudit.policies.pack import PolicyPack
 
@@ -356,7 +356,7 @@ def dataset_sovereign(ctx: ControlContext) -> Iterator[Finding]:
     remediation="Set allocationPolicy.location.allowedLocations=[\"regions/REGION\"] in the job spec "
                 "(`sovaudit pipeline plan` does) and restrict gcp.resourceLocations (SOV-01)",
     frameworks={"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)"], "ISO27001-2022": ["A.5.23"]},
-    reads=["batch.job", "compute.job_instances"],
+    reads=["batch.job", "compute.job_instances", "logging.instance_inserts"],
     needs_job=True,
 )
 def job_ran_in_jurisdiction(ctx: ControlContext) -> Iterator[Finding]:
@@ -375,17 +375,16 @@ def job_ran_in_jurisdiction(ctx: ControlContext) -> Iterator[Finding]:
     else:
         yield Finding.fail(job.name, f"no allowedLocations and the job's region {job.region or 'is unknown'} is "
                            "not inside the jurisdiction", job.evidence)
-    vms = job_instances(ctx.evidence, job.uid or ctx.scope.job_uid)
-    if not vms:
-        ids = ctx.evidence.by_purpose("compute.job_instances").ids
-        yield Finding.error(job.name, f"no VMs labelled batch-job-uid={job.uid} were found; where the job ran "
-                            "cannot be shown", ids)
+    run = run_vms(ctx.evidence, job.uid or ctx.scope.job_uid)
+    if not run.vms:
+        yield Finding.error(job.name, f"no VMs labelled batch-job-uid={job.uid} were found, nor any insert audit "
+                            "entry of one; where the job ran cannot be shown", run.listing_evidence)
         return
-    for vm in vms:
+    for vm in run.vms:
         if not vm.zone:
-            yield Finding.error(vm.resource, f"{vm.name} carries no zone", vm.evidence)
+            yield Finding.error(vm.resource, f"{vm.name} carries no zone{vm.source_note}", vm.evidence)
         elif pack.allows_location(vm.zone) and locations.region_of(vm.zone) in pack.jurisdiction_locations:
-            yield Finding.ok(vm.resource, f"{vm.name} ran in {vm.zone}", vm.evidence)
+            yield Finding.ok(vm.resource, f"{vm.name} ran in {vm.zone}{vm.source_note}", vm.evidence)
         else:
             yield Finding.fail(vm.resource, f"{vm.name} ran in {vm.zone}, outside the jurisdiction "
-                               f"{pack.jurisdiction.name!r}", vm.evidence)
+                               f"{pack.jurisdiction.name!r}{vm.source_note}", vm.evidence)

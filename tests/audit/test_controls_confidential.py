@@ -77,8 +77,45 @@ def test_cc02_fails_on_a_machine_series_without_sev(node: NodeEvidence) -> None:
     assert result.outcome == Outcome.FAIL and "e2-standard-4" in str([f.message for f in result.findings])
 
 
-def test_cc02_errors_when_no_vms_were_found(node: NodeEvidence) -> None:
-    node.set("compute.job_instances", {"items": {"zones/us-central1-a": {"warning": {"code": "NO_RESULTS_ON_PAGE"}}}})
+NO_VMS = {"items": {"zones/us-central1-a": {"warning": {"code": "NO_RESULTS_ON_PAGE"}}}}
+
+
+def test_cc02_errors_when_neither_vms_nor_their_inserts_were_found(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    node.set("logging.instance_inserts", {})
+    assert node.run("CC-02").outcome == Outcome.ERROR
+
+
+def test_cc02_judges_deleted_vms_on_their_insert_request_bodies(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.PASS and len(result.findings) == 2
+    assert all("the VM no longer exists" in f.message for f in result.findings)
+    log_ids = set(node.log().by_purpose("logging.instance_inserts").ids)
+    assert all(f.evidence and set(f.evidence) <= log_ids for f in result.findings)
+
+
+def test_cc02_fails_when_a_deleted_vm_was_inserted_without_sev(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    entry = node.body("logging.instance_inserts")["entries"][0]
+    entry["protoPayload"]["request"]["confidentialInstanceConfig"]["confidentialInstanceType"] = "SEV_SNP"
+    result = node.run("CC-02")
+    failed = [f for f in result.findings if f.outcome == Outcome.FAIL]
+    assert result.outcome == Outcome.FAIL and len(failed) == 1
+    assert "SEV_SNP, the policy requires SEV" in failed[0].message
+    assert failed[0].resource == entry["protoPayload"]["resourceName"]
+
+
+def test_cc02_does_not_count_another_jobs_insert_as_a_deleted_vm(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    for entry in node.body("logging.instance_inserts")["entries"]:
+        if "labels" in entry["protoPayload"]["request"]:
+            entry["protoPayload"]["request"]["labels"] = {"batch-job-uid": "another-job"}
+    assert node.run("CC-02").outcome == Outcome.ERROR
+
+
+def test_cc02_stays_error_when_the_vm_listing_failed_even_with_inserts_logged(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", {"error": {"code": 503, "message": "unavailable"}}, status=503)
     assert node.run("CC-02").outcome == Outcome.ERROR
 
 
@@ -111,3 +148,16 @@ def test_cc03_ignores_the_last_operation_entries_that_carry_only_the_type(node: 
     entries = node.body("logging.instance_inserts")["entries"]
     node.set("logging.instance_inserts", {"entries": [e for e in entries if e["operation"].get("last")]})
     assert node.run("CC-03").outcome == Outcome.ERROR
+
+
+def test_cc03_passes_on_the_inserts_alone_when_the_vms_are_gone(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    result = node.run("CC-03")
+    assert result.outcome == Outcome.PASS
+    assert "no VM of the run exists any more" in result.findings[-1].message
+
+
+def test_cc03_still_fails_a_non_confidential_insert_when_the_vms_are_gone(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    del node.body("logging.instance_inserts")["entries"][0]["protoPayload"]["request"]["confidentialInstanceConfig"]
+    assert node.run("CC-03").outcome == Outcome.FAIL

@@ -90,6 +90,29 @@ def test_sec02_fails_for_a_policy_job_without_no_external_ip(node: NodeEvidence)
     assert "noExternalIpAddress" in failures(node.run("SEC-02"))[0]
 
 
+def vms_gone(node: NodeEvidence) -> list[dict]:
+    """Empty the VM listing (Batch deleted the VMs); return the insert request bodies that remain."""
+    node.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": {}})
+    return [e["protoPayload"]["request"] for e in node.body("logging.instance_inserts")["entries"]
+            if "name" in e["protoPayload"]["request"]]
+
+
+def test_sec02_passes_on_the_insert_bodies_when_the_vms_are_gone(node: NodeEvidence) -> None:
+    vms_gone(node)
+    result = node.run("SEC-02")
+    assert result.outcome == Outcome.PASS
+    assert sum("no longer exists" in f.message for f in result.findings) == 2
+
+
+def test_sec02_fails_on_an_access_config_in_a_deleted_vms_insert_body(node: NodeEvidence) -> None:
+    request = vms_gone(node)[1]
+    request["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+    result = node.run("SEC-02")
+    assert result.outcome == Outcome.FAIL
+    assert failures(result) == [f"{request['name']} has an external address (External NAT) (from its "
+                                "compute.instances.insert audit entry: the VM no longer exists)"]
+
+
 # ---- SEC-03 -------------------------------------------------------------------------------------
 
 def test_sec03_passes_with_the_dedicated_account(node: NodeEvidence) -> None:
@@ -100,6 +123,13 @@ def test_sec03_fails_when_a_vm_runs_as_the_default_compute_account(node: NodeEvi
     vms(node)[0]["serviceAccounts"] = [{"email": "314159265358-compute@developer.gserviceaccount.com"}]
     result = node.run("SEC-03")
     assert result.outcome == Outcome.FAIL and "default compute service account" in failures(result)[0]
+
+
+def test_sec03_fails_when_a_deleted_vm_was_inserted_with_the_default_account(node: NodeEvidence) -> None:
+    vms_gone(node)[0]["serviceAccounts"] = [{"email": "314159265358-compute@developer.gserviceaccount.com"}]
+    result = node.run("SEC-03")
+    assert result.outcome == Outcome.FAIL
+    assert "no longer exists" in failures(result)[0] and "default compute service account" in failures(result)[0]
 
 
 def test_sec03_fails_when_the_job_names_no_account(node: NodeEvidence) -> None:

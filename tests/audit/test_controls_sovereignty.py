@@ -238,6 +238,18 @@ def test_sov06_errors_when_no_vm_carries_the_job_uid(node: NodeEvidence) -> None
     assert UID in [f.message for f in result.findings if f.outcome == Outcome.ERROR][0]
 
 
+def test_sov06_reads_the_zone_of_a_deleted_vm_from_its_insert_entry(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": {}})
+    assert node.run("SOV-06").outcome == Outcome.PASS
+    entry = node.body("logging.instance_inserts")["entries"][0]
+    payload = entry["protoPayload"]
+    payload["resourceName"] = payload["resourceName"].replace("/zones/us-central1-a/", "/zones/us-east1-b/")
+    result = node.run("SOV-06")
+    failed = [f for f in result.findings if f.outcome == Outcome.FAIL]
+    assert result.outcome == Outcome.FAIL and len(failed) == 1
+    assert failed[0].resource == payload["resourceName"] and "ran in us-east1-b" in failed[0].message
+
+
 def test_sov06_errors_when_the_listing_stopped_before_its_last_page(node: NodeEvidence) -> None:
     first = dict(node.body("compute.job_instances"), nextPageToken="page2")
     node.pages("compute.job_instances", (200, first), (503, {"error": {"code": 503, "message": "unavailable"}}))

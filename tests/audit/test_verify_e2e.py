@@ -52,8 +52,63 @@ def test_scenario_fails_exactly_its_declared_controls(scenario: Any) -> None:
     row = run_row(scenario)
     assert row.observed_fails == row.declared_fails
     assert row.observed_errors == row.declared_errors
+    assert row.observed_waived == row.declared_waived
     assert row.exit_code == row.expected_exit
     assert row.caught
+
+
+def test_every_control_has_a_scenario_that_makes_it_fail() -> None:
+    failing = {control for scenario in SCENARIOS for control in scenario.fails}
+    assert len(failing) == ALL_CONTROLS, sorted(failing)
+
+
+def findings(document: Any, control_id: str) -> list[dict[str, Any]]:
+    return next(c for c in document["controls"] if c["id"] == control_id)["findings"]
+
+
+def test_probes_accepted_in_another_region_of_the_same_country_fail_and_are_deleted(
+        sim_factory: Callable[..., SimServer]) -> None:
+    sim = sim_factory(scenarios=["probe-same-country"])
+    code, document = run_verify(sim)
+    assert code == 1 and {"SOV-01", "SOV-02", "SOV-03"} <= outcomes(document, "FAIL")
+    by_region: dict[str, list[dict[str, Any]]] = {}
+    for probe in document["probes"]:
+        by_region.setdefault(probe["resource"].rsplit(" in ", 1)[-1], []).append(probe)
+    assert len(by_region["europe-west4"]) == 3 and all(p["refused"] for p in by_region["europe-west4"])
+    accepted = by_region["us-east1"]
+    assert len(accepted) == 3 and all(not p["refused"] and p["cleanup"] == "deleted" for p in accepted)
+    # Nothing the probes created is left: no job, bucket, dataset, nor a VM of a probe job.
+    assert not [name for name in sim.state.jobs if "sovaudit-probe" in name]
+    assert not [name for name in sim.state.buckets if name.startswith("sovaudit-probe")]
+    assert not [name for name in sim.state.datasets if name.startswith("sovaudit_probe")]
+    assert not [key for key, vm in sim.state.instances.items() if "sovaudit-probe" in str(vm.get("labels", {}))]
+
+
+def test_an_expired_waiver_leaves_the_failure_and_says_it_expired() -> None:
+    row = run_row(next(s for s in SCENARIOS if s.name == "waiver-expired"))
+    failed = [f for f in findings(row.document, "SEC-02") if f["outcome"] == "FAIL"]
+    assert len(failed) == 1 and "expired on 2026-06-30" in failed[0]["message"]
+    assert next(c for c in row.document["controls"] if c["id"] == "SEC-02")["waiver"] is None
+
+
+def test_an_in_force_waiver_turns_the_failure_into_waived_and_the_gate_passes() -> None:
+    row = run_row(next(s for s in SCENARIOS if s.name == "waiver-valid"))
+    sov04 = next(c for c in row.document["controls"] if c["id"] == "SOV-04")
+    assert sov04["outcome"] == "WAIVED" and row.exit_code == 0 and row.document["verdict"] == "PASS"
+    assert sov04["waiver"]["owner"] == "data-protection-officer@example.org"
+    assert sov04["waiver"]["expires"] == "2099-12-31"
+    waived = [f for f in sov04["findings"] if f["outcome"] == "WAIVED"]
+    assert [f["resource"] for f in waived] == ["projects/_/buckets/fed-node-us-raw-vcfs"]
+
+
+def test_vms_deleted_by_batch_are_judged_on_their_insert_audit_entries() -> None:
+    row = run_row(next(s for s in SCENARIOS if s.name == "vms-deleted-after-job"))
+    assert row.caught and row.exit_code == 0
+    for control_id in ("CC-02", "SEC-02", "SOV-06"):
+        vm_findings = [f for f in findings(row.document, control_id) if "/instances/" in f["resource"]]
+        assert len(vm_findings) == 10, control_id
+        assert all("the VM no longer exists" in f["message"] for f in vm_findings), control_id
+    assert "no VM of the run exists any more" in findings(row.document, "CC-03")[-1]["message"]
 
 
 def test_batch_probe_refused_by_a_failed_job_counts_as_refused(sim_factory: Callable[..., SimServer]) -> None:

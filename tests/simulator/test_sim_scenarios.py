@@ -13,7 +13,7 @@ from sim_clients import logging, session
 
 from sovaudit.audit.registry import all_controls
 from sovaudit.simulator.commands import sim as sim_cli
-from sovaudit.simulator.node import list_scenarios, scenario_names
+from sovaudit.simulator.node import list_scenarios, load_scenario, scenario_names
 from sovaudit.simulator.server import SimServer, build_router, load_seeded_state
 from sovaudit.simulator.state import SimState
 
@@ -39,11 +39,16 @@ def test_the_scenarios_later_issues_rely_on_exist() -> None:
     assert REQUIRED <= set(scenario_names())
 
 
+# Scenarios whose point is that verify still passes (a fault survived, a real-cloud behaviour handled).
+PASSING = {"api-slow", "batch-fails-on-policy", "vms-deleted-after-job"}
+
+
 def test_every_scenario_names_only_registered_controls() -> None:
     known = {c.meta.id for c in all_controls()}
     for scenario in list_scenarios():
-        assert set(scenario.fails) | set(scenario.errors) <= known, scenario.name
-        assert scenario.fails or scenario.errors or scenario.name in {"api-slow", "batch-fails-on-policy"}
+        assert set(scenario.fails) | set(scenario.errors) | set(scenario.waived) <= known, scenario.name
+        assert (scenario.fails or scenario.errors or scenario.waived or scenario.name in PASSING
+                or scenario.name.startswith("fault-")), scenario.name
 
 
 @pytest.mark.parametrize("node", ["us", "eu"])
@@ -51,7 +56,9 @@ def test_every_scenario_names_only_registered_controls() -> None:
 def test_every_scenario_loads_on_every_node(node: str, name: str) -> None:
     state = load_seeded_state(node, [name], job_tasks=5)
     assert state.scenarios == [name]
-    assert len(_job_vms(state)) == 5
+    deleted = bool(load_scenario(name).seed.get("delete_vms"))
+    assert len(_job_vms(state)) == (0 if deleted else 5)
+    assert len(_insert_requests(state)) == 5 - len(load_scenario(name).seed.get("missing_insert_logs", []))
 
 
 def check_vm_not_confidential(state: SimState) -> None:
@@ -107,7 +114,90 @@ def check_api_unavailable(state: SimState) -> None:
     assert state.options["faults"] == [{"api": "compute", "status": 503}]
 
 
+def _vm(state: SimState, index: int) -> dict:
+    return next(vm for vm in _job_vms(state) if f"-group0-{index}-" in vm["name"])
+
+
+def _insert(state: SimState, index: int) -> dict:
+    return next(r for r in _insert_requests(state) if f"-group0-{index}-" in r["name"])
+
+
+def check_vm_outside_region(state: SimState) -> None:
+    moved = _vm(state, 8)
+    assert moved["zone"].endswith("/zones/us-east1-b") and "/zones/us-east1-b/" in moved["machineType"]
+    assert "/regions/us-east1/" in moved["networkInterfaces"][0]["subnetwork"]
+    assert ("us-east1-b", moved["name"]) in state.instances
+    assert {vm["zone"].rsplit("/", 1)[1] for vm in _job_vms(state) if vm is not moved} <= set(state.zones)
+
+
+def check_insert_log_missing(state: SimState) -> None:
+    assert len(_job_vms(state)) == 10
+    assert sorted(int(r["name"].split("-group0-")[1].split("-")[0]) for r in _insert_requests(state)) == \
+        [0, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def check_vms_deleted_after_job(state: SimState) -> None:
+    assert _job_vms(state) == [] and len(_insert_requests(state)) == 10
+    uid = state.extras["seed"].job_uid
+    deletes = [e for e in state.log_entries
+               if e.get("protoPayload", {}).get("methodName") == "v1.compute.instances.delete"
+               and uid in e["protoPayload"]["resourceName"]]
+    assert len(deletes) == 10 and all(e["timestamp"] > state.extras["seed"].window_end for e in deletes)
+
+
+def check_vm_ipv6_external(state: SimState) -> None:
+    nic = _vm(state, 5)["networkInterfaces"][0]
+    ipv6 = nic.get("ipv6AccessConfigs") or [{}]
+    assert ipv6[0].get("type") == "DIRECT_IPV6" and not nic.get("accessConfigs")
+    assert _insert(state, 5)["networkInterfaces"][0].get("ipv6AccessConfigs") == ipv6
+
+
+def check_vm_tdx(state: SimState) -> None:
+    vm = _vm(state, 6)
+    assert vm["confidentialInstanceConfig"].get("confidentialInstanceType") == "TDX"
+    assert vm["machineType"] == f"{vm['zone']}/machineTypes/c3-standard-4"
+    assert _insert(state, 6)["confidentialInstanceConfig"].get("confidentialInstanceType") == "TDX"
+
+
+def check_template_not_confidential(state: SimState) -> None:
+    assert "confidentialInstanceConfig" not in state.instance_templates["sev-n2d-batch"]["properties"]
+    assert not any("confidentialInstanceConfig" in vm for vm in _job_vms(state))
+
+
+def check_egress_lookalike_dataset(state: SimState) -> None:
+    tables = {e["protoPayload"]["resourceName"] for e in state.log_entries
+              if e.get("protoPayload", {}).get("metadata", {}).get("tableDataChange")}
+    assert "projects/fed-node-us/datasets/hospital_data_copy/tables/variants" in tables
+    assert any(j["configuration"]["load"]["destinationTable"]["datasetId"] == "hospital_data_copy"
+               for j in state.bq_jobs.values())
+
+
+def check_cmek_key_elsewhere(state: SimState) -> None:
+    key = state.buckets["fed-node-us-processed"]["encryption"]["defaultKmsKeyName"]
+    assert "/locations/us-east1/" in key and key in state.crypto_keys
+
+
+def check_probe_same_country(state: SimState) -> None:
+    rules = state.org_policies["gcp.resourceLocations"]["spec"]["rules"]
+    assert rules == [{"values": {"allowedValues": ["in:us-locations"]}}]
+
+
+def check_perimeter_missing_service(state: SimState) -> None:
+    restricted = next(iter(state.perimeters.values()))["status"]["restrictedServices"]
+    assert "bigquery.googleapis.com" not in restricted and "storage.googleapis.com" in restricted
+
+
 STATE_CHECKS: dict[str, Callable[[SimState], None]] = {
+    "vm-outside-region": check_vm_outside_region,
+    "insert-log-missing": check_insert_log_missing,
+    "vms-deleted-after-job": check_vms_deleted_after_job,
+    "vm-ipv6-external": check_vm_ipv6_external,
+    "vm-tdx": check_vm_tdx,
+    "template-not-confidential": check_template_not_confidential,
+    "egress-lookalike-dataset": check_egress_lookalike_dataset,
+    "cmek-key-elsewhere": check_cmek_key_elsewhere,
+    "probe-same-country": check_probe_same_country,
+    "perimeter-missing-service": check_perimeter_missing_service,
     "vm-not-confidential": check_vm_not_confidential,
     "vm-public-ip": check_vm_public_ip,
     "default-service-account": check_default_service_account,

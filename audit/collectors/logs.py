@@ -27,9 +27,13 @@ def filters(project: str, start: datetime, end: datetime) -> dict[str, str]:
     """The three audit questions of a run, by purpose (shown in the report as they were sent)."""
     window = _window(start, end)
     return {
+        # An insert is a long-running operation logged twice: the `first` entry carries the request
+        # body, the `last` only its type. Leaving the `last` half on the server halves what a 1000-VM
+        # run lists (2000 entries -> 1000: one page fewer) and keeps every entry with a body, and any
+        # insert logged without an operation.
         "logging.instance_inserts": (
             f'{_log(project, "cloudaudit.googleapis.com/activity")} AND resource.type="gce_instance" '
-            f'AND protoPayload.methodName:"compute.instances.insert" AND {window}'
+            f'AND protoPayload.methodName:"compute.instances.insert" AND NOT operation.last=true AND {window}'
         ),
         "logging.data_writes": (
             f'{_log(project, "cloudaudit.googleapis.com/data_access")} AND '

@@ -111,3 +111,31 @@ def test_busy_node_noise_changes_no_outcome() -> None:
     finally:
         quiet.sim.stop()
         busy.sim.stop()
+
+
+def test_insert_query_leaves_only_the_bodiless_last_entries_on_the_server(
+        sim_factory: Callable[..., SimServer]) -> None:
+    from google.cloud import logging as cloud_logging
+
+    from sovaudit import cloud
+    from sovaudit.audit.collectors import logs
+    from sovaudit.simulator import audit_log
+
+    sim = sim_factory(job_tasks=7)
+    state = sim.state
+    seed = state.extras["seed"]
+    start, end = clock.parse(seed.window_start), clock.parse(seed.window_end)
+    # An insert logged without an operation (as a synchronous call would be) must still be listed.
+    audit_log.record(state, audit_log.audit_entry(
+        state, log_id=audit_log.ACTIVITY, service="compute.googleapis.com", method="v1.compute.instances.insert",
+        resource_name=f"projects/{state.project_id}/zones/{state.zones[0]}/instances/odd-one",
+        resource_type="gce_instance", resource_labels={"project_id": state.project_id, "zone": state.zones[0]},
+        principal="someone@example.org", timestamp=start, request={"name": "odd-one"}))
+    client = cloud.logging(cloud.Target.parse(sim.url), state.project_id)
+    query = logs.filters(state.project_id, start, end)["logging.instance_inserts"]
+    listed = [entry.to_api_repr() for entry in client.list_entries(
+        resource_names=[f"projects/{state.project_id}"], filter_=query, order_by=cloud_logging.ASCENDING)]
+    assert not any((e.get("operation") or {}).get("last") for e in listed)
+    names = {e["protoPayload"]["request"].get("name") for e in listed}
+    assert names == {link.rsplit("/", 1)[-1] for link in seed.instances} | {"odd-one"}
+    assert all(set(e["protoPayload"]["request"]) - {"@type"} for e in listed), "every listed insert has a body"

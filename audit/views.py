@@ -512,10 +512,8 @@ def run_vms(log: EvidenceLog, job_uid: str | None) -> RunVms:
     listing_ids = tuple(log.by_purpose("compute.job_instances").ids)
     if live or not job_uid or not log.by_purpose("logging.instance_inserts").items:
         return RunVms(live, False, listing_ids)
-    try:
-        recorded = inserted_instances(log, job_uid)
-    except EvidenceIncomplete:
-        return RunVms((), False, listing_ids)
+    # A log that could not be read raises EvidenceIncomplete naming logging entries.list: ERROR.
+    recorded = inserted_instances(log, job_uid)
     return RunVms(recorded, bool(recorded), listing_ids)
 
 

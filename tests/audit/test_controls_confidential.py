@@ -161,3 +161,10 @@ def test_cc03_still_fails_a_non_confidential_insert_when_the_vms_are_gone(node: 
     node.set("compute.job_instances", NO_VMS)
     del node.body("logging.instance_inserts")["entries"][0]["protoPayload"]["request"]["confidentialInstanceConfig"]
     assert node.run("CC-03").outcome == Outcome.FAIL
+
+
+def test_cc02_errors_naming_the_log_api_when_the_vms_are_gone_and_the_log_failed(node: NodeEvidence) -> None:
+    node.set("compute.job_instances", NO_VMS)
+    node.set("logging.instance_inserts", {"error": {"code": 503, "message": "unavailable"}}, status=503)
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.ERROR and "logging entries.list" in result.findings[0].message

@@ -103,3 +103,36 @@ def test_manifest_counts_also_ride_as_custom_metadata_like_the_pipeline_writes_t
     stored = state.objects[("fed-node-us-processed", "manifests/preprocess-genomes-001/1.json")]
     body = json.loads(stored.data)
     assert stored.metadata["metadata"] == {key: str(value) for key, value in body.items()}
+
+
+def test_vms_deleted_after_the_job_are_gone_from_compute_but_their_inserts_stay_in_the_log(sim_factory) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import compute_v1
+    from sim_clients import logging
+
+    sim = sim_factory(scenarios=["vms-deleted-after-job"], job_tasks=4)
+    uid = sim.state.extras["seed"].job_uid
+    compute = compute_v1.InstancesClient(credentials=AnonymousCredentials(), transport="rest",
+                                         client_options={"api_endpoint": sim.url})
+    found = [vm for _, scoped in compute.aggregated_list(request={
+        "project": "fed-node-us", "filter": f'labels.batch-job-uid = "{uid}"'}) for vm in scoped.instances]
+    assert found == []
+    window = 'timestamp>="2020-01-01T00:00:00Z"'
+    inserts = list(logging(sim.url).list_entries(filter_=(
+        f'protoPayload.methodName="v1.compute.instances.insert" AND operation.first=true AND '
+        f'protoPayload.request.labels.batch-job-uid="{uid}" AND {window}')))
+    deletes = list(logging(sim.url).list_entries(filter_=(
+        f'protoPayload.methodName="v1.compute.instances.delete" AND protoPayload.resourceName:"{uid}" AND {window}')))
+    assert len(inserts) == 4 and len(deletes) == 4
+    assert all(e.payload["request"]["confidentialInstanceConfig"]["enableConfidentialCompute"] for e in inserts)
+    assert all(d.timestamp > i.timestamp for d in deletes for i in inserts)
+
+
+def test_a_seed_option_with_a_bad_zone_is_refused_naming_the_field(tmp_path) -> None:
+    from sovaudit.simulator.node import NodeFileError, load_scenario
+
+    bad = tmp_path / "moved.yaml"
+    bad.write_text("name: moved\ndescription: x\nfails: [SOV-06]\nseed:\n  vm_zones: [{index: 1, zone: mars}]\n")
+    with pytest.raises(NodeFileError) as caught:
+        load_scenario(bad)
+    assert caught.value.field == "seed.vm_zones[0].zone" and "us-east1-b" in str(caught.value)

@@ -58,6 +58,7 @@ class Measured:
     collect_seconds: float | None = None
     verdict: str = ""
     cpu_seconds: float = 0.0    # user + system time of the measured process (less sensitive to load than wall)
+    sim_cpu_seconds: float = 0.0  # the same for this process meanwhile: the simulator's threads
 
     @property
     def total(self) -> int:
@@ -74,14 +75,19 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_verify(url: str) -> Measured:
     before = sim_requests(url)
-    cpu = _children_cpu()
+    cpu, sim_cpu = _children_cpu(), _own_cpu()
     started = time.perf_counter()
     done = subprocess.run(verify_command(url), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
                           check=False)
     seconds = time.perf_counter() - started
-    cpu = _children_cpu() - cpu
+    cpu, sim_cpu = _children_cpu() - cpu, _own_cpu() - sim_cpu
     after = sim_requests(url)
     try:
         verdict = json.loads(done.stdout)["verdict"]
@@ -89,7 +95,7 @@ def run_verify(url: str) -> Measured:
         raise SystemExit(f"verify exited {done.returncode} without a JSON result; stderr:\n{done.stderr[-3000:]}") from error
     collected = re.search(r"collected \d+ API exchanges in ([\d.]+)s", done.stderr)
     return Measured(seconds, request_delta(before, after), float(collected.group(1)) if collected else None, verdict,
-                    cpu)
+                    cpu, sim_cpu)
 
 
 def expected_pages(node: Any) -> str:
@@ -106,14 +112,14 @@ def run_naive(url: str, vm_links: list[str]) -> Measured:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
         json.dump(vm_links, listing)
     before = sim_requests(url)
-    cpu = _children_cpu()
+    cpu, sim_cpu = _children_cpu(), _own_cpu()
     started = time.perf_counter()
     subprocess.run([sys.executable, __file__, "--naive-collector", url, listing.name], check=True,
                    timeout=RUN_TIMEOUT_SECONDS, capture_output=True)
     seconds = time.perf_counter() - started
-    cpu = _children_cpu() - cpu
+    cpu, sim_cpu = _children_cpu() - cpu, _own_cpu() - sim_cpu
     Path(listing.name).unlink()
-    return Measured(seconds, request_delta(before, sim_requests(url)), cpu_seconds=cpu)
+    return Measured(seconds, request_delta(before, sim_requests(url)), cpu_seconds=cpu, sim_cpu_seconds=sim_cpu)
 
 
 def naive_collector(url: str, listing: Path) -> None:
@@ -315,8 +321,8 @@ def main() -> None:
 
     print_machine()
     print(f"# verify --no-probes vs one instances.get per VM; {entries} audit entries in each run's window")
-    print(f"{'VMs':>5} {'entries':>8} | {'verify s':>8} {'cpu s':>5} {'collect s':>9} {'requests':>8}  "
-          f"{'compute/logging/storage/other':<38} | {'naive s':>7} {'cpu s':>5} {'requests':>8} | "
+    print(f"{'VMs':>5} {'entries':>8} | {'verify s':>8} {'cpu s':>5} {'sim s':>5} {'collect s':>9} {'requests':>8}  "
+          f"{'compute/logging/storage/other':<38} | {'naive s':>7} {'cpu s':>5} {'sim s':>5} {'requests':>8} | "
           f"{'req ratio':>9} {'time ratio':>10}")
     rows: list[tuple[int, Measured, Measured]] = []
     kept = None   # the largest node stays up for --profile
@@ -340,12 +346,12 @@ def main() -> None:
         by_api += f" other={verify.total - sum(verify.requests.get(k, 0) for k in ('compute', 'logging', 'storage'))}"
         spread = f" (runs: {', '.join(f'{m.seconds:.2f}' for m in runs)})" if repeat > 1 else ""
         print(f"{size:>5} {node.window_entries:>8} | {verify.seconds:>8.2f} {verify.cpu_seconds:>5.2f} "
-              f"{verify.collect_seconds or 0:>9.2f} {verify.total:>8}  {by_api:<38} | {naive.seconds:>7.2f} "
-              f"{naive.cpu_seconds:>5.2f} {naive.total:>8} | "
+              f"{verify.sim_cpu_seconds:>5.2f} {verify.collect_seconds or 0:>9.2f} {verify.total:>8}  {by_api:<38} | "
+              f"{naive.seconds:>7.2f} {naive.cpu_seconds:>5.2f} {naive.sim_cpu_seconds:>5.2f} {naive.total:>8} | "
               f"{naive.total / verify.total:>8.1f}x {naive.seconds / verify.seconds:>9.2f}x{spread}")
         rows.append((size, verify, naive))
     print("\n# req ratio = naive requests / verify requests; time ratio = naive wall / verify wall "
-          "(both fresh processes);\n# cpu s = the client process's user+system time; the simulator's is not in it.")
+          "(both fresh processes);\n# cpu s = the client process's user+system time; sim s = the simulator's (this process) meanwhile.")
     if len(rows) > 1:
         (small, v0, n0), (large, v1, n1) = rows[0], rows[-1]
         print(f"# {small} -> {large} VMs ({large / small:.0f}x): verify requests x{v1.total / v0.total:.2f}, "

@@ -45,6 +45,11 @@ class Rate:
     requests: int
     seconds: float
     items: int
+    cpu_seconds: float   # this process (simulator and clients) meanwhile: robust to a busy machine
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.cpu_seconds / self.requests
 
     @property
     def per_second(self) -> float:
@@ -73,6 +78,7 @@ def measure(label: str, call: Callable[[requests.Session], int], clients: int, b
         finally:
             session.close()
 
+    cpu = time.process_time()
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(clients)]
     for thread in threads:
@@ -81,7 +87,7 @@ def measure(label: str, call: Callable[[requests.Session], int], clients: int, b
         thread.join()
     if errors:
         raise SystemExit(f"{label}: {errors[0]!r}")
-    return Rate(label, clients, sum(counts), time.perf_counter() - started, sum(items))
+    return Rate(label, clients, sum(counts), time.perf_counter() - started, sum(items), time.process_time() - cpu)
 
 
 def logging_page(url: str, filter_text: str, *, page: int = 1) -> Callable[[requests.Session], int]:
@@ -200,7 +206,8 @@ def main() -> None:
     try:
         print(f"# node: {tasks} VMs, {node.window_entries} entries in the window, "
               f"{len(node.sim.state.log_entries)} in the log")
-        print(f"{'call':<58} {'clients':>7} {'req/s':>8} {'ms/req':>8} {'x floor':>8} {'items/s':>9}")
+        print(f"{'call':<58} {'clients':>7} {'req/s':>8} {'ms/req':>8} {'x floor':>8} {'cpu ms/req':>10} "
+              f"{'items/s':>9}")
         floor_ms: dict[int, float] = {}
         for label, call, pages in rows(node):
             for clients in args.clients:
@@ -208,11 +215,13 @@ def main() -> None:
                 per_request = rate.latency_ms / pages
                 floor_ms.setdefault(clients, per_request)
                 print(f"{label:<58} {clients:>7} {rate.per_second * pages:>8.1f} {per_request:>8.1f} "
-                      f"{per_request / floor_ms[clients]:>7.0f}x {rate.items / rate.seconds:>9.0f}")
+                      f"{per_request / floor_ms[clients]:>7.0f}x {rate.cpu_ms / pages:>10.1f} "
+                      f"{rate.items / rate.seconds:>9.0f}")
     finally:
         node.sim.stop()
     print("# req/s counts HTTP requests (client rows: pages); ms/req = per-request latency seen by one client;")
-    print("# x floor = that latency over GET /_sim/stats with the same number of clients.")
+    print("# x floor = that latency over GET /_sim/stats with the same number of clients;")
+    print("# cpu ms/req = this process's CPU (the simulator's threads and the clients') per request.")
 
 
 if __name__ == "__main__":

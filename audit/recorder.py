@@ -4,17 +4,37 @@ The clients parse responses into objects that drop unknown fields and add defaul
 what Google actually answered. A `requests` response hook on each client's session sees the raw
 bytes. Collectors label their calls with a *purpose* (a thread-local context), so concurrent
 collectors never mix their evidence.
+
+Retry policy (`Recorder.call`), because a flaky API must end in a clear answer, not a false pass or
+a hung gate:
+
+- transient answers (429, 500, 502, 503, 504) and no answer at all (a dropped connection, a reset, a
+  timeout; recorded as a status-0 item) are retried with exponential backoff (0.1 s doubling, at most
+  8 s) and jitter, so concurrent collectors do not retry in step;
+- a `Retry-After` header is honoured as a floor (seconds or an HTTP date); when it reaches past the
+  call's deadline the call gives up at once instead of retrying early;
+- a 400 on a continuation page (the request carried a page token) means the token expired: the whole
+  listing restarts from page 1, within the same deadline;
+- anything else (403 permission denied, 404, other 4xx) is final at the first answer;
+- each call retries for at most `deadline_seconds` (`--api-deadline`) from its first attempt; an API
+  that has exhausted a deadline once is not retried again in the same run, so a dead API costs the
+  run one deadline rather than one per call.
+
+A call that gives up raises `CollectionError`; its evidence (the failed answers) stays, and the
+controls that needed it report ERROR naming the API and method.
 """
 
 from __future__ import annotations
 
+import http.client
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,6 +43,8 @@ from sovaudit.audit.evidence import EvidenceItem, EvidenceLog
 T = TypeVar("T")
 
 TRANSIENT_HTTP = {429, 500, 502, 503, 504}
+BACKOFF_INITIAL_SECONDS = 0.1
+BACKOFF_MAX_SECONDS = 8.0
 
 
 class CollectionError(Exception):
@@ -39,6 +61,52 @@ class _Label:
     purpose: str
     service: str
     method: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The last HTTP answer seen on this thread under a label: what the retry decision reads."""
+
+    status: int
+    retry_after: str | None
+    paged: bool   # the request carried a page token (a continuation page of a listing)
+
+
+def _carries_page_token(request: Mapping[str, Any]) -> bool:
+    body = request.get("body")
+    return bool((request.get("params") or {}).get("pageToken")
+                or (isinstance(body, dict) and body.get("pageToken")))
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """Whether the failure is a connection that gave no HTTP answer (reset, dropped, refused, timed out)."""
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                                ConnectionError, TimeoutError, http.client.HTTPException)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def retry_after_seconds(header: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """Retry-After as seconds to wait (RFC 9110: delay-seconds or an HTTP date); None when absent or junk."""
+    if not header:
+        return None
+    text = header.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now()).total_seconds())
 
 
 def _now() -> str:
@@ -93,6 +161,8 @@ class Recorder:
         self._local = threading.local()
         self.deadline_seconds = deadline_seconds
         self._clock = clock
+        # Services whose calls ran out of deadline on transient errors: later calls are not retried.
+        self._exhausted: set[str] = set()
 
     # -- wiring ---------------------------------------------------------------------------------
     def hook(self, client: Any) -> Any:
@@ -113,8 +183,10 @@ class Recorder:
         label: _Label | None = getattr(self._local, "label", None)
         if label is None:
             return response
-        self._local.retry_after = response.headers.get("Retry-After")
-        self._append(label, _request_record(response.request), response.status_code, response.content)
+        request = _request_record(response.request)
+        self._local.answer = _Answer(response.status_code, response.headers.get("Retry-After"),
+                                     _carries_page_token(request))
+        self._append(label, request, response.status_code, response.content)
         return response
 
     def _append(self, label: _Label, request: dict[str, Any], status: int, body: bytes) -> EvidenceItem:
@@ -138,49 +210,59 @@ class Recorder:
 
     def call(self, purpose: str, service: str, method: str, fn: Callable[[], T],
              *, retry: bool = True) -> T:
-        """Run `fn` (which makes one or more HTTP calls) under a purpose, retrying transient faults.
+        """Run `fn` (which makes one or more HTTP calls) under a purpose, retrying as the module says.
 
         A failed attempt's items are kept but renamed `<purpose>#attempt-N`, so the purpose itself
         always holds exactly the pages of the last attempt: views never double count a retried list.
+        `retry=False` is for calls that must not repeat (a probe's create).
         """
+        label = _Label(purpose, service, method)
         started = self._clock()
         attempt = 0
         while True:
             attempt += 1
             mark = len(self._items)
+            self._local.answer = None
             try:
                 with self.labelled(purpose, service, method):
                     return fn()
             except Exception as exc:  # noqa: BLE001 - any failure becomes evidence, then a decision
-                status, retry_after = self._last_status(purpose, mark)
-                if status is None:
-                    # No HTTP answer at all (connection refused, reset, DNS): evidence of that too.
-                    self._append(_Label(purpose, service, method),
-                                 {"httpMethod": "", "url": "", "params": {}, "body": None}, 0,
+                answer: _Answer | None = getattr(self._local, "answer", None)
+                if _no_answer(exc) or answer is None:
+                    # No HTTP answer to the failing request: that is evidence too (status 0).
+                    self._append(label, {"httpMethod": "", "url": "", "params": {}, "body": None}, 0,
                                  f"{type(exc).__name__}: {exc}".encode())
-                transient = status is None or status in TRANSIENT_HTTP
-                elapsed = self._clock() - started
-                delay = retry_after if retry_after is not None else min(8.0, 0.25 * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random()  # jitter: concurrent collectors must not retry in step
-                if not retry or not transient or elapsed + delay > self.deadline_seconds:
-                    raise CollectionError(purpose, self._describe(purpose, exc, attempt)) from exc
+                    answer = _Answer(0, None, False) if _no_answer(exc) else None
+                with self._lock:
+                    already_down = service in self._exhausted
+                decision = None if already_down else self._decide(answer, attempt, started, retry)
+                if decision is None:
+                    message = self._describe(label, exc, attempt, started, already_down)
+                    if answer is not None and answer.status != 400 and self._retryable(answer) and retry:
+                        with self._lock:
+                            self._exhausted.add(service)
+                    raise CollectionError(purpose, message) from exc
                 self._supersede(purpose, mark, attempt)
-                time.sleep(delay)
+                time.sleep(decision)
 
-    def _last_status(self, purpose: str, mark: int) -> tuple[int | None, float | None]:
-        with self._lock:
-            mine = [i for i in self._items[mark:] if i.purpose == purpose]
-        if not mine:
-            return None, None
-        last = mine[-1]
-        retry_after: float | None = None
-        header = getattr(self._local, "retry_after", None)
-        if last.status in TRANSIENT_HTTP and header:
-            try:
-                retry_after = min(float(header), 30.0)  # Retry-After in seconds; dates are not used by Google
-            except ValueError:
-                retry_after = None
-        return (last.status if last.status else None), retry_after
+    @staticmethod
+    def _retryable(answer: _Answer) -> bool:
+        return answer.status == 0 or answer.status in TRANSIENT_HTTP or (answer.status == 400 and answer.paged)
+
+    def _decide(self, answer: _Answer | None, attempt: int, started: float, retry: bool) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if not retry or answer is None or not self._retryable(answer):
+            return None
+        floor = retry_after_seconds(answer.retry_after) if answer.status in TRANSIENT_HTTP else None
+        if floor is not None:
+            # Never earlier than the server asked; a little later, so rate-limited callers spread out.
+            delay = floor + random.uniform(0.0, 0.1 + 0.1 * floor)
+        else:
+            backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** (attempt - 1))
+            delay = backoff * random.uniform(0.5, 1.5)
+        if self._clock() - started + delay > self.deadline_seconds:
+            return None
+        return delay
 
     def _supersede(self, purpose: str, mark: int, attempt: int) -> None:
         with self._lock:
@@ -189,9 +271,12 @@ class Recorder:
                 if item.purpose == purpose:
                     self._items[index] = replace(item, purpose=f"{purpose}#attempt-{attempt}")
 
-    def _describe(self, purpose: str, exc: Exception, attempts: int) -> str:
+    def _describe(self, label: _Label, exc: Exception, attempts: int, started: float, already_down: bool) -> str:
         message = getattr(exc, "message", None) or str(exc)
-        return f"{type(exc).__name__} after {attempts} attempt(s): {message}"
+        spent = self._clock() - started
+        gave_up = " (not retried: this API already ran out of its deadline in this run)" if already_down else ""
+        return (f"{label.service} {label.method}: {type(exc).__name__} after {attempts} attempt(s) in {spent:.1f}s "
+                f"(deadline {self.deadline_seconds:g}s){gave_up}: {message}")
 
     def record_synthetic(self, purpose: str, service: str, method: str, request: dict[str, Any],
                          status: int, body: bytes) -> EvidenceItem:

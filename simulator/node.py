@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from sovaudit.simulator import schema as s
+from sovaudit.simulator.faults import FAULTS_SPEC
 from sovaudit.simulator.seed import SEED_SPEC
 from sovaudit.simulator.state import SimState
 
@@ -142,8 +143,7 @@ NODE_SPEC = s.Struct(
 )
 
 RUNTIME_OPTIONS_SPEC = s.Struct(optional={
-    "faults": s.ListOf(s.Struct(required={"api": s.Text(), "status": s.Integer(minimum=400)},
-                                optional={"message": s.Text(), "methods": s.ListOf(s.Text())})),
+    "faults": FAULTS_SPEC,   # see simulator/faults.py
     "latency": s.MapOf(s.Integer(minimum=0), key_pattern=r"[a-z_]+"),   # api -> milliseconds
     "batch_refusal": s.OneOf(("submit", "fail")),
     "max_page_size": s.Integer(minimum=1),

@@ -3,13 +3,15 @@
 `SimServer` is what `sovaudit sim serve`, `sovaudit demo`, the tests and the benchmarks start
 (most callers use `sovaudit.simulator.start(...)`). Besides routing, the app applies the runtime
 fault hooks a scenario sets in `state.options`: `latency` ({api: milliseconds}) and `faults`
-([{api, status, message?, methods?}]), answered in the error shape of the API concerned.
+(see `simulator/faults.py`: errors in the API's own shape, Retry-After, bursts that clear after
+`times`, per-method latency, dropped connections, expired page tokens, permission errors).
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
+import socket
 import threading
 import time
 import traceback
@@ -21,12 +23,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from sovaudit.simulator.enums import to_numeric_enums, wants_numeric_enums
+from sovaudit.simulator.faults import DropConnection, FaultInjector
 from sovaudit.simulator.http import (
-    CLASSIC_ERROR_APIS,
     ApiError,
     Router,
     SimRequest,
-    classic_error,
     error_response,
     json_response,
     rpc_error,
@@ -58,9 +59,6 @@ DEFAULT_RESPONSE_TYPES: dict[tuple[str, str, str], str] = {
     ("batch", "GET", f"{_JOBS_RULE}/<job>/taskGroups/<group>/tasks/<task>"): f"{_BATCH_TYPES}:Task",
 }
 
-_CLASSIC_REASON = {400: "badRequest", 403: "forbidden", 404: "notFound", 409: "conflict",
-                   429: "rateLimitExceeded", 500: "backendError", 503: "backendError"}
-
 
 class SimApp:
     """The WSGI application: routes a request, counts it, renders errors in Google's shape."""
@@ -69,10 +67,22 @@ class SimApp:
         self.state = state
         self.router = router
         self.base_url = ""
+        self.faults = FaultInjector()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        response = self.dispatch(request)
+        try:
+            response = self.dispatch(request)
+        except DropConnection as dropped:
+            # Close the socket with no status line, as a reset proxy would; Werkzeug treats the
+            # ConnectionError as a dropped client and writes nothing more.
+            connection = environ.get("werkzeug.socket")
+            if connection is not None:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            raise ConnectionAbortedError(str(dropped)) from dropped
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
@@ -86,10 +96,12 @@ class SimApp:
         self._count(route.api)
         sim_request = SimRequest(request, path_args, self.state, route.api, self.base_url)
         try:
-            self._apply_faults(route.api, request.method)
+            self._apply_faults(route.api, request)
             result = route.handler(sim_request)
         except ApiError as error:
             return error_response(error)
+        except DropConnection:
+            raise
         except Exception as exc:  # a simulator bug must look like a server error, not hang a client
             traceback.print_exc()
             return error_response(rpc_error(500, f"simulator internal error: {exc!r}"))
@@ -100,23 +112,13 @@ class SimApp:
             result = to_numeric_enums(result, response_type)
         return json_response(result)
 
-    def _apply_faults(self, api: str, method: str) -> None:
-        """Scenario hooks: sleep for the API's latency, then raise its injected fault, if any."""
+    def _apply_faults(self, api: str, request: Request) -> None:
+        """Scenario hooks: sleep for the API's latency, then apply the first injected fault that fires."""
         options = self.state.options
         delay_ms = (options.get("latency") or {}).get(api)
         if delay_ms:
             time.sleep(delay_ms / 1000.0)
-        for fault in options.get("faults") or ():
-            if fault.get("api") != api:
-                continue
-            if fault.get("methods") and method.upper() not in {m.upper() for m in fault["methods"]}:
-                continue
-            code = int(fault["status"])
-            message = fault.get("message") or (
-                "The service is currently unavailable." if code == 503 else f"Injected fault {code} for {api}.")
-            if api in CLASSIC_ERROR_APIS:
-                raise classic_error(code, message, _CLASSIC_REASON.get(code, "backendError"))
-            raise rpc_error(code, message)
+        self.faults.apply(options.get("faults") or (), api, request)
 
     def _count(self, api: str) -> None:
         with self.state.lock:
@@ -125,7 +127,8 @@ class SimApp:
     def stats(self) -> dict[str, Any]:
         with self.state.lock:
             by_api = dict(self.state.stats)
-        return {"requests": sum(v for k, v in by_api.items()), "by_api": by_api}
+        return {"requests": sum(v for k, v in by_api.items()), "by_api": by_api,
+                "faults_injected": self.faults.injected()}
 
 
 def build_router(modules: Sequence[str] = API_MODULES) -> Router:

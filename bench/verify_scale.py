@@ -65,9 +65,9 @@ class Measured:
         return self.requests.get("requests", 0)
 
 
-def verify_command(url: str) -> list[str]:
+def verify_command(url: str, *extra: str) -> list[str]:
     return [*sovaudit_command(), "verify", "--no-probes", "--policy", "us", "--target", url, "--job", JOB,
-            "--format", "json"]
+            "--format", "json", *extra]
 
 
 def _children_cpu() -> float:
@@ -80,11 +80,11 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_verify(url: str) -> Measured:
+def run_verify(url: str, *extra: str) -> Measured:
     before = sim_requests(url)
     cpu, sim_cpu = _children_cpu(), _own_cpu()
     started = time.perf_counter()
-    done = subprocess.run(verify_command(url), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
+    done = subprocess.run(verify_command(url, *extra), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
                           check=False)
     seconds = time.perf_counter() - started
     cpu, sim_cpu = _children_cpu() - cpu, _own_cpu() - sim_cpu
@@ -106,6 +106,15 @@ def expected_pages(node: Any) -> str:
         parts.append(f"{purpose.split('.', 1)[1]} {max(1, -(-matched // 1000))} ({matched} entries)")
     parts.append(f"job VMs {max(1, -(-node.job_tasks // 500))} ({node.job_tasks} VMs)")
     return ", ".join(parts)
+
+
+def run_bundled(url: str) -> Measured:
+    """One verify as a release gate runs it: the signed evidence bundle written, reports rendered."""
+    with tempfile.TemporaryDirectory(prefix="sovaudit-bench-") as scratch:
+        subprocess.run([*sovaudit_command(), "keys", "generate", "--out", scratch], check=True, capture_output=True,
+                       timeout=RUN_TIMEOUT_SECONDS)
+        key = next(p for p in Path(scratch).glob("*.pem") if not p.name.endswith(".pub.pem"))
+        return run_verify(url, "--out", str(Path(scratch) / "runs"), "--sign-key", str(key))
 
 
 def run_naive(url: str, vm_links: list[str]) -> Measured:
@@ -327,12 +336,15 @@ def main() -> None:
     rows: list[tuple[int, Measured, Measured]] = []
     kept = None   # the largest node stays up for --profile
     pages: list[tuple[int, str]] = []
+    bundled: Measured | None = None
     for size in sizes:
         node = busy_node(size, entries)
         try:
             pages.append((size, expected_pages(node)))
             runs = [run_verify(node.url) for _ in range(repeat)]
             naive = run_naive(node.url, list(node.sim.state.extras["seed"].instances))
+            if size == sizes[-1] and not args.quick:
+                bundled = run_bundled(node.url)
         finally:
             if args.profile and size == sizes[-1]:
                 kept = node
@@ -356,6 +368,10 @@ def main() -> None:
         (small, v0, n0), (large, v1, n1) = rows[0], rows[-1]
         print(f"# {small} -> {large} VMs ({large / small:.0f}x): verify requests x{v1.total / v0.total:.2f}, "
               f"naive requests x{n1.total / n0.total:.1f}; verify wall x{v1.seconds / v0.seconds:.2f}")
+    if bundled is not None:
+        print(f"# with --out DIR --sign-key KEY (evidence bundle, HTML/JUnit/SARIF, signed attestation) at "
+              f"{sizes[-1]} VMs: {bundled.seconds:.2f} s wall, {bundled.cpu_seconds:.2f} s CPU, {bundled.total} "
+              f"requests")
     print("# pages each size needs (Logging pages of 1000 entries, aggregatedList pages of 500 VMs):")
     for size, text in pages:
         print(f"#   {size:>5} VMs: {text}")

@@ -256,7 +256,7 @@ class Recorder:
         floor = retry_after_seconds(answer.retry_after) if answer.status in TRANSIENT_HTTP else None
         if floor is not None:
             # Never earlier than the server asked; a little later, so rate-limited callers spread out.
-            delay = floor + random.uniform(0.0, 0.1 + 0.1 * floor)
+            delay = floor * random.uniform(1.0, 1.1) + random.uniform(0.0, 0.02)
         else:
             backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_INITIAL_SECONDS * 2 ** (attempt - 1))
             delay = backoff * random.uniform(0.5, 1.5)

@@ -92,10 +92,15 @@ def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence
     with tempfile.TemporaryDirectory(prefix="sovaudit-matrix-") as private_dir:
         policy_file = scenario_policy_file(scenario, node, Path(private_dir)) if scenario else None
         policy = str(policy_file) if policy_file else node
-        with start(node=node, scenarios=scenarios) as server:
+        # `start` returns a server that is already serving: entering it as a context manager would start
+        # a second serve thread on the same socket, which outlives stop() and spins.
+        server = start(node=node, scenarios=scenarios)
+        try:
             args = ["verify", "--policy", policy, "--target", server.url, "--job", VERIFY_JOB, "--format", "json",
                     "--api-deadline", str(api_deadline), *extra_args]
             result = CliRunner().invoke(main, args, catch_exceptions=False)
+        finally:
+            server.stop()
     start_at = result.stdout.find("{")
     if start_at < 0:
         raise RuntimeError(f"verify printed no JSON for {scenarios or node} (exit {result.exit_code}): "

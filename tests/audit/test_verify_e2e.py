@@ -203,3 +203,14 @@ def test_altered_evidence_makes_reverification_error_naming_the_file(sim: SimSer
                                catch_exceptions=False)
     assert victim.name in again.output
     assert again.exit_code == 1  # outcomes no longer match the recorded ones
+
+
+def test_a_bundle_judged_on_insert_entries_reverifies_offline_to_the_same_outcomes(
+        sim_factory: Callable[..., SimServer], tmp_path: Path) -> None:
+    sim = sim_factory(scenarios=["vms-deleted-public-ip"])
+    code, document = run_verify(sim, "--out", str(tmp_path), "--no-probes")
+    assert code == 1 and outcomes(document, "FAIL") == {"SEC-02"}
+    run_dir = next(tmp_path.glob("run-*"))
+    again = CliRunner().invoke(main, ["verify", "--evidence", str(run_dir), "--policy", "us"], catch_exceptions=False)
+    assert "reproduces every recorded outcome" in again.output
+    assert again.exit_code == 1

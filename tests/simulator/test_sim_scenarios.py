@@ -264,3 +264,35 @@ def test_scenarios_combine_in_order() -> None:
     check_vm_not_confidential(state)
     check_bucket_multi_region(state)
     assert state.scenarios == ["vm-public-ip", "vm-not-confidential", "bucket-multi-region"]
+
+
+@pytest.mark.parametrize("node", ["us", "eu"])
+def test_every_policy_overlay_makes_a_valid_pack_on_every_node(node: str, tmp_path) -> None:
+    from sovaudit.policies.pack import load_policy
+    from sovaudit.simulator.matrix import scenario_policy_file
+
+    overlaid = [s for s in list_scenarios() if s.policy_patch]
+    assert {"waiver-expired", "waiver-valid", "policy-requires-sev-snp"} <= {s.name for s in overlaid}
+    for scenario in overlaid:
+        pack = load_policy(scenario_policy_file(scenario, node, tmp_path))
+        assert pack.project == f"fed-node-{node}", scenario.name
+    waived = load_policy(scenario_policy_file(load_scenario("waiver-valid"), node, tmp_path)).waivers
+    assert [w.resource for w in waived] == [f"projects/_/buckets/fed-node-{node}-raw-vcfs"]
+
+
+def test_a_scenario_without_a_policy_block_runs_against_the_shipped_pack(tmp_path) -> None:
+    from sovaudit.simulator.matrix import scenario_policy_file
+
+    assert scenario_policy_file(load_scenario("vm-public-ip"), "us", tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_policy_overlay_the_pack_schema_refuses_names_the_scenario_file(tmp_path) -> None:
+    from sovaudit.simulator.matrix import scenario_policy_file
+
+    bad = tmp_path / "bad-waiver.yaml"
+    bad.write_text("name: bad-waiver\ndescription: x\nfails: []\npolicy:\n  waivers:\n"
+                   "    - {control: SEC-99, resource: '*', owner: a, justification: b, expires: 2027-01-01}\n")
+    with pytest.raises(ValueError) as caught:
+        scenario_policy_file(load_scenario(bad), "us", tmp_path)
+    assert str(bad) in str(caught.value) and "SEC-99" in str(caught.value)

@@ -135,6 +135,24 @@ def test_a_permanent_503_everywhere_ends_within_the_deadline_bound(sim_factory: 
     assert elapsed < 10, f"verify took {elapsed:.1f}s with --api-deadline 2"
 
 
+def test_a_verify_process_against_a_dead_node_exits_3_and_leaves_no_thread_holding_it(
+        sim_factory: Callable[..., SimServer], tmp_path: Path) -> None:
+    """As a CI gate runs it: a separate process, whose exit must not wait on a client's background retry."""
+    import subprocess
+    import sys
+
+    sim = sim_factory(scenarios=["fault-everything-down"])
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "sovaudit", "verify", "--policy", "us", "--target", sim.url,
+                           "--job", JOB, "--format", "json", "--api-deadline", "2"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    elapsed = time.monotonic() - began
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert json.loads(done.stdout[done.stdout.find("{"):])["verdict"] == "INCOMPLETE"
+    assert "Traceback" not in done.stderr
+    assert elapsed < 20, f"the process took {elapsed:.1f}s"
+
+
 def test_an_api_that_outlived_its_deadline_is_not_retried_again_in_the_run(sim: SimServer) -> None:
     sim.state.options["faults"] = [{"api": "storage", "status": 503}]
     recorder = Recorder(deadline_seconds=1)

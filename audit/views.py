@@ -488,33 +488,42 @@ def job_instances(log: EvidenceLog, job_uid: str | None) -> tuple[Instance, ...]
 
 @dataclass(frozen=True)
 class RunVms:
-    """The run's VMs as the verdict sees them: live, or (when none is left) as their inserts recorded them.
+    """The run's VMs as the verdict sees them: those still there, plus those already deleted, as their
+    compute.instances.insert audit entries recorded them.
 
-    Cloud Batch deletes a job's VMs when the job ends, so for any finished job the listing is
-    usually empty; the Admin Activity log cannot be disabled and keeps each VM's full insert body.
-    A listing that failed still raises EvidenceIncomplete: "gone" is only concluded from a complete,
-    empty answer.
+    Cloud Batch deletes a job's VMs when the job ends (and replaces preempted or retried ones), so
+    for a finished job the listing is usually empty; the Admin Activity log cannot be disabled and
+    keeps each VM's full insert body. A listing that failed still raises EvidenceIncomplete: "gone"
+    is only concluded from a complete answer. What the insert body cannot show is a change made to a
+    VM after it was created (e.g. an access config added later).
     """
 
     vms: tuple[Instance, ...]
-    from_insert_log: bool
     listing_evidence: tuple[str, ...]
 
     @property
-    def note(self) -> str:
-        return (" — no VM of the run exists any more (Batch deletes them when the job ends), so each was judged "
-                "on its compute.instances.insert audit entry") if self.from_insert_log else ""
+    def live(self) -> tuple[Instance, ...]:
+        return tuple(vm for vm in self.vms if not vm.from_insert_log)
+
+    @property
+    def deleted(self) -> tuple[Instance, ...]:
+        return tuple(vm for vm in self.vms if vm.from_insert_log)
 
 
 def run_vms(log: EvidenceLog, job_uid: str | None) -> RunVms:
-    """`job_instances`, else the VMs of the run's insert audit entries when the listing found none."""
+    """The VMs `job_instances` lists, plus the run's VMs whose insert entry names one no longer listed."""
     live = job_instances(log, job_uid)
     listing_ids = tuple(log.by_purpose("compute.job_instances").ids)
-    if live or not job_uid or not log.by_purpose("logging.instance_inserts").items:
-        return RunVms(live, False, listing_ids)
-    # A log that could not be read raises EvidenceIncomplete naming logging entries.list: ERROR.
-    recorded = inserted_instances(log, job_uid)
-    return RunVms(recorded, bool(recorded), listing_ids)
+    if not job_uid or not log.by_purpose("logging.instance_inserts").items:
+        return RunVms(live, listing_ids)
+    try:
+        recorded = inserted_instances(log, job_uid)
+    except EvidenceIncomplete:
+        if live:
+            return RunVms(live, listing_ids)   # judge what exists; CC-03 reports the unreadable log
+        raise   # nothing live and no readable log: ERROR naming logging entries.list
+    live_names = {vm.name for vm in live}
+    return RunVms(live + tuple(vm for vm in recorded if vm.name not in live_names), listing_ids)
 
 
 def instances(log: EvidenceLog, purpose: str = "compute.job_instances") -> tuple[Instance, ...]:

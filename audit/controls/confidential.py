@@ -165,26 +165,24 @@ def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
         else:
             yield Finding.ok(resource, f"insert of {name} at {entry.timestamp} records confidential compute",
                              entry.evidence)
-    if run.from_insert_log:
-        # Nothing live is left to count against: the inserts themselves are the record of the run.
-        yield Finding.ok(ctx.scope.job or "job", f"{len(logged_names)} VM inserts logged; no VM of the run exists "
-                         "any more (Batch deletes them when the job ends), so the count is not compared with "
-                         "live VMs", tuple(log_ids) + run.listing_evidence)
-        return
-    vms = run.vms
-    vm_names = {vm.name for vm in vms}
-    vm_ids = tuple(i for vm in vms for i in vm.evidence)
-    if not vms:
-        yield Finding.error(ctx.scope.job or "job", "no VMs were found to compare with the insert logs",
+    if not run.vms:
+        yield Finding.error(ctx.scope.job or "job", "no VMs of the run were found, live or in the insert logs (by "
+                            f"their batch-job-uid label {uid}), to compare with the insert logs",
                             run.listing_evidence)
-    elif logged_names != vm_names:
-        unlogged = sorted(vm_names - logged_names)
-        unseen = sorted(logged_names - vm_names)
+        return
+    live_names = {vm.name for vm in run.live}
+    deleted_names = {vm.name for vm in run.deleted}
+    evidence = tuple(log_ids) + run.listing_evidence + tuple(i for vm in run.live for i in vm.evidence)
+    unlogged = sorted(live_names - logged_names)
+    unseen = sorted(logged_names - live_names - deleted_names)
+    gone = f"; {len(deleted_names)} no longer exist (Batch deletes its VMs) and were judged on their inserts " \
+        "above" if deleted_names else ""
+    if unlogged or unseen:
         detail = "; ".join(part for part in (
             f"VMs without an insert entry: {', '.join(unlogged)}" if unlogged else "",
             f"inserts without a VM found: {', '.join(unseen)}" if unseen else "") if part)
-        yield Finding.fail(ctx.scope.job or "job", f"{len(logged_names)} VM inserts logged, {len(vm_names)} VMs "
-                           f"found: {detail}", tuple(log_ids) + vm_ids)
+        yield Finding.fail(ctx.scope.job or "job", f"{len(logged_names)} VM inserts logged, {len(live_names)} VMs "
+                           f"found{gone}: {detail}", evidence)
     else:
-        yield Finding.ok(ctx.scope.job or "job", f"{len(vm_names)} VM inserts logged for {len(vm_names)} VMs found",
-                         tuple(log_ids) + vm_ids)
+        yield Finding.ok(ctx.scope.job or "job", f"{len(logged_names)} VM inserts logged for {len(live_names)} VMs "
+                         f"found{gone}", evidence)

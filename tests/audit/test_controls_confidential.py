@@ -154,7 +154,8 @@ def test_cc03_passes_on_the_inserts_alone_when_the_vms_are_gone(node: NodeEviden
     node.set("compute.job_instances", NO_VMS)
     result = node.run("CC-03")
     assert result.outcome == Outcome.PASS
-    assert "no VM of the run exists any more" in result.findings[-1].message
+    assert result.findings[-1].message == ("2 VM inserts logged for 0 VMs found; 2 no longer exist (Batch deletes "
+                                           "its VMs) and were judged on their inserts above")
 
 
 def test_cc03_still_fails_a_non_confidential_insert_when_the_vms_are_gone(node: NodeEvidence) -> None:
@@ -168,3 +169,39 @@ def test_cc02_errors_naming_the_log_api_when_the_vms_are_gone_and_the_log_failed
     node.set("logging.instance_inserts", {"error": {"code": 503, "message": "unavailable"}}, status=503)
     result = node.run("CC-02")
     assert result.outcome == Outcome.ERROR and "logging entries.list" in result.findings[0].message
+
+
+def drop_first_vm(node: NodeEvidence) -> str:
+    """Remove one VM from the listing, as Batch does when it replaces or deletes a worker; return its name."""
+    for scoped in node.body("compute.job_instances")["items"].values():
+        if scoped.get("instances"):
+            return scoped.pop("instances")[0]["name"]
+    raise AssertionError("no VM listed")
+
+
+def test_cc02_judges_a_vm_deleted_mid_run_beside_the_live_ones(node: NodeEvidence) -> None:
+    gone = drop_first_vm(node)
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.PASS and len(result.findings) == 2
+    assert [f.message.startswith(gone) for f in result.findings if "no longer exists" in f.message] == [True]
+
+
+def test_cc02_judges_live_vms_when_the_insert_log_could_not_be_read(node: NodeEvidence) -> None:
+    node.set("logging.instance_inserts", {"error": {"code": 503, "message": "unavailable"}}, status=503)
+    result = node.run("CC-02")
+    assert result.outcome == Outcome.PASS and len(result.findings) == 2
+
+
+def test_cc03_accounts_for_a_vm_deleted_mid_run(node: NodeEvidence) -> None:
+    drop_first_vm(node)
+    result = node.run("CC-03")
+    assert result.outcome == Outcome.PASS
+    assert result.findings[-1].message.startswith("2 VM inserts logged for 1 VMs found; 1 no longer exist")
+
+
+def test_cc03_fails_for_an_unlabelled_insert_of_no_vm_found(node: NodeEvidence) -> None:
+    entry = node.body("logging.instance_inserts")["entries"][0]
+    del entry["protoPayload"]["request"]["labels"]
+    entry["protoPayload"]["request"]["name"] = "stray-vm"
+    result = node.run("CC-03")
+    assert result.outcome == Outcome.FAIL and "inserts without a VM found: stray-vm" in result.findings[-1].message

@@ -242,3 +242,15 @@ def test_sec04_ignores_a_write_that_was_refused(node: NodeEvidence) -> None:
 
 def test_sec06_states_the_window_in_rfc3339(node: NodeEvidence) -> None:
     assert "2026-11-26T15:00:00Z .. 2026-11-26T16:00:00Z" in node.run("SEC-06").findings[0].message
+
+
+def test_sec02_catches_an_access_config_of_a_vm_deleted_while_others_still_run(node: NodeEvidence) -> None:
+    listed = node.body("compute.job_instances")["items"]
+    scope = next(key for key, scoped in listed.items() if scoped.get("instances"))
+    gone = listed[scope]["instances"].pop(0)
+    entry = next(e for e in node.body("logging.instance_inserts")["entries"]
+                 if e["protoPayload"]["request"].get("name") == gone["name"])
+    entry["protoPayload"]["request"]["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT"}]
+    result = node.run("SEC-02")
+    assert result.outcome == Outcome.FAIL
+    assert failures(result)[0].startswith(f"{gone['name']} has an external address (ONE_TO_ONE_NAT)")

@@ -56,8 +56,11 @@ SEED_SPEC = s.Struct(optional={
                                             "zone": s.Text(r"[a-z]+-[a-z]+\d+-[a-z]", "a zone such as us-east1-b")})),
     # Task indexes whose VM has no compute.instances.insert audit entry (a gap in the trail).
     "missing_insert_logs": s.ListOf(s.Integer(minimum=0)),
-    # Real Cloud Batch deletes a job's VMs when it ends: only the audit log remembers them.
-    "delete_vms": s.Boolean(),
+    # Real Cloud Batch deletes a job's VMs when it ends (true), or replaces some during the run (a list
+    # of task indexes, e.g. preempted Spot VMs): only the audit log remembers them.
+    "delete_vms": s.Check(s.AnyValue(), lambda v: None if isinstance(v, bool) or (
+        isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v))
+        else "must be true/false or a list of task indexes"),
     # BigQuery loads during the run into a dataset outside the node's (e.g. a look-alike dataset id).
     "foreign_loads": s.ListOf(s.Struct(required={"dataset": s.Text(r"[A-Za-z0-9_]+", "a dataset id")},
                                        optional={"project": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id"),
@@ -90,7 +93,7 @@ class SeedOptions:
     load_overrides: Sequence[Mapping[str, Any]] = ()
     vm_zones: Sequence[Mapping[str, Any]] = ()
     missing_insert_logs: Sequence[int] = ()
-    delete_vms: bool = False
+    delete_vms: bool | Sequence[int] = False
     foreign_loads: Sequence[Mapping[str, Any]] = ()
     noise: bool = True
 
@@ -238,7 +241,7 @@ class _Seeder:
         for load in self.opts.foreign_loads:
             self._foreign_load(load, count)
         if self.opts.delete_vms:
-            self._delete_vms()
+            self._delete_vms(None if self.opts.delete_vms is True else {i % count for i in self.opts.delete_vms})
         if self.opts.noise:
             self._noise()
         run = SeededRun(job_name=self.job_name, job_id=self.job_id, job_uid=self.job_uid,
@@ -356,12 +359,14 @@ class _Seeder:
                                       links=[{"type": "MEMBER_OF", "source": mig}])
         return self_link
 
-    def _delete_vms(self) -> None:
-        """What Cloud Batch does when a job ends: its managed instance group deletes every VM, leaving
-        a `compute.instances.delete` admin-activity entry per VM; the insert entries stay."""
+    def _delete_vms(self, indexes: set[int] | None) -> None:
+        """What Cloud Batch does when a job ends (every VM) or replaces a worker (those of `indexes`): its
+        managed instance group deletes the VM, leaving a `compute.instances.delete` admin-activity entry;
+        the insert entries stay."""
         uid = self.job_uid
         doomed = [(key, vm) for key, vm in self.state.instances.items()
-                  if vm.get("labels", {}).get("batch-job-uid") == uid]
+                  if vm.get("labels", {}).get("batch-job-uid") == uid
+                  and (indexes is None or int(key[1].split("-group0-")[1].split("-")[0]) in indexes)]
         principal = audit_log.cloudservices_account(self.state)
         for offset, ((zone, name), vm) in enumerate(doomed):
             del self.state.instances[(zone, name)]

@@ -56,8 +56,8 @@ def test_every_scenario_names_only_registered_controls() -> None:
 def test_every_scenario_loads_on_every_node(node: str, name: str) -> None:
     state = load_seeded_state(node, [name], job_tasks=5)
     assert state.scenarios == [name]
-    deleted = bool(load_scenario(name).seed.get("delete_vms"))
-    assert len(_job_vms(state)) == (0 if deleted else 5)
+    deleted = load_scenario(name).seed.get("delete_vms") or []
+    assert len(_job_vms(state)) == (0 if deleted is True else 5 - len({i % 5 for i in deleted}))
     assert len(_insert_requests(state)) == 5 - len(load_scenario(name).seed.get("missing_insert_logs", []))
 
 
@@ -187,7 +187,13 @@ def check_perimeter_missing_service(state: SimState) -> None:
     assert "bigquery.googleapis.com" not in restricted and "storage.googleapis.com" in restricted
 
 
+def check_vm_replaced_public_ip(state: SimState) -> None:
+    assert len(_job_vms(state)) == 9 and not any("-group0-4-" in vm["name"] for vm in _job_vms(state))
+    assert _insert(state, 4)["networkInterfaces"][0].get("accessConfigs")
+
+
 STATE_CHECKS: dict[str, Callable[[SimState], None]] = {
+    "vm-replaced-public-ip": check_vm_replaced_public_ip,
     "vm-outside-region": check_vm_outside_region,
     "insert-log-missing": check_insert_log_missing,
     "vms-deleted-after-job": check_vms_deleted_after_job,

@@ -97,7 +97,8 @@ def job_uses_confidential_template(ctx: ControlContext) -> Iterator[Finding]:
     id="CC-02", pillar=Pillar.CONFIDENTIAL, severity=Severity.CRITICAL,
     title="Every VM of the run is a Confidential VM of the required type",
     rationale="The template is the intent; the VMs are the fact. Each worker labelled with the job's uid must "
-              "have confidential compute enabled with the required technology on an AMD series that supports it.",
+              "have confidential compute enabled with the required technology on an AMD series that supports it. "
+              "Workers Batch has already deleted are judged on their compute.instances.insert audit entries.",
     remediation="Recreate the template with --confidential-compute-type=SEV on n2d/c2d/c3d and rerun the job; "
                 "enforce with org policy constraints/compute.restrictNonConfidentialComputing",
     frameworks=CC_FRAMEWORKS,

@@ -75,7 +75,8 @@ def perimeter_enforced(ctx: ControlContext) -> Iterator[Finding]:
     id="SEC-02", pillar=Pillar.CONTROLS, severity=Severity.HIGH,
     title="Batch workers have no external IP",
     rationale="A worker with an external address can reach (and be reached from) the internet, bypassing the "
-              "perimeter's network controls.",
+              "perimeter's network controls. Workers Batch has already deleted are judged on their "
+              "compute.instances.insert audit entries.",
     remediation="Set allocationPolicy.network.networkInterfaces[].noExternalIpAddress=true, or remove "
                 "accessConfigs from the instance template (gcloud compute instance-templates create ... "
                 "--no-address); enforce with constraints/compute.vmExternalIpAccess",
@@ -123,7 +124,8 @@ def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
     id="SEC-03", pillar=Pillar.CONTROLS, severity=Severity.HIGH,
     title="The job and its VMs run as the node's dedicated service account",
     rationale="The default compute service account is shared by everything in the project and often holds "
-              "Editor; the pipeline must run as its own narrowly-granted identity.",
+              "Editor; the pipeline must run as its own narrowly-granted identity. Workers Batch has already "
+              "deleted are judged on their compute.instances.insert audit entries.",
     remediation="Set allocationPolicy.serviceAccount.email (and the template's --service-account) to the "
                 "node's service account; gcloud iam service-accounts create batch-runner ...",
     frameworks={"GDPR": ["Art. 32"], "HIPAA": ["164.312(a)(1)"], "NIST-800-53": ["AC-6", "AC-2"],

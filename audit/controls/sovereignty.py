@@ -352,7 +352,8 @@ def dataset_sovereign(ctx: ControlContext) -> Iterator[Finding]:
     id="SOV-06", pillar=Pillar.SOVEREIGNTY, severity=Severity.CRITICAL,
     title="Every VM of the run ran in an allowed region; the job's allowedLocations stay inside it",
     rationale="Genomes are decrypted in the workers' memory; the zone each worker ran in is where the data "
-              "was processed.",
+              "was processed. Workers Batch has already deleted are judged by the zone of their "
+              "compute.instances.insert audit entries.",
     remediation="Set allocationPolicy.location.allowedLocations=[\"regions/REGION\"] in the job spec "
                 "(`sovaudit pipeline plan` does) and restrict gcp.resourceLocations (SOV-01)",
     frameworks={"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)"], "ISO27001-2022": ["A.5.23"]},

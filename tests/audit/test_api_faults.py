@@ -25,11 +25,11 @@ from sovaudit.audit.recorder import CollectionError, Recorder, retry_after_secon
 from sovaudit.cli import main
 from sovaudit.cloud import Target
 from sovaudit.policies.pack import resolve_policy
-from sovaudit.simulator.node import list_scenarios
+from sovaudit.simulator.node import load_scenario, scenario_names
 from sovaudit.simulator.server import SimServer
 
 JOB = "preprocess-genomes-001"
-FAULT_SCENARIOS = [s for s in list_scenarios() if s.name.startswith("fault-")]
+FAULT_SCENARIOS = [load_scenario(name) for name in scenario_names() if name.startswith("fault-")]
 
 
 def collect_and_judge(sim: SimServer, deadline: float, *, probes: bool = False) -> tuple[EvidenceLog, RunResult]:

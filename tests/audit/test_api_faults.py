@@ -248,3 +248,32 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
                                                "buckets.get", "datasets.get", "servicePerimeters.list",
                                                "projects.get", "projects.getIamPolicy", "objects.list",
                                                "jobs.list", "not collected", "no Batch job")), control
+
+
+# -- one failed question, exactly its readers incomplete ------------------------------------------------
+
+SINGLE_FAULTS = {
+    "iam-policy-403": ({"api": "resourcemanager", "path": ":getIamPolicy$", "status": 403}, {"SEC-04", "SEC-05"}),
+    # projects.get first, then getIamPolicy in the same collector: neither is known.
+    "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
+                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05"}),
+    "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),
+    "manifest-listing-503": ({"api": "storage", "path": "/o$", "status": 503}, {"INT-01"}),
+    "load-jobs-503": ({"api": "bigquery", "path": "/jobs$", "status": 503}, {"INT-01"}),
+    "dataset-403": ({"api": "bigquery", "path": "/datasets/", "status": 403}, {"SOV-05"}),
+    "raw-bucket-403": ({"api": "storage", "path": "^/storage/v1/b/fed-node-us-raw-vcfs$", "status": 403},
+                       {"SOV-04"}),
+    "template-404": ({"api": "compute", "path": "/instanceTemplates/", "status": 404},
+                     {"CC-01", "SEC-02", "SEC-03"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SINGLE_FAULTS))
+def test_one_failed_question_makes_exactly_its_readers_error_and_nothing_pass_on_it(sim: SimServer,
+                                                                                    case: str) -> None:
+    fault, readers = SINGLE_FAULTS[case]
+    sim.state.options["faults"] = [fault]
+    _, result = collect_and_judge(sim, deadline=1)
+    judged = {c.meta.id: c.outcome for c in result.controls if c.outcome is not Outcome.NOT_APPLICABLE}
+    assert {cid for cid, out in judged.items() if out is Outcome.ERROR} == readers
+    assert all(out is Outcome.PASS for cid, out in judged.items() if cid not in readers)

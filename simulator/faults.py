@@ -145,10 +145,16 @@ def _error(fault: Mapping[str, Any], api: str, request: Request) -> ApiError:
     return error
 
 
+def _resource(path: str) -> str:
+    """The resource a REST path addresses, as IAM names it: no API prefix, version or `:method`."""
+    trimmed = re.sub(r"^/(?:[a-z]+/)?v\d+[a-z0-9]*/", "", path)
+    return re.sub(r":[A-Za-z]+$", "", trimmed)
+
+
 def _default_message(code: int, api: str, request: Request, permission: str | None) -> str:
     if code == 403:
         if permission:
-            return f"Permission '{permission}' denied on resource '{request.path}' (or it may not exist)."
+            return f"Permission '{permission}' denied on resource '{_resource(request.path)}' (or it may not exist)."
         return "The caller does not have permission"
     if code == 429:
         return f"Quota exceeded for {api}: too many requests; retry later."

@@ -237,6 +237,9 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
     sim = sim_factory(scenarios=[scenario.name])
     code, document, elapsed = cli_verify(sim, "--no-probes")
     assert elapsed < 20
+    # The fault really happened: a recovery scenario that injected nothing would prove nothing.
+    fired = requests.get(f"{sim.url}/_sim/stats", timeout=5).json()["faults_injected"]
+    assert len(fired) == len(scenario.options["faults"]) and all(entry["hits"] > 0 for entry in fired), fired
     failed = [c["id"] for c in document["controls"] if c["outcome"] == "FAIL"]
     assert not failed, f"an API fault must not read as a violation: {failed}"
     errors = [c for c in document["controls"] if c["outcome"] == "ERROR"]

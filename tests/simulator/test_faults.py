@@ -156,6 +156,7 @@ def _scenario(tmp_path: Path, fault: str) -> Path:
     ("{api: compute, path: '[', status: 503}", "not a regular expression"),
     ("{api: compute, status: 503, times: 0}", "below the minimum"),
     ("{api: orgpolicy, status: 500, permission: x.y.z}", "status: 403"),
+    ("{api: compte, status: 503}", "is not one of"),
 ])
 def test_a_fault_that_cannot_work_is_refused_naming_the_field(tmp_path: Path, fault: str, says: str) -> None:
     with pytest.raises(NodeFileError) as caught:
@@ -171,3 +172,11 @@ def test_every_fault_scenario_declares_what_it_makes_incomplete() -> None:
     for scenario in faults:
         assert scenario.options.get("faults"), scenario.name
         assert not scenario.fails, f"{scenario.name}: an API fault can make evidence missing, never a FAIL"
+
+
+def test_fault_api_names_are_exactly_the_routed_apis() -> None:
+    from sovaudit.simulator.faults import KNOWN_APIS
+    from sovaudit.simulator.server import build_router
+
+    routed = {route.api for route in build_router()._routes}
+    assert set(KNOWN_APIS) - {"*"} == routed

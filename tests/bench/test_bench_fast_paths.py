@@ -6,10 +6,12 @@ paths answer exactly what the slow ones did, and that the benchmark's noise chan
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,8 +23,19 @@ from sovaudit.cli import main
 from sovaudit.simulator import clock
 from sovaudit.simulator.server import SimServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from common import busy_node  # noqa: E402
+
+def _bench_common() -> ModuleType:
+    """bench/common.py under a name of its own (bench/ is scripts, not a package on sys.path)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "common.py"
+    spec = importlib.util.spec_from_file_location("sovaudit_bench_common", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+busy_node = _bench_common().busy_node
 
 JOB = "preprocess-genomes-001"
 

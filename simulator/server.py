@@ -178,6 +178,9 @@ class SimServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> SimServer:
+        """Serve in a background thread; a no-op when already serving (so `with start(...)` is safe)."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="sovaudit-sim", daemon=True)
         self._thread.start()

@@ -38,12 +38,13 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
     from sovaudit.simulator.node import NodeFileError
 
     out = Path(out_dir)
-    pack = _load_pack(node, None)
     try:
+        policy = _scenario_policy(node, scenarios, out)
         server = start_simulator(node=node, scenarios=list(scenarios), task_runner=run_task)
-    except NodeFileError as error:
+    except (NodeFileError, ValueError) as error:
         _err(str(error))
         raise SystemExit(2) from error
+    pack = _load_pack(policy, None)
     started = time.monotonic()
     with server:
         _err(f"simulator for node {node!r} listening on {server.url}"
@@ -61,8 +62,25 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
     click.echo(f"report:          {run_dir / 'report.html'}")
     click.echo("verify the signature and every file digest:")
     click.echo(f"  sovaudit report verify {run_dir / 'attestation.intoto.jsonl'} --key {public_key}")
-    click.echo(f"re-evaluate offline:\n  sovaudit verify --evidence {run_dir} --policy {node}")
+    click.echo(f"re-evaluate offline:\n  sovaudit verify --evidence {run_dir} --policy {policy}")
     raise SystemExit(result.exit_code)
+
+
+def _scenario_policy(node: str, scenarios: tuple[str, ...], out: Path) -> str:
+    """The pack to judge with: the node's own, or the one a scenario's `policy:` block amends
+    (a waiver, a stricter confidential type), written beside the bundle so the reader sees it."""
+    from sovaudit.simulator.matrix import scenario_policy_file
+    from sovaudit.simulator.node import load_scenario
+
+    amended = []
+    for name in scenarios:
+        out.mkdir(parents=True, exist_ok=True)
+        path = scenario_policy_file(load_scenario(name), node, out)
+        if path is not None:
+            amended.append(path)
+    if len(amended) > 1:
+        raise ValueError(f"scenarios {', '.join(scenarios)} each amend the policy pack; combine at most one of them")
+    return str(amended[0]) if amended else node
 
 
 def _run_pipeline(target: object, pack: object, out: Path, files: int, records: int) -> str:

@@ -35,3 +35,12 @@ def test_demo_refuses_an_unknown_scenario_with_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--scenario", "no-such-thing"])
     assert result.exit_code == 2
     assert "no-such-thing" in result.output
+
+
+def test_demo_with_a_waiver_scenario_judges_with_the_amended_pack(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--scenario", "waiver-valid"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "WAIVED" in result.output
+    amended = tmp_path / "us-node+waiver-valid.yaml"
+    assert amended.is_file() and f"--policy {amended}" in result.output

@@ -32,6 +32,13 @@ def sweep(ctx: CollectContext, regions: list[str]) -> list[SweptResource]:
     return swept
 
 
+def _others(labelled: list[tuple[str, dict[str, str] | None]], mine: str) -> list[str]:
+    """Names of resources labelled as probes of another run. The label is required: a resource that
+    merely looks like a probe by name is never deleted, since it might be someone's real data."""
+    return [name for name, labels in labelled
+            if (labels or {}).get(PROBE_LABEL) not in (None, mine)]
+
+
 def _sweep_jobs(ctx: CollectContext, regions: list[str], mine: str) -> list[SweptResource]:
     client = ctx.client(cloud.batch)
     found: list[SweptResource] = []
@@ -44,12 +51,9 @@ def _sweep_jobs(ctx: CollectContext, regions: list[str], mine: str) -> list[Swep
                                                             retry=None, timeout=REQUEST_TIMEOUT_SECONDS)))
         except CollectionError:
             continue
-        for job in jobs:
-            label = dict(job.labels).get(PROBE_LABEL)
-            if label is None or label == mine:
-                continue
-            deleted = batch.delete_job(ctx, client, job.name, f"probe.cleanup:{job.name}")
-            found.append(SweptResource("batch-job", job.name, deleted))
+        for name in _others([(job.name, dict(job.labels)) for job in jobs], mine):
+            found.append(SweptResource("batch-job", name,
+                                       batch.delete_job(ctx, client, name, f"probe.cleanup:{name}")))
     return found
 
 
@@ -61,14 +65,9 @@ def _sweep_buckets(ctx: CollectContext, mine: str) -> list[SweptResource]:
             lambda: list(client.list_buckets(prefix=PROBE_PREFIX, retry=None, timeout=REQUEST_TIMEOUT_SECONDS)))
     except CollectionError:
         return []
-    found = []
-    for bucket in buckets:
-        label = (bucket.labels or {}).get(PROBE_LABEL)
-        if label is None or label == mine:
-            continue
-        deleted = storage.delete_bucket(ctx, client, bucket.name, f"probe.cleanup:buckets/{bucket.name}")
-        found.append(SweptResource("bucket", bucket.name, deleted))
-    return found
+    return [SweptResource("bucket", name,
+                          storage.delete_bucket(ctx, client, name, f"probe.cleanup:buckets/{name}"))
+            for name in _others([(b.name, b.labels) for b in buckets], mine)]
 
 
 def _sweep_datasets(ctx: CollectContext, mine: str) -> list[SweptResource]:
@@ -79,14 +78,8 @@ def _sweep_datasets(ctx: CollectContext, mine: str) -> list[SweptResource]:
             lambda: list(client.list_datasets(include_all=True, retry=None, timeout=REQUEST_TIMEOUT_SECONDS)))
     except CollectionError:
         return []
-    found = []
-    for item in datasets:
-        if not item.dataset_id.startswith(bigquery.DATASET_PREFIX):
-            continue
-        label = (item.labels or {}).get(PROBE_LABEL)
-        if label == mine:
-            continue
-        ref = f"{item.project}.{item.dataset_id}"
-        deleted = bigquery.delete_dataset(ctx, client, ref, f"probe.cleanup:datasets/{ref}")
-        found.append(SweptResource("dataset", ref, deleted))
-    return found
+    probes = [(f"{d.project}.{d.dataset_id}", d.labels) for d in datasets
+              if d.dataset_id.startswith(bigquery.DATASET_PREFIX)]
+    return [SweptResource("dataset", ref,
+                          bigquery.delete_dataset(ctx, client, ref, f"probe.cleanup:datasets/{ref}"))
+            for ref in _others(probes, mine)]

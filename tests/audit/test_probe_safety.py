@@ -63,3 +63,20 @@ def test_kill_9_leftover_is_found_and_deleted_by_cleanup(sim_factory: Callable[.
     assert result.exit_code == 0, result.output
     assert all(name.rsplit("/", 1)[-1] in result.output for name in leftovers)
     wait_for(lambda: not probe_jobs(sim), seconds=10)
+
+
+def test_cleanup_never_deletes_an_unlabelled_resource_that_only_looks_like_a_probe(sim: SimServer) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery, storage
+
+    credentials = AnonymousCredentials()
+    options = {"api_endpoint": sim.url}
+    storage.Client(project="fed-node-us", credentials=credentials, client_options=options).create_bucket(
+        "sovaudit-probe-looks-like-one", location="us-central1")
+    dataset = bigquery.Dataset("fed-node-us.sovaudit_probe_looks_like_one")
+    dataset.location = "us-central1"
+    bigquery.Client(project="fed-node-us", credentials=credentials, client_options=options).create_dataset(dataset)
+    result = CliRunner().invoke(main, ["cleanup", "--policy", "us", "--target", sim.url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "sovaudit-probe-looks-like-one" in sim.state.buckets
+    assert "sovaudit_probe_looks_like_one" in sim.state.datasets

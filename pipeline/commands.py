@@ -19,7 +19,10 @@ PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
 
 
 def _err(message: str) -> None:
-    click.echo(message, err=True)
+    from sovaudit.reports.view import terminal_safe
+
+    # Messages quote file names, API errors and task log lines: show control characters, never obey them.
+    click.echo("\n".join(terminal_safe(line) for line in message.split("\n")), err=True)
 
 
 def _pack(policy: str) -> Any:
@@ -41,6 +44,32 @@ def _target(text: str) -> Any:
         return Target.parse(text)
     except TargetError as error:
         raise click.BadParameter(str(error), param_hint="--target") from error
+
+
+def _check_credentials(target: Any) -> None:
+    """Against Google, find Application Default Credentials before any call (as `verify` does): without
+    them the first call ends in a traceback or a bare exit 1, which a CI gate reads as a failed job."""
+    if target.is_sim:
+        return
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        target.credentials()
+    except GoogleAuthError as error:
+        _err(f"--target gcp: no usable Application Default Credentials: {error}\n"
+             "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+             "to a service account key file (see docs/permissions.md for the roles it needs)")
+        raise SystemExit(2) from error
+
+
+def _checked(check: Any, value: str | None) -> str | None:
+    """Run one of spec's option checks; its PlanError names the option."""
+    from sovaudit.pipeline.spec import PlanError
+
+    try:
+        return check(value) if value is not None else None
+    except PlanError as error:
+        raise click.UsageError(str(error)) from error
 
 
 def _inputs(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -130,6 +159,7 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
 
     resolved = _target(target)
     pack, built = _build_plan(policy, inputs, **kw)
+    _check_credentials(resolved)
     if job_id:
         built = replace(built, job_id=job_id)
     try:
@@ -155,6 +185,7 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from sovaudit.pipeline import submit as submitting
+    from sovaudit.reports.view import terminal_safe
 
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
@@ -168,7 +199,8 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
 
         try:
             final = submitting.follow(target, pack, name, timeout=timeout, on_update=update,
-                                      on_log=lambda line: console.print(line, markup=False, highlight=False))
+                                      on_log=lambda line: console.print(terminal_safe(line), markup=False,
+                                                                        highlight=False))
         except submitting.SubmitError as error:
             _err(f"error: {error}")
             raise SystemExit(1) from error
@@ -193,6 +225,7 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
 
     resolved = _target(target)
     pack = _pack(policy)
+    _check_credentials(resolved)
     name = submitting.job_name(pack, job)
     if follow_job:
         final = _follow(resolved, pack, name, timeout)
@@ -226,19 +259,23 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
 
     from sovaudit.pipeline.local import config_for
     from sovaudit.pipeline.local import run_local as run
-    from sovaudit.pipeline.spec import DEFAULT_TABLE, new_run_id
+    from sovaudit.pipeline.spec import DEFAULT_TABLE, check_run_id, check_table, new_run_id
 
-    run_id = run_id or new_run_id()
+    run_id = _checked(check_run_id, run_id) or new_run_id()
+    _checked(check_table, table)
     kwargs: dict[str, Any] = {}
     if load_target:
         pack = _pack(policy)
-        _target(load_target)
+        _check_credentials(_target(load_target))
         kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
                   "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",
                   "output_bucket": pack.buckets.output}
     elif any(v.startswith("gs://") for v in vcfs):
         raise click.UsageError("gs:// inputs need --load TARGET (it names the project and the endpoint)")
-    config = config_for(list(vcfs), Path(out_dir), run_id, reference=reference,
+    _check_local_inputs(vcfs)
+    out = Path(out_dir)
+    created = _missing_ancestor(out)
+    config = config_for(list(vcfs), out, run_id, reference=reference,
                         vep_command=tuple(shlex.split(vep_command or "")), **kwargs)
 
     def show(result: Any) -> None:
@@ -247,7 +284,11 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
         else:
             _err(f"FAILED task {result.task_index}: {result.message}")
 
-    outcome = run(config, workers=workers, progress=show)
+    try:
+        outcome = run(config, workers=workers, progress=show)
+    finally:
+        if created is not None:
+            _remove_if_empty(out, created)
     click.echo(json.dumps({"run_id": run_id, "out": str(out_dir), "succeeded": len(outcome.reports),
                            "failed": len(outcome.failures),
                            "records_in": sum(r.records_in for r in outcome.reports),
@@ -255,6 +296,49 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
                            "rows_loaded": sum(r.rows_loaded for r in outcome.reports)}, indent=2))
     if outcome.failures:
         raise SystemExit(2 if all(f.bad_input for f in outcome.failures) else 1)
+
+
+def _check_local_inputs(vcfs: tuple[str, ...]) -> None:
+    """Refuse, before any output exists, a local input that is missing, a directory or unreadable."""
+    from sovaudit.pipeline.errors import VcfInputError
+    from sovaudit.pipeline.preprocess import check_input_path
+
+    for vcf in vcfs:
+        if vcf.startswith("gs://"):
+            continue
+        try:
+            check_input_path(Path(vcf))
+        except VcfInputError as error:
+            _err(f"error: {error}")
+            raise SystemExit(2) from error
+
+
+def _missing_ancestor(out: Path) -> Path | None:
+    """The outermost directory of ``out`` that does not exist yet (None when ``out`` exists): the run
+    creates it and removes it again if no task wrote anything. Refuses an ``out`` under a file."""
+    missing: Path | None = None
+    for candidate in [out, *out.parents]:
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise click.BadParameter(f"{out}: {candidate} is a file, not a directory", param_hint="--out")
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise click.BadParameter(f"{out}: {candidate} is not writable", param_hint="--out")
+            return missing
+        missing = candidate
+    return missing
+
+
+def _remove_if_empty(out: Path, created: Path) -> None:
+    """Remove the directories this run created when every task failed before writing (nothing half-made)."""
+    current = out
+    while True:
+        try:
+            current.rmdir()  # only an empty directory goes
+        except OSError:
+            return
+        if current == created:
+            return
+        current = current.parent
 
 
 @pipeline.command(hidden=True)

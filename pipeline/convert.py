@@ -5,6 +5,13 @@
 all cores; each block becomes a table by whole-column operations (split, cast, take,
 interleave) — never a Python object per record, which measured 20× slower than the
 normalization it follows. Memory is bounded by the block size, whatever the file size.
+
+Limits: one field value (REF, ALT, an INFO value, one sample's FORMAT value...) may hold at most
+``MAX_FIELD_BYTES`` (1 MiB); a longer one is refused naming the record and the field
+(``OversizedField``). No real annotation comes near it, BigQuery's 100 MB row limit would refuse
+a record made of a few of them anyway, and a value longer than the text block (``BLOCK_BYTES``)
+cannot be parsed at all: ``pyarrow.csv`` then fails with "straddling object straddles two block
+boundaries", and the caller locates the record with ``vcfinput.locate_oversized``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,19 @@ from sovaudit.pipeline.schema import (
 BLOCK_BYTES = 8 << 20
 ROW_GROUP_ROWS = 128 * 1024
 ROW_GROUP_BYTES = 32 << 20
+# The longest field value accepted (module docstring); well below BLOCK_BYTES.
+MAX_FIELD_BYTES = 1 << 20
+
+
+class OversizedField(ValueError):
+    """A field value above ``MAX_FIELD_BYTES``: ``field`` (``INFO/NOTE``, ``FORMAT/AD``, ``REF``...),
+    ``size`` in bytes and ``chrom_pos`` of the normalized record (1-based)."""
+
+    def __init__(self, field: str, size: int, row: int, chrom_pos: str | None = None) -> None:
+        self.field, self.size, self.row, self.chrom_pos = field, size, row, chrom_pos
+        super().__init__(f"{field} value is {size / (1 << 20):.1f} MiB, above the limit of "
+                         f"{MAX_FIELD_BYTES >> 20} MiB per field value")
+
 
 
 def use_fast_allocator() -> str:
@@ -90,8 +110,15 @@ class BatchConverter:
         self._sample_dictionary = pa.array(samples, pa.string())
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table:
-        n = batch.num_rows
         col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        try:
+            _check_sizes(col)
+            return self._convert(col, batch.num_rows)
+        except OversizedField as error:
+            raise OversizedField(error.field, error.size, error.row,
+                                 f"{col['chrom'][error.row].as_py()}:{col['pos0'][error.row].as_py() + 1}") from None
+
+    def _convert(self, col: dict[str, pa.Array], n: int) -> pa.Table:
         layout = self.layout
         arrays: list[pa.Array] = [
             col["chrom"], col["pos0"], col["end"], col["ref"], self._alternate_bases(col, n),
@@ -185,6 +212,23 @@ class BatchConverter:
         return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
 
+_TEXT_NAMES = {"chrom": "CHROM", "id": "ID", "ref": "REF", "alt": "ALT", "filter": "FILTER", "csq": "INFO/CSQ"}
+
+
+def _check_sizes(col: dict[str, pa.Array]) -> None:
+    """Refuse a row-level text value above ``MAX_FIELD_BYTES`` (per-sample values: ``_per_sample``).
+    Read from the offsets alone, so it costs one pass over the row count, not the text."""
+    for name, values in col.items():
+        if not pa.types.is_string(values.type) or name == "gt" or name.startswith("fmt:") or not len(values):
+            continue
+        lengths = pc.binary_length(values)
+        longest = pc.max(lengths).as_py()
+        if longest is not None and longest > MAX_FIELD_BYTES:
+            row = pc.index(pc.greater(lengths, MAX_FIELD_BYTES), True).as_py()
+            field = _TEXT_NAMES.get(name) or name.replace("info:", "INFO/").replace("orig", "INFO/orig")
+            raise OversizedField(field, int(longest), int(row))
+
+
 def _per_sample(column: pa.Array, n: int, n_samples: int, field_id: str, *, dot_is_null: bool) -> pa.Array:
     """``a␟b␟c␟`` per row (one value per sample, each ended by the separator) → a row-major array
     of ``n * n_samples`` strings: row 0's samples, then row 1's. ``.`` becomes null when asked.
@@ -206,8 +250,11 @@ def _per_sample(column: pa.Array, n: int, n_samples: int, field_id: str, *, dot_
     kept_offsets = offsets[keep]
     validity = None
     nulls = 0
+    lengths = np.diff(kept_offsets)
+    if len(lengths) and int(lengths.max()) > MAX_FIELD_BYTES:
+        at = int(np.argmax(lengths > MAX_FIELD_BYTES))
+        raise OversizedField(f"FORMAT/{field_id} of sample {at % n_samples + 1}", int(lengths[at]), at // n_samples)
     if dot_is_null:
-        lengths = np.diff(kept_offsets)
         data = np.frombuffer(values.buffers()[2], dtype=np.uint8) if values.buffers()[2] else np.zeros(0, np.uint8)
         first = data[np.minimum(kept_offsets[:-1], max(len(data) - 1, 0))] if len(data) else np.zeros(0, np.uint8)
         missing = (lengths == 1) & (first == ord("."))

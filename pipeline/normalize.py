@@ -35,6 +35,8 @@ _STATS_RE = re.compile(r"Lines\s+total/split/joined/realigned/mismatch_removed/d
 _AT_RECORD_RE = re.compile(r"\bat ([^\s:]+:\d+)")
 _MISSING_CONTIG_RE = re.compile(r"CONTIG id=\d+ not present|Invalid CONTIG id")
 _COPY_CHUNK = 1 << 20
+# What a stage says when the process reading its output went away first.
+_READER_GONE = ("cannot write", "close failed", "Broken pipe")
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,13 @@ class RecordStream:
     feeder: threading.Thread | None = None
     feeder_errors: list[BaseException] = field(default_factory=list)
 
-    def finish(self) -> NormalizeStats | None:
+    def finish(self, *, reader_stopped: bool = False) -> NormalizeStats | None:
         """Wait for the chain; raise ``VcfInputError`` naming the record when normalization failed.
 
         Returns norm's counts (None when the chain had no norm stage). A stage that failed only
-        because the reader stopped early (``cannot write``) is not an input error.
+        because its reader stopped early (``cannot write``, ``close failed``, a broken pipe) is not
+        an input error; with ``reader_stopped`` (the converter gave up on the text) the last stage's
+        failure is not one either, and only an earlier stage's own error is reported.
         """
         if self.stdout is not None:
             try:
@@ -118,9 +122,11 @@ class RecordStream:
         norm_text = self.stages[0].stderr() if self.stages[0].name == "norm" else ""
         if self.feeder_errors:
             raise _input_error(self.source, f"cannot decompress: {self.feeder_errors[0]}", norm_text)
-        for stage in self.stages:
+        for position, stage in enumerate(self.stages):
             text = stage.stderr()
-            if stage.process.returncode != 0 and "cannot write" not in text:
+            if reader_stopped and position == len(self.stages) - 1:
+                continue
+            if stage.process.returncode != 0 and not any(word in text for word in _READER_GONE):
                 raise _input_error(self.source, _first_error(text) or f"bcftools {stage.name} failed", text)
         if self.stages[0].name != "norm":
             return None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sovaudit.pipeline.convert import BLOCK_BYTES, read_text, write_parquet
+from sovaudit.pipeline.convert import BLOCK_BYTES, MAX_FIELD_BYTES, OversizedField, read_text, write_parquet
 from sovaudit.pipeline.errors import ToolError, VcfInputError
 from sovaudit.pipeline.normalize import (
     CheckRef,
@@ -28,7 +28,15 @@ from sovaudit.pipeline.normalize import (
     stream_records,
 )
 from sovaudit.pipeline.schema import CSQ_TAGS, VcfLayout, layout_from_header
-from sovaudit.pipeline.vcfinput import InputHeader, read_header, scan_contigs, scan_undeclared, variant_header
+from sovaudit.pipeline.vcfinput import (
+    InputHeader,
+    locate_oversized,
+    locate_record,
+    read_header,
+    scan_contigs,
+    scan_undeclared,
+    variant_header,
+)
 
 # Appended to the configured VEP command unless it already sets them (issue 5: VCF out,
 # allele numbers so each CSQ entry names its allele, the offline cache).
@@ -59,6 +67,18 @@ class PreprocessResult:
     warnings: tuple[str, ...]
 
 
+def check_input_path(source: Path) -> None:
+    """Refuse an input that is not a readable regular file, saying which it is."""
+    if source.is_dir():
+        raise VcfInputError(str(source), "is a directory, not a VCF file", hint="name the VCF files themselves")
+    if not source.exists():
+        raise VcfInputError(str(source), "no such file", hint="check the path")
+    if not source.is_file():
+        raise VcfInputError(str(source), "is not a regular file", hint="copy the data to a file first")
+    if not os.access(source, os.R_OK):
+        raise VcfInputError(str(source), "is not readable", hint="check the file's permissions")
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -71,8 +91,7 @@ def preprocess(source: Path, parquet: Path, options: PreprocessOptions = Preproc
     """Normalize, annotate and convert ``source`` into ``parquet`` (written atomically)."""
     source = Path(source)
     parquet = Path(parquet)
-    if not source.is_file():
-        raise VcfInputError(str(source), "no such file", hint="check the path")
+    check_input_path(source)
     digest: list[str] = []
     hasher = threading.Thread(target=lambda: digest.append(file_sha256(source)), daemon=True)
     hasher.start()
@@ -82,12 +101,18 @@ def preprocess(source: Path, parquet: Path, options: PreprocessOptions = Preproc
         with tempfile.TemporaryDirectory(prefix="sovaudit-task-") as tmp:
             workdir = Path(tmp)
             # Files that declare no contigs are common: add them up front (a fast pass). Any other
-            # undeclared id shows up as a failed first attempt, retried once with the header completed.
+            # undeclared id shows up as a failed first attempt (htslib cannot write a record whose id
+            # its output header lacks). Then one pass over the text decides (vcfinput's docstring):
+            # an undeclared INFO/FORMAT key is refused, naming it; contig and FILTER ids are declared
+            # and the run is retried once.
             extra = scan_contigs(source, header) if not header.contigs else None
             try:
                 stats, rows, annotated, layout = _run(source, header, partial, options, workdir, extra)
             except VcfInputError:
-                complete = scan_undeclared(source, header)
+                undeclared = scan_undeclared(source, header)
+                if undeclared.refused is not None:
+                    raise undeclared.error(source) from None
+                complete = list(undeclared.added)
                 if not complete or complete == extra:
                     raise
                 extra = complete
@@ -160,9 +185,31 @@ def _csq_has_format(header: object, tag: str) -> bool:
 
 def _convert(stream, layout: VcfLayout, out: Path, options: PreprocessOptions,  # type: ignore[no-untyped-def]
              *, csq_from_row: bool = False) -> int:
+    source = Path(stream.source)
+    limit_hint = (f"a field value may hold at most {MAX_FIELD_BYTES >> 20} MiB; move bulky annotations out of "
+                  "the VCF or drop the field (`bcftools annotate -x INFO/KEY`)")
     try:
         result = write_parquet(read_text(stream.stdout, layout, options.block_bytes), layout, out,
                                csq_from_row=csq_from_row)
+    except OversizedField as error:
+        stream.finish(reader_stopped=True)
+        record = locate_record(source, error.chrom_pos, str(error)) if error.chrom_pos else None
+        raise VcfInputError(str(source), str(error), record=record, hint=limit_hint) from None
+    except pa.ArrowInvalid as error:
+        stream.finish(reader_stopped=True)
+        if "straddl" not in str(error):
+            raise VcfInputError(str(source), f"cannot convert the normalized records: {error}") from error
+        # A value longer than the text block: Arrow cannot say which; one pass over the input can.
+        found = locate_oversized(source, MAX_FIELD_BYTES)
+        if found is not None:
+            raise VcfInputError(str(source), f"{found[1]}, above the limit of {MAX_FIELD_BYTES >> 20} MiB per "
+                                "field value", record=found[0], hint=limit_hint) from None
+        # No single value is too long, but the record's text outgrows a block (many samples, many fields).
+        found = locate_oversized(source, options.block_bytes // 2)
+        record, what = found if found else (None, "a record")
+        raise VcfInputError(str(source), f"{what}: the normalized record is longer than the converter's text block "
+                            f"of {options.block_bytes / (1 << 20):.1f} MiB", record=record,
+                            hint="split the file's samples into several files (`bcftools view -s`)") from None
     except (pa.ArrowException, OSError, ValueError) as error:
         # The chain's own failure (a bad record, a truncation) explains this better when there is one.
         stream.finish()

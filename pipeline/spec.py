@@ -64,6 +64,37 @@ class PlanError(ValueError):
     """Options that cannot make a valid job (the message names the option)."""
 
 
+# A run id becomes part of a BigQuery job id, labels, the Batch job id and the manifest path: letters,
+# digits, `_` and `-` only (no `/`, `.` or spaces), starting with a letter or digit.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# project.dataset.table, as BigQuery names them (a project id: 6-30 lower-case letters, digits, hyphens).
+_TABLE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_-]{1,1024}$")
+# A container image reference: [host[:port]/]path[:tag][@sha256:digest], no spaces or shell characters.
+_IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*"
+                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise PlanError(f"--run-id {run_id!r}: use 1-64 letters, digits, '_' or '-', starting with a letter or "
+                        "digit (it becomes part of job ids, labels and object names)")
+    return run_id
+
+
+def check_table(table: str) -> str:
+    if not _TABLE.match(table):
+        raise PlanError(f"--table {table!r}: expected PROJECT.DATASET.TABLE (e.g. fed-node-us.hospital_data.variants;"
+                        " dataset and table names take letters, digits and '_')")
+    return table
+
+
+def check_image(image: str) -> str:
+    if not _IMAGE.match(image):
+        raise PlanError(f"--image {image!r}: expected a container image reference such as "
+                        "us-central1-docker.pkg.dev/PROJECT/REPO/IMAGE:TAG (no spaces)")
+    return image
+
+
 def new_run_id(now: datetime | None = None) -> str:
     moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"{moment}-{secrets.token_hex(3)}"
@@ -140,12 +171,14 @@ def build_job(pack: Any, options: PlanOptions, run_id: str) -> dict[str, Any]:
     tasks = options.tasks if options.tasks is not None else len(options.inputs)
     if tasks != len(options.inputs):
         raise PlanError(f"--tasks {tasks}: each task processes one input and {len(options.inputs)} were given")
-    parallelism = options.parallelism or min(tasks, 10)
+    parallelism = options.parallelism if options.parallelism is not None else min(tasks, 10)
     if parallelism < 1 or parallelism > tasks:
         raise PlanError(f"--parallelism {parallelism}: must be between 1 and the task count ({tasks})")
     if not 0 <= options.retries <= 10:
         raise PlanError(f"--retries {options.retries}: Batch allows 0 to 10")
-    table = options.table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}"
+    table = check_table(options.table) if options.table is not None else f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}"
+    if options.image is not None:
+        check_image(options.image)
     variables = {
         "INPUT_URIS": json.dumps(list(options.inputs)),
         "SOVAUDIT_RUN_ID": run_id,
@@ -188,6 +221,6 @@ def build_job(pack: Any, options: PlanOptions, run_id: str) -> dict[str, Any]:
 
 
 def build_plan(pack: Any, options: PlanOptions) -> Plan:
-    run_id = options.run_id or new_run_id()
+    run_id = check_run_id(options.run_id) if options.run_id is not None else new_run_id()
     return Plan(run_id=run_id, job_id=job_id_for(run_id), template_name=pack.pipeline.instance_template,
                 template=build_template(pack, options), job=build_job(pack, options, run_id))

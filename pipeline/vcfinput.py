@@ -3,6 +3,23 @@
 htslib streams BGZF, plain gzip and uncompressed VCF alike; Python's gzip reads the first two
 too (BGZF is multi-member gzip), which is all the header, the id scans and the diagnosis of a
 failed run need. A BCF is read through pysam: its header is always complete.
+
+Ids the records use but the header does not declare (issue 6 lists "an undefined FORMAT key"
+as bad input; issue 5 requires files without ``##contig`` lines to load):
+
+- a **contig** or a **FILTER** id is declared for htslib (``##contig=<ID=...>``,
+  ``##FILTER=<ID=...>``) and the run goes on, with a warning in the manifest. Neither has a type:
+  a contig only names ``reference_name`` and a FILTER id only lands in the ``filter`` list, so
+  declaring them changes no column. ``FORMAT/GT`` is declared too: the specification fixes its
+  Number and Type, so nothing is guessed.
+- an **INFO** or **FORMAT** key is refused, naming the key and the record. Its declaration
+  decides a column's type (Integer, Float, Flag, String) and whether it is repeated; guessing
+  String, as htslib does, would load numbers as text and make a column that conflicts with the
+  next file declaring the same key properly (a load into the shared table then fails, or
+  worse, a Float column quietly becomes a String one in a new table).
+
+The rule is one: an undeclared id is added when its declaration carries no type, refused when
+it would decide one.
 """
 
 from __future__ import annotations
@@ -130,8 +147,10 @@ def variant_header(lines: list[str] | tuple[str, ...], workdir: Path) -> Any:
     """htslib's reading of a header (a ``pysam.VariantHeader``), the same one bcftools will use."""
     import pysam
 
-    header_path = Path(tempfile.mkstemp(suffix=".vcf", dir=workdir)[1])
-    header_path.write_text("\n".join(lines) + "\n")
+    # ``workdir`` is the task's private temporary directory; the handle is closed before htslib reads.
+    with tempfile.NamedTemporaryFile("w", suffix=".vcf", prefix="header-", dir=workdir, delete=False) as written:
+        written.write("\n".join(lines) + "\n")
+    header_path = Path(written.name)
     previous = pysam.set_verbosity(0)
     try:
         with pysam.VariantFile(str(header_path)) as handle:
@@ -169,46 +188,121 @@ def scan_contigs(path: Path, header: InputHeader) -> list[str]:
     return [f"##contig=<ID={name}>" for name in names if name and name not in declared]
 
 
-def scan_undeclared(path: Path, header: InputHeader) -> list[str]:
-    """Header lines for every contig, FILTER, INFO and FORMAT id the records use but the header
-    does not declare (one pass over the text; the types follow htslib's own guesses: a
-    valueless INFO is a Flag, anything else a String). A BCF cannot use an undeclared id."""
+@dataclass(frozen=True)
+class UndeclaredIds:
+    """What a pass over the records found the header lacks.
+
+    ``added``: ``##contig``/``##FILTER`` lines to declare (they carry no type). ``refused``: the first
+    INFO or FORMAT key used without a declaration, as ``(kind, key, record)``, or None.
+    """
+
+    added: tuple[str, ...]
+    refused: tuple[str, str, str] | None = None
+
+    def error(self, path: Path) -> VcfInputError:
+        assert self.refused is not None
+        kind, key, record = self.refused
+        example = (f'##{kind}=<ID={key},Number=1,Type=String,Description="...">' if kind == "FORMAT"
+                   else f'##{kind}=<ID={key},Number=1,Type=Integer,Description="...">')
+        return VcfInputError(str(path), f"{kind} key {key!r} is not declared in the header; its type would "
+                             "only be guessed (htslib assumes String)", record=record,
+                             hint=f"declare it with its real Number and Type, e.g. {example}, or remove it "
+                                  f"(`bcftools annotate -x {kind}/{key}`)")
+
+
+def scan_undeclared(path: Path, header: InputHeader) -> UndeclaredIds:
+    """One pass over the text: contig and FILTER ids to declare, or the first undeclared INFO or
+    FORMAT key (with its line and chrom:pos), which stops the pass. A BCF cannot use an undeclared id."""
     if header.is_bcf:
-        return []
+        return UndeclaredIds(added=())
     declared = header.declared()
-    seen: dict[str, dict[str, str]] = {"contig": {}, "FILTER": {}, "INFO": {}, "FORMAT": {}}
+    contigs: dict[str, None] = {}
+    filters: dict[str, None] = {}
+    genotype = False  # GT's Number and Type are fixed by the VCF specification: declared, never guessed
+    line_number = 0
     try:
         with open_text(path) as text:
             for raw in text:
+                line_number += 1
                 if raw.startswith(b"#"):
                     continue
                 fields = raw.rstrip(b"\r\n").decode("utf-8", errors="replace").split("\t", 9)
-                _note(seen["contig"], declared["contig"], fields[0:1], "")
+                where = f"line {line_number} ({fields[0]}:{fields[1]})" if len(fields) > 1 else f"line {line_number}"
+                _note(contigs, declared["contig"], fields[0:1])
                 if len(fields) > 6 and fields[6] != ".":
-                    _note(seen["FILTER"], declared["FILTER"], fields[6].split(";"), "")
+                    _note(filters, declared["FILTER"], fields[6].split(";"))
                 if len(fields) > 7 and fields[7] != ".":
                     for item in fields[7].split(";"):
-                        key, has_value, _ = item.partition("=")
-                        if key and key not in declared["INFO"] and key not in seen["INFO"]:
-                            seen["INFO"][key] = "Number=.,Type=String" if has_value else "Number=0,Type=Flag"
+                        key = item.partition("=")[0].strip()
+                        if key and key not in declared["INFO"]:
+                            return UndeclaredIds(added=(), refused=("INFO", key, where))
                 if len(fields) > 8 and fields[8] != ".":
-                    _note(seen["FORMAT"], declared["FORMAT"], fields[8].split(":"), "Number=.,Type=String")
+                    for key in fields[8].split(":"):
+                        key = key.strip()
+                        if key == "GT" and key not in declared["FORMAT"]:
+                            genotype = True
+                        elif key and key not in declared["FORMAT"]:
+                            return UndeclaredIds(added=(), refused=("FORMAT", key, where))
     except (OSError, EOFError, zlib.error):
         pass  # the normalization itself reports the truncation, with the record
-    lines = [f"##contig=<ID={name}>" for name in seen["contig"]]
-    lines += [f'##FILTER=<ID={name},Description="Not declared in the input header">' for name in seen["FILTER"]]
-    lines += [f'##INFO=<ID={name},{spec},Description="Not declared in the input header">'
-              for name, spec in seen["INFO"].items()]
-    lines += [f'##FORMAT=<ID={name},{"Number=1,Type=String" if name == "GT" else spec},'
-              'Description="Not declared in the input header">' for name, spec in seen["FORMAT"].items()]
-    return lines
+    lines = [f"##contig=<ID={name}>" for name in contigs]
+    lines += [f'##FILTER=<ID={name},Description="Not declared in the input header">' for name in filters]
+    if genotype:
+        lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype (not declared in the input header)">')
+    return UndeclaredIds(added=tuple(lines))
 
 
-def _note(seen: dict[str, str], declared: set[str], names: list[str], spec: str) -> None:
+def _note(seen: dict[str, None], declared: set[str], names: list[str]) -> None:
     for name in names:
         name = name.strip()
-        if name and name not in declared and name not in seen:
-            seen[name] = spec
+        if name and name not in declared:
+            seen.setdefault(name)
+
+
+_FIXED_NAMES = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT")
+
+
+def locate_oversized(source: Path, limit: int) -> tuple[str, str] | None:
+    """The first field longer than ``limit`` bytes: ``("line N (chrom:pos)", "INFO/KEY value is X MiB")``.
+
+    A diagnostic pass for a conversion that failed on a huge value: it names the column (CHROM..
+    FORMAT), the INFO key, or the FORMAT key and sample column. None when no field is that long.
+    """
+    line_number = 0
+    try:
+        with open_text(source) as text:
+            for raw in text:
+                line_number += 1
+                if raw.startswith(b"#") or len(raw) <= limit:
+                    continue
+                fields = raw.rstrip(b"\r\n").split(b"\t")
+                where = (f"line {line_number} ({fields[0].decode(errors='replace')}:"
+                         f"{fields[1].decode(errors='replace') if len(fields) > 1 else '?'})")
+                name, size = _oversized_field(fields, limit)
+                if name is not None:
+                    return where, f"{name} value is {size / (1 << 20):.1f} MiB"
+                return where, f"the record is {len(raw) / (1 << 20):.1f} MiB"
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
+def _oversized_field(fields: list[bytes], limit: int) -> tuple[str | None, int]:
+    keys = fields[8].split(b":") if len(fields) > 8 else []
+    for index, value in enumerate(fields):
+        if len(value) <= limit:
+            continue
+        if index == 7:
+            for item in value.split(b";"):
+                if len(item) > limit:
+                    key, _, data = item.partition(b"=")
+                    return f"INFO/{key.decode(errors='replace')}", len(data)
+        if index > 8:
+            for key, item in zip(keys, value.split(b":"), strict=False):
+                if len(item) > limit:
+                    return f"FORMAT/{key.decode(errors='replace')} of sample column {index - 8}", len(item)
+        return _FIXED_NAMES[index] if index < len(_FIXED_NAMES) else f"column {index + 1}", len(value)
+    return None, 0
 
 
 def locate_record(source: Path, chrom_pos: str | None, reason: str) -> str | None:

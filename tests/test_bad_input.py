@@ -220,17 +220,14 @@ def _vcf_cases() -> list[Case]:
     # Built at run time: tests/data/bad/vcf/ belongs to the pipeline; these two are reported there.
     cases += [
         Case("vcf-undefined-format-key", (*RUN_LOCAL, "{tmp}/undefined-format.vcf"), 2,
-             ("{tmp}/undefined-format.vcf: ", "line 7 (chr1:200)", "XX"),
+             ("{tmp}/undefined-format.vcf: ", "line 8 (chr1:200)", "FORMAT key 'XX' is not declared"),
              setup=write_files({"undefined-format.vcf": _vcf("chr1\t200\t.\tC\tT\t50\tPASS\tDP=3\tGT:XX\t0/1:3\t1/1:4\n")}),
-             empty_out_allowed=True,
-             xfail="the pipeline declares undeclared FORMAT ids as String (bcftools' behaviour) and loads them"),
+             empty_out_allowed=True),
         Case("vcf-huge-info-value", (*RUN_LOCAL, "{tmp}/huge-info.vcf.gz"), 2,
-             ("{tmp}/huge-info.vcf.gz: ", "line 7 (chr1:200)", "NOTE"),
+             ("{tmp}/huge-info.vcf.gz: ", "line 8 (chr1:200)", "INFO/NOTE value is 48.0 MiB", "1 MiB"),
              setup=write_files({"huge-info.vcf.gz": gzip.compress(
                  _vcf(f"chr1\t200\t.\tC\tT\t50\tPASS\tDP=3;NOTE={'x' * (48 << 20)}\tGT\t0/1\t1/1\n"), 1)}),
-             empty_out_allowed=True,
-             xfail="a 48 MB INFO value fails in the Parquet conversion ('straddling object straddles two block "
-                   "boundaries') with a message naming the file but not the record"),
+             empty_out_allowed=True),
     ]
     return cases
 

@@ -105,6 +105,14 @@ def test_a_confidential_field_on_the_instance_policy_fails_cc01() -> None:
     (["--machine-type", "e2-standard-4"], "cannot run SEV"),
     (["--retries", "11"], "--retries 11"),
     (["--max-run-duration", "soon"], "--max-run-duration"),
+    (["--run-id", "../x"], "--run-id '../x'"),
+    (["--run-id", "a b"], "--run-id 'a b'"),
+    (["--parallelism", "0"], "--parallelism 0"),
+    (["--parallelism", "3"], "--parallelism 3"),
+    (["--table", "bad"], "--table 'bad'"),
+    (["--table", "fed-node-us.hospital_data.variants;drop"], "--table"),
+    (["--image", "x y"], "--image 'x y'"),
+    (["--image", "repo/task:1\n--privileged"], "--image"),
 ])
 def test_plan_refuses_options_that_cannot_make_a_confidential_job(extra: list[str], complaint: str) -> None:
     result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://b/a.vcf.gz,gs://b/b.vcf.gz", *extra])
@@ -121,3 +129,10 @@ def test_inputs_may_be_listed_as_arguments_or_in_a_list_file(tmp_path: Path) -> 
     assert json.loads(variables["INPUT_URIS"]) == ["gs://b/x.vcf.gz", "gs://b/y.vcf.gz", "gs://b/z.vcf.gz"]
     none = CliRunner().invoke(pipeline, ["plan"])
     assert none.exit_code == 2 and "name the input VCFs" in none.output
+
+
+@pytest.mark.parametrize("extra", [["--image", "ubuntu:22.04"], ["--image", "gcr.io/p/task@sha256:" + "a" * 64],
+                                   ["--table", "fed-node-us.hospital_data.variants_2026"], ["--run-id", "cohort_7-b"]])
+def test_plan_accepts_well_formed_image_table_and_run_id(extra: list[str]) -> None:
+    result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://b/a.vcf.gz", *extra])
+    assert result.exit_code == 0, result.output

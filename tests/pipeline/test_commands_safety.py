@@ -1,0 +1,51 @@
+"""The pipeline commands as a careful user meets them: no credentials means exit 2 with how to log in,
+and task log lines from the cloud reach the terminal escaped, never obeyed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from sovaudit.pipeline.commands import pipeline
+from sovaudit.pipeline.simrunner import SimTaskOutcome
+
+
+@pytest.mark.parametrize("argv", [
+    ["submit", "--target", "gcp", "--inputs", "gs://fed-node-us-raw-vcfs/a.vcf.gz", "--no-follow"],
+    ["status", "preprocess-genomes-001", "--target", "gcp"],
+    ["status", "preprocess-genomes-001", "--target", "gcp", "--follow"],
+])
+def test_submit_and_status_without_credentials_exit_2_saying_how_to_log_in(argv: list[str], tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    result = CliRunner().invoke(pipeline, argv)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "--target gcp: no usable Application Default Credentials" in result.output
+    assert f"{tmp_path / 'adc.json'} was not found" in result.output
+    assert "gcloud auth application-default login" in result.output
+
+
+def test_run_local_load_to_gcp_without_credentials_exits_2_before_any_output(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    example = Path(__file__).resolve().parents[2] / "examples" / "sample-001.vcf.gz"
+    result = CliRunner().invoke(pipeline, ["run-local", str(example), "--out", str(tmp_path / "out"), "--load", "gcp"])
+    assert result.exit_code == 2, result.output
+    assert "no usable Application Default Credentials" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_task_log_lines_with_control_characters_are_shown_escaped(sim_factory: Any) -> None:
+    def hostile(invocation: Any) -> SimTaskOutcome:  # a closure: the simulator runs it on a thread
+        return SimTaskOutcome(0, ["done \x1b[2J\x1b[31mALL GOOD\x1b[0m\rBAD\u202egnp.exe"])
+
+    sim = sim_factory(task_runner=hostile)
+    result = CliRunner().invoke(pipeline, ["submit", "--target", sim.url, "--inputs", "gs://fed-node-us-raw-vcfs/a.vcf",
+                                           "--run-id", "esc-1", "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    assert "done \\x1b[2J\\x1b[31mALL GOOD\\x1b[0m\\rBAD\\u202egnp.exe" in result.output
+    assert "\x1b" not in result.output and "\r" not in result.output and "\u202e" not in result.output

@@ -157,10 +157,46 @@ class Served:
     bytes: int
 
 
+# Runs `sovaudit verify` in a fresh interpreter that notes, on its own clock, when collection ends,
+# when judging starts and ends, every generation-2 garbage collection, and when atexit runs (after
+# the output is written; what follows is the interpreter tearing down). Prints them as JSON on stderr.
+_PHASE_WRAPPER = r"""
+import atexit, gc, json, sys, time
+T0 = time.perf_counter()
+marks = {}
+gc2 = []
+def _gc(phase, info):
+    if info["generation"] == 2:
+        gc2.append(time.perf_counter()) if phase == "start" else gc2.append(-time.perf_counter())
+gc.callbacks.append(_gc)
+from sovaudit.audit import engine
+_collect, _judge = engine.collect, engine.judge
+def collect(*args, **kwargs):
+    result = _collect(*args, **kwargs)
+    marks["collected"] = time.perf_counter() - T0
+    return result
+def judge(*args, **kwargs):
+    marks["judge_start"] = time.perf_counter() - T0
+    result = _judge(*args, **kwargs)
+    marks["judged"] = time.perf_counter() - T0
+    return result
+engine.collect, engine.judge = collect, judge
+def _report():
+    marks["atexit"] = time.perf_counter() - T0
+    pauses = [-stop - start for start, stop in zip(gc2[::2], gc2[1::2])]
+    marks["gc2_count"], marks["gc2_seconds"] = len(pauses), sum(pauses)
+    sys.stderr.write("\nPHASES " + json.dumps(marks) + "\n")
+atexit.register(_report)
+from sovaudit.cli import main
+main(sys.argv[1:])
+"""
+
+
 def trace_verify(sim: Any) -> None:
     """One verify (fresh process) with every request timed inside the simulator, and the run's phases.
 
-    Wraps the app's `dispatch` from here, for this run only; the simulator's code is unchanged.
+    Wraps the app's `dispatch` from here, for this run only; the simulator's code is unchanged. The
+    verify process runs through `_PHASE_WRAPPER`, which changes nothing it does and only takes notes.
     """
     served: list[Served] = []
     dispatch = sim.app.dispatch
@@ -173,21 +209,31 @@ def trace_verify(sim: Any) -> None:
         return response
 
     sim.app.dispatch = timed
+    command = [sys.executable, "-c", _PHASE_WRAPPER, *verify_command(sim.url)[len(sovaudit_command()):]]
     try:
         started = time.perf_counter()
-        done = subprocess.run(verify_command(sim.url), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS,
-                              check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False)
         ended = time.perf_counter()
     finally:
         del sim.app.dispatch
     calls = [s for s in served if s.path != "/_sim/stats"]
-    if not calls or done.returncode != 0:
+    phases = re.search(r"^PHASES (\{.*\})$", done.stderr, re.MULTILINE)
+    if not calls or done.returncode != 0 or not phases:
         print(f"trace: verify exited {done.returncode}; {done.stderr[-2000:]}")
         return
+    marks = json.loads(phases.group(1))
     first = min(c.started for c in calls)
     last = max(c.started + c.seconds for c in calls)
-    print(f"\n## one verify, phases (fresh process, {ended - started:.2f} s): start-up until the first request "
-          f"{first - started:.2f} s, requests {last - first:.2f} s, judging and output {ended - last:.2f} s")
+    print(f"\n## one verify, phases (fresh process, {ended - started:.2f} s wall)")
+    print(f"  start-up until the first request   {first - started:5.2f} s")
+    print(f"  first request to last answer       {last - first:5.2f} s")
+    print(f"  collection ends (verify's clock)   {marks['collected']:5.2f} s after start")
+    print(f"  judging                            {marks['judged'] - marks['judge_start']:5.2f} s")
+    print(f"  result JSON and output             {marks['atexit'] - marks['judged']:5.2f} s")
+    print(f"  interpreter teardown after output  {ended - started - marks['atexit']:5.2f} s (freeing objects; "
+          "includes process start)")
+    print(f"  generation-2 garbage collections   {marks['gc2_seconds']:5.2f} s in {marks['gc2_count']} pauses "
+          "(within the phases above)")
     by_path: dict[str, list[Served]] = {}
     for call in calls:
         by_path.setdefault(f"{call.method} {call.path}", []).append(call)

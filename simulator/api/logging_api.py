@@ -91,19 +91,42 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
     page_size = min(page_size or DEFAULT_PAGE_SIZE, int(req.state.options.get("max_page_size") or MAX_PAGE_SIZE))
     query_key = hashlib.sha256(json.dumps([sorted(resource_names), filter_text, order_by]).encode()).hexdigest()[:16]
     offset = _offset(body["pageToken"], query_key) if body.get("pageToken") else 0
+    matched = _matched(req, query_key, log_filter, order_by, covers)
+    chunk = matched[offset:offset + page_size]
+    result: dict[str, Any] = {}
+    if chunk:
+        # Serialised to JSON straight away; entries are never mutated once written, so no copy.
+        result["entries"] = chunk
+    if offset + page_size < len(matched):
+        result["nextPageToken"] = _token(offset + page_size, query_key)
+    return result
+
+
+_CACHED_QUERIES = 8
+
+
+def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, covers: bool) -> list[dict[str, Any]]:
+    """Every entry the query selects, sorted; cached per query while the log does not grow.
+
+    Paging a 100 000-entry log re-ran the filter over every entry for every page; the log is
+    append-only, so (query, entry count) identifies a result and later pages are slices of it.
+    """
     with req.state.lock:
-        candidates = list(req.state.log_entries) if covers else []
+        version = len(req.state.log_entries)
+        cache: dict[tuple[str, int], list[dict[str, Any]]] = req.state.extras.setdefault("logging_queries", {})
+        hit = cache.get((query_key, version))
+        candidates = list(req.state.log_entries) if covers and hit is None else []
+    if hit is not None:
+        return hit
     try:
         matched = sort_entries((e for e in candidates if log_filter.matches(e)), order_by)
     except LogQueryError as exc:
         raise rpc_error(400, f"Invalid orderBy: {exc}") from exc
-    chunk = matched[offset:offset + page_size]
-    result: dict[str, Any] = {}
-    if chunk:
-        result["entries"] = copy.deepcopy(chunk)
-    if offset + page_size < len(matched):
-        result["nextPageToken"] = _token(offset + page_size, query_key)
-    return result
+    with req.state.lock:
+        if len(cache) >= _CACHED_QUERIES:
+            cache.pop(next(iter(cache)))
+        cache[(query_key, version)] = matched
+    return matched
 
 
 def _check_log_name(req: SimRequest, log_name: str, where: str) -> None:

@@ -221,13 +221,11 @@ def _vcf_cases() -> list[Case]:
     cases += [
         Case("vcf-undefined-format-key", (*RUN_LOCAL, "{tmp}/undefined-format.vcf"), 2,
              ("{tmp}/undefined-format.vcf: ", "line 8 (chr1:200)", "FORMAT key 'XX' is not declared"),
-             setup=write_files({"undefined-format.vcf": _vcf("chr1\t200\t.\tC\tT\t50\tPASS\tDP=3\tGT:XX\t0/1:3\t1/1:4\n")}),
-             empty_out_allowed=True),
+             setup=write_files({"undefined-format.vcf": _vcf("chr1\t200\t.\tC\tT\t50\tPASS\tDP=3\tGT:XX\t0/1:3\t1/1:4\n")})),
         Case("vcf-huge-info-value", (*RUN_LOCAL, "{tmp}/huge-info.vcf.gz"), 2,
              ("{tmp}/huge-info.vcf.gz: ", "line 8 (chr1:200)", "INFO/NOTE value is 48.0 MiB", "1 MiB"),
              setup=write_files({"huge-info.vcf.gz": gzip.compress(
-                 _vcf(f"chr1\t200\t.\tC\tT\t50\tPASS\tDP=3;NOTE={'x' * (48 << 20)}\tGT\t0/1\t1/1\n"), 1)}),
-             empty_out_allowed=True),
+                 _vcf(f"chr1\t200\t.\tC\tT\t50\tPASS\tDP=3;NOTE={'x' * (48 << 20)}\tGT\t0/1\t1/1\n"), 1)})),
     ]
     return cases
 

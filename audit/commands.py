@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sovaudit.target_option import parse_target, require_credentials
+
 if TYPE_CHECKING:
     from sovaudit.audit.engine import Collected
     from sovaudit.audit.models import RunResult
@@ -71,32 +73,6 @@ def _load_pack(policy: str, project: str | None) -> PolicyPack:
         _err(str(error))
         raise SystemExit(2) from error
     return replace(pack, project=project) if project else pack
-
-
-def _parse_target(text: str) -> Target:
-    from sovaudit.cloud import Target, TargetError
-
-    try:
-        return Target.parse(text)
-    except TargetError as error:
-        raise click.BadParameter(str(error), param_hint="--target") from error
-
-
-def _check_credentials(target: Target) -> None:
-    """Against Google, find Application Default Credentials before any call: without them every call
-    would fail and the run would end as a column of ERRORs (or worse, a traceback) instead of a clear
-    exit 2 saying how to log in."""
-    if target.is_sim:
-        return
-    from google.auth.exceptions import GoogleAuthError
-
-    try:
-        target.credentials()
-    except GoogleAuthError as error:
-        _err(f"--target gcp: no usable Application Default Credentials: {error}\n"
-             "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
-             "to a service account key file (see docs/permissions.md for the roles it needs)")
-        raise SystemExit(2) from error
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
@@ -254,12 +230,12 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
 
         exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
         raise SystemExit(exit_code)
-    target = _parse_target(target_text)
+    target = parse_target(target_text)
     window_start, window_end = _parse_time(since, "--since"), _parse_time(until, "--until")
     if window_start and window_end and window_start >= window_end:
         raise click.BadParameter(f"--since {since} is not before --until {until}: the audit-log window is empty",
                                  param_hint="--since")
-    _check_credentials(target)
+    require_credentials(target)
     _terminate_like_interrupt()
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
@@ -299,8 +275,8 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
     from sovaudit.reports.view import terminal_safe
 
     pack = _load_pack(policy, project)
-    target = _parse_target(target_text)
-    _check_credentials(target)
+    target = parse_target(target_text)
+    require_credentials(target)
     ctx = CollectContext(target, pack, Recorder(deadline_seconds=api_deadline), new_run_id())
     swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
     failures = [s for s in swept if not s.deleted]

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from sovaudit.target_option import parse_target, require_credentials
+
 PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
 
 
@@ -35,31 +37,6 @@ def _pack(policy: str) -> Any:
     except FileNotFoundError as error:
         raise click.BadParameter(f"{policy}: no such policy pack (use us, eu or a path)",
                                  param_hint="--policy") from error
-
-
-def _target(text: str) -> Any:
-    from sovaudit.cloud import Target, TargetError
-
-    try:
-        return Target.parse(text)
-    except TargetError as error:
-        raise click.BadParameter(str(error), param_hint="--target") from error
-
-
-def _check_credentials(target: Any) -> None:
-    """Against Google, find Application Default Credentials before any call (as `verify` does): without
-    them the first call ends in a traceback or a bare exit 1, which a CI gate reads as a failed job."""
-    if target.is_sim:
-        return
-    from google.auth.exceptions import GoogleAuthError
-
-    try:
-        target.credentials()
-    except GoogleAuthError as error:
-        _err(f"--target gcp: no usable Application Default Credentials: {error}\n"
-             "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
-             "to a service account key file (see docs/permissions.md for the roles it needs)")
-        raise SystemExit(2) from error
 
 
 def _checked(check: Any, value: str | None) -> str | None:
@@ -157,9 +134,9 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
 
     from sovaudit.pipeline import submit as submitting
 
-    resolved = _target(target)
+    resolved = parse_target(target)
     pack, built = _build_plan(policy, inputs, **kw)
-    _check_credentials(resolved)
+    require_credentials(resolved)
     if job_id:
         built = replace(built, job_id=job_id)
     try:
@@ -223,9 +200,9 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
     """Show a job's state, task counts and latest events (JOB: id or full name)."""
     from sovaudit.pipeline import submit as submitting
 
-    resolved = _target(target)
+    resolved = parse_target(target)
     pack = _pack(policy)
-    _check_credentials(resolved)
+    require_credentials(resolved)
     name = submitting.job_name(pack, job)
     if follow_job:
         final = _follow(resolved, pack, name, timeout)
@@ -266,7 +243,7 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
     kwargs: dict[str, Any] = {}
     if load_target:
         pack = _pack(policy)
-        _check_credentials(_target(load_target))
+        require_credentials(parse_target(load_target))
         kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
                   "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",
                   "output_bucket": pack.buckets.output}

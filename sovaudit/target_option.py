@@ -1,0 +1,35 @@
+"""The `--target` option, shared by every command that reaches the cloud.
+
+One parser and one credentials check, so `verify`, `cleanup` and the pipeline commands answer a bad
+target or missing credentials the same way: exit 2 with how to fix it, before any API call.
+"""
+
+from __future__ import annotations
+
+import click
+
+from sovaudit.cloud import Target, TargetError
+
+
+def parse_target(text: str, option: str = "--target") -> Target:
+    try:
+        return Target.parse(text)
+    except TargetError as error:
+        raise click.BadParameter(str(error), param_hint=option) from error
+
+
+def require_credentials(target: Target) -> None:
+    """Against Google, find Application Default Credentials before any call: without them every call
+    fails and the run would end as a column of ERRORs or a traceback (a CI gate would read exit 1 as a
+    failed control) instead of a clear exit 2 saying how to log in."""
+    if target.is_sim:
+        return
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        target.credentials()
+    except GoogleAuthError as error:
+        click.echo(f"--target gcp: no usable Application Default Credentials: {error}\n"
+                   "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+                   "to a service account key file (see docs/permissions.md for the roles it needs)", err=True)
+        raise SystemExit(2) from error

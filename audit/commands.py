@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,15 +75,24 @@ def _load_pack(policy: str, project: str | None) -> PolicyPack:
     return replace(pack, project=project) if project else pack
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _parse_time(text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
+    # RFC 3339 demands a full time and an offset: a bare date or a local time read as UTC would
+    # silently shift the audit-log window by hours on a machine outside UTC.
+    if not _RFC3339.fullmatch(text):
+        raise click.BadParameter(
+            f"{text!r} is not an RFC 3339 time: give a date, a time and Z or an offset "
+            "(e.g. 2026-11-26T16:00:00Z or 2026-11-26T17:00:00+01:00)", param_hint=option)
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError as error:
-        raise click.BadParameter(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-26T16:00:00Z)",
+        raise click.BadParameter(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-26T16:00:00Z): {error}",
                                  param_hint=option) from error
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment
 
 
 def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
@@ -239,9 +248,14 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
     _terminate_like_interrupt()
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
-    result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,
-                                   probes=not no_probes, since=window_start, until=window_end,
-                                   api_deadline=api_deadline)
+    from sovaudit.audit.engine import EmptyWindow
+
+    try:
+        result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,
+                                       probes=not no_probes, since=window_start, until=window_end,
+                                       api_deadline=api_deadline)
+    except EmptyWindow as error:
+        raise click.BadParameter(str(error), param_hint="--since/--until") from error
     document = result.to_json()
     if out_dir:
         from sovaudit.reports.bundle import BundleError

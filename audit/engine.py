@@ -66,6 +66,13 @@ class Collected:
 Progress = Callable[[str], None]
 
 
+class EmptyWindow(ValueError):
+    """--since/--until and the job's own window leave no time to search: bad input, not a finding.
+
+    Judging an empty window would turn "no log entries" into FAIL/ERROR claims about a run that was
+    never looked at, so the run stops before any probe or log query."""
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -99,6 +106,13 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         job_start, job_end = job_scope.window(now)
         window_start = window_start or job_start
         window_end = window_end or job_end
+    if window_start is not None and window_end is not None and window_start >= window_end:
+        given = {"--since": options.since, "--until": options.until}
+        named = " and ".join(f"{flag} {moment.isoformat()}" for flag, moment in given.items() if moment) or "the job"
+        raise EmptyWindow(
+            f"the audit-log window {window_start.isoformat()} .. {window_end.isoformat()} is empty "
+            f"({named} against job {job_scope.name if job_scope else options.job}'s run); "
+            "pass a --since before the --until, or omit one to use the job's own start/end")
     scope = Scope(
         job=job_scope.name if job_scope else options.job,
         job_uid=job_scope.uid if job_scope else None,

@@ -167,6 +167,19 @@ def test_unknown_job_is_incomplete_not_a_pass(sim: SimServer) -> None:
     assert result.exit_code == 3
 
 
+@pytest.mark.parametrize("bound", [("--until", "2020-01-01T00:00:00Z"), ("--since", "2099-01-01T00:00:00Z")],
+                         ids=["until-before-job-start", "since-after-job-end"])
+def test_one_bound_against_the_jobs_window_that_empties_it_is_bad_input_not_a_finding(
+        sim: SimServer, tmp_path: Path, bound: tuple[str, str]) -> None:
+    args = ["verify", "--policy", "us", "--target", sim.url, "--job", "preprocess-genomes-001",
+            "--out", str(tmp_path / "out"), *bound]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "audit-log window" in result.output and "is empty" in result.output and bound[0] in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not [b for b in sim.state.buckets if b.startswith("sovaudit-probe")]
+
+
 def test_signed_bundle_reverifies_offline_to_the_same_outcomes(sim_factory: Callable[..., SimServer],
                                                                 tmp_path: Path) -> None:
     sim = sim_factory(scenarios=["vm-public-ip"])

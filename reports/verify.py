@@ -230,6 +230,9 @@ def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | No
     checks: list[Check] = []
     statements: list[Mapping[str, Any]] = []
     covered: set[str] = set()
+    # Coverage is only known when every statement was read: with a bad signature, saying that each
+    # file "is not covered" would be false and would bury the one line that matters.
+    coverage_known = True
     for number, line in enumerate(lines, start=1):
         label = f"envelope {number}" if len(lines) > 1 else ""
         envelope = parse_envelope(line, f"{path.name} line {number}")
@@ -237,13 +240,16 @@ def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | No
         checks.extend(signature_checks)
         if not all(check.ok for check in signature_checks):
             checks.append(Check(f"{label} subjects".strip(), False, "not checked: the signatures did not verify"))
+            coverage_known = False
             continue
         statement, statement_checks = _read_statement(envelope, label)
         checks.extend(statement_checks)
         if statement is None:
+            coverage_known = False
             continue
         statements.append(statement)
         checks.extend(verify_subjects(statement, bundle))
         covered.update(str(s.get("name")) for s in statement.get("subject") or [] if isinstance(s, Mapping))
-    notes = tuple(f"{name} is in the bundle but not covered by the attestation" for name in _uncovered_files(bundle, covered))
+    uncovered = _uncovered_files(bundle, covered) if coverage_known else []
+    notes = tuple(f"{name} is in the bundle but not covered by the attestation" for name in uncovered)
     return VerificationResult(tuple(checks), tuple(statements), notes)

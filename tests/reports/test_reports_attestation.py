@@ -123,6 +123,13 @@ def test_wrong_key_is_reported_as_unknown(signed_bundle, tmp_path):
     assert failure.what == "signature 1" and "unknown key" in failure.reason
 
 
+def test_wrong_key_does_not_claim_the_bundle_files_are_uncovered(signed_bundle, tmp_path):
+    run, _ = signed_bundle
+    other = load_public_key(generate_key(tmp_path / "other", "ed25519").public_path)
+    outcome = _verify(run, other)
+    assert not outcome.ok and outcome.notes == ()
+
+
 def test_keyid_mismatch_is_named(signed_bundle):
     run, key = signed_bundle
     _rewrite_envelope(run, lambda e: e["signatures"][0].update(keyid="00" * 32))

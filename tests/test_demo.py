@@ -44,3 +44,17 @@ def test_demo_with_a_waiver_scenario_judges_with_the_amended_pack(tmp_path: Path
     assert "WAIVED" in result.output
     amended = tmp_path / "us-node+waiver-valid.yaml"
     assert amended.is_file() and f"--policy {amended}" in result.output
+
+
+def test_demo_probe_job_accepted_in_another_region_fails_sov02_not_error(tmp_path: Path) -> None:
+    # The demo's Batch runs the real task code; the probe job's `true` script used to be started as the
+    # pipeline task, exit 1, and SOV-02 read "failed for another reason" (ERROR) instead of FAIL.
+    import json
+
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--scenario", "probe-same-country"],
+                                catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    document = json.loads(next(tmp_path.glob("run-*/result.json")).read_text())
+    outcomes = {c["id"]: c["outcome"] for c in document["controls"]}
+    assert {k for k, v in outcomes.items() if v != "PASS"} == {"SOV-01", "SOV-02", "SOV-03"}
+    assert outcomes["SOV-02"] == "FAIL"

@@ -191,6 +191,21 @@ def _judge_accepted_job(log: EvidenceLog, region: str, resource: str, created: s
                             f"{citing[-1].get('description', '')}", evidence + vm_ids, cleanup)
     if last.state == "FAILED":
         reason = str(last.status_events[-1].get("description", "")) if last.status_events else "no status event"
+        # A failure for another reason proves nothing about the constraint, unless the job already ran:
+        # a VM in the forbidden region, or a poll that saw it RUNNING, is compute that was not refused.
+        try:
+            vms = instances(log, f"probe.batch_vms:{region}")
+        except EvidenceIncomplete:
+            vms = ()
+        ran = [poll for poll in polls if poll.state in {"RUNNING", "SUCCEEDED"}]
+        if vms or ran:
+            how = (f"VMs were created in {region}: {', '.join(vm.name for vm in vms)}" if vms
+                   else f"a status poll saw it {ran[0].state}")
+            ids = tuple(i for vm in vms for i in vm.evidence) + tuple(i for poll in ran for i in poll.evidence)
+            return ProbeVerdict("batch", region, Outcome.FAIL, False, resource,
+                                f"the job {created} was ACCEPTED in forbidden region {region} and ran ({how}) "
+                                f"before failing for another reason: {reason}; cleanup: {cleanup}",
+                                evidence + tuple(dict.fromkeys(ids)), cleanup)
         return ProbeVerdict("batch", region, Outcome.ERROR, False, resource,
                             f"the job was accepted and failed for another reason than {LOCATION_CONSTRAINT}: "
                             f"{reason}; cleanup: {cleanup}", evidence, cleanup)

@@ -118,6 +118,28 @@ def test_sov02_fail_says_when_cleanup_failed(node: NodeEvidence) -> None:
     assert "cleanup: FAILED" in failed.message and "sovaudit cleanup" in failed.message
 
 
+def test_sov02_fails_when_the_accepted_job_ran_a_vm_and_then_failed_for_another_reason(node: NodeEvidence) -> None:
+    name = _accept_probe_job(node, "us-east1", "FAILED", "Job failed due to task failure: exit code 1")
+    node.set("probe.batch_vms:us-east1", {"items": {"zones/us-east1-b": {"instances": [{
+        "name": "sovaudit-probe-vm-1", "zone": "zones/us-east1-b",
+        "labels": {"batch-job-uid": "sovaudit-probe-uid"}}]}}})
+    node.set(f"probe.cleanup:{name}", {})
+    result = node.run("SOV-02")
+    assert result.outcome == Outcome.FAIL
+    failed = [f for f in result.findings if f.outcome == Outcome.FAIL][0]
+    assert "ACCEPTED" in failed.message and "sovaudit-probe-vm-1" in failed.message
+
+
+def test_sov02_still_errors_when_the_accepted_job_failed_for_another_reason_without_running(
+        node: NodeEvidence) -> None:
+    name = _accept_probe_job(node, "us-east1", "FAILED", "Job failed: quota exhausted")
+    node.set("probe.batch_vms:us-east1", {"items": {"zones/us-east1-b": {"warning": {"code": "NO_RESULTS_ON_PAGE"}}}})
+    node.set(f"probe.cleanup:{name}", {})
+    result = node.run("SOV-02")
+    assert result.outcome == Outcome.ERROR
+    assert "another reason" in [f for f in result.findings if f.outcome == Outcome.ERROR][0].message
+
+
 def test_sov02_errors_when_refused_for_another_reason(node: NodeEvidence) -> None:
     node.set("probe.batch:us-east1", {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
                                                 "message": "Quota exceeded for quota metric 'Jobs'"}}, status=429)

@@ -210,3 +210,16 @@ def test_run_local_load_appends_to_an_existing_variant_table_adding_info_columns
     assert columns[:8] == ["reference_name", "start_position", "end_position", "reference_bases",
                            "alternate_bases", "names", "quality", "filter"]
     assert {"DP", "AN", "MQ", "DB"} <= set(columns)
+
+
+def test_a_script_runnable_is_not_started_as_the_pipeline_task() -> None:
+    class ScriptInvocation(Invocation):
+        runnable = {"script": {"text": "true"}}
+
+    ok = run_task(ScriptInvocation({"BATCH_JOB_ID": "sovaudit-probe-x"}, 0))
+    assert ok.exit_code == 0 and "script runnable" in ok.log_lines[0]
+
+    class FailingScript(Invocation):
+        runnable = {"script": {"text": "echo no\nexit 3"}}
+
+    assert run_task(FailingScript({"BATCH_JOB_ID": "j"}, 0)).exit_code == 3

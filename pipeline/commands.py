@@ -135,7 +135,9 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
     from sovaudit.pipeline import submit as submitting
 
     resolved = parse_target(target)
+    named = inputs + tuple(kw.get("more_inputs", ()) or ())
     pack, built = _build_plan(policy, inputs, **kw)
+    _check_node_inputs(pack, _inputs(named))
     require_credentials(resolved)
     if job_id:
         built = replace(built, job_id=job_id)
@@ -155,6 +157,20 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
         return
     final = _follow(resolved, pack, job.name, timeout)
     raise SystemExit(0 if final.state == "SUCCEEDED" else 1)
+
+
+def _check_node_inputs(pack: Any, listed: tuple[str, ...]) -> None:
+    """A submitted job may read only the node's own buckets: a local path does not exist on a Batch VM,
+    and another bucket (another node's, another country's) would pull data across the jurisdiction."""
+    allowed = tuple(dict.fromkeys((pack.buckets.input, *pack.buckets.allowed)))
+    for uri in listed:
+        bucket = uri[len("gs://"):].split("/", 1)[0] if uri.startswith("gs://") else None
+        if bucket not in allowed:
+            where = f"bucket {bucket!r}" if bucket else "a local path"
+            raise click.BadParameter(
+                f"{uri} is {where}, not in the node's buckets ({', '.join(allowed)}): the job may read only "
+                f"data kept in the node; upload it first (gcloud storage cp FILE gs://{pack.buckets.input}/) "
+                "or process local files with `sovaudit pipeline run-local`", param_hint="--inputs")
 
 
 def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:

@@ -49,3 +49,18 @@ def test_task_log_lines_with_control_characters_are_shown_escaped(sim_factory: A
     assert result.exit_code == 0, result.output
     assert "done \\x1b[2J\\x1b[31mALL GOOD\\x1b[0m\\rBAD\\u202egnp.exe" in result.output
     assert "\x1b" not in result.output and "\r" not in result.output and "\u202e" not in result.output
+
+
+@pytest.mark.parametrize("uri, said", [
+    ("gs://fed-node-eu-raw-vcfs/a.vcf.gz", "bucket 'fed-node-eu-raw-vcfs'"),
+    ("gs://fed-node-us-raw-vcfs-backup/a.vcf.gz", "bucket 'fed-node-us-raw-vcfs-backup'"),
+    ("/work/shared/data/vcf/example-4.1.vcf", "a local path"),
+])
+def test_submit_refuses_inputs_outside_the_nodes_buckets_before_any_api_call(sim_factory: Any, uri: str,
+                                                                          said: str) -> None:
+    sim = sim_factory()
+    jobs_before = len(sim.state.jobs)
+    result = CliRunner().invoke(pipeline, ["submit", "--target", sim.url, uri, "--no-follow"])
+    assert result.exit_code == 2, result.output
+    assert uri in result.output and said in result.output and "gs://fed-node-us-raw-vcfs/" in result.output
+    assert len(sim.state.jobs) == jobs_before

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -173,6 +173,20 @@ def _check_node_inputs(pack: Any, listed: tuple[str, ...]) -> None:
                 "or process local files with `sovaudit pipeline run-local`", param_hint="--inputs")
 
 
+def _job_api_failure(error: Exception, name: str) -> NoReturn:
+    """An unknown job is bad input (exit 2, naming it); any other refusal by the API is exit 1."""
+    from google.api_core import exceptions
+
+    if isinstance(error, exceptions.NotFound):
+        _err(f"error: Batch job {name} does not exist; check the id (`sovaudit pipeline submit` prints the job "
+             "name) and --policy, which picks the project and region")
+        raise SystemExit(2) from error
+    if isinstance(error, exceptions.GoogleAPICallError):
+        _err(f"error: Batch refused jobs.get for {name}: HTTP {error.code}: {error.message}")
+        raise SystemExit(1) from error
+    raise error
+
+
 def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -197,6 +211,8 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
         except submitting.SubmitError as error:
             _err(f"error: {error}")
             raise SystemExit(1) from error
+        except Exception as error:  # an API answer (unknown job, permissions): say which, never a traceback
+            _job_api_failure(error, name)
     _err(f"job {final.state}")
     if final.state != "SUCCEEDED":
         for event in final.events[-3:]:
@@ -226,8 +242,7 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
     try:
         current = submitting.status(resolved, name)
     except Exception as error:
-        _err(f"error: {type(error).__name__}: {error}")
-        raise SystemExit(1) from error
+        _job_api_failure(error, name)
     click.echo(json.dumps({"name": current.name, "uid": current.uid, "state": current.state,
                            "counts": current.counts, "events": list(current.events[-5:]),
                            "failed_tasks": list(current.failed_tasks)}, indent=2))

@@ -64,3 +64,12 @@ def test_submit_refuses_inputs_outside_the_nodes_buckets_before_any_api_call(sim
     assert result.exit_code == 2, result.output
     assert uri in result.output and said in result.output and "gs://fed-node-us-raw-vcfs/" in result.output
     assert len(sim.state.jobs) == jobs_before
+
+
+@pytest.mark.parametrize("follow", [[], ["--follow", "--timeout", "5"]], ids=["status", "status-follow"])
+def test_status_of_an_unknown_job_exits_2_naming_it_without_a_traceback(sim_factory: Any, follow: list[str]) -> None:
+    sim = sim_factory()
+    result = CliRunner().invoke(pipeline, ["status", "no-such-job", "--target", sim.url, *follow])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Batch job projects/fed-node-us/locations/us-central1/jobs/no-such-job does not exist" in result.output

@@ -32,7 +32,10 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -
     try:
         manifest, recorded, evidence = load_bundle(run_dir, strict=False)
     except BundleError as error:
-        click.echo(f"cannot re-verify: {error}", err=True)
+        # `--out DIR` holds run-<id>/ directories; pointing --evidence at DIR itself is the usual slip.
+        runs = sorted(p.parent for p in run_dir.glob("run-*/manifest.json")) if run_dir.is_dir() else []
+        hint = f"; give a run directory inside it, e.g. --evidence {terminal_safe(str(runs[-1]))}" if runs else ""
+        click.echo(f"cannot re-verify: {error}{hint}", err=True)
         return 2
     for item in evidence:
         if item.status == 0 and item.body.startswith(b"evidence file"):

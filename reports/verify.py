@@ -208,6 +208,20 @@ def _uncovered_files(bundle: Path, covered: set[str]) -> list[str]:
     return extra
 
 
+def _refuse_other_json_document(path: Path, raw: bytes, lines: list[bytes]) -> None:
+    """Given result.json (or any indented JSON) by mistake, "line 1 is not JSON" would be false and
+    unhelpful: name the file for what it is and the one to pass."""
+    if len(lines) < 2:
+        return
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return
+    if not (isinstance(document, dict) and "payload" in document):
+        raise EnvelopeError(f"{path} is a JSON document, not an envelope file (one DSSE envelope per line); "
+                            "pass the bundle's attestation.intoto.jsonl")
+
+
 def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | None = None) -> VerificationResult:
     """Verify every envelope (one per line) in `path` against `keys` and the bundle's files.
 
@@ -227,6 +241,7 @@ def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | No
     lines = [line for line in raw.splitlines() if line.strip()]
     if not lines:
         raise EnvelopeError(f"envelope file {path} is empty")
+    _refuse_other_json_document(path, raw, lines)
     checks: list[Check] = []
     statements: list[Mapping[str, Any]] = []
     covered: set[str] = set()

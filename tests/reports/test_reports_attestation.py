@@ -19,7 +19,7 @@ from sovaudit.reports.attestation import (
 )
 from sovaudit.reports.bundle import write_bundle
 from sovaudit.reports.keys import generate_key, load_public_key, load_signing_key
-from sovaudit.reports.verify import verify_envelope_file
+from sovaudit.reports.verify import EnvelopeError, verify_envelope_file
 
 
 @pytest.fixture
@@ -211,3 +211,9 @@ def test_every_envelope_line_must_verify(signed_bundle, tmp_path):
     path.write_bytes(line + envelope_line(other))
     failures = _verify(run, key).failures
     assert failures[0].what == "envelope 2 signature 1" and "unknown key" in failures[0].reason
+
+
+def test_result_json_given_as_the_envelope_is_named_for_what_it_is(signed_bundle):
+    run, key = signed_bundle
+    with pytest.raises(EnvelopeError, match="is a JSON document, not an envelope file.*attestation.intoto.jsonl"):
+        verify_envelope_file(run / "result.json", [key])

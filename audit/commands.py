@@ -256,6 +256,13 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
                                        api_deadline=api_deadline)
     except EmptyWindow as error:
         raise click.BadParameter(str(error), param_hint="--since/--until") from error
+    except KeyboardInterrupt as interrupt:
+        # Click's default for Ctrl-C/SIGTERM is exit 1, which a CI gate reads as "a control failed";
+        # nothing was judged, so the honest code is 3 (incomplete).
+        _err(f"interrupted ({interrupt or 'Ctrl-C'}) before a verdict: nothing was judged and no bundle was written; "
+             f"running probes deleted what they created (`sovaudit cleanup --policy {policy} --target "
+             f"{target_text}` removes any leftover)")
+        raise SystemExit(3) from interrupt
     document = result.to_json()
     if out_dir:
         from sovaudit.reports.bundle import BundleError

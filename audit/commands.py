@@ -58,6 +58,21 @@ def _check_out_dir(out_dir: str | None) -> None:
                                  param_hint="--out")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise click.BadParameter(f"{out_dir}: {existing} is not writable by this user", param_hint="--out")
+    if existing != path:
+        # os.access says yes to root everywhere (/proc, a read-only mount): only trying tells. What is
+        # created here is removed again, so a run refused later leaves no --out behind.
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        try:
+            path.mkdir(parents=True)
+        except OSError as error:
+            raise click.BadParameter(f"{out_dir}: cannot create the directory: {error.strerror}",
+                                     param_hint="--out") from error
+        finally:
+            for directory in missing:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
 
 
 def _load_pack(policy: str, project: str | None) -> PolicyPack:

@@ -331,8 +331,15 @@ def _missing_ancestor(out: Path) -> Path | None:
                 raise click.BadParameter(f"{out}: {candidate} is a file, not a directory", param_hint="--out")
             if not os.access(candidate, os.W_OK | os.X_OK):
                 raise click.BadParameter(f"{out}: {candidate} is not writable", param_hint="--out")
-            return missing
+            break
         missing = candidate
+    if missing is not None:
+        # os.access says yes to root everywhere (/proc, a read-only mount): only creating it tells.
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise click.BadParameter(f"{out}: cannot create the directory: {error.strerror}",
+                                     param_hint="--out") from error
     return missing
 
 

@@ -30,13 +30,21 @@ RECORDED_JOB = "preprocess-genomes-001"
               help="Records per synthetic VCF.")
 def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, records: int) -> None:
     """Run the pipeline on the embedded simulator, verify it, and write a signed bundle."""
-    from sovaudit.audit.commands import _err, _load_pack, print_summary, run_verify, write_outputs
+    from sovaudit.audit.commands import (
+        _check_out_dir,
+        _err,
+        _load_pack,
+        print_summary,
+        run_verify,
+        write_outputs,
+    )
     from sovaudit.cloud import Target
     from sovaudit.pipeline.simrunner import run_task
     from sovaudit.reports.signing import throwaway_signer, write_public_key
     from sovaudit.simulator import start as start_simulator
     from sovaudit.simulator.node import NodeFileError
 
+    _check_out_dir(out_dir)
     out = Path(out_dir)
     try:
         policy = _scenario_policy(node, scenarios, out)

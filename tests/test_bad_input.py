@@ -365,6 +365,17 @@ def _cli_cases() -> list[Case]:
                                             "--out", "{out}"), 2, ("--target", "loopback")),
         Case("cli-target-not-a-url", ("verify", "--policy", "us", "--target", "gpc", "--out", "{out}"), 2,
              ("--target 'gpc'", "expected 'gcp'")),
+        # Root passes os.access everywhere; /proc refuses mkdir even to root: only trying tells.
+        Case("cli-verify-out-cannot-be-created", (*us, "--out", "/proc/sovaudit-qa/out"), 2,
+             ("--out", "/proc/sovaudit-qa/out: cannot create the directory")),
+        Case("cli-demo-out-cannot-be-created", ("demo", "--out", "/proc/sovaudit-qa/out"), 2,
+             ("--out", "/proc/sovaudit-qa/out: cannot create the directory")),
+        Case("cli-run-local-out-cannot-be-created", ("pipeline", "run-local", "{tmp}/ok.vcf", "--out",
+                                                     "/proc/sovaudit-qa/out"), 2,
+             ("--out", "/proc/sovaudit-qa/out: cannot create the directory"),
+             setup=write_files({"ok.vcf": b"##fileformat=VCFv4.2\n##contig=<ID=chr1,length=100>\n"
+                                          b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                                          b"chr1\t10\t.\tA\tG\t.\t.\t.\n"})),
         Case("cli-since-not-rfc3339", (*us, "--out", "{out}", "--since", "yesterday"), 2,
              ("--since", "'yesterday' is not an RFC 3339 time")),
         Case("cli-until-not-rfc3339", (*us, "--out", "{out}", "--until", "2026-13-45T99:00:00Z"), 2,

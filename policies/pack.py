@@ -304,7 +304,10 @@ class _Checker:
         wrong = f"expected a {spec.kind}"
         if spec.kind == schema.STR:
             value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-            if not isinstance(value, str) or not value.strip():
+            if isinstance(value, str) and not value.strip():
+                self.error(line, path, "must not be empty", spec.hint)
+                return None
+            if not isinstance(value, str):
                 self.error(line, path, f"{wrong}, got {_describe(node, value)}", spec.hint)
                 return None
             return value

@@ -72,6 +72,16 @@ def test_waivers_load_with_their_expiry(tmp_path: Path) -> None:
     assert (waiver.control, waiver.expires) == ("SOV-04", date(2027, 3, 31))
 
 
+def test_an_empty_waiver_owner_is_called_empty_not_a_wrong_type(tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "us-node.yaml").read_text().replace(
+        "waivers: []", "waivers:\n  - {control: SOV-04, resource: x, owner: '', justification: ' ', expires: 2027-03-31}")
+    (tmp_path / "p.yaml").write_text(text)
+    found = [str(e) for e in validate_policy(tmp_path / "p.yaml")]
+    assert any("waivers[0].owner: must not be empty" in f for f in found), found
+    assert any("waivers[0].justification: must not be empty" in f for f in found), found
+    assert not any("expected a string" in f for f in found), found
+
+
 def test_every_problem_is_reported_with_file_line_and_field() -> None:
     found = problems("many-problems.yaml")
     file = str(BAD / "many-problems.yaml")

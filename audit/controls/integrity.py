@@ -49,8 +49,11 @@ def inputs_processed_and_loaded(ctx: ControlContext) -> Iterator[Finding]:
     job_id = last_segment(job.name) if job.name else (ctx.scope.job or "")
     names, list_ids = manifest_objects(ctx.evidence)
     if not names:
+        # Verifying a job that has not ended is the likely cause: say so rather than leave a bare ERROR.
+        unfinished = (f" (the job is {job.state}: verify it again once it has ended)"
+                      if job.state and job.state not in {"SUCCEEDED", "FAILED", "CANCELLED"} else "")
         yield Finding.error(job.name, f"no task manifests were found under gs://{ctx.policy.buckets.output}/"
-                            f"manifests/{job_id}/; what the tasks processed cannot be shown", list_ids)
+                            f"manifests/{job_id}/; what the tasks processed cannot be shown{unfinished}", list_ids)
         return
     loads = load_jobs(ctx.evidence)
     manifests: list[Manifest] = []

@@ -59,6 +59,14 @@ def test_int01_errors_when_no_manifests_exist(node: NodeEvidence) -> None:
     assert node.run("INT-01").outcome == Outcome.ERROR
 
 
+def test_int01_error_for_a_job_still_running_says_to_verify_after_it_ends(node: NodeEvidence) -> None:
+    node.set("storage.manifests", {"kind": "storage#objects"})
+    node.body("batch.job")["status"]["state"] = "RUNNING"
+    [finding] = node.run("INT-01").findings
+    assert finding.outcome == Outcome.ERROR
+    assert "the job is RUNNING: verify it again once it has ended" in finding.message
+
+
 def test_int01_errors_when_load_jobs_were_not_collected(node: NodeEvidence) -> None:
     node.drop("bigquery.load_jobs")
     result = node.run("INT-01")

@@ -57,7 +57,9 @@ class NodeFileError(ValueError):
     def __init__(self, file: str | Path, problems: Sequence[tuple[str, str]]):
         self.file = str(file)
         self.problems = list(problems)
-        lines = [f"{self.file}: field '{path}': {message}" for path, message in self.problems]
+        # "(name)"/"(file)" stand for the thing itself, not a field: "scenario nope: is not a known scenario".
+        lines = [f"{self.file}: {message}" if path.startswith("(") else f"{self.file}: field '{path}': {message}"
+                 for path, message in self.problems]
         super().__init__("\n".join(lines))
 
     @property

@@ -34,7 +34,7 @@ def test_demo_with_a_scenario_catches_the_violation(tmp_path: Path) -> None:
 def test_demo_refuses_an_unknown_scenario_with_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--scenario", "no-such-thing"])
     assert result.exit_code == 2
-    assert "no-such-thing" in result.output
+    assert "scenario no-such-thing: is not a known scenario; known: api-slow" in result.output
 
 
 def test_demo_with_a_waiver_scenario_judges_with_the_amended_pack(tmp_path: Path) -> None:

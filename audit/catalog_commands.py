@@ -15,7 +15,7 @@ def controls() -> None:
 @controls.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print every control's metadata as JSON.")
 def list_controls(as_json: bool) -> None:
-    """List every control with its pillar, severity and title."""
+    """List every control with its pillar, severity, title, framework references and evidence read."""
     from sovaudit.audit.registry import all_controls
 
     catalogue = all_controls()
@@ -26,10 +26,12 @@ def list_controls(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"sovaudit controls ({len(catalogue)})")
-    for column in ("id", "pillar", "severity", "title", "reads"):
+    for column in ("id", "pillar", "severity", "title", "frameworks", "reads"):
         table.add_column(column, overflow="fold")
     for c in catalogue:
         kind = " (probe)" if c.meta.probe else (" (job)" if c.meta.needs_job else "")
+        # The README promises framework references here; an auditor maps controls by them.
+        frameworks = "; ".join(f"{name} {', '.join(refs)}" for name, refs in c.meta.frameworks.items())
         table.add_row(c.meta.id, c.meta.pillar.value, c.meta.severity.value, c.meta.title + kind,
-                      ", ".join(c.meta.reads))
+                      frameworks, ", ".join(c.meta.reads))
     Console().print(table)

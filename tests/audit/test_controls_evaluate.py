@@ -229,6 +229,7 @@ def test_controls_list_prints_the_catalogue_as_table_and_json() -> None:
     runner = CliRunner()
     table = runner.invoke(controls, ["list"])
     assert table.exit_code == 0 and "SEC-04" in table.output and "INT-01" in table.output
+    assert "frameworks" in table.output and "GDPR" in table.output and "NIST-800-53" in table.output
     listed = json.loads(runner.invoke(controls, ["list", "--json"]).output)
     assert [c["id"] for c in listed][:3] == ["SOV-01", "SOV-02", "SOV-03"] and len(listed) == 16
     sec04 = next(c for c in listed if c["id"] == "SEC-04")

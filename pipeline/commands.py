@@ -126,7 +126,7 @@ def plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> None:
 @click.option("--target", default="gcp", show_default=True, help="gcp or the simulator's http://127.0.0.1:PORT.")
 @click.option("--job-id", help="Batch job id (default: derived from the run id).")
 @click.option("--no-follow", is_flag=True, help="Submit and return; do not wait for the job.")
-@click.option("--timeout", type=float, help="Give up following after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up following after this many seconds.")
 def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None, no_follow: bool,
            timeout: float | None, **kw: Any) -> None:
     """Create the template if absent, submit the job and follow it to the end."""
@@ -227,7 +227,7 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
 @click.option("--policy", default="us", show_default=True)
 @click.option("--target", default="gcp", show_default=True)
 @click.option("--follow", "follow_job", is_flag=True, help="Wait until the job ends.")
-@click.option("--timeout", type=float, help="With --follow: give up after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="With --follow: give up after this many seconds.")
 def status(job: str, policy: str, target: str, follow_job: bool, timeout: float | None) -> None:
     """Show a job's state, task counts and latest events (JOB: id or full name)."""
     from sovaudit.pipeline import submit as submitting

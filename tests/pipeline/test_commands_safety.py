@@ -73,3 +73,15 @@ def test_status_of_an_unknown_job_exits_2_naming_it_without_a_traceback(sim_fact
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Batch job projects/fed-node-us/locations/us-central1/jobs/no-such-job does not exist" in result.output
+
+
+@pytest.mark.parametrize("argv", [["submit", "gs://fed-node-us-raw-vcfs/a.vcf.gz"], ["status", "preprocess-genomes-001",
+                                                                                    "--follow"]])
+def test_a_timeout_that_is_not_positive_is_refused_before_any_job_is_submitted(sim_factory: Any,
+                                                                               argv: list[str]) -> None:
+    sim = sim_factory()
+    jobs_before = len(sim.state.jobs)
+    result = CliRunner().invoke(pipeline, [*argv, "--target", sim.url, "--timeout", "-1"])
+    assert result.exit_code == 2, result.output
+    assert "--timeout" in result.output
+    assert len(sim.state.jobs) == jobs_before

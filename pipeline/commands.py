@@ -267,13 +267,14 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
 
     from sovaudit.pipeline.local import config_for
     from sovaudit.pipeline.local import run_local as run
-    from sovaudit.pipeline.spec import DEFAULT_TABLE, check_run_id, check_table, new_run_id
+    from sovaudit.pipeline.spec import DEFAULT_TABLE, check_node_table, check_run_id, check_table, new_run_id
 
     run_id = _checked(check_run_id, run_id) or new_run_id()
     _checked(check_table, table)
     kwargs: dict[str, Any] = {}
     if load_target:
         pack = _pack(policy)
+        _checked(lambda value: check_node_table(pack, value), table)
         require_credentials(parse_target(load_target))
         kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
                   "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",

@@ -81,6 +81,17 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+def check_node_table(pack: Any, table: str) -> str:
+    """A table in the node's own dataset: loading elsewhere (another project, a look-alike dataset) is the
+    egress SEC-04 exists to catch, so the pipeline refuses to plan it in the first place."""
+    check_table(table)
+    project, dataset, _ = table.split(".")
+    if (project, dataset) != (pack.project, pack.dataset):
+        raise PlanError(f"--table {table!r}: the node's data may only be loaded into its own dataset "
+                        f"{pack.project}.{pack.dataset} (e.g. {pack.project}.{pack.dataset}.{DEFAULT_TABLE})")
+    return table
+
+
 def check_table(table: str) -> str:
     if not _TABLE.match(table):
         raise PlanError(f"--table {table!r}: expected PROJECT.DATASET.TABLE (e.g. fed-node-us.hospital_data.variants;"
@@ -176,7 +187,8 @@ def build_job(pack: Any, options: PlanOptions, run_id: str) -> dict[str, Any]:
         raise PlanError(f"--parallelism {parallelism}: must be between 1 and the task count ({tasks})")
     if not 0 <= options.retries <= 10:
         raise PlanError(f"--retries {options.retries}: Batch allows 0 to 10")
-    table = check_table(options.table) if options.table is not None else f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}"
+    table = check_node_table(pack, options.table) if options.table is not None else \
+        f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}"
     if options.image is not None:
         check_image(options.image)
     variables = {

@@ -85,3 +85,19 @@ def test_a_timeout_that_is_not_positive_is_refused_before_any_job_is_submitted(s
     assert result.exit_code == 2, result.output
     assert "--timeout" in result.output
     assert len(sim.state.jobs) == jobs_before
+
+
+@pytest.mark.parametrize("table", ["fed-node-eu.hospital_data.variants", "fed-node-us.hospital_data_copy.variants"])
+@pytest.mark.parametrize("command", ["plan", "run-local"])
+def test_a_table_outside_the_nodes_dataset_is_refused(sim_factory: Any, tmp_path: Path, table: str,
+                                                      command: str) -> None:
+    if command == "plan":
+        argv = ["plan", "--table", table, "gs://fed-node-us-raw-vcfs/a.vcf.gz"]
+    else:
+        example = Path(__file__).resolve().parents[2] / "examples" / "sample-001.vcf.gz"
+        argv = ["run-local", str(example), "--out", str(tmp_path / "out"), "--load", sim_factory().url,
+                "--table", table]
+    result = CliRunner().invoke(pipeline, argv)
+    assert result.exit_code == 2, result.output
+    assert f"--table '{table}'" in result.output and "its own dataset fed-node-us.hospital_data" in result.output
+    assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sovaudit.target_option import parse_target, require_credentials
+from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 if TYPE_CHECKING:
     from sovaudit.audit.engine import Collected
@@ -263,6 +263,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
     _terminate_like_interrupt()
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
+    require_listening(target)
     from sovaudit.audit.engine import EmptyWindow
 
     try:
@@ -313,6 +314,7 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
     pack = _load_pack(policy, project)
     target = parse_target(target_text)
     require_credentials(target)
+    require_listening(target)
     ctx = CollectContext(target, pack, Recorder(deadline_seconds=api_deadline), new_run_id())
     swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
     failures = [s for s in swept if not s.deleted]

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from sovaudit.target_option import parse_target, require_credentials
+from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
 
@@ -139,6 +139,7 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
     pack, built = _build_plan(policy, inputs, **kw)
     _check_node_inputs(pack, _inputs(named))
     require_credentials(resolved)
+    require_listening(resolved)
     if job_id:
         built = replace(built, job_id=job_id)
     try:
@@ -235,6 +236,7 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
     resolved = parse_target(target)
     pack = _pack(policy)
     require_credentials(resolved)
+    require_listening(resolved)
     name = submitting.job_name(pack, job)
     if follow_job:
         final = _follow(resolved, pack, name, timeout)
@@ -276,6 +278,7 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
         pack = _pack(policy)
         _checked(lambda value: check_node_table(pack, value), table)
         require_credentials(parse_target(load_target))
+        require_listening(parse_target(load_target))
         kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
                   "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",
                   "output_bucket": pack.buckets.output}

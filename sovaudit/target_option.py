@@ -33,3 +33,25 @@ def require_credentials(target: Target) -> None:
                    "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
                    "to a service account key file (see docs/permissions.md for the roles it needs)", err=True)
         raise SystemExit(2) from error
+
+
+def require_listening(target: Target) -> None:
+    """Against the simulator, check that something listens before the first call: a wrong port (or a
+    `sim serve` never started) otherwise spends the whole retry deadline on every API, minutes, and
+    ends as a column of ERRORs instead of a clear exit 2."""
+    if not target.is_sim or not target.endpoint:
+        return
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(target.endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=2.0):
+            return
+    except ConnectionRefusedError as error:
+        click.echo(f"--target {target.endpoint}: nothing is listening there (connection refused); start the "
+                   f"simulator with `sovaudit sim serve --port {port}` or fix the port", err=True)
+        raise SystemExit(2) from error
+    except OSError:
+        return  # slow or odd, but not known dead: let the calls and their retries decide

@@ -376,6 +376,13 @@ def _cli_cases() -> list[Case]:
              setup=write_files({"ok.vcf": b"##fileformat=VCFv4.2\n##contig=<ID=chr1,length=100>\n"
                                           b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                                           b"chr1\t10\t.\tA\tG\t.\t.\t.\n"})),
+        # A wrong port used to spend the retry deadline on every API (about two minutes by default).
+        Case("cli-target-nothing-listening", ("verify", "--policy", "us", "--target", DEAD, "--out", "{out}"), 2,
+             ("--target http://127.0.0.1:9: nothing is listening there", "sovaudit sim serve --port 9")),
+        Case("cli-cleanup-target-nothing-listening", ("cleanup", "--policy", "us", "--target", DEAD), 2,
+             ("nothing is listening there",)),
+        Case("cli-pipeline-status-target-nothing-listening", ("pipeline", "status", "j1", "--target", DEAD), 2,
+             ("nothing is listening there",)),
         Case("cli-since-not-rfc3339", (*us, "--out", "{out}", "--since", "yesterday"), 2,
              ("--since", "'yesterday' is not an RFC 3339 time")),
         Case("cli-until-not-rfc3339", (*us, "--out", "{out}", "--until", "2026-13-45T99:00:00Z"), 2,

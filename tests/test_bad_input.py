@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bad_vcf_expectations import BAD_VCF
 from click.testing import CliRunner
 
 from sovaudit.cli import main
@@ -198,21 +199,7 @@ def _policy_cases() -> list[Case]:
 
 def _vcf_cases() -> list[Case]:
     v = "{bad}/vcf"
-    expect = {  # file -> what the message must name (the record, else the place) and why
-        "bad-genotype.vcf": ("line 7 (chr1:300)", "GT"),
-        "bad-pos.vcf": ("line 7 (chr1:abc)", "position"),
-        "empty.vcf": ("empty",),
-        "garbage.vcf.gz": ("decompress",),
-        "header-cut.vcf": ("line 3", "header"),
-        "missing-columns.vcf": ("line 7 (chr1:200)", "columns"),
-        "missing-sample.vcf": ("line 7 (chr1:400)", "samples"),
-        "not-a-vcf.txt": ("line 1", "not a VCF"),
-        "no-eof-marker.vcf.gz": ("after chr1:", "truncated"),
-        "truncated-at-block.vcf.gz": ("(chr2:", "BGZF"),
-        "truncated-bgzf.vcf.gz": ("after chr2:", "BGZF"),
-        "truncated-gzip.vcf.gz": ("after chr2:", "truncated"),
-        "truncated-line.vcf": ("line 55 (chr1:590)", "columns"),
-    }
+    expect = {name: tuple(part for part in says if part) for name, says in BAD_VCF.items()}
     cases = [Case(f"vcf-{name}", (*RUN_LOCAL, f"{v}/{name}"), 2, (f"{v}/{name}: ", *says), (f"vcf/{name}",))
              for name, says in expect.items()]
     # Built at run time: tests/data/bad/vcf/ belongs to the pipeline; these two are reported there.

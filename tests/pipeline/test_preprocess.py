@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pysam
 import pysam.bcftools
 import pytest
+from bad_vcf_expectations import BAD_VCF
 
 from sovaudit.pipeline.csq import vep_allele
 from sovaudit.pipeline.errors import VcfInputError
@@ -220,21 +221,7 @@ def test_reference_check_passes_on_matching_ref_and_names_a_mismatch(tmp_path: P
     assert not (tmp_path / "bad.parquet").exists()
 
 
-BAD_CASES = {
-    "bad-genotype.vcf": ("line 7 (chr1:300)", "GT"),
-    "bad-pos.vcf": ("line 7 (chr1:abc)", "position"),
-    "empty.vcf": (None, "empty"),
-    "garbage.vcf.gz": (None, "decompress"),
-    "header-cut.vcf": ("line 3", "header"),
-    "missing-columns.vcf": ("line 7 (chr1:200)", "columns"),
-    "missing-sample.vcf": ("line 7 (chr1:400)", "samples"),
-    "not-a-vcf.txt": ("line 1", "not a VCF"),
-    "no-eof-marker.vcf.gz": ("after chr1:", "truncated"),
-    "truncated-at-block.vcf.gz": ("(chr2:", "BGZF"),
-    "truncated-bgzf.vcf.gz": ("after chr2:", "BGZF"),
-    "truncated-gzip.vcf.gz": ("after chr2:", "truncated"),
-    "truncated-line.vcf": ("line 55 (chr1:590)", "columns"),
-}
+BAD_CASES = BAD_VCF
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CASES))

@@ -42,6 +42,19 @@ def page(request: SimRequest, items: Sequence[Any], *, default_size: int = 50,
     return chunk, next_token
 
 
+def paged_body(request: SimRequest, field: str, items: Sequence[Any], *, default_size: int = 50,
+               **extra: Any) -> dict[str, Any]:
+    """One page of a list response as Google shapes it: the items under `field` and
+    `nextPageToken`, each omitted when empty (REST omits unset fields), plus any `extra` fields."""
+    chunk, token = page(request, items, default_size=default_size)
+    body: dict[str, Any] = dict(extra)
+    if chunk:
+        body[field] = chunk
+    if token:
+        body["nextPageToken"] = token
+    return body
+
+
 def encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
 

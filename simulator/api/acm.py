@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sovaudit.simulator.api._common import page
+from sovaudit.simulator.api._common import paged_body
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
 API = "acm"
@@ -22,13 +22,7 @@ def list_access_policies(req: SimRequest) -> dict[str, Any]:
         raise rpc_error(400, "Invalid request: parent is required and must be of the form organizations/{id}.")
     with req.state.lock:
         policies = [copy.deepcopy(p) for p in req.state.access_policies.values() if p.get("parent") == parent]
-    items, token = page(req, policies, default_size=100)
-    body: dict[str, Any] = {}
-    if items:
-        body["accessPolicies"] = items
-    if token:
-        body["nextPageToken"] = token
-    return body
+    return paged_body(req, "accessPolicies", policies, default_size=100)
 
 
 def _policy(req: SimRequest) -> str:
@@ -49,13 +43,7 @@ def list_perimeters(req: SimRequest) -> dict[str, Any]:
     with req.state.lock:
         perimeters = [copy.deepcopy(p) for key, p in sorted(req.state.perimeters.items())
                       if key.startswith(name + "/servicePerimeters/")]
-    items, token = page(req, perimeters, default_size=100)
-    body: dict[str, Any] = {}
-    if items:
-        body["servicePerimeters"] = items
-    if token:
-        body["nextPageToken"] = token
-    return body
+    return paged_body(req, "servicePerimeters", perimeters, default_size=100)
 
 
 def get_perimeter(req: SimRequest) -> dict[str, Any]:

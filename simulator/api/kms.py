@@ -19,7 +19,7 @@ import google_crc32c
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from sovaudit.simulator.api._common import page, require_project
+from sovaudit.simulator.api._common import paged_body, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
 API = "kms"
@@ -60,13 +60,7 @@ def list_key_rings(req: SimRequest) -> dict[str, Any]:
     require_project(req.state, req.path_args["project"])
     prefix = f"projects/{req.state.project_id}/locations/{req.path_args['location']}/keyRings/"
     rings = [ring for name, ring in sorted(_key_rings(req).items()) if name.startswith(prefix)]
-    items, token = page(req, rings, default_size=100)
-    body: dict[str, Any] = {"totalSize": len(rings)}
-    if items:
-        body["keyRings"] = items
-    if token:
-        body["nextPageToken"] = token
-    return body
+    return paged_body(req, "keyRings", rings, default_size=100, totalSize=len(rings))
 
 
 def _crypto_key_name(req: SimRequest) -> str:
@@ -88,13 +82,7 @@ def list_crypto_keys(req: SimRequest) -> dict[str, Any]:
         raise _not_found(ring)
     with req.state.lock:
         keys = [copy.deepcopy(k) for n, k in sorted(req.state.crypto_keys.items()) if n.startswith(ring + "/")]
-    items, token = page(req, keys, default_size=100)
-    body: dict[str, Any] = {"totalSize": len(keys)}
-    if items:
-        body["cryptoKeys"] = items
-    if token:
-        body["nextPageToken"] = token
-    return body
+    return paged_body(req, "cryptoKeys", keys, default_size=100, totalSize=len(keys))
 
 
 def _version(req: SimRequest) -> tuple[str, dict[str, Any], dict[str, Any]]:

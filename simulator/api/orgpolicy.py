@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from sovaudit.simulator import audit_log, clock
-from sovaudit.simulator.api._common import page, require_project
+from sovaudit.simulator.api._common import page, paged_body, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
 API = "orgpolicy"
@@ -108,13 +108,7 @@ def list_policies(req: SimRequest) -> dict[str, Any]:
     require_project(req.state, req.path_args["project"])
     with req.state.lock:
         policies = [copy.deepcopy(p) for _, p in sorted(req.state.org_policies.items())]
-    items, token = page(req, policies, default_size=100)
-    body: dict[str, Any] = {}
-    if items:
-        body["policies"] = items
-    if token:
-        body["nextPageToken"] = token
-    return body
+    return paged_body(req, "policies", policies, default_size=100)
 
 
 def list_constraints(req: SimRequest) -> dict[str, Any]:

@@ -9,6 +9,11 @@ and everything a probe creates is named `sovaudit-probe-…` and labelled `sovau
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sovaudit.audit.collectors.context import CollectContext
 
 PROBE_LABEL = "sovaudit-probe"
 PROBE_PREFIX = "sovaudit-probe-"
@@ -21,3 +26,20 @@ def label_value(run_id: str) -> str:
 
 def resource_suffix(run_id: str, region: str) -> str:
     return f"{label_value(run_id)}-{region}"[:40].rstrip("-")
+
+
+def delete(ctx: CollectContext, purpose: str, service: str, method: str, call: Callable[[], Any]) -> bool:
+    """Delete a probe resource; True when Google accepted the deletion or it was already gone.
+
+    The one rule every probe kind shares: a 404 on delete means nothing is left behind, any other
+    failure means something may be, and the report must say so.
+    """
+    from google.api_core import exceptions
+
+    from sovaudit.audit.recorder import CollectionError
+
+    try:
+        ctx.recorder.call(purpose, service, method, call)
+        return True
+    except CollectionError as error:
+        return isinstance(error.__cause__, exceptions.NotFound)

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from sovaudit import cloud
+from sovaudit.audit import probes
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
 from sovaudit.audit.probes import PROBE_LABEL, PROBE_PREFIX, label_value, resource_suffix
 from sovaudit.audit.recorder import CollectionError
@@ -82,12 +83,6 @@ def _await_failure(ctx: CollectContext, client: Any, name: str, uid: str, region
 
 
 def delete_job(ctx: CollectContext, client: Any, name: str, purpose: str) -> bool:
-    """Delete a probe job; True when Google accepted the deletion (or it was already gone)."""
-    from google.api_core import exceptions
-
-    try:
-        ctx.recorder.call(purpose, "batch", "jobs.delete",
-                          lambda: client.delete_job(name=name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
-        return True
-    except CollectionError as error:
-        return isinstance(error.__cause__, exceptions.NotFound)
+    """Delete a probe job; True when it is gone (see `probes.delete`)."""
+    return probes.delete(ctx, purpose, "batch", "jobs.delete",
+                         lambda: client.delete_job(name=name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sovaudit import cloud
+from sovaudit.audit import probes
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
 from sovaudit.audit.probes import PROBE_LABEL, label_value, resource_suffix
 from sovaudit.audit.recorder import CollectionError
@@ -39,12 +40,7 @@ def run(ctx: CollectContext, region: str) -> None:
 
 
 def delete_dataset(ctx: CollectContext, client: Any, ref: str, purpose: str) -> bool:
-    from google.api_core import exceptions
-
-    try:
-        ctx.recorder.call(purpose, "bigquery", "datasets.delete",
-                          lambda: client.delete_dataset(ref, delete_contents=True, not_found_ok=False,
+    """Delete a probe dataset; True when it is gone (see `probes.delete`)."""
+    return probes.delete(ctx, purpose, "bigquery", "datasets.delete",
+                         lambda: client.delete_dataset(ref, delete_contents=True, not_found_ok=False,
                                                         timeout=REQUEST_TIMEOUT_SECONDS, retry=None))
-        return True
-    except CollectionError as error:
-        return isinstance(error.__cause__, exceptions.NotFound)

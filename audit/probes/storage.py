@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sovaudit import cloud
+from sovaudit.audit import probes
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
 from sovaudit.audit.probes import PROBE_LABEL, PROBE_PREFIX, label_value, resource_suffix
 from sovaudit.audit.recorder import CollectionError
@@ -37,12 +38,7 @@ def run(ctx: CollectContext, region: str) -> None:
 
 
 def delete_bucket(ctx: CollectContext, client: Any, name: str, purpose: str) -> bool:
-    from google.api_core import exceptions
-
-    try:
-        ctx.recorder.call(purpose, "storage", "buckets.delete",
-                          lambda: client.bucket(name).delete(force=True, timeout=REQUEST_TIMEOUT_SECONDS,
+    """Delete a probe bucket; True when it is gone (see `probes.delete`)."""
+    return probes.delete(ctx, purpose, "storage", "buckets.delete",
+                         lambda: client.bucket(name).delete(force=True, timeout=REQUEST_TIMEOUT_SECONDS,
                                                              retry=None))
-        return True
-    except CollectionError as error:
-        return isinstance(error.__cause__, exceptions.NotFound)

@@ -30,8 +30,10 @@ BQ_METADATA_TYPE = "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata
 INTERNAL_CALLER_IP = "private"
 
 
-def log_name(state: SimState, log_id: str) -> str:
-    return f"projects/{state.project_id}/logs/{log_id}"
+def log_name(state: SimState, log_id: str, project: str | None = None) -> str:
+    """The log of `project` (an id; default the node's): Google logs a call in the project that owns
+    the resource it touched, so an entry about another project's bucket belongs to that project."""
+    return f"projects/{project or state.project_id}/logs/{log_id}"
 
 
 def cloudservices_account(state: SimState) -> str:
@@ -44,12 +46,17 @@ def cloudservices_account(state: SimState) -> str:
 ALWAYS_LOGGED_DATA_ACCESS = frozenset({"bigquery.googleapis.com"})
 
 
-def data_access_enabled(state: SimState, service: str, log_type: str) -> bool:
-    """Whether Data Access entries of `log_type` (DATA_WRITE/DATA_READ) are written for `service`:
-    always for BigQuery, otherwise only when the IAM policy's auditConfigs enable them."""
+def data_access_enabled(state: SimState, service: str, log_type: str, project: str | None = None) -> bool:
+    """Whether Data Access entries of `log_type` (DATA_WRITE/DATA_READ) are written for `service` in
+    `project` (default the node): always for BigQuery, otherwise only when that project's IAM policy
+    auditConfigs enable them (a foreign project's come from the node file's `foreign_projects`)."""
     if service in ALWAYS_LOGGED_DATA_ACCESS:
         return True
-    for config in state.iam_policy.get("auditConfigs", []):
+    if project and project not in {state.project_id, state.project_number}:
+        configs = (state.extras.get("foreign_projects", {}).get(project) or {}).get("auditConfigs") or []
+    else:
+        configs = state.iam_policy.get("auditConfigs", [])
+    for config in configs:
         if config.get("service") in {service, "allServices"}:
             if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):
                 return True
@@ -80,8 +87,9 @@ def audit_entry(state: SimState, *, log_id: str, service: str, method: str, reso
                 locations: Sequence[str] = (), operation: Mapping[str, Any] | None = None,
                 caller_ip: str = INTERNAL_CALLER_IP, user_agent: str | None = None,
                 policy_violation: Mapping[str, Any] | None = None,
-                extra_payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One AuditLog LogEntry (not yet recorded). Unset fields are omitted, as Logging omits them."""
+                extra_payload: Mapping[str, Any] | None = None, project: str | None = None) -> dict[str, Any]:
+    """One AuditLog LogEntry (not yet recorded), in the log of `project` (default the node's). Unset
+    fields are omitted, as Logging omits them."""
     payload: dict[str, Any] = {"@type": AUDIT_LOG_TYPE}
     if status is not None:
         payload["status"] = dict(status)
@@ -118,7 +126,7 @@ def audit_entry(state: SimState, *, log_id: str, service: str, method: str, reso
         "resource": {"type": resource_type, "labels": dict(resource_labels)},
         "timestamp": clock.rfc3339(timestamp),
         "severity": severity,
-        "logName": log_name(state, log_id),
+        "logName": log_name(state, log_id, project),
     }
     if operation is not None:
         entry["operation"] = dict(operation)
@@ -163,32 +171,36 @@ def instance_insert(state: SimState, *, instance: Mapping[str, Any], request_bod
 
 def storage_object_access(state: SimState, *, bucket: str, object_name: str, principal: str,
                           timestamp: datetime, location: str, method: str = "storage.objects.create",
-                          caller_ip: str = INTERNAL_CALLER_IP) -> dict[str, Any] | None:
-    """A Cloud Storage data-access entry (objects.create/get/delete), if the audit config enables it."""
+                          caller_ip: str = INTERNAL_CALLER_IP, project: str | None = None) -> dict[str, Any] | None:
+    """A Cloud Storage data-access entry (objects.create/get/delete) in the log of `project` (the
+    bucket's owner; default the node), if that project's audit config enables it."""
     log_type = "DATA_READ" if method in {"storage.objects.get", "storage.objects.list"} else "DATA_WRITE"
-    if not data_access_enabled(state, "storage.googleapis.com", log_type):
+    if not data_access_enabled(state, "storage.googleapis.com", log_type, project):
         return None
+    owner = project or state.project_id
     resource_name = f"projects/_/buckets/{bucket}/objects/{object_name}"
     return record(state, audit_entry(
         state, log_id=DATA_ACCESS, service="storage.googleapis.com", method=method,
         resource_name=resource_name, resource_type="gcs_bucket",
-        resource_labels={"project_id": state.project_id, "bucket_name": bucket, "location": location.lower()},
+        resource_labels={"project_id": owner, "bucket_name": bucket, "location": location.lower()},
         principal=principal, timestamp=timestamp, severity="INFO", permission=method,
         locations=[location.lower()], caller_ip=caller_ip,
-        metadata=None))
+        metadata=None, project=owner))
 
 
 def storage_admin(state: SimState, *, bucket: str, method: str, principal: str, timestamp: datetime,
                   location: str, request: Mapping[str, Any] | None = None,
-                  status: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """An admin-activity entry for a bucket mutation (storage.buckets.create/delete/update)."""
+                  status: Mapping[str, Any] | None = None, project: str | None = None) -> dict[str, Any]:
+    """An admin-activity entry for a bucket mutation (storage.buckets.create/delete/update), in the
+    log of the bucket's project (default the node)."""
+    owner = project or state.project_id
     return record(state, audit_entry(
         state, log_id=ACTIVITY, service="storage.googleapis.com", method=method,
         resource_name=f"projects/_/buckets/{bucket}", resource_type="gcs_bucket",
-        resource_labels={"project_id": state.project_id, "bucket_name": bucket, "location": location.lower()},
+        resource_labels={"project_id": owner, "bucket_name": bucket, "location": location.lower()},
         principal=principal, timestamp=timestamp, severity="ERROR" if status else "NOTICE",
         permission=method, permission_type="ADMIN_WRITE", request=request, status=status,
-        locations=[location.lower()]))
+        locations=[location.lower()], project=owner))
 
 
 # ------------------------------------------------------------------------------------------ bigquery

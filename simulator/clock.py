@@ -7,13 +7,30 @@ BigQuery uses epoch milliseconds as strings; Storage uses RFC 3339 with millisec
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone
 
 _PACIFIC = timezone(timedelta(hours=-8), "PST")
+# Scenario actions replay an insider's API calls at a moment inside the recorded run's window; the
+# handlers they go through must stamp their audit entries and resources with that moment, not "now".
+_PINNED: ContextVar[datetime | None] = ContextVar("sovaudit_sim_pinned_now", default=None)
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    pinned = _PINNED.get()
+    return pinned if pinned is not None else datetime.now(UTC)
+
+
+@contextmanager
+def pinned(moment: datetime) -> Iterator[None]:
+    """Within the block (this thread only), `now()` answers `moment`."""
+    token = _PINNED.set(moment.astimezone(UTC))
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -139,6 +139,13 @@ NODE_SPEC = s.Struct(
                         optional={"image": s.Text()}),
     },
     optional={
+        # Projects outside the node (another team's, another jurisdiction's): their audit entries are
+        # theirs, never listed by the node's entries.list. `auditConfigs` as in an IAM policy.
+        "foreign_projects": s.ListOf(s.Struct(
+            required={"id": s.Text(PROJECT_ID, "a project id"),
+                      "number": s.Text(r"\d{6,19}", "a quoted project number")},
+            optional={"organization": s.Text(r"organizations/\d+", "organizations/<number>"),
+                      "auditConfigs": s.ListOf(_rest({"service": s.Text()}))})),
         "foreign_buckets": s.ListOf(s.Struct(required={"name": s.Text(), "project_number": s.Text(r"\d+", "digits"),
                                                        "location": s.Text()})),
     },
@@ -439,6 +446,10 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     for bucket in doc["buckets"].values():
         state.buckets[bucket["name"]] = bucket_json(bucket, number)
     state.extras["foreign_buckets"] = {b["name"]: dict(b) for b in doc.get("foreign_buckets") or []}
+    state.extras["foreign_projects"] = {
+        p["id"]: {"number": p["number"], "organization": p.get("organization", ""),
+                  "auditConfigs": copy.deepcopy(p.get("auditConfigs") or [])}
+        for p in doc.get("foreign_projects") or []}
 
     dataset = doc["dataset"]
     state.datasets[dataset["id"]] = dataset_json(dataset, project["id"])

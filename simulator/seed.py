@@ -28,6 +28,7 @@ import google_crc32c
 
 from sovaudit.simulator import audit_log, clock
 from sovaudit.simulator import schema as s
+from sovaudit.simulator.actions import ACTION_SPEC
 from sovaudit.simulator.state import SimState, StoredObject
 
 SEED_SPEC = s.Struct(optional={
@@ -66,6 +67,8 @@ SEED_SPEC = s.Struct(optional={
                                        optional={"project": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id"),
                                                  "task_index": s.Integer(minimum=0)})),
     "noise": s.Boolean(),
+    # An insider's API calls replayed through the REST handlers after seeding (simulator/actions.py).
+    "actions": s.ListOf(ACTION_SPEC),
 })
 
 def job_table_schema() -> list[dict[str, Any]]:

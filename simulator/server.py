@@ -214,4 +214,11 @@ def load_seeded_state(node: str | Path = "us", scenarios: Sequence[str | Path] =
 
     state, loaded = node_files.load_state(node, scenarios, job_tasks=job_tasks, batch_refusal=batch_refusal)
     seeding.seed(state, seeding.SeedOptions.from_mapping(loaded.seed, job_tasks=job_tasks))
+    from sovaudit.simulator.actions import ActionFailed, run_actions
+
+    try:
+        run_actions(state, loaded.seed.get("actions") or ())
+    except ActionFailed as failed:
+        names = ", ".join(str(sc.path) for sc in loaded.scenarios) or str(loaded.path)
+        raise node_files.NodeFileError(names, [("seed.actions", str(failed))]) from failed
     return state

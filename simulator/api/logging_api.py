@@ -115,7 +115,11 @@ def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, co
         version = len(req.state.log_entries)
         cache: dict[tuple[str, int], list[dict[str, Any]]] = req.state.extras.setdefault("logging_queries", {})
         hit = cache.get((query_key, version))
-        candidates = list(req.state.log_entries) if covers and hit is None else []
+        # The node's entries.list sees its own project's logs only; entries Google wrote into another
+        # project (a write into that project's bucket) are that project's.
+        own = f"projects/{req.state.project_id}/"
+        candidates = [e for e in req.state.log_entries if e.get("logName", "").startswith(own)] \
+            if covers and hit is None else []
     if hit is not None:
         return hit
     try:

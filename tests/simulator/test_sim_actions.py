@@ -1,0 +1,73 @@
+"""Scenario actions: an insider's calls replayed through the REST handlers, at their moment, as their
+principal; and audit entries landing in the project that owns the resource."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sim_clients
+
+from sovaudit.simulator import clock
+from sovaudit.simulator.node import NodeFileError
+from sovaudit.simulator.server import load_seeded_state
+
+RAW = "fed-node-us-raw-vcfs"
+
+
+def _scenario(tmp_path: Path, actions: list[dict[str, Any]], extra: str = "") -> Path:
+    import yaml
+
+    path = tmp_path / "staged.yaml"
+    doc = {"name": "staged", "description": "test", "fails": [], "seed": {"actions": actions}}
+    path.write_text(yaml.safe_dump(doc) + extra)
+    return path
+
+
+def _entries(state: Any, method: str) -> list[dict[str, Any]]:
+    return [e for e in state.log_entries if e.get("protoPayload", {}).get("methodName") == method]
+
+
+def test_an_action_reads_as_its_principal_at_its_moment(tmp_path: Path) -> None:
+    obj = "vcfs%2Fsample-0000.vcf.gz"
+    path = _scenario(tmp_path, [{"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
+                                 "principal": "mallory@example.org", "at_minutes": 20}])
+    state = load_seeded_state("us", [path], job_tasks=2)
+    reads = [e for e in _entries(state, "storage.objects.get")
+             if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]
+    assert len(reads) == 1
+    start = clock.parse(state.extras["seed"].window_start)
+    assert clock.parse(reads[0]["timestamp"]) == start + timedelta(minutes=20)
+    assert reads[0]["logName"] == "projects/fed-node-us/logs/cloudaudit.googleapis.com%2Fdata_access"
+
+
+def test_an_action_that_gets_another_answer_names_itself(tmp_path: Path) -> None:
+    path = _scenario(tmp_path, [{"call": "GET /storage/v1/b/no-such-bucket-anywhere", "expect": 200}])
+    with pytest.raises(NodeFileError, match=r"action 1 \(GET /storage/v1/b/no-such-bucket-anywhere\) answered 404"):
+        load_seeded_state("us", [path], job_tasks=1)
+
+
+def test_entries_of_another_project_are_not_listed_by_the_node(sim_factory: Any) -> None:
+    from sovaudit.simulator import audit_log
+
+    server = sim_factory(job_tasks=1)
+    state = server.state
+    audit_log.storage_object_access(state, bucket="fed-node-us-processed-export", object_name="x.parquet",
+                                    principal="batch-runner@fed-node-us.iam.gserviceaccount.com",
+                                    timestamp=clock.now(), location="US", project="other-team-project")
+    stored = [e for e in state.log_entries if e["logName"].startswith("projects/other-team-project/")]
+    # The foreign project's audit config (none declared) leaves Cloud Storage data access off there.
+    assert stored == []
+    state.extras["foreign_projects"]["other-team-project"] = {
+        "number": "112233445566", "auditConfigs": [{"service": "allServices",
+                                                    "auditLogConfigs": [{"logType": "DATA_WRITE"}]}]}
+    audit_log.storage_object_access(state, bucket="fed-node-us-processed-export", object_name="x.parquet",
+                                    principal="batch-runner@fed-node-us.iam.gserviceaccount.com",
+                                    timestamp=clock.now(), location="US", project="other-team-project")
+    assert [e for e in state.log_entries if e["logName"].startswith("projects/other-team-project/")]
+    client = sim_clients.logging(server.url)
+    listed = list(client.list_entries(resource_names=["projects/fed-node-us"],
+                                      filter_='protoPayload.resourceName:"x.parquet" AND timestamp>="2020-01-01T00:00:00Z"'))
+    assert listed == []

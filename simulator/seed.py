@@ -349,7 +349,7 @@ class _Seeder:
         self.state.instances[(zone, name)] = instance
         operation_name = f"operation-{int(inserted.timestamp() * 1000)}-{_h(name) % 16**13:013x}-{instance_id[-8:]}"
         operation = {"id": str(_h("op", name) % 9_000_000_000_000_000_000), "name": operation_name,
-                     "operationType": "insert", "progress": "0", "status": "RUNNING",
+                     "operationType": "insert", "progress": 0, "status": "RUNNING",
                      "targetId": instance_id, "targetLink": self_link, "zone": zone_url,
                      "user": audit_log.cloudservices_account(self.state),
                      "insertTime": clock.compute_timestamp(inserted), "startTime": clock.compute_timestamp(inserted),

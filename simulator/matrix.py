@@ -81,8 +81,10 @@ def scenario_policy_file(scenario: Scenario, node: str, directory: Path) -> Path
 
 
 def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence[str] = (),
-            api_deadline: float = 2.0) -> MatrixRow:
-    """Start a simulator with the scenario, run `sovaudit verify` in-process, parse its JSON."""
+            api_deadline: float = 2.0, out_dir: Path | None = None) -> MatrixRow:
+    """Start a simulator with the scenario, run `sovaudit verify` in-process, parse its JSON.
+
+    With `out_dir`, verify also writes its evidence bundle there (for checks of the raw answers)."""
     from click.testing import CliRunner
 
     from sovaudit.cli import main
@@ -97,7 +99,7 @@ def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence
         server = start(node=node, scenarios=scenarios)
         try:
             args = ["verify", "--policy", policy, "--target", server.url, "--job", VERIFY_JOB, "--format", "json",
-                    "--api-deadline", str(api_deadline), *extra_args]
+                    "--api-deadline", str(api_deadline), *(["--out", str(out_dir)] if out_dir else []), *extra_args]
             result = CliRunner().invoke(main, args, catch_exceptions=False)
         finally:
             server.stop()

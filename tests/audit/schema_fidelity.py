@@ -1,0 +1,236 @@
+"""Does the simulator answer in Google's published shapes? A check over a recorded evidence bundle.
+
+Every evidence item of a `verify --out` bundle is the raw REST JSON the simulator sent. Each is
+matched to its discovery method (google-api-python-client ships Google's discovery documents) by
+HTTP method and URL path, and its body validated against the method's response schema: no field the
+schema does not know, JSON types as discovery encodes them (int64 as a string of digits), enum
+values. Error answers must be Google's envelope. Audit entries in `entries.list` answers are parsed
+into the AuditLog proto (google-cloud-audit-log), and BigQuery's metadata into
+BigQueryAuditMetadata, rejecting unknown fields and bad enum names.
+
+The project's own tests use this, so they never depend on tooling outside the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+DOCUMENTS = {
+    "batch": "batch.v1", "compute": "compute.v1", "logging": "logging.v2", "storage": "storage.v1",
+    "bigquery": "bigquery.v2", "accesscontextmanager": "accesscontextmanager.v1",
+    "resourcemanager": "cloudresourcemanager.v3", "orgpolicy": "orgpolicy.v2", "kms": "cloudkms.v1",
+}
+# APIs whose errors carry the legacy `errors[]` list; the others must name a google.rpc status.
+CLASSIC_ERRORS = {"storage", "compute", "bigquery"}
+_INT64 = re.compile(r"-?\d+")
+
+
+@dataclass(frozen=True)
+class Defect:
+    item: str
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.item} {self.path}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class _Method:
+    http_method: str
+    pattern: re.Pattern[str]
+    response: str | None
+    # flatPath templates name every segment; `{+name}` paths match greedily. Prefer the most literal.
+    specificity: tuple[int, int]
+
+
+@cache
+def _document(name: str) -> dict[str, Any]:
+    import googleapiclient
+
+    folder = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
+    return json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _walk_methods(resource: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    yield from (resource.get("methods") or {}).values()
+    for child in (resource.get("resources") or {}).values():
+        yield from _walk_methods(child)
+
+
+def _template_regex(template: str) -> str:
+    out, position = "", 0
+    for match in re.finditer(r"\{(\+?)([^}]+)\}", template):
+        out += re.escape(template[position:match.start()])
+        out += ".+" if match.group(1) else "[^/]+"
+        position = match.end()
+    return out + re.escape(template[position:])
+
+
+@cache
+def _methods(service: str) -> tuple[_Method, ...]:
+    doc = _document(DOCUMENTS[service])
+    prefix = "/" + doc.get("servicePath", "").strip("/")
+    prefix = "" if prefix == "/" else prefix
+    found = []
+    for method in _walk_methods(doc):
+        for key in ("flatPath", "path"):
+            template = method.get(key)
+            if template:
+                regex = re.compile(f"{re.escape(prefix)}/{_template_regex(template)}")
+                literal = len(re.sub(r"\{[^}]+\}", "", template))
+                found.append(_Method(method["httpMethod"], regex, (method.get("response") or {}).get("$ref"),
+                                     (1 if key == "flatPath" else 0, literal)))
+    return tuple(found)
+
+
+def _match(service: str, http_method: str, path: str) -> _Method | None:
+    matches = [m for m in _methods(service) if m.http_method == http_method and m.pattern.fullmatch(path)]
+    return max(matches, key=lambda m: m.specificity, default=None)
+
+
+class _Validator:
+    def __init__(self, service: str, item: str, *, int_enums: bool = False) -> None:
+        self.schemas = _document(DOCUMENTS[service])["schemas"]
+        self.item = item
+        # The GAPIC REST clients ask for `$alt=json;enum-encoding=int`: enums then travel as numbers.
+        self.int_enums = int_enums
+        self.defects: list[Defect] = []
+
+    def fail(self, path: str, problem: str) -> None:
+        self.defects.append(Defect(self.item, path, problem))
+
+    def value(self, value: Any, schema: Mapping[str, Any], path: str) -> None:
+        if "$ref" in schema:
+            schema = self.schemas[schema["$ref"]]
+        kind = schema.get("type")
+        if kind == "object" or "properties" in schema:
+            self.object(value, schema, path)
+        elif kind == "array":
+            if not isinstance(value, list):
+                self.fail(path, f"expected an array, got {type(value).__name__}")
+                return
+            for index, element in enumerate(value):
+                self.value(element, schema.get("items") or {}, f"{path}[{index}]")
+        elif kind == "string":
+            if schema.get("enum") and self.int_enums and isinstance(value, int) and not isinstance(value, bool):
+                if not 0 <= value < len(schema["enum"]):
+                    self.fail(path, f"enum number {value} is outside 0..{len(schema['enum']) - 1}")
+            elif schema.get("format") in {"int64", "uint64"}:
+                if not (isinstance(value, str) and _INT64.fullmatch(value)):
+                    self.fail(path, f"int64 must be a string of digits, got {value!r}")
+            elif not isinstance(value, str):
+                self.fail(path, f"expected a string, got {value!r}")
+            elif schema.get("enum") and value not in schema["enum"]:
+                self.fail(path, f"{value!r} is not one of {schema['enum']}")
+        elif kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(path, f"expected an integer, got {value!r}")
+        elif kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.fail(path, f"expected a number, got {value!r}")
+        elif kind == "boolean":
+            if not isinstance(value, bool):
+                self.fail(path, f"expected a boolean, got {value!r}")
+
+    def object(self, value: Any, schema: Mapping[str, Any], path: str) -> None:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected an object, got {type(value).__name__}")
+            return
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, member in value.items():
+            if key in properties:
+                self.value(member, properties[key], f"{path}.{key}")
+            elif extra is not None:
+                self.value(member, extra, f"{path}.{key}")
+            elif properties or schema.get("type") == "object" and "properties" in schema:
+                self.fail(f"{path}.{key}", "unknown field")
+
+
+def _audit_defects(entry: Mapping[str, Any], item: str, path: str) -> list[Defect]:
+    from google.cloud.audit import audit_log_pb2, bigquery_audit_metadata_pb2
+    from google.protobuf import json_format
+
+    payload = dict(entry.get("protoPayload") or {})
+    if payload.get("@type") != "type.googleapis.com/google.cloud.audit.AuditLog":
+        return []
+    payload.pop("@type")
+    defects = []
+    try:
+        json_format.ParseDict(payload, audit_log_pb2.AuditLog())
+    except json_format.ParseError as exc:
+        defects.append(Defect(item, f"{path}.protoPayload", f"not an AuditLog: {exc}"))
+    metadata = dict(payload.get("metadata") or {})
+    if metadata.get("@type") == "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata":
+        metadata.pop("@type")
+        try:
+            json_format.ParseDict(metadata, bigquery_audit_metadata_pb2.BigQueryAuditMetadata())
+        except json_format.ParseError as exc:
+            defects.append(Defect(item, f"{path}.protoPayload.metadata", f"not a BigQueryAuditMetadata: {exc}"))
+    return defects
+
+
+def _error_defects(service: str, status: int, body: Any, item: str) -> list[Defect]:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or set(body) != {"error"}:
+        return [Defect(item, "$", "an error answer must be one top-level `error` object")]
+    defects = []
+    if error.get("code") != status:
+        defects.append(Defect(item, "$.error.code", f"{error.get('code')!r} is not the HTTP status {status}"))
+    if not isinstance(error.get("message"), str):
+        defects.append(Defect(item, "$.error.message", "missing"))
+    if service in CLASSIC_ERRORS and not isinstance(error.get("errors"), list):
+        defects.append(Defect(item, "$.error.errors", f"{service} errors carry the legacy `errors` list"))
+    if service not in CLASSIC_ERRORS and not isinstance(error.get("status"), str):
+        defects.append(Defect(item, "$.error.status", "a one-platform error names its google.rpc status"))
+    return defects
+
+
+def check_bundle(run_dir: Path) -> tuple[list[Defect], int]:
+    """(defects, items checked) for every evidence item of one run directory."""
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    defects: list[Defect] = []
+    checked = 0
+    for item in manifest["evidence"]:
+        service = item["service"]
+        request = item.get("request") or {}
+        status = int(item.get("status") or 0)
+        body_path = run_dir / item["path"]
+        if service not in DOCUMENTS or not status or not body_path.exists():
+            continue
+        try:
+            body = json.loads(body_path.read_text(encoding="utf-8") or "{}")
+        except json.JSONDecodeError:
+            continue   # media downloads (task manifests) are not JSON resources
+        # Probe items hold the request and the answer together; the answer is what Google sent.
+        if isinstance(body, dict) and "response" in body and "request" in body and item.get("method", "").endswith(
+                ("create", "insert")):
+            body = body["response"]
+        label = f"{item['id']} {service}.{item['method']}"
+        checked += 1
+        if status >= 400:
+            defects += _error_defects(service, status, body, label)
+            continue
+        path = unquote(urlsplit(str(request.get("url", ""))).path)
+        method = _match(service, str(request.get("httpMethod", "GET")), path)
+        if method is None:
+            defects.append(Defect(label, "$", f"no {DOCUMENTS[service]} method serves "
+                                              f"{request.get('httpMethod')} {path}"))
+            continue
+        if method.response and isinstance(body, dict):
+            alt = str((request.get("params") or {}).get("$alt", ""))
+            validator = _Validator(service, label, int_enums="enum-encoding=int" in alt)
+            validator.value(body, {"$ref": method.response}, "$")
+            defects += validator.defects
+        if service == "logging" and isinstance(body, dict):
+            for index, entry in enumerate(body.get("entries") or []):
+                defects += _audit_defects(entry, label, f"$.entries[{index}]")
+    return defects, checked

@@ -1,0 +1,77 @@
+"""The project's own schema check finds what it must: it is what tells us the simulator still answers
+in Google's published shapes (tests/audit/test_verify_e2e.py runs it over every scenario's bundle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from schema_fidelity import check_bundle
+
+
+def _bundle(tmp_path: Path, items: list[tuple[str, str, str, str, int, Any]]) -> Path:
+    run = tmp_path / "run-x"
+    (run / "evidence").mkdir(parents=True)
+    evidence = []
+    for number, (service, method, http_method, url, status, body) in enumerate(items, 1):
+        path = f"evidence/{number:04d}-{service}-{method}.json"
+        (run / path).write_text(json.dumps(body))
+        evidence.append({"id": f"{number:04d}", "service": service, "method": method, "path": path, "status": status,
+                         "request": {"httpMethod": http_method, "url": url, "params": {}}})
+    (run / "manifest.json").write_text(json.dumps({"evidence": evidence}))
+    return run
+
+
+BUCKET = {"kind": "storage#bucket", "name": "b", "id": "b", "projectNumber": "314159265358", "metageneration": "1",
+          "location": "US-CENTRAL1", "iamConfiguration": {"publicAccessPrevention": "enforced"}}
+BUCKET_URL = "http://127.0.0.1:1/storage/v1/b/b"
+AUDIT = {"@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "storage.googleapis.com",
+         "methodName": "storage.objects.create", "resourceName": "projects/_/buckets/b/objects/o",
+         "authenticationInfo": {"principalEmail": "a@example.org"}}
+
+
+def _entries(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"entries": [{"logName": "projects/p/logs/cloudaudit.googleapis.com%2Fdata_access", "protoPayload": payload,
+                         "resource": {"type": "gcs_bucket", "labels": {}}, "timestamp": "2026-12-07T10:00:00Z"}]}
+
+
+def test_a_faithful_bundle_has_no_defect(tmp_path: Path) -> None:
+    run = _bundle(tmp_path, [
+        ("storage", "buckets.get", "GET", BUCKET_URL, 200, BUCKET),
+        ("logging", "entries.list", "POST", "http://127.0.0.1:1/v2/entries:list", 200, _entries(AUDIT)),
+        ("storage", "buckets.insert", "POST", "http://127.0.0.1:1/storage/v1/b", 412,
+         {"error": {"code": 412, "message": "no", "errors": [{"reason": "conditionNotMet"}]}}),
+    ])
+    defects, checked = check_bundle(run)
+    assert (defects, checked) == ([], 3)
+
+
+def test_planted_defects_are_each_found(tmp_path: Path) -> None:
+    bad_bigquery = {**AUDIT, "metadata": {"@type": "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata",
+                                          "tableDataChange": {"reason": {"type": "JOB"}}}}
+    run = _bundle(tmp_path, [
+        ("storage", "buckets.get", "GET", BUCKET_URL, 200, {**BUCKET, "madeUpField": 1}),
+        ("storage", "buckets.get", "GET", BUCKET_URL, 200, {**BUCKET, "metageneration": 1}),
+        ("storage", "buckets.get", "GET", BUCKET_URL, 200,
+         {**BUCKET, "iamConfiguration": {"publicAccessPrevention": "enforced", "uniformBucketLevelAccess": {
+             "enabled": "yes"}}}),
+        ("logging", "entries.list", "POST", "http://127.0.0.1:1/v2/entries:list", 200,
+         _entries({**AUDIT, "principal": "x"})),
+        ("logging", "entries.list", "POST", "http://127.0.0.1:1/v2/entries:list", 200, _entries(bad_bigquery)),
+        ("batch", "jobs.create", "POST", "http://127.0.0.1:1/v1/projects/p/locations/l/jobs", 400,
+         {"error": {"code": 400, "message": "no"}}),
+        ("storage", "buckets.insert", "POST", "http://127.0.0.1:1/storage/v1/b", 403, {"message": "no"}),
+        ("storage", "buckets.get", "GET", "http://127.0.0.1:1/storage/v1/nowhere/b", 200, BUCKET),
+    ])
+    defects, _ = check_bundle(run)
+    found = {(d.item.split()[0], d.path) for d in defects}
+    assert ("0001", "$.madeUpField") in found
+    assert ("0002", "$.metageneration") in found
+    assert ("0003", "$.iamConfiguration.uniformBucketLevelAccess.enabled") in found
+    assert ("0004", "$.entries[0].protoPayload") in found
+    assert ("0005", "$.entries[0].protoPayload.metadata") in found
+    assert ("0006", "$.error.status") in found
+    assert ("0007", "$") in found
+    assert ("0008", "$") in found
+    assert len(defects) == 8, [str(d) for d in defects]

@@ -263,6 +263,11 @@ class Bucket:
     @classmethod
     def from_log(cls, log: EvidenceLog, name: str) -> Bucket:
         body, item_id = _one(log, f"storage.bucket:{name}")
+        return cls.parse(body, item_id, name)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], item_id: str, name: str = "") -> Bucket:
+        """A bucket from buckets.get or one item of buckets.list (the same resource shape)."""
         iam = body.get("iamConfiguration") or {}
         uniform = (iam.get("uniformBucketLevelAccess") or {}).get("enabled")
         if uniform is None:  # the legacy mirror of the same setting

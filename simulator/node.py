@@ -150,7 +150,7 @@ NODE_SPEC = s.Struct(
                                                        "location": s.Text()})),
         # Access (simulator/iam.py): group email -> member emails, for `group:` bindings; buckets and
         # datasets of the node's project beyond the pipeline's two buckets and one dataset (another
-        # team's, or one made before the org policy); bucket IAM policies by bucket name.
+        # team's, or one made before the org policy); bucket IAM policies by role (raw, processed) or name.
         "groups": s.MapOf(s.ListOf(s.Text(r"[^@\s]+@[^@\s]+", "an email"))),
         "extra_buckets": s.ListOf(_BUCKET),
         "extra_datasets": s.ListOf(_rest({"id": s.Text(r"[A-Za-z0-9_]{1,1024}", "a dataset id"),
@@ -455,7 +455,8 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
         state.buckets[bucket["name"]] = bucket_json(bucket, number)
     for bucket in doc.get("extra_buckets") or ():
         state.buckets[bucket["name"]] = bucket_json(bucket, number)
-    for name, bindings in (doc.get("bucket_iam") or {}).items():
+    for key, bindings in (doc.get("bucket_iam") or {}).items():
+        name = (doc["buckets"].get(key) or {}).get("name", key)   # a role (raw, processed) or a bucket name
         state.extras.setdefault("storage", {"uploads": {}, "iam": {}, "last_generation": 0})["iam"][name] = {
             "kind": "storage#policy", "resourceId": f"projects/_/buckets/{name}", "version": 1,
             "etag": "CAI=", "bindings": copy.deepcopy(bindings)}

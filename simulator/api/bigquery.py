@@ -1119,6 +1119,9 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
                                                               default_dataset=default.get("datasetId")):
         if project_id in (state.project_id, state.project_number) and dataset_id in state.datasets:
             authorize_table_read(req, dataset_id, table_id, "User does not have permission to query table")
+            seeded = state.tables.get((dataset_id, table_id))
+            if seeded is not None:  # a seeded table is queryable as soon as it exists, as on Google
+                _ensure_duckdb_table(state, dataset_id, table_id, seeded)
     try:
         result = store_of(state).query(
             str(config.get("query") or ""), default_project=state.project_id,

@@ -439,6 +439,14 @@ def set_bucket_iam_policy(req: SimRequest) -> Any:
         current = _store(state)["iam"].get(name) or _default_bucket_policy(state, name)
         if body.get("etag") and body["etag"] != current["etag"]:
             raise classic_error(412, "Precondition Failed", "conditionNotMet")
+        public = sorted({m for b in body.get("bindings") or () for m in b.get("members") or ()
+                         if m in ("allUsers", "allAuthenticatedUsers")})
+        prevention = (state.buckets[name].get("iamConfiguration") or {}).get("publicAccessPrevention")
+        if public and prevention == "enforced":
+            # Public access prevention refuses public members outright (text per Google's PAP docs,
+            # not confirmed verbatim): an insider must first switch it off, which SOV-04 also sees.
+            raise classic_error(412, f"The member bindings {' and '.join(public)} are not allowed since public "
+                                "access prevention is enforced.", "conditionNotMet")
         version = int(base64.b64decode(current["etag"])[-1]) + 1 if current["etag"] != "CAE=" else 2
         policy = {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{name}",
                   "version": int(body.get("version") or 1), "bindings": body.get("bindings") or [],

@@ -26,6 +26,11 @@ PURPOSE_API: dict[str, str] = {
     "resourcemanager.iam_policy": "cloudresourcemanager projects.getIamPolicy",
     "acm.perimeters": "accesscontextmanager servicePerimeters.list",
     "storage.bucket": "storage buckets.get",
+    # access family (audit/views_access.py)
+    "storage.bucket_iam": "storage buckets.getIamPolicy",
+    "storage.project_buckets": "storage buckets.list",
+    "bigquery.project_datasets": "bigquery datasets.list",
+    "logging.data_reads": "logging entries.list",
     "kms.key": "cloudkms cryptoKeys.get",
     "bigquery.dataset": "bigquery datasets.get",
     "batch.job": "batch jobs.get",

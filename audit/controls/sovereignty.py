@@ -351,22 +351,20 @@ def _bucket_finding(ctx: ControlContext, bucket: Bucket) -> Finding:
 
 
 def _project_number(ctx: ControlContext) -> tuple[str, tuple[str, ...]]:
-    """The node's project number, for `projectOwner:NUMBER`-style members ('' when unknown)."""
-    try:
-        project = Project.from_log(ctx.evidence)
-    except EvidenceIncomplete:
-        return "", ()
+    """The node's project number, for `projectOwner:NUMBER` members and the project's service agents
+    (raises EvidenceIncomplete: without it, whether a member is the node's own cannot be judged)."""
+    project = Project.from_log(ctx.evidence)
     return project.project_number, project.evidence
 
 
 def _bucket_iam_findings(ctx: ControlContext, names: list[str]) -> Iterator[Finding]:
     """No public member and nobody outside the allowed domains/principals in a pack bucket's IAM."""
     pack = ctx.policy
-    number, project_ids = _project_number(ctx)
     for name in names:
         resource = f"projects/_/buckets/{name}"
         try:
             policy = BucketIam.from_log(ctx.evidence, name)
+            number, project_ids = _project_number(ctx)
         except EvidenceIncomplete as exc:
             yield Finding.error(resource, f"who may access bucket {name} cannot be shown: {exc.message}",
                                 exc.evidence_ids)
@@ -452,7 +450,12 @@ def _dataset_finding(ctx: ControlContext, dataset: DatasetInfo, resource: str) -
 def _dataset_access_findings(ctx: ControlContext, resource: str) -> Iterator[Finding]:
     """The dataset's access list shares it with no one outside the node (reference §3.6)."""
     pack = ctx.policy
-    number, project_ids = _project_number(ctx)
+    try:
+        number, project_ids = _project_number(ctx)
+    except EvidenceIncomplete as exc:
+        yield Finding.error(resource, f"who may read dataset {pack.dataset} cannot be judged: {exc.message}",
+                            exc.evidence_ids)
+        return
     dataset = DatasetInfo.from_log(ctx.evidence, "bigquery.dataset")
     outside = [f"{entry.role or 'no role'}: {why}" for entry in dataset.access
                if (why := outside_access_entry(entry, pack, number))]

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
-from sovaudit.audit.collectors import integrity, job, logs, posture
+from sovaudit.audit.collectors import access, integrity, job, logs, posture
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, RunResult, Scope
@@ -126,6 +126,9 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         ("VPC-SC perimeters", lambda: posture.perimeters(ctx)),
     ]
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
+    # Access family (SOV-04/SOV-05 scope and IAM, SEC-07 reads).
+    tasks.append(("bucket IAM", lambda: access.bucket_iam(ctx)))
+    key_sources += [lambda: access.project_storage(ctx), lambda: access.project_datasets(ctx)]
     if job_scope is not None and window_start is not None and window_end is not None:
         start, end = window_start, window_end
         if job_scope.template:
@@ -136,6 +139,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
+        tasks.append(("object and table reads", lambda: access.reads(ctx, start, end)))
         job_name = job_scope.name
         tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))
 

@@ -26,6 +26,11 @@ PURPOSE_API: dict[str, str] = {
     "resourcemanager.iam_policy": "cloudresourcemanager projects.getIamPolicy",
     "acm.perimeters": "accesscontextmanager servicePerimeters.list",
     "storage.bucket": "storage buckets.get",
+    # access family (audit/views_access.py)
+    "storage.bucket_iam": "storage buckets.getIamPolicy",
+    "storage.project_buckets": "storage buckets.list",
+    "bigquery.project_datasets": "bigquery datasets.list",
+    "logging.data_reads": "logging entries.list",
     "kms.key": "cloudkms cryptoKeys.get",
     "bigquery.dataset": "bigquery datasets.get",
     "batch.job": "batch jobs.get",
@@ -263,6 +268,11 @@ class Bucket:
     @classmethod
     def from_log(cls, log: EvidenceLog, name: str) -> Bucket:
         body, item_id = _one(log, f"storage.bucket:{name}")
+        return cls.parse(body, item_id, name)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], item_id: str, name: str = "") -> Bucket:
+        """A bucket from buckets.get or one item of buckets.list (the same resource shape)."""
         iam = body.get("iamConfiguration") or {}
         uniform = (iam.get("uniformBucketLevelAccess") or {}).get("enabled")
         if uniform is None:  # the legacy mirror of the same setting

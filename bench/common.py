@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sovaudit.simulator import audit_log, clock, start
@@ -227,6 +228,25 @@ def sim_requests(url: str) -> dict[str, int]:
 def request_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Requests made between two `sim_requests` readings, by API (zeros dropped)."""
     return {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
+
+
+def reader_policy() -> str:
+    """The us pack with the busy node's analysts as allowed readers (SEC-07), as a file path.
+
+    Their reads of the node's buckets and table are this node's legitimate traffic; listed as
+    readers, the reads query leaves them on the server, so they cost no pages and no FAIL."""
+    import tempfile
+
+    from sovaudit.policies.pack import resolve_policy
+
+    text = Path(resolve_policy("us").path).read_text(encoding="utf-8")
+    members = ", ".join(f"serviceAccount:{a}" if a.endswith(".gserviceaccount.com") else f"user:{a}"
+                        for a in ANALYSTS)
+    text = text.replace("readers: [", f"readers: [{members}, ", 1)
+    handle, path = tempfile.mkstemp(prefix="bench-us-node-", suffix=".yaml")
+    os.close(handle)
+    Path(path).write_text(text, encoding="utf-8")
+    return path
 
 
 def sovaudit_command() -> list[str]:

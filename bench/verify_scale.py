@@ -39,6 +39,7 @@ from common import (  # noqa: E402
     busy_node,
     matching_entries,
     print_machine,
+    reader_policy,
     request_delta,
     sim_requests,
     sovaudit_command,
@@ -48,6 +49,8 @@ from common import (  # noqa: E402
 JOB = "preprocess-genomes-001"
 GOAL_SECONDS = 10.0
 GOAL_REQUESTS = 60
+# The us pack with the busy node's analysts as readers (SEC-07); see common.reader_policy.
+BENCH_POLICY = reader_policy()
 RUN_TIMEOUT_SECONDS = 300
 
 
@@ -66,7 +69,7 @@ class Measured:
 
 
 def verify_command(url: str, *extra: str) -> list[str]:
-    return [*sovaudit_command(), "verify", "--no-probes", "--policy", "us", "--target", url, "--job", JOB,
+    return [*sovaudit_command(), "verify", "--no-probes", "--policy", BENCH_POLICY, "--target", url, "--job", JOB,
             "--format", "json", *extra]
 
 
@@ -287,7 +290,7 @@ def profile_verify(url: str, top: int) -> None:
     from sovaudit.cloud import Target
     from sovaudit.policies.pack import resolve_policy
 
-    options = engine.VerifyOptions(target=Target.parse(url), pack=resolve_policy("us"), job=JOB, posture_only=False,
+    options = engine.VerifyOptions(target=Target.parse(url), pack=resolve_policy(BENCH_POLICY), job=JOB, posture_only=False,
                                    probes=False, since=None, until=None, api_deadline_seconds=60.0)
     # A list, not a dict by thread id: the simulator starts a thread per connection and ids are reused.
     profiles: list[tuple[str, cProfile.Profile]] = []

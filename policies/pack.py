@@ -84,6 +84,15 @@ class Buckets:
 
 
 @dataclass(frozen=True)
+class Access:
+    """Who may hold access to the node's data (SOV-04/SOV-05): members of these domains and these
+    exact IAM members. Empty means nobody outside the node's own project."""
+
+    allowed_domains: tuple[str, ...] = ()
+    allowed_principals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Kms:
     location: str
     key_ring: str
@@ -136,6 +145,9 @@ class PolicyPack:
     waivers: tuple[Waiver, ...]
     path: str
     sha256: str
+    # SEC-07's exact allow-list of readers; None when the pack names none (SEC-07 is then ERROR).
+    readers: tuple[str, ...] | None = None
+    access: Access = field(default_factory=Access)
 
     @property
     def region(self) -> str:
@@ -217,6 +229,8 @@ def _load(path: Path) -> tuple[PolicyPack | None, list[PolicyError]]:
 
 _EMAIL = re.compile(r"^[a-z0-9][a-z0-9._-]*@[a-z0-9.-]+\.[a-z]+$")
 _ORG = re.compile(r"^organizations/[0-9]+$")
+_MEMBER = re.compile(r"^(serviceAccount|user|group):[A-Za-z0-9][A-Za-z0-9._+-]*@[a-z0-9.-]+\.[a-z]+$")
+_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$")
 _KEY_RING = re.compile(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+$")
 _ACCESS_POLICY = re.compile(r"^accessPolicies/[0-9]+$")
 # Project ids: 6-30 characters, lower-case letters, digits and hyphens, starting with a letter, not ending
@@ -379,6 +393,22 @@ class _Checker:
         self.check_kms(v.get("kms") or {})
         self.check_confidential(v.get("confidential") or {})
         self.check_controls(v.get("severity_overrides") or {}, v.get("waivers") or [])
+        self.check_members("readers", v.get("readers") or [])
+        access = v.get("access") or {}
+        self.check_members("access.allowed_principals", access.get("allowed_principals") or [])
+        for index, domain in enumerate(access.get("allowed_domains") or []):
+            if not _DOMAIN.match(str(domain)):
+                path = f"access.allowed_domains[{index}]"
+                self.error(self.line(path), path, f"{domain!r} is not a domain name", "e.g. example.org")
+
+    def check_members(self, path: str, members: list[Any]) -> None:
+        """IAM members in the form Google writes them, so comparisons can be exact."""
+        for index, member in enumerate(members):
+            item = f"{path}[{index}]"
+            if not _MEMBER.match(str(member)):
+                self.error(self.line(item), item, f"{member!r} is not an IAM member",
+                           "prefix the email with serviceAccount:, user: or group:, e.g. "
+                           "serviceAccount:batch-runner@PROJECT.iam.gserviceaccount.com")
 
     def check_region(self, path: str, region: str) -> bool:
         if not locations.looks_like_region(region):
@@ -526,4 +556,7 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         waivers=tuple(Waiver(w["control"], w["resource"], w["owner"], w["justification"], w["expires"])
                       for w in v.get("waivers", [])),
         path=file, sha256=sha256,
+        readers=tuple(v["readers"]) if "readers" in v else None,
+        access=Access(tuple((v.get("access") or {}).get("allowed_domains") or ()),
+                      tuple((v.get("access") or {}).get("allowed_principals") or ())),
     )

@@ -57,6 +57,15 @@ PACK: dict[str, Field] = {
         "input": Field(STR), "output": Field(STR), "allowed": Field(LIST_STR),
     }),
     "dataset": Field(STR),
+    # SEC-07: the exact principals that may read the node's objects and tables (IAM member form).
+    "readers": Field(LIST_STR, required=False,
+                     hint="IAM members, e.g. [serviceAccount:batch-runner@PROJECT.iam.gserviceaccount.com]"),
+    # SOV-04/SOV-05: who may appear in bucket IAM policies and dataset access lists.
+    "access": Field(OBJECT, required=False, fields={
+        "allowed_domains": Field(LIST_STR, required=False, hint="e.g. [example.org]"),
+        "allowed_principals": Field(LIST_STR, required=False,
+                                    hint="IAM members, e.g. [group:genomics-platform-admins@example.org]"),
+    }),
     "kms": Field(OBJECT, fields={
         "location": Field(STR),
         "key_ring": Field(STR, hint="projects/P/locations/L/keyRings/NAME"),

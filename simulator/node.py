@@ -148,6 +148,14 @@ NODE_SPEC = s.Struct(
                       "auditConfigs": s.ListOf(_rest({"service": s.Text()}))})),
         "foreign_buckets": s.ListOf(s.Struct(required={"name": s.Text(), "project_number": s.Text(r"\d+", "digits"),
                                                        "location": s.Text()})),
+        # Access (simulator/iam.py): group email -> member emails, for `group:` bindings; buckets and
+        # datasets of the node's project beyond the pipeline's two buckets and one dataset (another
+        # team's, or one made before the org policy); bucket IAM policies by role (raw, processed) or name.
+        "groups": s.MapOf(s.ListOf(s.Text(r"[^@\s]+@[^@\s]+", "an email"))),
+        "extra_buckets": s.ListOf(_BUCKET),
+        "extra_datasets": s.ListOf(_rest({"id": s.Text(r"[A-Za-z0-9_]{1,1024}", "a dataset id"),
+                                          "location": s.Text()})),
+        "bucket_iam": s.MapOf(s.ListOf(_rest({"role": s.Text(), "members": s.ListOf(s.Text())}))),
     },
 )
 
@@ -445,6 +453,13 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
 
     for bucket in doc["buckets"].values():
         state.buckets[bucket["name"]] = bucket_json(bucket, number)
+    for bucket in doc.get("extra_buckets") or ():
+        state.buckets[bucket["name"]] = bucket_json(bucket, number)
+    for key, bindings in (doc.get("bucket_iam") or {}).items():
+        name = (doc["buckets"].get(key) or {}).get("name", key)   # a role (raw, processed) or a bucket name
+        state.extras.setdefault("storage", {"uploads": {}, "iam": {}, "last_generation": 0})["iam"][name] = {
+            "kind": "storage#policy", "resourceId": f"projects/_/buckets/{name}", "version": 1,
+            "etag": "CAI=", "bindings": copy.deepcopy(bindings)}
     state.extras["foreign_buckets"] = {b["name"]: dict(b) for b in doc.get("foreign_buckets") or []}
     state.extras["foreign_projects"] = {
         p["id"]: {"number": p["number"], "organization": p.get("organization", ""),
@@ -453,6 +468,8 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
 
     dataset = doc["dataset"]
     state.datasets[dataset["id"]] = dataset_json(dataset, project["id"])
+    for extra in doc.get("extra_datasets") or ():
+        state.datasets[extra["id"]] = dataset_json(extra, project["id"])
 
     template = doc["instance_template"]
     template_url = f"https://www.googleapis.com/compute/v1/projects/{project['id']}/global/instanceTemplates/{template['name']}"

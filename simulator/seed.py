@@ -410,6 +410,12 @@ class _Seeder:
         self._put_object(self.raw_bucket, input_name, input_data, self.created - timedelta(days=2, minutes=index % 60),
                          "application/gzip")
         input_sha = hashlib.sha256(input_data).hexdigest()
+        # The task reads its input VCF (a DATA_READ entry when the audit config enables it): the run's
+        # own reads are what SEC-07 expects to find in the window.
+        audit_log.storage_object_access(self.state, bucket=self.raw_bucket["name"], object_name=input_name,
+                                        principal=self.service_account, timestamp=self._task_time(index, 0.5),
+                                        location=self.raw_bucket["location"], method="storage.objects.get",
+                                        caller_ip=self._vm_ip(index))
         # As pipeline/task.py names it: fixed by the run and the input's content.
         load_job_id = f"sovaudit_{self.run_id}_{input_sha[:40]}"
         table = f"{self.project}.{self.dataset['id']}.{self.dataset['table']}"

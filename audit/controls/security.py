@@ -191,9 +191,10 @@ def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> l
 
 @control(
     id="SEC-05", pillar=Pillar.CONTROLS, severity=Severity.HIGH,
-    title="Data-access audit logs record storage and BigQuery writes",
+    title="Data-access audit logs record storage and BigQuery writes and reads",
     rationale="Cloud Storage data-access logs are off by default; without DATA_WRITE logging nobody can show "
-              "where objects were written, and SEC-04's proof of no egress is void.",
+              "where objects were written, and SEC-04's proof of no egress is void; without DATA_READ logging "
+              "(and with any exemption) nobody can show who read the genomes, and SEC-07's proof is void.",
     remediation="gcloud projects get-iam-policy P > p.yaml; add auditConfigs: [{service: storage.googleapis.com, "
                 "auditLogConfigs: [{logType: DATA_WRITE}, {logType: DATA_READ}]}]; gcloud projects "
                 "set-iam-policy P p.yaml  |  terraform: google_project_iam_audit_config",
@@ -202,14 +203,17 @@ def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> l
     reads=["resourcemanager.iam_policy"],
 )
 def data_access_logs_enabled(ctx: ControlContext) -> Iterator[Finding]:
+    from sovaudit.audit.controls.reads import data_read_logging_problems
+
     configs = IamAuditConfigs.from_log(ctx.evidence)
     resource = f"projects/{ctx.policy.project}"
-    problems = data_write_logging_problems(configs, ctx.policy)
+    # DATA_READ too: SEC-07's proof that only the pack's principals read the data rests on it.
+    problems = data_write_logging_problems(configs, ctx.policy) + data_read_logging_problems(configs)
     if problems:
         yield Finding.fail(resource, "; ".join(problems), configs.evidence)
     else:
-        yield Finding.ok(resource, "storage DATA_WRITE logging is on with no exemptions; BigQuery data-access "
-                         "logs are always on with no exemptions", configs.evidence)
+        yield Finding.ok(resource, "storage DATA_WRITE and DATA_READ logging is on with no exemptions; BigQuery "
+                         "data-access logs are always on with no exemptions", configs.evidence)
 
 
 def _written_bucket(entry: LogEntry) -> str:

@@ -7,6 +7,7 @@ for another reason (quota, a bad argument, an outage) proves nothing and is ERRO
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from sovaudit.audit.views import (
     KmsKey,
     LocationPolicy,
     ProbeAttempt,
+    Project,
     instances,
     last_segment,
     location_in_name,
@@ -30,6 +32,14 @@ from sovaudit.audit.views import (
     probe_cleanups,
     probe_job_polls,
     run_vms,
+)
+from sovaudit.audit.views_access import (
+    BucketIam,
+    DatasetInfo,
+    outside_access_entry,
+    outside_member,
+    project_buckets,
+    project_dataset_ids,
 )
 from sovaudit.policies.pack import PolicyPack
 
@@ -284,16 +294,20 @@ def _cmek_problems(log: EvidenceLog, pack: PolicyPack, key_name: str | None,
 
 @control(
     id="SOV-04", pillar=Pillar.SOVEREIGNTY, severity=Severity.HIGH,
-    title="Input and output buckets are regional, CMEK-encrypted in place, never public",
+    title="Every bucket of the project is regional, CMEK-encrypted in place, and shared with no one outside",
     rationale="Genomic files at rest must stay in an allowed region, under a key held in the same location, "
-              "and must not be exposable through public ACLs.",
-    remediation="gcloud storage buckets update gs://BUCKET --default-encryption-key=KEY "
+              "and must not be exposable through public ACLs. That holds for every bucket of the project, not "
+              "only the pack's, and the pack's buckets' IAM policies may name no public member, no one outside "
+              "the allowed domains and no other project's service account unless the pack lists it.",
+    remediation="gcloud storage buckets remove-iam-policy-binding gs://BUCKET --member=MEMBER --role=ROLE; "
+                "gcloud storage buckets update gs://BUCKET --default-encryption-key=KEY "
                 "--public-access-prevention --uniform-bucket-level-access  (location cannot change: recreate "
                 "the bucket in the region)  |  terraform: google_storage_bucket {location, encryption, "
                 "public_access_prevention = \"enforced\", uniform_bucket_level_access = true}",
     frameworks={"GDPR": ["Art. 32", "Art. 44"], "HIPAA": ["164.312(a)(2)(iv)"],
                 "NIST-800-53": ["SC-28", "SC-12", "AC-3", "SA-9(5)"], "ISO27001-2022": ["A.8.24", "A.5.23"]},
-    reads=["storage.bucket:<name>", "kms.key:<name>"],
+    reads=["storage.bucket:<name>", "kms.key:<name>", "storage.bucket_iam:<name>", "storage.project_buckets",
+           "resourcemanager.project"],
 )
 def buckets_sovereign(ctx: ControlContext) -> Iterator[Finding]:
     pack = ctx.policy
@@ -302,39 +316,107 @@ def buckets_sovereign(ctx: ControlContext) -> Iterator[Finding]:
         resource = f"projects/_/buckets/{name}"
         try:
             bucket = Bucket.from_log(ctx.evidence, name)
-            problems, key_ids = _cmek_problems(ctx.evidence, pack, bucket.default_kms_key_name, bucket.location)
         except EvidenceIncomplete as exc:
             yield Finding.error(resource, exc.message, exc.evidence_ids)
             continue
-        if bucket.location_type != "region":
-            problems.insert(0, f"location type is {bucket.location_type or 'unknown'} ({bucket.location}), "
-                               "not a single region")
-        if bucket.location not in pack.jurisdiction.allowed_regions:
-            problems.insert(0, f"located in {bucket.location or 'an unknown location'}, outside the allowed "
-                               f"regions {', '.join(pack.jurisdiction.allowed_regions)}")
-        if bucket.public_access_prevention != "enforced":
-            problems.append(f"public access prevention is {bucket.public_access_prevention!r}, not 'enforced'")
-        if not bucket.uniform_access:
-            problems.append("uniform bucket-level access is off (object ACLs can grant access)")
-        evidence = bucket.evidence + key_ids
-        if problems:
-            yield Finding.fail(resource, f"bucket {name}: " + "; ".join(problems), evidence)
+        yield _bucket_finding(ctx, bucket)
+    yield from _bucket_iam_findings(ctx, names)
+    yield from _unlisted_bucket_findings(ctx, set(names))
+
+
+def _bucket_finding(ctx: ControlContext, bucket: Bucket) -> Finding:
+    """Location, CMEK, public access prevention and uniform access of one bucket of the project."""
+    pack = ctx.policy
+    name = bucket.name
+    resource = f"projects/_/buckets/{name}"
+    try:
+        problems, key_ids = _cmek_problems(ctx.evidence, pack, bucket.default_kms_key_name, bucket.location)
+    except EvidenceIncomplete as exc:
+        return Finding.error(resource, exc.message, bucket.evidence + exc.evidence_ids)
+    if bucket.location_type != "region":
+        problems.insert(0, f"location type is {bucket.location_type or 'unknown'} ({bucket.location}), "
+                           "not a single region")
+    if bucket.location not in pack.jurisdiction.allowed_regions:
+        problems.insert(0, f"located in {bucket.location or 'an unknown location'}, outside the allowed "
+                           f"regions {', '.join(pack.jurisdiction.allowed_regions)}")
+    if bucket.public_access_prevention != "enforced":
+        problems.append(f"public access prevention is {bucket.public_access_prevention!r}, not 'enforced'")
+    if not bucket.uniform_access:
+        problems.append("uniform bucket-level access is off (object ACLs can grant access)")
+    evidence = bucket.evidence + key_ids
+    if problems:
+        return Finding.fail(resource, f"bucket {name}: " + "; ".join(problems), evidence)
+    return Finding.ok(resource, f"bucket {name} is in {bucket.location}, CMEK {bucket.default_kms_key_name}, "
+                      "public access prevented, uniform access on", evidence)
+
+
+def _project_number(ctx: ControlContext) -> tuple[str, tuple[str, ...]]:
+    """The node's project number, for `projectOwner:NUMBER` members and the project's service agents
+    (raises EvidenceIncomplete: without it, whether a member is the node's own cannot be judged)."""
+    project = Project.from_log(ctx.evidence)
+    return project.project_number, project.evidence
+
+
+def _bucket_iam_findings(ctx: ControlContext, names: list[str]) -> Iterator[Finding]:
+    """No public member and nobody outside the allowed domains/principals in a pack bucket's IAM."""
+    pack = ctx.policy
+    for name in names:
+        resource = f"projects/_/buckets/{name}"
+        try:
+            policy = BucketIam.from_log(ctx.evidence, name)
+            number, project_ids = _project_number(ctx)
+        except EvidenceIncomplete as exc:
+            yield Finding.error(resource, f"who may access bucket {name} cannot be shown: {exc.message}",
+                                exc.evidence_ids)
+            continue
+        outside = [f"{binding.role}: {why}" + (f" (condition {binding.condition!r})" if binding.condition else "")
+                   for binding in policy.bindings for member in binding.members
+                   if (why := outside_member(member, pack, number))]
+        if outside:
+            yield Finding.fail(resource, f"bucket {name}'s IAM policy grants access outside the node: "
+                               + "; ".join(outside), policy.evidence + project_ids)
         else:
-            yield Finding.ok(resource, f"bucket {name} is in {bucket.location}, CMEK {bucket.default_kms_key_name}, "
-                             "public access prevented, uniform access on", evidence)
+            members = sorted({m for b in policy.bindings for m in b.members})
+            yield Finding.ok(resource, f"bucket {name}'s IAM policy names only the node's project and allowed "
+                             f"principals ({len(members)} members)", policy.evidence + project_ids)
+
+
+def _unlisted_bucket_findings(ctx: ControlContext, listed: set[str]) -> Iterator[Finding]:
+    """Every other bucket of the project is judged as the pack's are: data at rest anywhere in the
+    project is the node's, whatever the pack names."""
+    resource = f"projects/{ctx.policy.project}"
+    try:
+        buckets, list_ids = project_buckets(ctx.evidence)
+    except EvidenceIncomplete as exc:
+        yield Finding.error(resource, f"the project's buckets cannot be listed, so a bucket outside the pack "
+                            f"could hold data anywhere: {exc.message}", exc.evidence_ids)
+        return
+    others = [bucket for bucket in buckets if bucket.name not in listed]
+    for bucket in others:
+        finding = _bucket_finding(ctx, bucket)
+        yield dataclasses.replace(finding, message=f"{finding.message} (a bucket of the project the pack does "
+                                  "not name)")
+    if not others:
+        yield Finding.ok(resource, f"the project holds no bucket besides the pack's ({len(buckets)} listed)",
+                         list_ids)
 
 
 @control(
     id="SOV-05", pillar=Pillar.SOVEREIGNTY, severity=Severity.HIGH,
-    title="The BigQuery dataset is in an allowed region with a CMEK key in the same location",
+    title="Every dataset of the project is in an allowed region with a CMEK key there, shared with no one outside",
     rationale="Loaded variants live in BigQuery; the dataset's location fixes where they are stored and its "
-              "default key decides who can make them unreadable.",
-    remediation="bq update --default_kms_key=KEY PROJECT:DATASET  (location cannot change: recreate with "
+              "default key decides who can make them unreadable. Every dataset of the project is judged, and the "
+              "node's dataset's access list may not name allAuthenticatedUsers, allUsers, anyone outside the "
+              "allowed domains, or an authorized view/dataset of another project.",
+    remediation="bq show --format=prettyjson PROJECT:DATASET > d.json, drop the outside access[] entries, "
+                "bq update --source d.json PROJECT:DATASET; "
+                "bq update --default_kms_key=KEY PROJECT:DATASET  (location cannot change: recreate with "
                 "bq mk --location=REGION)  |  terraform: google_bigquery_dataset {location, "
                 "default_encryption_configuration {kms_key_name}}",
     frameworks={"GDPR": ["Art. 32", "Art. 44"], "HIPAA": ["164.312(a)(2)(iv)"],
                 "NIST-800-53": ["SC-28", "SC-12", "SA-9(5)"], "ISO27001-2022": ["A.8.24", "A.5.23"]},
-    reads=["bigquery.dataset", "kms.key:<name>"],
+    reads=["bigquery.dataset", "kms.key:<name>", "bigquery.project_datasets", "bigquery.dataset:<id>",
+           "resourcemanager.project"],
 )
 def dataset_sovereign(ctx: ControlContext) -> Iterator[Finding]:
     pack = ctx.policy
@@ -344,19 +426,69 @@ def dataset_sovereign(ctx: ControlContext) -> Iterator[Finding]:
         yield Finding.error(resource, f"the collected dataset is {dataset.dataset_id}, not the pack's {pack.dataset}",
                             dataset.evidence)
         return
+    yield _dataset_finding(ctx, DatasetInfo.from_log(ctx.evidence, "bigquery.dataset"), resource)
+    yield from _dataset_access_findings(ctx, resource)
+    yield from _unlisted_dataset_findings(ctx)
+
+
+def _dataset_finding(ctx: ControlContext, dataset: DatasetInfo, resource: str) -> Finding:
+    pack = ctx.policy
     try:
         problems, key_ids = _cmek_problems(ctx.evidence, pack, dataset.kms_key_name, dataset.location)
     except EvidenceIncomplete as exc:
-        yield Finding.error(resource, exc.message, dataset.evidence + exc.evidence_ids)
-        return
+        return Finding.error(resource, exc.message, dataset.evidence + exc.evidence_ids)
     if dataset.location not in pack.jurisdiction.allowed_regions:
         problems.insert(0, f"located in {dataset.location or 'an unknown location'}, outside the allowed regions "
                            f"{', '.join(pack.jurisdiction.allowed_regions)}")
     if problems:
-        yield Finding.fail(resource, f"dataset {pack.dataset}: " + "; ".join(problems), dataset.evidence + key_ids)
+        return Finding.fail(resource, f"dataset {dataset.dataset_id}: " + "; ".join(problems),
+                            dataset.evidence + key_ids)
+    return Finding.ok(resource, f"dataset {dataset.dataset_id} is in {dataset.location} with CMEK "
+                      f"{dataset.kms_key_name}", dataset.evidence + key_ids)
+
+
+def _dataset_access_findings(ctx: ControlContext, resource: str) -> Iterator[Finding]:
+    """The dataset's access list shares it with no one outside the node (reference §3.6)."""
+    pack = ctx.policy
+    try:
+        number, project_ids = _project_number(ctx)
+    except EvidenceIncomplete as exc:
+        yield Finding.error(resource, f"who may read dataset {pack.dataset} cannot be judged: {exc.message}",
+                            exc.evidence_ids)
+        return
+    dataset = DatasetInfo.from_log(ctx.evidence, "bigquery.dataset")
+    outside = [f"{entry.role or 'no role'}: {why}" for entry in dataset.access
+               if (why := outside_access_entry(entry, pack, number))]
+    if outside:
+        yield Finding.fail(resource, f"dataset {pack.dataset}'s access list reaches outside the node: "
+                           + "; ".join(outside), dataset.evidence + project_ids)
     else:
-        yield Finding.ok(resource, f"dataset {pack.dataset} is in {dataset.location} with CMEK {dataset.kms_key_name}",
-                         dataset.evidence + key_ids)
+        yield Finding.ok(resource, f"dataset {pack.dataset}'s access list ({len(dataset.access)} entries) names only "
+                         "the node's project and allowed principals", dataset.evidence + project_ids)
+
+
+def _unlisted_dataset_findings(ctx: ControlContext) -> Iterator[Finding]:
+    pack = ctx.policy
+    resource = f"projects/{pack.project}"
+    try:
+        ids, list_ids = project_dataset_ids(ctx.evidence)
+    except EvidenceIncomplete as exc:
+        yield Finding.error(resource, f"the project's datasets cannot be listed, so a dataset outside the pack "
+                            f"could hold data anywhere: {exc.message}", exc.evidence_ids)
+        return
+    others = [dataset_id for dataset_id in ids if dataset_id != pack.dataset]
+    for dataset_id in others:
+        other_resource = f"projects/{pack.project}/datasets/{dataset_id}"
+        try:
+            info = DatasetInfo.from_log(ctx.evidence, f"bigquery.dataset:{dataset_id}")
+        except EvidenceIncomplete as exc:
+            yield Finding.error(other_resource, exc.message, list_ids + exc.evidence_ids)
+            continue
+        finding = _dataset_finding(ctx, info, other_resource)
+        yield dataclasses.replace(finding, message=f"{finding.message} (a dataset of the project the pack does "
+                                  "not name)", evidence=list_ids + finding.evidence)
+    if not others:
+        yield Finding.ok(resource, f"the project holds no dataset besides {pack.dataset} ({len(ids)} listed)", list_ids)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 from werkzeug.wrappers import Response
 
-from sovaudit.simulator import audit_log, clock, enforcement
+from sovaudit.simulator import audit_log, clock, enforcement, iam
 from sovaudit.simulator.api.storage import kms_key_problem
 from sovaudit.simulator.bqstore import (
     BigQueryStore,
@@ -200,6 +200,20 @@ def _data_read(req: SimRequest, dataset: str, table: str) -> None:
         principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.getData",
         metadata={"@type": audit_log.BQ_METADATA_TYPE, "tableDataRead": {"reason": "TABLEDATA_LIST_REQUEST"}},
         locations=[state.datasets.get(dataset, {}).get("location", state.region)]))
+
+
+def authorize_table_read(req: SimRequest, dataset_id: str, table_id: str, denial: str) -> None:
+    """IAM for reading a table of the node: the dataset's `access[]` or a project role must grant the
+    caller (simulator/iam.py); otherwise BigQuery's 403 accessDenied, naming the table."""
+    state = req.state
+    with state.lock:
+        dataset = _dataset_or_404(state, dataset_id)
+        allowed = iam.may_read_dataset(state, dataset, _principal(req))
+    if not allowed:
+        table = f"{state.project_id}:{dataset_id}.{table_id}"
+        raise bq_error(403, f"Access Denied: Table {table}: {denial} {table}"
+                       f"{' (or it may not exist)' if 'getData' in denial else ', or perhaps it does not exist'}.",
+                       "accessDenied")
 
 
 def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> None:
@@ -484,6 +498,7 @@ def get_table(req: SimRequest) -> Any:
     dataset_id, table_id = req.path_args["dataset"], req.path_args["table"]
     with state.lock:
         table = _table_or_404(state, dataset_id, table_id)
+        authorize_table_read(req, dataset_id, table_id, "Permission bigquery.tables.getData denied on table")
         _refresh_counts(state, dataset_id, table_id, table)
         return copy.deepcopy(table)
 
@@ -615,6 +630,7 @@ def list_table_data(req: SimRequest) -> Any:
     dataset_id, table_id = req.path_args["dataset"], req.path_args["table"]
     with state.lock:
         table = _table_or_404(state, dataset_id, table_id)
+        authorize_table_read(req, dataset_id, table_id, "Permission bigquery.tables.getData denied on table")
         _refresh_counts(state, dataset_id, table_id, table)
         fields = select_fields(list((table.get("schema") or {}).get("fields") or []), req.arg("selectedFields"))
         # Only materialised rows are served; a seeded table's counted-only rows are not (see phantom_rows).
@@ -1098,6 +1114,14 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
         job["statistics"]["totalBytesProcessed"] = "0"
         return
     default = config.get("defaultDataset") or {}
+    for project_id, dataset_id, table_id in referenced_tables(str(config.get("query") or ""),
+                                                              default_project=state.project_id,
+                                                              default_dataset=default.get("datasetId")):
+        if project_id in (state.project_id, state.project_number) and dataset_id in state.datasets:
+            authorize_table_read(req, dataset_id, table_id, "User does not have permission to query table")
+            seeded = state.tables.get((dataset_id, table_id))
+            if seeded is not None:  # a seeded table is queryable as soon as it exists, as on Google
+                _ensure_duckdb_table(state, dataset_id, table_id, seeded)
     try:
         result = store_of(state).query(
             str(config.get("query") or ""), default_project=state.project_id,
@@ -1272,7 +1296,7 @@ def query(req: SimRequest) -> Any:
         _run_job(req, job)
         if "errorResult" in job["status"]:
             error = job["status"]["errorResult"]
-            code = 404 if error.get("reason") == "notFound" else 400
+            code = {"notFound": 404, "accessDenied": 403}.get(error.get("reason", ""), 400)
             raise bq_error(code, error["message"], error.get("reason", "invalidQuery"))
         return _query_response(req, job, body)
 

@@ -12,8 +12,9 @@ Why the details matter: controls read what this module answers (bucket `location
 read the data-access entries every object write leaves when the IAM audit config enables them.
 
 Knowingly not faithful: no ACLs, object versioning, soft delete, retention
-locks, notifications or XML API; `fields=` selects top-level keys only; bucket IAM policies are kept,
-not enforced; every bucket that is not the node's counts as outside the VPC-SC perimeter; the CMEK
+locks, notifications or XML API; `fields=` selects top-level keys only; bucket and project IAM are
+judged for object reads and writes on the node's buckets (simulator/iam.py), not for bucket
+metadata calls; every bucket that is not the node's counts as outside the VPC-SC perimeter; the CMEK
 and foreign-bucket error texts are plausible, not confirmed; a write that a dry-run perimeter lets
 through to another project's bucket is logged in this node's data-access log.
 """
@@ -34,8 +35,9 @@ from urllib.parse import quote
 import google_crc32c
 from werkzeug.wrappers import Response
 
-from sovaudit.simulator import audit_log, clock, enforcement
+from sovaudit.simulator import audit_log, clock, enforcement, iam
 from sovaudit.simulator.http import ApiError, Router, SimRequest, classic_error
+from sovaudit.simulator.projects import bucket_owner
 from sovaudit.simulator.state import SimState, StoredObject
 
 API = "storage"
@@ -411,6 +413,10 @@ def _default_bucket_policy(state: SimState, name: str) -> dict[str, Any]:
             {"role": "roles/storage.legacyBucketOwner",
              "members": [f"projectEditor:{project}", f"projectOwner:{project}"]},
             {"role": "roles/storage.legacyBucketReader", "members": [f"projectViewer:{project}"]},
+            # Google's default policy also carries the object convenience bindings.
+            {"role": "roles/storage.legacyObjectOwner",
+             "members": [f"projectEditor:{project}", f"projectOwner:{project}"]},
+            {"role": "roles/storage.legacyObjectReader", "members": [f"projectViewer:{project}"]},
         ],
     }
 
@@ -433,6 +439,14 @@ def set_bucket_iam_policy(req: SimRequest) -> Any:
         current = _store(state)["iam"].get(name) or _default_bucket_policy(state, name)
         if body.get("etag") and body["etag"] != current["etag"]:
             raise classic_error(412, "Precondition Failed", "conditionNotMet")
+        public = sorted({m for b in body.get("bindings") or () for m in b.get("members") or ()
+                         if m in ("allUsers", "allAuthenticatedUsers")})
+        prevention = (state.buckets[name].get("iamConfiguration") or {}).get("publicAccessPrevention")
+        if public and prevention == "enforced":
+            # Public access prevention refuses public members outright (text per Google's PAP docs,
+            # not confirmed verbatim): an insider must first switch it off, which SOV-04 also sees.
+            raise classic_error(412, f"The member bindings {' and '.join(public)} are not allowed since public "
+                                "access prevention is enforced.", "conditionNotMet")
         version = int(base64.b64decode(current["etag"])[-1]) + 1 if current["etag"] != "CAE=" else 2
         policy = {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{name}",
                   "version": int(body.get("version") or 1), "bindings": body.get("bindings") or [],
@@ -524,7 +538,7 @@ def get_object(req: SimRequest) -> Any:
     bucket, name = req.path_args["bucket"], req.path_args["name"]
     if req.arg("alt") == "media":
         return download_object(req)
-    _guard_read(req, bucket)
+    _guard_object_read(req, bucket, iam.STORAGE_READ_ROLES, "storage.objects.get")
     with req.state.lock:
         _bucket_or_404(req.state, bucket)
         stored = _object_or_404(req.state, bucket, name)
@@ -544,7 +558,7 @@ def _check_requested_generation(req: SimRequest, stored: StoredObject) -> None:
 def list_objects(req: SimRequest) -> Any:
     state = req.state
     bucket_name = req.path_args["bucket"]
-    _guard_read(req, bucket_name)
+    _guard_object_read(req, bucket_name, iam.STORAGE_LIST_ROLES, "storage.objects.list")
     prefix = req.arg("prefix") or ""
     delimiter = req.arg("delimiter") or ""
     start, end = req.arg("startOffset") or "", req.arg("endOffset")
@@ -628,7 +642,7 @@ _COPIED_KEYS = ("contentType", "contentEncoding", "contentDisposition", "content
 
 
 def _source_data(req: SimRequest, bucket: str, name: str) -> tuple[bytes, dict[str, Any]]:
-    _guard_read(req, bucket)
+    _guard_object_read(req, bucket, iam.STORAGE_READ_ROLES, "storage.objects.get")
     with req.state.lock:
         _bucket_or_404(req.state, bucket)
         stored = _object_or_404(req.state, bucket, name)
@@ -682,7 +696,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def download_object(req: SimRequest) -> Response:
     bucket, name = req.path_args["bucket"], req.path_args["name"]
-    _guard_read(req, bucket)
+    _guard_object_read(req, bucket, iam.STORAGE_READ_ROLES, "storage.objects.get")
     with req.state.lock:
         _bucket_or_404(req.state, bucket)
         stored = _object_or_404(req.state, bucket, name)
@@ -915,20 +929,22 @@ def _data_access(req: SimRequest, method: str, bucket: str, name: str | None, *,
     """A data-access entry (DATA_WRITE for writes, DATA_READ for reads) when the audit config enables it."""
     state = req.state
     location = _bucket_location(state, bucket).lower()
+    # Logged in the project that owns the bucket (reference gcp-escape-routes §2), under its config.
+    owner = bucket_owner(state, bucket).project_id
     if name is not None:  # audit_log derives DATA_READ/DATA_WRITE from the method
         audit_log.storage_object_access(state, bucket=bucket, object_name=name, principal=_principal(req),
                                         timestamp=clock.now(), location=location, method=method,
-                                        caller_ip=req.http.remote_addr or "private")
+                                        caller_ip=req.http.remote_addr or "private", project=owner)
         return
     # objects.list names the bucket itself, not an object.
-    if write or not audit_log.data_access_enabled(state, "storage.googleapis.com", "DATA_READ"):
+    if write or not audit_log.data_access_enabled(state, "storage.googleapis.com", "DATA_READ", owner):
         return
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.DATA_ACCESS, service="storage.googleapis.com", method=method,
         resource_name=f"projects/_/buckets/{bucket}", resource_type="gcs_bucket",
-        resource_labels={"project_id": state.project_id, "bucket_name": bucket, "location": location},
+        resource_labels={"project_id": owner, "bucket_name": bucket, "location": location},
         principal=_principal(req), timestamp=clock.now(), severity="INFO", permission=method,
-        locations=[location], caller_ip=req.http.remote_addr or "private"))
+        locations=[location], caller_ip=req.http.remote_addr or "private", project=owner))
 
 
 def _guard_perimeter(req: SimRequest, bucket: str, name: str | None, method: str) -> None:
@@ -939,6 +955,31 @@ def _guard_perimeter(req: SimRequest, bucket: str, name: str | None, method: str
 
 def _guard_write(req: SimRequest, bucket: str, name: str | None) -> None:
     _guard_perimeter(req, bucket, name, "google.storage.objects.create")
+    _authorize_objects(req, bucket, iam.STORAGE_WRITE_ROLES, "storage.objects.create")
+
+
+def _guard_object_read(req: SimRequest, bucket: str, roles: frozenset[str], permission: str) -> None:
+    """Reading objects: the perimeter first (a foreign bucket), then IAM on the node's buckets."""
+    _guard_read(req, bucket)
+    _authorize_objects(req, bucket, roles, permission)
+
+
+def _authorize_objects(req: SimRequest, bucket: str, roles: frozenset[str], permission: str) -> None:
+    """IAM on the node's own buckets: the bucket's policy plus the project's must grant the caller a
+    role carrying `permission`, or Cloud Storage answers 403 `forbidden` (another project's bucket
+    is judged by its owner, which the simulator does not model beyond the perimeter)."""
+    state = req.state
+    with state.lock:
+        record = state.buckets.get(bucket)
+        if record is None or not _is_node_bucket(state, record):
+            return
+        policy = _store(state)["iam"].get(bucket) or _default_bucket_policy(state, bucket)
+        allowed = iam.may_use_bucket(state, policy, _principal(req), roles)
+    if not allowed:
+        what = "bucket" if permission == "storage.objects.list" else "object"
+        raise classic_error(403, f"{_principal(req)} does not have {permission} access to the Google Cloud "
+                            f"Storage {what}. Permission '{permission}' denied on resource (or it may not "
+                            "exist).", "forbidden")
 
 
 def _guard_read(req: SimRequest, bucket: str) -> None:

@@ -32,6 +32,9 @@ SERVICE_METHOD = {
     "resourcemanager.iam_policy": ("cloudresourcemanager", "projects.getIamPolicy"),
     "acm": ("accesscontextmanager", "servicePerimeters.list"),
     "storage.bucket": ("storage", "buckets.get"),
+    "storage.bucket_iam": ("storage", "buckets.getIamPolicy"),
+    "storage.project_buckets": ("storage", "buckets.list"),
+    "bigquery.project_datasets": ("bigquery", "datasets.list"),
     "storage.manifests": ("storage", "objects.list"),
     "storage.manifest": ("storage", "objects.get"),
     "kms": ("cloudkms", "cryptoKeys.get"),
@@ -183,6 +186,33 @@ class NodeEvidence:
             },
         }
 
+    def read_entry(self, bucket: str, obj: str, principal: str | None = None,
+                   method: str = "storage.objects.get") -> dict[str, Any]:
+        """A Cloud Storage DATA_READ entry (objects.get names the object, objects.list the bucket)."""
+        entry = self.write_entry(bucket, obj, principal)
+        entry["insertId"] = f"r-{bucket}-{obj}-{principal}"
+        entry["protoPayload"]["methodName"] = method
+        if method == "storage.objects.list":
+            entry["protoPayload"]["resourceName"] = f"projects/_/buckets/{bucket}"
+        return entry
+
+    def table_read_entry(self, principal: str, table: str = "variants") -> dict[str, Any]:
+        """A BigQuery tableDataRead (tabledata.list) entry on the node's dataset."""
+        return {
+            "logName": f"projects/{self.project}/logs/cloudaudit.googleapis.com%2Fdata_access",
+            "resource": {"type": "bigquery_dataset", "labels": {"project_id": self.project,
+                                                                "dataset_id": self.pack.dataset}},
+            "timestamp": "2026-11-26T15:30:00Z", "severity": "INFO", "insertId": f"t-{principal}-{table}",
+            "protoPayload": {
+                "@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "bigquery.googleapis.com",
+                "methodName": "google.cloud.bigquery.v2.TableDataService.List",
+                "resourceName": f"projects/{self.project}/datasets/{self.pack.dataset}/tables/{table}",
+                "authenticationInfo": {"principalEmail": principal},
+                "metadata": {"@type": "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata",
+                             "tableDataRead": {"reason": "TABLEDATA_LIST_REQUEST"}},
+            },
+        }
+
     def bq_write_entry(self, project: str, dataset: str, table: str = "variants") -> dict[str, Any]:
         return {
             "logName": f"projects/{self.project}/logs/cloudaudit.googleapis.com%2Fdata_access",
@@ -257,7 +287,10 @@ class NodeEvidence:
         self.set("bigquery.dataset", {"kind": "bigquery#dataset", "id": f"{project}:{pack.dataset}",
                                       "datasetReference": {"projectId": project, "datasetId": pack.dataset},
                                       "location": region,
-                                      "defaultEncryptionConfiguration": {"kmsKeyName": self.key("bq")}})
+                                      "defaultEncryptionConfiguration": {"kmsKeyName": self.key("bq")},
+                                      "access": [{"role": "OWNER", "specialGroup": "projectOwners"},
+                                                 {"role": "READER", "specialGroup": "projectReaders"},
+                                                 {"role": "WRITER", "specialGroup": "projectWriters"}]})
         self.set("batch.job", {
             "name": f"projects/{project}/locations/{region}/jobs/{JOB}", "uid": UID,
             "taskGroups": [{"name": f"projects/{number}/locations/{region}/jobs/{JOB}/taskGroups/group0",
@@ -307,6 +340,22 @@ class NodeEvidence:
             *(self.write_entry(pack.buckets.output, self.manifest_name(i)) for i in range(self.task_count)),
             self.bq_write_entry(project, pack.dataset)]})
         self.set("logging.policy_denied", {})
+        self.set("logging.data_reads", {"entries": [
+            self.read_entry(pack.buckets.input, f"vcfs/sample-{i:04d}.vcf.gz") for i in range(self.task_count)]})
+        buckets = []
+        for bucket in (pack.buckets.input, pack.buckets.output):
+            self.set(f"storage.bucket_iam:{bucket}", {
+                "kind": "storage#policy", "resourceId": f"projects/_/buckets/{bucket}", "version": 1, "etag": "CAE=",
+                "bindings": [
+                    {"role": "roles/storage.legacyBucketOwner",
+                     "members": [f"projectEditor:{project}", f"projectOwner:{project}"]},
+                    {"role": "roles/storage.legacyBucketReader", "members": [f"projectViewer:{project}"]},
+                    {"role": "roles/storage.objectAdmin", "members": [f"serviceAccount:{pack.service_account}"]}]})
+            buckets.append(self.body(f"storage.bucket:{bucket}"))
+        self.set("storage.project_buckets", {"kind": "storage#buckets", "items": buckets})
+        self.set("bigquery.project_datasets", {"kind": "bigquery#datasetList", "datasets": [
+            {"kind": "bigquery#dataset", "id": f"{project}:{pack.dataset}", "location": region,
+             "datasetReference": {"projectId": project, "datasetId": pack.dataset}}]})
         self.set("bigquery.load_jobs", {"kind": "bigquery#jobList",
                                         "jobs": [self.load_job(i) for i in range(self.task_count)]})
         self.set("storage.manifests", {"kind": "storage#objects", "items": [
@@ -340,7 +389,7 @@ def node(us_pack: PolicyPack) -> NodeEvidence:
 def test_every_control_passes_on_a_clean_node(node_name: str) -> None:
     evidence = NodeEvidence(resolve_policy(node_name))
     results = evaluate(evidence.context())
-    assert len(results) == 16
+    assert len(results) == 17
     failing = {r.id: [f.message for f in r.findings if f.outcome != Outcome.PASS] for r in results
                if r.outcome != Outcome.PASS}
     assert failing == {}

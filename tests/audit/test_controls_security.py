@@ -175,8 +175,22 @@ def test_sec05_fails_when_the_node_account_is_exempted(node: NodeEvidence) -> No
 
 def test_sec05_accepts_all_services_audit_config(node: NodeEvidence) -> None:
     node.body("resourcemanager.iam_policy")["auditConfigs"] = [
-        {"service": "allServices", "auditLogConfigs": [{"logType": "DATA_WRITE"}]}]
+        {"service": "allServices", "auditLogConfigs": [{"logType": "DATA_WRITE"}, {"logType": "DATA_READ"}]}]
     assert node.run("SEC-05").outcome == Outcome.PASS
+
+
+def test_sec05_fails_when_storage_reads_are_not_logged(node: NodeEvidence) -> None:
+    node.body("resourcemanager.iam_policy")["auditConfigs"] = [
+        {"service": "storage.googleapis.com", "auditLogConfigs": [{"logType": "DATA_WRITE"}]}]
+    result = node.run("SEC-05")
+    assert result.outcome == Outcome.FAIL and "DATA_READ audit logs are not enabled" in failures(result)[0]
+
+
+def test_sec05_fails_when_a_reader_is_exempted_from_bigquery_read_logs(node: NodeEvidence) -> None:
+    node.body("resourcemanager.iam_policy")["auditConfigs"].append(
+        {"service": "bigquery.googleapis.com", "auditLogConfigs": [
+            {"logType": "DATA_READ", "exemptedMembers": ["user:qc@example.org"]}]})
+    assert "bigquery.googleapis.com DATA_READ exempts user:qc@example.org" in failures(node.run("SEC-05"))[0]
 
 
 def test_sec04_errors_when_no_writes_were_logged_at_all(node: NodeEvidence) -> None:

@@ -186,7 +186,7 @@ def test_sov03_errors_on_a_5xx_answer(node: NodeEvidence) -> None:
 
 def test_sov04_passes_for_regional_cmek_buckets(node: NodeEvidence) -> None:
     result = node.run("SOV-04")
-    assert result.outcome == Outcome.PASS and len(result.findings) == 2
+    assert result.outcome == Outcome.PASS and len(result.findings) == 5  # 2 buckets, 2 IAM policies, 1 project listing
 
 
 def test_sov04_fails_for_a_multi_region_bucket_without_cmek(node: NodeEvidence) -> None:

@@ -87,7 +87,9 @@ def test_a_downloaded_manifest_body_wins_over_the_listing_index() -> None:
 
 
 def _verify(url: str) -> dict[str, Any]:
-    result = CliRunner().invoke(main, ["verify", "--no-probes", "--policy", "us", "--target", url, "--job", JOB,
+    # The busy node's analysts are its listed readers (SEC-07), as in bench/verify_scale.py.
+    result = CliRunner().invoke(main, ["verify", "--no-probes", "--policy", _bench_common().reader_policy(),
+                                       "--target", url, "--job", JOB,
                                        "--format", "json", "--api-deadline", "5"], catch_exceptions=False)
     return json.loads(result.stdout[result.stdout.find("{"):])
 

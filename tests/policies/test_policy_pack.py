@@ -152,3 +152,29 @@ def test_optional_sections_may_be_left_empty(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(text)
     pack = load_policy(tmp_path / "p.yaml")
     assert pack.waivers == () and pack.severity_overrides == {}
+
+
+def test_shipped_packs_name_their_readers_and_access_allow_lists() -> None:
+    for name, project in (("us", "fed-node-us"), ("eu", "fed-node-eu")):
+        pack = resolve_policy(name)
+        assert pack.readers == (f"serviceAccount:batch-runner@{project}.iam.gserviceaccount.com",)
+        assert pack.access.allowed_domains == ("example.org",)
+        assert "group:genomics-platform-admins@example.org" in pack.access.allowed_principals
+
+
+def test_a_pack_without_readers_loads_with_none_so_sec07_can_refuse_to_judge(tmp_path: Path) -> None:
+    lines = (ROOT / "policies" / "us-node.yaml").read_text().splitlines()
+    (tmp_path / "p.yaml").write_text("\n".join(line for line in lines if not line.startswith("readers:")) + "\n")
+    assert load_policy(tmp_path / "p.yaml").readers is None
+
+
+def test_readers_and_access_members_must_carry_their_kind_and_name_their_line(tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    text = text.replace("readers: [serviceAccount:", "readers: [batch-runner-without-prefix@x.org, serviceAccount:")
+    text = text.replace("allowed_domains: [example.org]", "allowed_domains: [not a domain]")
+    (tmp_path / "p.yaml").write_text(text)
+    found = [str(e) for e in validate_policy(tmp_path / "p.yaml")]
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("readers:"))
+    assert any(f"p.yaml:{line}: readers[0]: 'batch-runner-without-prefix@x.org' is not an IAM member" in f
+               for f in found), found
+    assert any("access.allowed_domains[0]: 'not a domain' is not a domain name" in f for f in found), found

@@ -345,6 +345,8 @@ def test_dml_insert_changes_the_table_and_is_audited(sim: Any) -> None:
 
 
 def test_a_query_leaves_a_table_data_read_entry_per_table(sim: Any) -> None:
+    sim.state.iam_policy["bindings"].append({"role": "roles/bigquery.dataViewer",
+                                             "members": ["user:analyst@example.org"]})
     client = client_for(sim, principal="analyst@example.org")
     client.load_table_from_file(io.BytesIO(variants_parquet(0, 2)), f"{DATASET}.read_me",
                                 job_config=load_config()).result()

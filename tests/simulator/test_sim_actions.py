@@ -32,8 +32,10 @@ def _entries(state: Any, method: str) -> list[dict[str, Any]]:
 
 def test_an_action_reads_as_its_principal_at_its_moment(tmp_path: Path) -> None:
     obj = "vcfs%2Fsample-0000.vcf.gz"
-    path = _scenario(tmp_path, [{"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
-                                 "principal": "mallory@example.org", "at_minutes": 20}])
+    grant = {"call": f"PUT /storage/v1/b/{RAW}/iam", "principal": "insider@example.org", "at_minutes": 10,
+             "body": {"bindings": [{"role": "roles/storage.objectViewer", "members": ["user:mallory@example.org"]}]}}
+    path = _scenario(tmp_path, [grant, {"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
+                                        "principal": "mallory@example.org", "at_minutes": 20}])
     state = load_seeded_state("us", [path], job_tasks=2)
     reads = [e for e in _entries(state, "storage.objects.get")
              if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]
@@ -41,6 +43,15 @@ def test_an_action_reads_as_its_principal_at_its_moment(tmp_path: Path) -> None:
     start = clock.parse(state.extras["seed"].window_start)
     assert clock.parse(reads[0]["timestamp"]) == start + timedelta(minutes=20)
     assert reads[0]["logName"] == "projects/fed-node-us/logs/cloudaudit.googleapis.com%2Fdata_access"
+
+
+def test_a_read_without_a_granting_role_is_refused_as_cloud_storage_refuses_it(tmp_path: Path) -> None:
+    obj = "vcfs%2Fsample-0000.vcf.gz"
+    path = _scenario(tmp_path, [{"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
+                                 "principal": "mallory@example.org", "expect": 403}])
+    state = load_seeded_state("us", [path], job_tasks=1)
+    assert not [e for e in _entries(state, "storage.objects.get")
+                if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]
 
 
 def test_an_action_that_gets_another_answer_names_itself(tmp_path: Path) -> None:

@@ -176,8 +176,10 @@ def test_dropped_connection_is_a_status_0_item_and_is_retried(sim_factory: Calla
     log, result = collect_and_judge(sim, deadline=5)
     bucket_items = [i for i in log if i.purpose.startswith("storage.bucket:")]
     dropped = [i for i in bucket_items if i.status == 0]
-    assert len(dropped) == 2 and all(i.purpose.startswith("storage.bucket:fed-node-us-raw-vcfs#attempt-")
-                                     for i in dropped)
+    # The scenario drops two connections; a drop that lands on a pooled keep-alive connection is retried
+    # once by urllib3 itself (a stale connection), so the recorder sees one or two failed attempts.
+    assert 1 <= len(dropped) <= 2 and all(i.purpose.startswith("storage.bucket:fed-node-us-raw-vcfs#attempt-")
+                                          for i in dropped)
     assert all(b"Connection aborted" in i.body or b"RemoteDisconnected" in i.body for i in dropped)
     assert "no response from storage buckets.get" in dropped[0].error_message()
     assert outcome(result, "SOV-04").outcome is Outcome.PASS
@@ -255,10 +257,12 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
 # -- one failed question, exactly its readers incomplete ------------------------------------------------
 
 SINGLE_FAULTS = {
-    "iam-policy-403": ({"api": "resourcemanager", "path": ":getIamPolicy$", "status": 403}, {"SEC-04", "SEC-05"}),
+    "iam-policy-403": ({"api": "resourcemanager", "path": ":getIamPolicy$", "status": 403},
+                       {"SEC-04", "SEC-05", "SEC-07"}),
     # projects.get first, then getIamPolicy in the same collector: neither is known.
+    # SOV-04/SOV-05 need the project number to tell the node's own IAM members from others.
     "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
-                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05"}),
+                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SOV-04", "SOV-05"}),
     "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),
     "manifest-listing-503": ({"api": "storage", "path": "/o$", "status": 503}, {"INT-01"}),
     "load-jobs-503": ({"api": "bigquery", "path": "/jobs$", "status": 503}, {"INT-01"}),

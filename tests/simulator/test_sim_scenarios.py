@@ -254,7 +254,7 @@ def test_scenarios_json_lists_names_and_controls() -> None:
     assert REQUIRED <= set(listed)
     assert listed["org-policy-relaxed"]["fails"] == ["SOV-01", "SOV-02", "SOV-03"]
     assert listed["data-access-logs-off"] == {
-        "name": "data-access-logs-off", "fails": ["SEC-05"], "errors": ["SEC-04"],
+        "name": "data-access-logs-off", "fails": ["SEC-05"], "errors": ["SEC-04", "SEC-07"],
         "description": listed["data-access-logs-off"]["description"]}
 
 

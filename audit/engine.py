@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
-from sovaudit.audit.collectors import integrity, job, logs, posture
+from sovaudit.audit.collectors import integrity, job, logging_config, logs, posture
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, RunResult, Scope
@@ -124,6 +124,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         ("org policy", lambda: posture.effective_location_policy(ctx)),
         ("project and audit config", lambda: posture.project_and_audit_config(ctx)),
         ("VPC-SC perimeters", lambda: posture.perimeters(ctx)),
+        ("log routing", lambda: logging_config.collect(ctx)),
     ]
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
     if job_scope is not None and window_start is not None and window_end is not None:

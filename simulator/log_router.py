@@ -173,6 +173,10 @@ def route(state: SimState, entry: Mapping[str, Any]) -> bool:
 
 # ------------------------------------------------------------------------------------------ building
 
+def omit_defaults(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Logging answers proto3 JSON: a field at its default ('', false, 0, [], {}) is left out."""
+    return {k: v for k, v in body.items() if v not in ("", False, 0, [], {}, None) or v is True}
+
 def _timestamps(created: str) -> dict[str, str]:
     return {"createTime": created, "updateTime": created}
 
@@ -223,7 +227,8 @@ def build(state: SimState, spec: Mapping[str, Any], created: str) -> LoggingConf
         name = bucket_name(state.project_id, locations[bucket_id], bucket_id)
         base = defaults.get(bucket_name(state.project_id, "global", bucket_id)) or {
             "name": name, **_timestamps(created), "retentionDays": 30, "lifecycleState": "ACTIVE"}
-        bucket = {**copy.deepcopy(base), **{k: copy.deepcopy(v) for k, v in body.items() if k != "location"}}
+        bucket = omit_defaults({**copy.deepcopy(base),
+                                **{k: copy.deepcopy(v) for k, v in body.items() if k != "location"}})
         bucket["name"] = name
         cfg.buckets[name] = bucket
     if locations[REQUIRED] != "global" or locations[DEFAULT] != "global":
@@ -233,9 +238,10 @@ def build(state: SimState, spec: Mapping[str, Any], created: str) -> LoggingConf
         base = cfg.sinks.get(sink_id) or {"name": sink_id, "writerIdentity": writer_identity(state.project_number),
                                           **_timestamps(created),
                                           "resourceName": f"projects/{state.project_id}/sinks/{sink_id}"}
-        cfg.sinks[sink_id] = {**base, **copy.deepcopy(dict(body)), "name": sink_id}
+        cfg.sinks[sink_id] = omit_defaults({**base, **copy.deepcopy(dict(body)), "name": sink_id})
     for exclusion_id, body in (spec.get("exclusions") or {}).items():
-        cfg.exclusions[exclusion_id] = {"name": exclusion_id, **copy.deepcopy(dict(body)), **_timestamps(created)}
+        cfg.exclusions[exclusion_id] = omit_defaults({"name": exclusion_id, **copy.deepcopy(dict(body)),
+                                                      **_timestamps(created)})
     return cfg
 
 

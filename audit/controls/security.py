@@ -297,9 +297,9 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
     if problems:
         yield Finding.error(f"projects/{pack.project}", "the absence of egress cannot be proven: "
                             + "; ".join(problems) + " (see SEC-05)", configs.evidence + tuple(log_ids))
-    elif log_problems:
-        pass
-    elif not entries:
+    if problems or log_problems:
+        return
+    if not entries:
         yield Finding.error(f"projects/{pack.project}", f"no data writes at all were logged in the window {window}; "
                             "the run's own outputs should appear, so the log evidence is incomplete",
                             configs.evidence + tuple(log_ids))

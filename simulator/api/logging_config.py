@@ -153,9 +153,10 @@ def create_sink(req: SimRequest) -> dict[str, Any]:
     with req.state.lock:
         if name in cfg.sinks:
             raise rpc_error(409, f"Sink {name} already exists", status="ALREADY_EXISTS")
-        sink = {"name": name, **{k: copy.deepcopy(body[k]) for k in _SINK_FIELDS if k in body},
-                "writerIdentity": _writer_identity(req, name), "createTime": now, "updateTime": now,
-                "resourceName": f"projects/{req.state.project_id}/sinks/{name}"}
+        sink = log_router.omit_defaults({
+            "name": name, **{k: copy.deepcopy(body[k]) for k in _SINK_FIELDS if k in body},
+            "writerIdentity": _writer_identity(req, name), "createTime": now, "updateTime": now,
+            "resourceName": f"projects/{req.state.project_id}/sinks/{name}"})
         for exclusion in sink.get("exclusions") or []:
             exclusion.setdefault("createTime", now)
             exclusion.setdefault("updateTime", now)
@@ -178,7 +179,7 @@ def update_sink(req: SimRequest) -> dict[str, Any]:
             raise rpc_error(400, "The _Required sink cannot be modified.", status="FAILED_PRECONDITION")
         updated = copy.deepcopy(sink)
         for name in fields:
-            if name in body and body[name] not in (None, "", []):
+            if name in body and body[name] not in (None, "", [], False):
                 updated[name] = copy.deepcopy(body[name])
             else:
                 updated.pop(name, None)
@@ -248,8 +249,9 @@ def create_exclusion(req: SimRequest) -> dict[str, Any]:
     with req.state.lock:
         if name in cfg.exclusions:
             raise rpc_error(409, f"Exclusion {name} already exists", status="ALREADY_EXISTS")
-        exclusion = {"name": name, **{k: copy.deepcopy(body[k]) for k in _EXCLUSION_FIELDS if k in body},
-                     "createTime": now, "updateTime": now}
+        exclusion = log_router.omit_defaults({
+            "name": name, **{k: copy.deepcopy(body[k]) for k in _EXCLUSION_FIELDS if k in body},
+            "createTime": now, "updateTime": now})
         cfg.exclusions[name] = exclusion
         cfg.changed()
         _admin(req, "CreateExclusion", _exclusion_name(req, name), "logging_exclusion", {"name": name},
@@ -266,7 +268,7 @@ def update_exclusion(req: SimRequest) -> dict[str, Any]:
     with req.state.lock:
         updated = copy.deepcopy(_exclusion(req, cfg))
         for field_name in fields:
-            if field_name in body and body[field_name] not in (None, ""):
+            if field_name in body and body[field_name] not in (None, "", [], False):
                 updated[field_name] = copy.deepcopy(body[field_name])
             else:
                 updated.pop(field_name, None)
@@ -340,8 +342,9 @@ def create_bucket(req: SimRequest) -> dict[str, Any]:
     with req.state.lock:
         if any(existing.rsplit("/", 1)[-1] == bucket_id for existing in cfg.buckets):
             raise rpc_error(409, f"Bucket {bucket_id} already exists", status="ALREADY_EXISTS")
-        bucket = {"name": name, **{k: copy.deepcopy(body[k]) for k in _BUCKET_FIELDS if k in body},
-                  "createTime": now, "updateTime": now, "lifecycleState": "ACTIVE"}
+        bucket = log_router.omit_defaults({
+            "name": name, **{k: copy.deepcopy(body[k]) for k in _BUCKET_FIELDS if k in body},
+            "createTime": now, "updateTime": now, "lifecycleState": "ACTIVE"})
         bucket["retentionDays"] = int(bucket.get("retentionDays") or 30)   # 0 at creation means 30 days
         cfg.buckets[name] = bucket
         cfg.changed()
@@ -369,7 +372,7 @@ def update_bucket(req: SimRequest) -> dict[str, Any]:
                             status="FAILED_PRECONDITION")
         updated = copy.deepcopy(bucket)
         for field_name in fields:
-            if field_name in body and body[field_name] not in (None, ""):
+            if field_name in body and body[field_name] not in (None, "", [], False):
                 updated[field_name] = copy.deepcopy(body[field_name])
             else:
                 updated.pop(field_name, None)

@@ -136,6 +136,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uid)))
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
+        tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
         tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
         job_name = job_scope.name
         tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))

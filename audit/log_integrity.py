@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sovaudit.audit.evidence import EvidenceLog
-from sovaudit.audit.views import EvidenceIncomplete, Project
+from sovaudit.audit.views import EvidenceIncomplete, Project, log_entries
 from sovaudit.audit.views_logging import DEFAULT, REQUIRED, Destination, LogBucket, LoggingConfig
 from sovaudit.policies.pack import PolicyPack
 
@@ -140,20 +140,51 @@ def routing_problems(config: LoggingConfig, pack: PolicyPack, node_ids: frozense
     return problems
 
 
+CHANGES_PURPOSE = "logging.config_changes"
+
+
+def routing_changes(evidence: EvidenceLog) -> list[RoutingProblem]:
+    """Logging config mutations since the run began (Admin Activity, so never excluded).
+
+    The configuration judged is today's; an exclusion in force during the run and deleted before
+    verify would leave it clean while the run's entries are gone. Any mutation since the window's
+    start is therefore a problem: the routing the run's entries went through is not the one shown.
+    Raises EvidenceIncomplete when the history was not (completely) read.
+    """
+    problems = []
+    for entry in log_entries(evidence, CHANGES_PURPOSE):
+        method = entry.method_name.rsplit(".", 1)[-1]
+        if entry.status.get("code") or method.startswith(("Get", "List")):
+            continue   # refused, or a read: nothing changed
+        changed = entry.request.get("exclusion") or entry.request.get("sink") or entry.request.get("bucket") or {}
+        detail = f" (filter {changed['filter']!r})" if isinstance(changed, dict) and changed.get("filter") else ""
+        problems.append(RoutingProblem(entry.resource_name or entry.ref,
+                                       f"{entry.principal or 'someone'} called {method} on {entry.resource_name}"
+                                       f"{detail} at {entry.timestamp}, during or after the run: the routing its "
+                                       "entries went through is not the one judged now", entry.evidence))
+    return problems
+
+
 def absence_proof_problems(evidence: EvidenceLog, pack: PolicyPack) -> list[str]:
     """Why an absence proof read from the node's audit log cannot be trusted ([] when it can).
 
-    Shared by SEC-04, SEC-06 and the reads control: while SEC-08 fails, or could not read the routing
-    configuration, "no entry found" proves nothing and those controls are ERROR, never PASS.
+    Shared by SEC-04, SEC-06 and the reads control (all job controls, so the routing's change history
+    since the run's start was collected): while SEC-08 fails, or the routing or its history could not
+    be read, "no entry found" proves nothing and those controls are ERROR, never PASS.
     """
     try:
         config = LoggingConfig.from_log(evidence)
     except EvidenceIncomplete as exc:
         return [f"the log routing configuration could not be read ({exc.message})"]
-    return [p.message for p in routing_problems(config, pack, node_project_ids(evidence, pack))]
+    problems = [p.message for p in routing_problems(config, pack, node_project_ids(evidence, pack))]
+    try:
+        problems += [p.message for p in routing_changes(evidence)]
+    except EvidenceIncomplete as exc:
+        problems.append(f"the log routing's change history could not be read ({exc.message})")
+    return problems
 
 
 def absence_proof_evidence(evidence: EvidenceLog) -> tuple[str, ...]:
     """The routing evidence items, for the findings that cite it."""
-    return tuple(item.id for purpose in ("logging.sinks", "logging.exclusions", "logging.buckets")
+    return tuple(item.id for purpose in ("logging.sinks", "logging.exclusions", "logging.buckets", CHANGES_PURPOSE)
                  for item in evidence.by_purpose(purpose).items)

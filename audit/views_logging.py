@@ -20,6 +20,7 @@ LOGGING_PURPOSES = {
     "logging.sinks": "logging projects.sinks.list",
     "logging.exclusions": "logging projects.exclusions.list",
     "logging.buckets": "logging projects.locations.buckets.list",
+    "logging.config_changes": "logging entries.list",
 }
 # Registered here, not in views.py, so each evidence family keeps its names beside its views.
 PURPOSE_API.update(LOGGING_PURPOSES)

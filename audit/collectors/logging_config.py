@@ -7,16 +7,16 @@ once (`locations/-`), so a bucket created in a new region costs no extra request
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sovaudit import cloud
-from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
+from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext, utc_text
 
 PAGE_SIZE = "100"
 
 
 def _list_all(ctx: CollectContext, session: Any, base: str, purpose: str, method: str, path: str) -> None:
-
     def list_pages() -> None:
         token = ""
         while True:
@@ -57,3 +57,21 @@ def collect(ctx: CollectContext) -> None:
             failed.append(error)
     if failed:
         raise failed[0]
+
+
+CHANGES_PURPOSE = "logging.config_changes"
+
+
+def changes_filter(project: str, start: datetime) -> str:
+    """Admin Activity entries of Logging config mutations from the run's start until now: a routing
+    changed during the run and reverted before verify leaves these behind (they are in `_Required`,
+    which no exclusion reaches). The explicit timestamp keeps the client's 24-hour clause away."""
+    return (f'logName="projects/{project}/logs/cloudaudit.googleapis.com%2Factivity" AND '
+            'protoPayload.serviceName="logging.googleapis.com" AND protoPayload.methodName:"ConfigServiceV2" '
+            f'AND timestamp>="{utc_text(start)}"')
+
+
+def changes(ctx: CollectContext, start: datetime) -> None:
+    from sovaudit.audit.collectors import logs
+
+    logs.collect(ctx, CHANGES_PURPOSE, changes_filter(ctx.project, start))

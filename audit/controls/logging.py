@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sovaudit.audit.log_integrity import node_project_ids, routing_problems
+from sovaudit.audit.log_integrity import CHANGES_PURPOSE, node_project_ids, routing_changes, routing_problems
 from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
 from sovaudit.audit.registry import control
 from sovaudit.audit.views_logging import DEFAULT, LoggingConfig
@@ -33,11 +33,18 @@ from sovaudit.audit.views_logging import DEFAULT, LoggingConfig
                 "google_logging_project_exclusion",
     frameworks={"GDPR": ["Art. 30", "Art. 32", "Art. 44"], "HIPAA": ["164.312(b)", "164.312(c)(1)"],
                 "NIST-800-53": ["AU-9", "AU-4", "AU-11", "AU-12"], "ISO27001-2022": ["A.8.15", "A.5.33"]},
-    reads=["logging.sinks", "logging.exclusions", "logging.buckets", "resourcemanager.project"],
+    reads=["logging.sinks", "logging.exclusions", "logging.buckets", "logging.config_changes",
+           "resourcemanager.project"],
 )
 def log_integrity(ctx: ControlContext) -> Iterator[Finding]:
     config = LoggingConfig.from_log(ctx.evidence)
     problems = routing_problems(config, ctx.policy, node_project_ids(ctx.evidence, ctx.policy))
+    history = ""
+    if ctx.scope.window_start is not None and not ctx.scope.posture_only:
+        # A run is in scope: the routing must also not have changed since it began (or it may have
+        # been different while the run's entries were recorded). Unreadable history is ERROR.
+        problems += routing_changes(ctx.evidence)
+        history = f"; no routing change since {ctx.scope.window_start.isoformat()}"
     for problem in problems:
         yield Finding.fail(problem.resource, problem.message, problem.evidence)
     if not problems:
@@ -49,4 +56,5 @@ def log_integrity(ctx: ControlContext) -> Iterator[Finding]:
                          f"every bucket storing the node's entries is in "
                          f"{', '.join(ctx.policy.logging.allowed_locations)}"
                          + (f" (or _Required in {ctx.policy.logging.required_bucket_location})"
-                            if ctx.policy.logging.required_bucket_location else ""), config.evidence)
+                            if ctx.policy.logging.required_bucket_location else "") + history,
+                         config.evidence + tuple(ctx.evidence.by_purpose(CHANGES_PURPOSE).ids))

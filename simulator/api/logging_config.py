@@ -16,13 +16,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sovaudit.simulator import audit_log, clock, log_router
 from sovaudit.simulator.api._common import paged_body, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 from sovaudit.simulator.logquery import LogQueryError, compile_filter
+from sovaudit.simulator.state import SimState
 
 API = "logging"
 SERVICE = "logging.googleapis.com"
@@ -75,17 +77,50 @@ def _mask(req: SimRequest, default: tuple[str, ...], allowed: tuple[str, ...]) -
 
 def _admin(req: SimRequest, method: str, resource_name: str, resource_type: str, labels: Mapping[str, str],
            request: Mapping[str, Any] | None = None) -> None:
-    """The Admin Activity entry for a config mutation; `_Required` stores it whatever the routing."""
     from sovaudit.simulator.api.compute import caller_principal
 
+    record_change(req.state, method, resource_name, resource_type, labels, request,
+                  principal=caller_principal(req), timestamp=clock.now())
+
+
+def record_change(state: SimState, method: str, resource_name: str, resource_type: str, labels: Mapping[str, str],
+                  request: Mapping[str, Any] | None, *, principal: str, timestamp: datetime) -> None:
+    """The Admin Activity entry for a config mutation; `_Required` stores it whatever the routing,
+    so a change made and reverted around a run stays on record. (The `ConfigServiceV2.Update*`
+    method strings are [U] in the reference; Create*/Delete* follow the same pattern.)"""
     if resource_type == "audited_resource":   # log buckets have no monitored resource type of their own
         labels = {"service": SERVICE, "method": f"google.logging.v2.ConfigServiceV2.{method}"}
-    audit_log.record(req.state, audit_log.audit_entry(
-        req.state, log_id=audit_log.ACTIVITY, service=SERVICE, method=f"google.logging.v2.ConfigServiceV2.{method}",
+    audit_log.record(state, audit_log.audit_entry(
+        state, log_id=audit_log.ACTIVITY, service=SERVICE, method=f"google.logging.v2.ConfigServiceV2.{method}",
         resource_name=resource_name, resource_type=resource_type,
-        resource_labels={"project_id": req.state.project_id, **labels}, principal=caller_principal(req),
-        timestamp=clock.now(), permission=_PERMISSIONS[method], permission_type="ADMIN_WRITE",
+        resource_labels={"project_id": state.project_id, **labels}, principal=principal,
+        timestamp=timestamp, permission=_PERMISSIONS[method], permission_type="ADMIN_WRITE",
         request={"@type": f"type.googleapis.com/google.logging.v2.{method}Request", **dict(request or {})}))
+
+
+def transient_exclusions(state: SimState, exclusions: Sequence[Mapping[str, Any]], *, created: datetime,
+                         deleted: datetime, principal: str) -> Callable[[], None]:
+    """Seed helper: project exclusions in force from now until the returned callable is called, which
+    removes them again; their CreateExclusion/DeleteExclusion entries are dated `created`/`deleted`.
+    This is the insider who excludes the run's entries and reverts the change before anyone looks."""
+    cfg = log_router.config(state) or log_router.install(state, {}, clock.rfc3339(created))
+    for item in exclusions:
+        cfg.exclusions[item["name"]] = {"name": item["name"], "filter": item["filter"],
+                                        "createTime": clock.rfc3339(created), "updateTime": clock.rfc3339(created)}
+    cfg.changed()
+
+    def revert() -> None:
+        for item in exclusions:
+            body = cfg.exclusions.pop(item["name"], None)
+            resource = f"projects/{state.project_id}/exclusions/{item['name']}"
+            record_change(state, "CreateExclusion", resource, "logging_exclusion", {"name": item["name"]},
+                          {"parent": f"projects/{state.project_id}", "exclusion": body or dict(item)},
+                          principal=principal, timestamp=created)
+            record_change(state, "DeleteExclusion", resource, "logging_exclusion", {"name": item["name"]},
+                          {"name": resource}, principal=principal, timestamp=deleted)
+        cfg.changed()
+
+    return revert
 
 
 _PERMISSIONS = {"CreateSink": "logging.sinks.create", "UpdateSink": "logging.sinks.update",

@@ -343,6 +343,7 @@ class NodeEvidence:
             {"name": f"projects/{project}/locations/global/buckets/_Default", "retentionDays": 30,
              "lifecycleState": "ACTIVE"},
             {"name": bucket, "retentionDays": 400, "locked": True, "lifecycleState": "ACTIVE"}]})
+        self.set("logging.config_changes", {})
 
 
 def job_scope(**changes: Any) -> Scope:

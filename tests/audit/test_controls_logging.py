@@ -169,3 +169,49 @@ def test_a_real_violation_stays_a_fail_while_the_log_is_also_untrusted(node: Nod
             "violationReason": "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER", "resourceNames": ["projects/_/buckets/b"]}}}]})
     node.body("logging.exclusions")["exclusions"].append({"name": "cost-cut", "filter": DATA_ACCESS})
     assert node.run("SEC-06").outcome == Outcome.FAIL
+
+
+# ---- the routing's change history since the run began -----------------------------------------------
+
+def change_entry(method: str, resource: str, request: dict | None = None, status: dict | None = None) -> dict:
+    payload = {"@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "logging.googleapis.com",
+               "methodName": f"google.logging.v2.ConfigServiceV2.{method}", "resourceName": resource,
+               "authenticationInfo": {"principalEmail": "admin@example.org"}, "request": request or {}}
+    if status:
+        payload["status"] = status
+    return {"logName": "projects/fed-node-us/logs/cloudaudit.googleapis.com%2Factivity", "insertId": method,
+            "timestamp": "2026-11-26T14:58:00Z", "resource": {"type": "logging_exclusion", "labels": {}},
+            "protoPayload": payload}
+
+
+def test_sec08_fails_on_a_routing_change_since_the_run_began_even_if_reverted(node: NodeEvidence) -> None:
+    resource = "projects/fed-node-us/exclusions/tmp"
+    node.set("logging.config_changes", {"entries": [
+        change_entry("CreateExclusion", resource, {"exclusion": {"name": "tmp", "filter": DATA_ACCESS}}),
+        change_entry("DeleteExclusion", resource)]})
+    result = node.run("SEC-08")
+    messages = failures(result)
+    assert result.outcome == Outcome.FAIL and len(messages) == 2
+    assert messages[0].startswith("admin@example.org called CreateExclusion on projects/fed-node-us/exclusions/tmp "
+                                  f"(filter {DATA_ACCESS!r})")
+    assert node.run("SEC-04").outcome == Outcome.ERROR
+
+
+def test_sec08_ignores_a_refused_change(node: NodeEvidence) -> None:
+    node.set("logging.config_changes", {"entries": [
+        change_entry("UpdateSink", "projects/fed-node-us/sinks/_Required", status={"code": 9})]})
+    assert node.run("SEC-08").outcome == Outcome.PASS
+
+
+def test_unreadable_change_history_is_error_for_sec08_and_the_absence_proofs(node: NodeEvidence) -> None:
+    node.set("logging.config_changes", {"error": {"code": 503, "message": "unavailable"}}, 503)
+    assert node.run("SEC-08").outcome == Outcome.ERROR
+    assert node.run("SEC-06").outcome == Outcome.ERROR
+
+
+def test_a_posture_only_run_judges_the_routing_without_history(node: NodeEvidence) -> None:
+    from test_controls_evidence import job_scope
+
+    node.drop("logging.config_changes")
+    assert node.run("SEC-08", scope=job_scope(job=None, job_uid=None, window_start=None, window_end=None,
+                                              posture_only=True)).outcome == Outcome.PASS

@@ -175,3 +175,17 @@ def test_a_node_file_cannot_modify_required_or_carry_a_bad_filter(tmp_path) -> N
     broken.write_text(text.replace('severity<=DEBUG', 'severity<=DEBUG AND ('))
     with pytest.raises(NodeFileError, match=r"logging.exclusions.drop-task-debug-lines.filter.*not a valid"):
         load_state(broken)
+
+
+def test_an_exclusion_reverted_after_the_run_leaves_only_its_admin_activity(sim_factory) -> None:
+    sim = sim_factory(scenarios=["logs-exclusion-reverted-after-run"])
+    day = timedelta(days=1)
+    write = 'protoPayload.methodName="storage.objects.create" AND resource.labels.bucket_name="fed-node-us-raw-vcfs-backup"'
+    assert recent(sim, write, day) == []
+    assert config_client(sim.url).projects().exclusions().list(parent=PROJECT).execute()["exclusions"][0]["name"] \
+        == "drop-task-debug-lines"   # today's config is clean
+    changes = recent(sim, 'protoPayload.methodName:"ConfigServiceV2"', day)
+    assert [c.payload["methodName"].rsplit(".", 1)[1] for c in changes] == ["CreateExclusion", "DeleteExclusion"]
+    seed = sim.state.extras["seed"]
+    assert changes[0].timestamp < datetime.fromisoformat(seed.window_start.replace("Z", "+00:00"))
+    assert changes[1].timestamp > datetime.fromisoformat(seed.window_end.replace("Z", "+00:00"))

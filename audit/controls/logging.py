@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sovaudit.audit.log_integrity import CHANGES_PURPOSE, node_project_ids, routing_changes, routing_problems
+from sovaudit.audit.log_integrity import CHANGES_PURPOSE, routing_changes, routing_problems
 from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
 from sovaudit.audit.registry import control
+from sovaudit.audit.views import Project
 from sovaudit.audit.views_logging import DEFAULT, LoggingConfig
 
 
@@ -38,7 +39,10 @@ from sovaudit.audit.views_logging import DEFAULT, LoggingConfig
 )
 def log_integrity(ctx: ControlContext) -> Iterator[Finding]:
     config = LoggingConfig.from_log(ctx.evidence)
-    problems = routing_problems(config, ctx.policy, node_project_ids(ctx.evidence, ctx.policy))
+    # Destinations may name the node by project number; without the project read, such a destination
+    # would look foreign, so the control is ERROR rather than a FAIL it cannot stand behind.
+    project = Project.from_log(ctx.evidence)
+    problems = routing_problems(config, ctx.policy, frozenset({ctx.policy.project, project.project_number}))
     history = ""
     if ctx.scope.window_start is not None and not ctx.scope.posture_only:
         # A run is in scope: the routing must also not have changed since it began (or it may have

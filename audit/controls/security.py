@@ -251,7 +251,7 @@ def _is_bigquery_write(entry: LogEntry) -> bool:
     frameworks={"GDPR": ["Art. 44", "Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53": ["SC-7", "AC-4", "AU-6"],
                 "ISO27001-2022": ["A.8.12", "A.5.14"]},
     reads=["logging.data_writes", "resourcemanager.iam_policy", "logging.sinks", "logging.exclusions",
-           "logging.buckets"],
+           "logging.buckets", "logging.config_changes"],
     needs_job=True,
 )
 def no_egress(ctx: ControlContext) -> Iterator[Finding]:
@@ -329,7 +329,8 @@ def _is_vpcsc_violation(entry: LogEntry) -> bool:
                 "legitimate, add a narrowly-scoped ingress/egress rule to the perimeter",
     frameworks={"GDPR": ["Art. 32", "Art. 33"], "HIPAA": ["164.308(a)(1)(ii)(D)"],
                 "NIST-800-53": ["SC-7", "SI-4", "AU-6"], "ISO27001-2022": ["A.8.16"]},
-    reads=["logging.policy_denied", "logging.sinks", "logging.exclusions", "logging.buckets"],
+    reads=["logging.policy_denied", "logging.sinks", "logging.exclusions", "logging.buckets",
+           "logging.config_changes"],
     needs_job=True,
 )
 def no_perimeter_violations(ctx: ControlContext) -> Iterator[Finding]:

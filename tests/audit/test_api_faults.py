@@ -249,7 +249,8 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
                                                "instances.aggregatedList", "instanceTemplates.get", "jobs.get",
                                                "buckets.get", "datasets.get", "servicePerimeters.list",
                                                "projects.get", "projects.getIamPolicy", "objects.list",
-                                               "jobs.list", "not collected", "no Batch job")), control
+                                               "jobs.list", "sinks.list", "exclusions.list", "buckets.list",
+                                               "not collected", "no Batch job")), control
 
 
 # -- one failed question, exactly its readers incomplete ------------------------------------------------
@@ -258,7 +259,8 @@ SINGLE_FAULTS = {
     "iam-policy-403": ({"api": "resourcemanager", "path": ":getIamPolicy$", "status": 403}, {"SEC-04", "SEC-05"}),
     # projects.get first, then getIamPolicy in the same collector: neither is known.
     "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
-                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05"}),
+                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-08"}),
+    "log-sinks-403": ({"api": "logging", "path": "/sinks$", "status": 403}, {"SEC-04", "SEC-06", "SEC-08"}),
     "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),
     "manifest-listing-503": ({"api": "storage", "path": "/o$", "status": 503}, {"INT-01"}),
     "load-jobs-503": ({"api": "bigquery", "path": "/jobs$", "status": 503}, {"INT-01"}),

@@ -189,3 +189,28 @@ def test_an_exclusion_reverted_after_the_run_leaves_only_its_admin_activity(sim_
     seed = sim.state.extras["seed"]
     assert changes[0].timestamp < datetime.fromisoformat(seed.window_start.replace("Z", "+00:00"))
     assert changes[1].timestamp > datetime.fromisoformat(seed.window_end.replace("Z", "+00:00"))
+
+
+def test_config_resources_use_only_fields_of_the_discovery_document(sim_factory) -> None:
+    """Every field the simulator serves exists in logging.v2's LogSink / LogExclusion / LogBucket."""
+    import json
+    from pathlib import Path
+
+    import googleapiclient
+
+    document = json.loads((Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" /
+                           "logging.v2.json").read_text())
+    schemas = document["schemas"]
+    sim = sim_factory(scenarios=["logs-sink-to-foreign-project", "logs-exclusion-storage-writes-only",
+                                 "logs-bucket-multi-region-copy"])
+    client = config_client(sim.url).projects()
+    listed = {"LogSink": client.sinks().list(parent=PROJECT).execute()["sinks"],
+              "LogExclusion": client.exclusions().list(parent=PROJECT).execute()["exclusions"],
+              "LogBucket": client.locations().buckets().list(parent=f"{PROJECT}/locations/-").execute()["buckets"]}
+    for schema, items in listed.items():
+        assert items
+        for item in items:
+            assert set(item) <= set(schemas[schema]["properties"]), (schema, item)
+            assert all(value not in ("", False, [], {}) for value in item.values()), item   # proto3 defaults omitted
+    default = next(s for s in listed["LogSink"] if s["name"] == "_Default")
+    assert set(default["exclusions"][0]) <= set(schemas["LogExclusion"]["properties"])

@@ -112,6 +112,26 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class AllowedExclusion:
+    """A log exclusion the node is known to have: matched by exact name and exact filter."""
+
+    name: str
+    filter: str
+
+
+@dataclass(frozen=True)
+class LogRouting:
+    """Where the node's log entries may be stored and which exclusions are expected (SEC-08).
+
+    Without a `logging:` section the log buckets must be in the jurisdiction's allowed regions, no
+    exclusion is expected, and `_Required` in `global` is not accepted: it has to be said."""
+
+    allowed_locations: tuple[str, ...]
+    required_bucket_location: str = ""
+    allowed_exclusions: tuple[AllowedExclusion, ...] = ()
+
+
+@dataclass(frozen=True)
 class Waiver:
     control: str
     resource: str
@@ -148,6 +168,7 @@ class PolicyPack:
     # SEC-07's exact allow-list of readers; None when the pack names none (SEC-07 is then ERROR).
     readers: tuple[str, ...] | None = None
     access: Access = field(default_factory=Access)
+    logging: LogRouting = LogRouting(allowed_locations=())
 
     @property
     def region(self) -> str:
@@ -400,6 +421,7 @@ class _Checker:
             if not _DOMAIN.match(str(domain)):
                 path = f"access.allowed_domains[{index}]"
                 self.error(self.line(path), path, f"{domain!r} is not a domain name", "e.g. example.org")
+        self.check_logging(v.get("logging") or {})
 
     def check_members(self, path: str, members: list[Any]) -> None:
         """IAM members in the form Google writes them, so comparisons can be exact."""
@@ -509,6 +531,34 @@ class _Checker:
             self.error(self.line("confidential.machine_series"), "confidential.machine_series",
                        "must not be empty", "e.g. [n2d, c2d, c3d]")
 
+    def check_logging(self, log: dict[str, Any]) -> None:
+        if "allowed_locations" in log and not log["allowed_locations"]:
+            self.error(self.line("logging.allowed_locations"), "logging.allowed_locations", "must not be empty",
+                       "e.g. [us-central1]: the regional log bucket _Default is routed to")
+        for index, location in enumerate(log.get("allowed_locations", [])):
+            path = f"logging.allowed_locations[{index}]"
+            if location == "global":
+                continue   # said explicitly: Google does not say where `global` entries are stored
+            if location not in locations.REGION_ZONES and location not in locations.MULTI_REGIONS:
+                self.error(self.line(path), path, f"unknown log bucket location {location!r}",
+                           "a region such as us-central1, a multi-region such as us/eu, or global")
+            elif self.jurisdiction_members and location not in self.jurisdiction_members:
+                self.error(self.line(path), path, f"the log location {location!r} is outside the jurisdiction",
+                           "log entries describe the data; keep them where the data lives")
+        required = log.get("required_bucket_location")
+        if required is not None and required != "global":
+            self.error(self.line("logging.required_bucket_location"), "logging.required_bucket_location",
+                       f"unsupported value {required!r}",
+                       "only global (the location _Required keeps on an existing project) can be accepted here; "
+                       "a regional _Required must be in allowed_locations")
+        seen: set[str] = set()
+        for index, exclusion in enumerate(log.get("allowed_exclusions", [])):
+            name = exclusion.get("name")
+            if name in seen:
+                path = f"logging.allowed_exclusions[{index}].name"
+                self.error(self.line(path), path, f"exclusion {name!r} is listed twice", "keep one entry per name")
+            seen.add(name)
+
     def check_controls(self, overrides: dict[str, str], waivers: list[dict[str, Any]]) -> None:
         known = _known_control_ids()
         hint = "see `sovaudit controls list`"
@@ -559,4 +609,14 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         readers=tuple(v["readers"]) if "readers" in v else None,
         access=Access(tuple((v.get("access") or {}).get("allowed_domains") or ()),
                       tuple((v.get("access") or {}).get("allowed_principals") or ())),
+        logging=_log_routing(v.get("logging") or {}, tuple(j["allowed_regions"])),
+    )
+
+
+def _log_routing(log: dict[str, Any], allowed_regions: tuple[str, ...]) -> LogRouting:
+    return LogRouting(
+        allowed_locations=tuple(log.get("allowed_locations") or allowed_regions),
+        required_bucket_location=str(log.get("required_bucket_location") or ""),
+        allowed_exclusions=tuple(AllowedExclusion(e["name"], e["filter"].strip())
+                                 for e in log.get("allowed_exclusions") or ()),
     )

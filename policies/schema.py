@@ -79,6 +79,16 @@ PACK: dict[str, Field] = {
         "machine_type": Field(STR),
         "labels": Field(MAP_STR, required=False),
     }),
+    # Where the node's log entries may be stored, and which exclusions are expected (SEC-08).
+    "logging": Field(OBJECT, required=False, fields={
+        "allowed_locations": Field(LIST_STR, hint="log bucket locations inside the jurisdiction, e.g. [us-central1]"),
+        "required_bucket_location": Field(STR, required=False,
+                                          hint="global: accept _Required there (it cannot move on an existing project)"),
+        "allowed_exclusions": Field(LIST_OBJECT, required=False, fields={
+            "name": Field(STR, hint="the exclusion's id"),
+            "filter": Field(STR, hint="its filter, exactly as Logging returns it"),
+        }),
+    }),
     "severity_overrides": Field(MAP_STR, required=False, hint="control id -> critical|high|medium|low"),
     "waivers": Field(LIST_OBJECT, required=False, fields=WAIVER),
 }

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sovaudit.simulator import clock
+from sovaudit.simulator import clock, log_router
 from sovaudit.simulator.state import SimState
 
 AUDIT_LOG_TYPE = "type.googleapis.com/google.cloud.audit.AuditLog"
@@ -69,13 +69,19 @@ def _insert_id(state: SimState) -> str:
 
 
 def record(state: SimState, entry: dict[str, Any], *, receive_delay_ms: int = 180) -> dict[str, Any]:
-    """Append an entry, filling `insertId` and `receiveTimestamp` the way Logging does on ingestion."""
+    """Ingest an entry, filling `insertId` and `receiveTimestamp` the way Logging does, and store it
+    only where the node's Log Router puts it (`log_router.route`: sinks, exclusions, `_Required`).
+    The entry is returned either way: the caller made the call whatever Logging kept of it."""
     with state.lock:
         entry.setdefault("insertId", _insert_id(state))
         if "receiveTimestamp" not in entry:
             moment = clock.parse(entry["timestamp"]) + timedelta(milliseconds=receive_delay_ms)
             entry["receiveTimestamp"] = clock.rfc3339(moment)
-        state.log_entries.append(entry)
+        # The node's Log Router decides for the node's own entries; an entry Google wrote into another
+        # project's log is that project's to route, and the node never lists it either way.
+        own = entry.get("logName", "").startswith(f"projects/{state.project_id}/")
+        if not own or log_router.route(state, entry):
+            state.log_entries.append(entry)
     return entry
 
 

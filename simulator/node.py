@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from sovaudit.simulator import log_router
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.faults import FAULTS_SPEC
 from sovaudit.simulator.seed import SEED_SPEC
@@ -76,6 +77,9 @@ _LIST_RULE = s.Struct(optional={
     "allowAll": s.Boolean(), "denyAll": s.Boolean(), "enforce": s.Boolean(),
     "condition": _rest(),
 })
+
+# Sink, exclusion and log bucket ids: letters, digits, `_-.`, starting with a letter, digit or `_`.
+_LOG_ID = r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,99}"
 
 _BUCKET = _rest({
     "name": s.Text(r"[a-z0-9][-_.a-z0-9]{1,61}[a-z0-9]", "a bucket name"),
@@ -146,6 +150,20 @@ NODE_SPEC = s.Struct(
                       "number": s.Text(r"\d{6,19}", "a quoted project number")},
             optional={"organization": s.Text(r"organizations/\d+", "organizations/<number>"),
                       "auditConfigs": s.ListOf(_rest({"service": s.Text()}))})),
+        # Cloud Logging routing (simulator/log_router.py): user log buckets by id (and the location of
+        # `_Required`/`_Default` when an organization setting moved them), sinks by id (`_Default`
+        # patches the default sink), project exclusions by id. Omitted: both default sinks into `global`.
+        "logging": s.Struct(optional={
+            "buckets": s.MapOf(s.Struct(optional={"location": s.Text(r"global|[a-z]+(?:-[a-z]+\d+)?",
+                                                                     "global, a region or a multi-region")},
+                                        open=True), key_pattern=_LOG_ID),
+            "sinks": s.MapOf(s.Struct(optional={"destination": s.Text(), "filter": s.Text(),
+                                                "disabled": s.Boolean(),
+                                                "exclusions": s.ListOf(_rest({"name": s.Text(_LOG_ID, "an id"),
+                                                                              "filter": s.Text()}))},
+                                      open=True), key_pattern=_LOG_ID),
+            "exclusions": s.MapOf(_rest({"filter": s.Text()}), key_pattern=_LOG_ID),
+        }),
         "foreign_buckets": s.ListOf(s.Struct(required={"name": s.Text(), "project_number": s.Text(r"\d+", "digits"),
                                                        "location": s.Text()})),
         # Access (simulator/iam.py): group email -> member emails, for `group:` bindings; buckets and
@@ -262,6 +280,30 @@ def _node_consistency(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(("default_service_account", f"must be {expected!r} (the project number's default SA)"))
     if not doc["perimeter"]["name"].startswith(doc["access_policy"]["name"] + "/"):
         problems.append(("perimeter.name", f"must live under access_policy.name {doc['access_policy']['name']!r}"))
+    problems += _logging_consistency(doc.get("logging") or {})
+    return problems
+
+
+def _logging_consistency(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The `_Required` sink cannot be changed on Google, and every filter must parse (compiled here,
+    so a typo in a scenario is reported against its field, not as a 400 in the middle of a seed)."""
+    from sovaudit.simulator.logquery import LogQueryError, compile_filter
+
+    problems = []
+    if "_Required" in (spec.get("sinks") or {}):
+        problems.append(("logging.sinks._Required", "the _Required sink cannot be modified (Google refuses it)"))
+    filters = [(f"logging.sinks.{name}.filter", sink.get("filter")) for name, sink in (spec.get("sinks") or {}).items()]
+    filters += [(f"logging.sinks.{name}.exclusions[{index}].filter", exclusion.get("filter"))
+                for name, sink in (spec.get("sinks") or {}).items()
+                for index, exclusion in enumerate(sink.get("exclusions") or [])]
+    filters += [(f"logging.exclusions.{name}.filter", exclusion.get("filter"))
+                for name, exclusion in (spec.get("exclusions") or {}).items()]
+    for where, text in filters:
+        if text:
+            try:
+                compile_filter(str(text))
+            except LogQueryError as exc:
+                problems.append((where, f"is not a valid Logging filter: {exc}"))
     return problems
 
 
@@ -465,6 +507,7 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
         p["id"]: {"number": p["number"], "organization": p.get("organization", ""),
                   "auditConfigs": copy.deepcopy(p.get("auditConfigs") or [])}
         for p in doc.get("foreign_projects") or []}
+    log_router.install(state, doc.get("logging") or {}, NODE_CREATED)
 
     dataset = doc["dataset"]
     state.datasets[dataset["id"]] = dataset_json(dataset, project["id"])

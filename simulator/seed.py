@@ -19,7 +19,7 @@ import copy
 import gzip
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +69,10 @@ SEED_SPEC = s.Struct(optional={
     "noise": s.Boolean(),
     # An insider's API calls replayed through the REST handlers after seeding (simulator/actions.py).
     "actions": s.ListOf(ACTION_SPEC),
+    # Project log exclusions in force only while the run is recorded (created before it, deleted after
+    # it, both in Admin Activity): the entries they match are never stored (simulator/log_router.py).
+    "transient_exclusions": s.ListOf(s.Struct(required={"name": s.Text(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,99}", "an id"),
+                                                        "filter": s.Text()})),
 })
 
 def job_table_schema() -> list[dict[str, Any]]:
@@ -99,6 +103,7 @@ class SeedOptions:
     delete_vms: bool | Sequence[int] = False
     foreign_loads: Sequence[Mapping[str, Any]] = ()
     noise: bool = True
+    transient_exclusions: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -231,6 +236,7 @@ class _Seeder:
         overrides = self._vm_overrides(count)
         missing = {o["index"] % count: o["rows_missing"] for o in self.opts.load_overrides}
         template = self.state.instance_templates[self.node["instance_template"]["name"]]
+        revert_exclusions = self._transient_exclusions()
         for index in range(count):
             instances.append(self._vm(index, template, overrides.get(index, [])))
             tasks.append(self._task_outputs(index, missing.get(index, 0)))
@@ -243,6 +249,7 @@ class _Seeder:
             self._policy_denied(denied, count)
         for load in self.opts.foreign_loads:
             self._foreign_load(load, count)
+        revert_exclusions()
         if self.opts.delete_vms:
             self._delete_vms(None if self.opts.delete_vms is True else {i % count for i in self.opts.delete_vms})
         if self.opts.noise:
@@ -254,6 +261,16 @@ class _Seeder:
         return run
 
     # -------------------------------------------------------------------- helpers
+    def _transient_exclusions(self) -> Callable[[], None]:
+        if not self.opts.transient_exclusions:
+            return lambda: None
+        from sovaudit.simulator.api.logging_config import transient_exclusions
+
+        return transient_exclusions(self.state, self.opts.transient_exclusions,
+                                    created=self.created - timedelta(minutes=4),
+                                    deleted=self.succeeded + timedelta(minutes=6),
+                                    principal="genomics-admin@example.org")
+
     def _task_time(self, index: int, minutes: float) -> datetime:
         jitter = (_h(self.job_uid, "t", index) % 90_000) / 1000.0
         return self.running + timedelta(minutes=minutes, seconds=jitter)

@@ -41,6 +41,7 @@ API_MODULES: tuple[str, ...] = (
     "kms",
     "acm",
     "logging_api",
+    "logging_config",
     "compute",
     "batch",
     "storage",

@@ -162,6 +162,19 @@ def access_context_manager(target: Target) -> tuple[AuthorizedSession, str]:
     return AuthorizedSession(target.credentials()), str(base)
 
 
+LOGGING = "https://logging.googleapis.com"
+
+
+def logging_config(target: Target) -> tuple[AuthorizedSession, str]:
+    """Cloud Logging's configuration (sinks, exclusions, log buckets): google-cloud-logging 3.17 ships
+    ConfigServiceV2 with gRPC transports only, and evidence must be REST JSON, so an authorized
+    session and the REST base URL, as for Access Context Manager."""
+    from google.auth.transport.requests import AuthorizedSession
+
+    base = target.endpoint if target.is_sim else LOGGING
+    return AuthorizedSession(target.credentials()), str(base)
+
+
 def http_session_of(client: Any) -> Any:
     """The `requests` session a client sends through, so the recorder can hook its responses."""
     transport = getattr(client, "_transport", None)

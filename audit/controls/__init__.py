@@ -5,3 +5,4 @@ One module per pillar; each control is a pure function of the collected evidence
 """
 
 from sovaudit.audit.controls import confidential, integrity, reads, security, sovereignty  # noqa: F401
+from sovaudit.audit.controls import logging as _logging  # noqa: F401  (SEC-08)

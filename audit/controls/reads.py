@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from sovaudit.audit.log_integrity import absence_proof_evidence, absence_proof_problems
 from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
 from sovaudit.audit.registry import control
 from sovaudit.audit.views import EvidenceIncomplete, IamAuditConfigs, LogEntry, log_entries
@@ -68,14 +69,7 @@ def window_reads(entries: Sequence[LogEntry]) -> list[Read]:
             for entry in entries if _is_read(entry)]
 
 
-def absence_proof_problems_hook(ctx: ControlContext) -> list[str]:
-    """Where the log-integrity control's verdict enters (SEC-08, another helper's work).
 
-    INTEGRATOR: at merge, return
-    `sovaudit.audit.log_integrity.absence_proof_problems(ctx.evidence, ctx.policy)` here, so SEC-07 is
-    ERROR while an exclusion, a disabled sink or a sink out of the node can drop the entries it reads.
-    """
-    return []
 
 
 @control(
@@ -129,10 +123,12 @@ def only_pack_readers(ctx: ControlContext) -> Iterator[Finding]:
                            f"{objects} distinct object(s)/table(s), in {window}: {examples}{more}",
                            tuple(dict.fromkeys(i for r in found for i in r.evidence)))
     problems = data_read_logging_problems(configs)
-    problems += absence_proof_problems_hook(ctx)
-    if problems:
+    routing = absence_proof_problems(ctx.evidence, ctx.policy)
+    if problems or routing:
+        see = " and ".join(c for c, found in (("SEC-05", problems), ("SEC-08", routing)) if found)
         yield Finding.error(resource, "that nobody else read the node's data cannot be proven: "
-                            + "; ".join(problems) + " (see SEC-05)", configs.evidence + log_ids)
+                            + "; ".join(problems + routing) + f" (see {see})",
+                            configs.evidence + log_ids + (absence_proof_evidence(ctx.evidence) if routing else ()))
     elif not reads:
         yield Finding.error(resource, f"no reads at all were logged in the window {window}; the run's own reads of "
                             "its inputs should appear, so the read log is incomplete", configs.evidence + log_ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from sovaudit.audit.log_integrity import absence_proof_evidence, absence_proof_problems
 from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
 from sovaudit.audit.registry import control
 from sovaudit.audit.views import (
@@ -253,7 +254,8 @@ def _is_bigquery_write(entry: LogEntry) -> bool:
                 "bucket, and tighten the perimeter's egress rules (SEC-01)",
     frameworks={"GDPR": ["Art. 44", "Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53": ["SC-7", "AC-4", "AU-6"],
                 "ISO27001-2022": ["A.8.12", "A.5.14"]},
-    reads=["logging.data_writes", "resourcemanager.iam_policy"],
+    reads=["logging.data_writes", "resourcemanager.iam_policy", "logging.sinks", "logging.exclusions",
+           "logging.buckets", "logging.config_changes"],
     needs_job=True,
 )
 def no_egress(ctx: ControlContext) -> Iterator[Finding]:
@@ -291,10 +293,17 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
                                        f"{entry.timestamp}", entry.evidence)
                 else:
                     clean += 1
+    log_problems = absence_proof_problems(ctx.evidence, pack)
+    if log_problems:
+        yield Finding.error(f"projects/{pack.project}", "the absence of egress cannot be proven: the node's log "
+                            "may not hold every write: " + "; ".join(log_problems) + " (see SEC-08)",
+                            absence_proof_evidence(ctx.evidence) + tuple(log_ids))
     if problems:
         yield Finding.error(f"projects/{pack.project}", "the absence of egress cannot be proven: "
                             + "; ".join(problems) + " (see SEC-05)", configs.evidence + tuple(log_ids))
-    elif not entries:
+    if problems or log_problems:
+        return
+    if not entries:
         yield Finding.error(f"projects/{pack.project}", f"no data writes at all were logged in the window {window}; "
                             "the run's own outputs should appear, so the log evidence is incomplete",
                             configs.evidence + tuple(log_ids))
@@ -317,13 +326,15 @@ def _is_vpcsc_violation(entry: LogEntry) -> bool:
     id="SEC-06", pillar=Pillar.CONTROLS, severity=Severity.MEDIUM,
     title="No VPC Service Controls violations during the run",
     rationale="A VPC-SC denial means something inside (or outside) tried to move data across the perimeter; "
-              "each one is listed so it can be explained. Policy Denied logs cannot be disabled, so their "
-              "absence in the window is evidence.",
+              "each one is listed so it can be explained. Policy Denied logs cannot be disabled, but they are "
+              "stored through the _Default sink, which can be disabled or given an exclusion: their absence in "
+              "the window is evidence only while SEC-08 shows they are stored (otherwise this control is ERROR).",
     remediation="Read each listed violation (violationReason, principal, resource) and fix the caller or, if "
                 "legitimate, add a narrowly-scoped ingress/egress rule to the perimeter",
     frameworks={"GDPR": ["Art. 32", "Art. 33"], "HIPAA": ["164.308(a)(1)(ii)(D)"],
                 "NIST-800-53": ["SC-7", "SI-4", "AU-6"], "ISO27001-2022": ["A.8.16"]},
-    reads=["logging.policy_denied"],
+    reads=["logging.policy_denied", "logging.sinks", "logging.exclusions", "logging.buckets",
+           "logging.config_changes"],
     needs_job=True,
 )
 def no_perimeter_violations(ctx: ControlContext) -> Iterator[Finding]:
@@ -338,7 +349,12 @@ def no_perimeter_violations(ctx: ControlContext) -> Iterator[Finding]:
                            f"VPC-SC violation{mode} at {entry.timestamp}: {entry.principal or 'unknown principal'} "
                            f"called {entry.method_name} on {', '.join(meta.get('resourceNames') or []) or entry.resource_name}"
                            f" ({meta.get('violationReason', 'no reason given')})", entry.evidence)
-    if not violations:
+    log_problems = absence_proof_problems(ctx.evidence, ctx.policy)
+    if log_problems:
+        yield Finding.error(f"projects/{ctx.policy.project}", "the absence of VPC-SC violations cannot be proven: "
+                            "Policy Denied entries may not be stored: " + "; ".join(log_problems) + " (see SEC-08)",
+                            absence_proof_evidence(ctx.evidence) + tuple(log_ids))
+    elif not violations:
         yield Finding.ok(f"projects/{ctx.policy.project}", f"no VPC-SC violations in the window "
                          f"{ctx.scope.window_text} ({len(entries)} other policy-denied entries)", tuple(log_ids))
 

@@ -251,7 +251,8 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
                                                "instances.aggregatedList", "instanceTemplates.get", "jobs.get",
                                                "buckets.get", "datasets.get", "servicePerimeters.list",
                                                "projects.get", "projects.getIamPolicy", "objects.list",
-                                               "jobs.list", "not collected", "no Batch job")), control
+                                               "jobs.list", "sinks.list", "exclusions.list", "buckets.list",
+                                               "not collected", "no Batch job")), control
 
 
 # -- one failed question, exactly its readers incomplete ------------------------------------------------
@@ -262,7 +263,9 @@ SINGLE_FAULTS = {
     # projects.get first, then getIamPolicy in the same collector: neither is known.
     # SOV-04/SOV-05 need the project number to tell the node's own IAM members from others.
     "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
-                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SOV-04", "SOV-05"}),
+                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-04", "SOV-05"}),
+    "log-sinks-403": ({"api": "logging", "path": "/sinks$", "status": 403},
+                      {"SEC-04", "SEC-06", "SEC-07", "SEC-08"}),
     "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),
     "manifest-listing-503": ({"api": "storage", "path": "/o$", "status": 503}, {"INT-01"}),
     "load-jobs-503": ({"api": "bigquery", "path": "/jobs$", "status": 503}, {"INT-01"}),

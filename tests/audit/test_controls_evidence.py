@@ -17,7 +17,7 @@ import pytest
 from sovaudit.audit.evaluate import evaluate
 from sovaudit.audit.evidence import EvidenceItem, EvidenceLog
 from sovaudit.audit.models import ControlContext, Outcome, Scope
-from sovaudit.audit.registry import get
+from sovaudit.audit.registry import all_controls, get
 from sovaudit.policies.pack import PolicyPack, resolve_policy
 
 JOB = "preprocess-genomes-001"
@@ -367,6 +367,32 @@ class NodeEvidence:
             for kind in ("batch", "bucket", "dataset"):
                 status, body = location_refusal(kind, region_name, number)
                 self.set(f"probe.{kind}:{region_name}", body, status)
+        self._clean_logging()
+
+    def _clean_logging(self) -> None:
+        """The node's log routing (SEC-08): `_Default` re-pointed to a regional bucket, `_Required` in
+        global (accepted by the shipped packs), the one exclusion the packs list."""
+        project, region = self.project, self.region
+        bucket = f"projects/{project}/locations/{region}/buckets/node-audit-logs"
+        required_ids = ("cloudaudit.googleapis.com/activity", "externalaudit.googleapis.com/activity",
+                        "cloudaudit.googleapis.com/system_event", "externalaudit.googleapis.com/system_event",
+                        "cloudaudit.googleapis.com/access_transparency",
+                        "externalaudit.googleapis.com/access_transparency")
+        self.set("logging.sinks", {"sinks": [
+            {"name": "_Required", "destination": f"logging.googleapis.com/projects/{project}/locations/global/"
+                                                 "buckets/_Required",
+             "filter": " OR ".join(f'LOG_ID("{i}")' for i in required_ids)},
+            {"name": "_Default", "destination": f"logging.googleapis.com/{bucket}",
+             "filter": " AND ".join(f'NOT LOG_ID("{i}")' for i in required_ids)}]})
+        self.set("logging.exclusions", {"exclusions": [
+            {"name": "drop-task-debug-lines", "filter": 'LOG_ID("batch_task_logs") AND severity<=DEBUG'}]})
+        self.set("logging.buckets", {"buckets": [
+            {"name": f"projects/{project}/locations/global/buckets/_Required", "retentionDays": 400,
+             "locked": True, "lifecycleState": "ACTIVE"},
+            {"name": f"projects/{project}/locations/global/buckets/_Default", "retentionDays": 30,
+             "lifecycleState": "ACTIVE"},
+            {"name": bucket, "retentionDays": 400, "locked": True, "lifecycleState": "ACTIVE"}]})
+        self.set("logging.config_changes", {})
 
 
 def job_scope(**changes: Any) -> Scope:
@@ -389,7 +415,7 @@ def node(us_pack: PolicyPack) -> NodeEvidence:
 def test_every_control_passes_on_a_clean_node(node_name: str) -> None:
     evidence = NodeEvidence(resolve_policy(node_name))
     results = evaluate(evidence.context())
-    assert len(results) == 17
+    assert len(results) == len(all_controls())
     failing = {r.id: [f.message for f in r.findings if f.outcome != Outcome.PASS] for r in results
                if r.outcome != Outcome.PASS}
     assert failing == {}

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from sovaudit.audit.registry import all_controls
 from sovaudit.cli import main
 from sovaudit.simulator.matrix import run_row
 from sovaudit.simulator.node import list_scenarios
 from sovaudit.simulator.server import SimServer
 
-ALL_CONTROLS = 17
+ALL_CONTROLS = len(all_controls())
 
 
 def run_verify(sim: SimServer, *extra: str, policy: str = "us") -> tuple[int, dict[str, Any]]:

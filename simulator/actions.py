@@ -40,6 +40,8 @@ ACTION_SPEC = s.Struct(
         "data": s.Text(),                         # a raw (media) body instead of JSON
         "content_type": s.Text(),
         "expect": s.Integer(minimum=100),         # the HTTP status the call must get
+        # The caller's IP address (X-Sim-Caller-Ip), for access levels with ipSubnetworks.
+        "caller_ip": s.Text(r"[0-9a-fA-F.:]+", "an IP address such as 203.0.113.40"),
         "note": s.Text(),                         # why this call is part of the attack
     },
 )
@@ -66,6 +68,8 @@ def run_actions(state: SimState, actions: Sequence[Mapping[str, Any]]) -> list[i
         method, _, path = str(action["call"]).partition(" ")
         moment = start + timedelta(minutes=float(action.get("at_minutes", 40)))
         headers = {"X-Sim-Principal": str(action.get("principal") or state.node.get("service_account") or "")}
+        if action.get("caller_ip"):
+            headers["X-Sim-Caller-Ip"] = str(action["caller_ip"])
         kwargs: dict[str, Any] = {"headers": headers, "query_string": {
             k: v if isinstance(v, str) else json.dumps(v) for k, v in (action.get("params") or {}).items()}}
         if "data" in action:

@@ -22,6 +22,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from sovaudit.simulator import enforcement
 from sovaudit.simulator.enums import to_numeric_enums, wants_numeric_enums
 from sovaudit.simulator.faults import DropConnection, FaultInjector
 from sovaudit.simulator.http import (
@@ -97,6 +98,8 @@ class SimApp:
         sim_request = SimRequest(request, path_args, self.state, route.api, self.base_url)
         try:
             self._apply_faults(route.api, request)
+            enforcement.check_api_call(self.state, route.api, request.method, request.path,
+                                       request.headers.get("X-Sim-Principal"), request.headers.get("X-Sim-Caller-Ip"))
             result = route.handler(sim_request)
         except ApiError as error:
             return error_response(error)

@@ -30,10 +30,22 @@ def _entries(state: Any, method: str) -> list[dict[str, Any]]:
     return [e for e in state.log_entries if e.get("protoPayload", {}).get("methodName") == method]
 
 
+# An outside user reaches the node's buckets only through an ingress policy of its perimeter.
+_MALLORY_IN = """
+node:
+  perimeter:
+    config:
+      ingressPolicies:
+        - ingressFrom: {identities: ["user:mallory@example.org"], sources: [{accessLevel: "*"}]}
+          ingressTo: {resources: ["*"], operations: [{serviceName: storage.googleapis.com,
+                                                      methodSelectors: [{method: "*"}]}]}
+"""
+
+
 def test_an_action_reads_as_its_principal_at_its_moment(tmp_path: Path) -> None:
     obj = "vcfs%2Fsample-0000.vcf.gz"
     path = _scenario(tmp_path, [{"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
-                                 "principal": "mallory@example.org", "at_minutes": 20}])
+                                 "principal": "mallory@example.org", "at_minutes": 20}], _MALLORY_IN)
     state = load_seeded_state("us", [path], job_tasks=2)
     reads = [e for e in _entries(state, "storage.objects.get")
              if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]

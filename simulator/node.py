@@ -275,6 +275,9 @@ def _node_consistency(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(("default_service_account", f"must be {expected!r} (the project number's default SA)"))
     if not doc["perimeter"]["name"].startswith(doc["access_policy"]["name"] + "/"):
         problems.append(("perimeter.name", f"must live under access_policy.name {doc['access_policy']['name']!r}"))
+    if doc["perimeter"].get("spec") is not None and doc["perimeter"]["mode"] != "enforced":
+        problems.append(("perimeter.spec", "a pending spec sits beside an enforced status: use it with mode "
+                                           "enforced (mode dry-run already makes `config` the spec)"))
     for index, other in enumerate(doc.get("extra_perimeters") or ()):
         if not str(other.get("name", "")).startswith(doc["access_policy"]["name"] + "/"):
             problems.append((f"extra_perimeters[{index}].name",

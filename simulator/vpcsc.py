@@ -305,9 +305,13 @@ def caller_project(state: SimState, principal: str) -> str | None:
     node = state.node or {}
     node_identities = {str(node.get("service_account") or ""), str(node.get("default_service_account") or ""),
                        f"{state.project_number}@cloudservices.gserviceaccount.com"}
-    if not principal or principal in node_identities or principal.endswith(
+    number = state.project_number
+    # Google's service agents for the node's project (service-NUMBER@gcp-sa-..., NUMBER@cloudbuild...).
+    agent = principal.startswith((f"service-{number}@", f"{number}@", f"{number}-")) and \
+        principal.endswith(".gserviceaccount.com")
+    if not principal or principal in node_identities or agent or principal.endswith(
             f"@{state.project_id}.iam.gserviceaccount.com"):
-        return f"projects/{state.project_number}"
+        return f"projects/{number}"
     for project_id, project in projects.foreign_projects(state).items():
         if principal.endswith(f"@{project_id}.iam.gserviceaccount.com"):
             return f"projects/{project.get('number')}"

@@ -144,7 +144,8 @@ def test_vpcsc_violation_is_a_policy_denied_entry_in_the_job_window(sim_factory)
                          + window(sim, before=timedelta(0)))
     assert len(found) == 1
     metadata = found[0].payload["metadata"]
-    assert metadata["violationReason"] == "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER"
+    # A worker (a VPC client inside) writing into a project outside: the reason the troubleshooting doc gives.
+    assert metadata["violationReason"] == "NETWORK_NOT_IN_SAME_SERVICE_PERIMETER"
     assert metadata["securityPolicyInfo"]["servicePerimeterName"] == \
         "accessPolicies/555000111/servicePerimeters/fed_node_us"
     assert "dryRun" not in metadata

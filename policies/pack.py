@@ -480,6 +480,10 @@ class _Checker:
         if policy and name and not name.startswith(f"{policy}/servicePerimeters/"):
             self.error(self.line("perimeter.name"), "perimeter.name",
                        f"{name!r} is not a perimeter of {policy}", f"{policy}/servicePerimeters/NAME")
+        if "restricted_services" in p and not p["restricted_services"]:
+            # SEC-01 would then demand nothing of the perimeter's protection: an empty check is no check.
+            self.error(self.line("perimeter.restricted_services"), "perimeter.restricted_services", "must not be empty",
+                       "list the services the pipeline uses, e.g. [storage.googleapis.com, bigquery.googleapis.com]")
         for index, resource in enumerate(p.get("extra_resources") or []):
             path = f"perimeter.extra_resources[{index}]"
             if not _PERIMETER_RESOURCE.match(resource):

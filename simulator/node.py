@@ -86,8 +86,8 @@ _BUCKET = _rest({
 PERIMETER_NAME = r"accessPolicies/\d+/servicePerimeters/[A-Za-z][A-Za-z0-9_]*"
 _PERIMETER_CONFIG = _rest({
     # projects/NUMBER, or a VPC network //compute.googleapis.com/projects/ID/global/networks/NAME
-    "resources": s.ListOf(s.Text(r"projects/\d+|//compute\.googleapis\.com/projects/[^/]+/global/networks/[^/]+",
-                                 "projects/<number> or //compute.googleapis.com/projects/P/global/networks/N")),
+    "resources": s.ListOf(s.Text(r"(projects|folders)/\d+|//compute\.googleapis\.com/projects/[^/]+/global/networks/[^/]+",
+                                 "projects/<number>, folders/<number> or //compute.googleapis.com/projects/P/global/networks/N")),
     "restrictedServices": s.ListOf(s.Text())})
 
 NODE_SPEC = s.Struct(

@@ -85,7 +85,11 @@ def perimeter_enforced(ctx: ControlContext) -> Iterator[Finding]:
     if found.status is not None and found.use_explicit_dry_run_spec and found.spec is not None:
         differences = _differences(found.status, found.spec)
         if differences:
-            pending = judge.config(found.spec, "its pending dry-run spec (one `commit` from enforced) ")
+            where = "its pending dry-run spec (one `commit` from enforced) "
+            pending = judge.config(found.spec, where)
+            if member not in found.spec.resources:
+                pending.insert(0, f"{where}no longer holds {member} ({pack.project}): committed, the node would "
+                                  "leave the perimeter")
             what = f"its pending dry-run spec differs from the enforced status ({'; '.join(differences)})"
             if pending:
                 problems += pending
@@ -104,6 +108,17 @@ def perimeter_enforced(ctx: ControlContext) -> Iterator[Finding]:
                                f"{', '.join(others)} (requests between them pass both perimeters); it {why}: "
                                f"{', '.join(widened)}", bridge.evidence)
             problems.append(bridge.name)
+    for other in perimeters:
+        if other is found or other.is_bridge:
+            continue
+        held = [r for r in other.members() if r == member or r.startswith(judge.network_prefix)]
+        if held:
+            # A project or network sits in one regular perimeter only; another one holding the node means its
+            # calls are judged by that perimeter's rules, which the pack does not govern.
+            yield Finding.fail(other.name, f"another regular perimeter, {other.name}, holds {', '.join(held)}: the "
+                               "node's calls would be judged by its rules, not by "
+                               f"{pack.perimeter.name}", other.evidence)
+            problems.append(other.name)
     if not problems and not judge.errors:
         summary = (f"enforced regular perimeter holding only {', '.join(found.status.resources)}, restricting "
                    f"{', '.join(pack.perimeter.restricted_services)}; every rule, bridge and access level is listed "
@@ -121,6 +136,11 @@ class _Judge:
         self.errors: list[Finding] = []
         self.level_evidence: tuple[str, ...] = ()
         self._levels: dict[str, AccessLevel] | None = None
+
+    @property
+    def network_prefix(self) -> str:
+        """Every VPC network of the node's project, as a perimeter resource names it."""
+        return f"//compute.googleapis.com/projects/{self.pack.project}/global/networks/"
 
     def allowed_resources(self) -> set[str]:
         network = (f"//compute.googleapis.com/projects/{self.pack.project}/global/networks/"
@@ -177,8 +197,18 @@ class _Judge:
             return []
         listed = {str(level.get("name", "")): canonical(level) for level in self.pack.perimeter.allowed_access_levels}
         levels = self._load_levels()
+        # A level may require others (basic.conditions[].requiredAccessLevels): widening one of those widens it.
+        pending, seen = list(referenced), []
+        while pending:
+            name = pending.pop(0)
+            if name in seen:
+                continue
+            seen.append(name)
+            level = (levels or {}).get(name)
+            for condition in ((level.body.get("basic") or {}).get("conditions") or ()) if level else ():
+                pending += [str(n) for n in condition.get("requiredAccessLevels") or ()]
         problems = []
-        for name in referenced:
+        for name in seen:
             level = (levels or {}).get(name)
             described = level.describe() if level is not None else "not found in the access policy"
             if name not in listed:

@@ -175,3 +175,34 @@ def test_sec01_passes_a_pending_spec_that_opens_nothing_and_says_what_differs(no
 def test_sec01_fails_when_the_named_perimeter_is_a_bridge(node: NodeEvidence) -> None:
     perimeter(node)["perimeterType"] = "PERIMETER_TYPE_BRIDGE"
     assert any("not a regular perimeter" in m for m in failures(node))
+
+
+def test_sec01_fails_when_another_regular_perimeter_holds_the_node_network(node: NodeEvidence) -> None:
+    network = "//compute.googleapis.com/projects/fed-node-us/global/networks/fed-node-us-multiomics-vpc"
+    other = {"name": f"{POLICY}/servicePerimeters/partner", "status": {"resources": [PARTNER, network]}}
+    node.body("acm.perimeters")["servicePerimeters"].append(other)
+    result = node.run("SEC-01")
+    (finding,) = [f for f in result.findings if f.outcome == Outcome.FAIL]
+    assert finding.resource == other["name"] and network in finding.message
+
+
+def test_sec01_fails_a_pending_spec_that_drops_the_node(node: NodeEvidence) -> None:
+    spec = copy.deepcopy(perimeter(node)["status"])
+    spec["resources"] = [PARTNER]
+    perimeter(node).update(spec=spec, useExplicitDryRunSpec=True)
+    messages = failures(node)
+    assert "no longer holds projects/314159265358" in messages[0]
+
+
+def test_sec01_follows_required_access_levels(node: NodeEvidence) -> None:
+    base = {"name": f"{POLICY}/accessLevels/base", "basic": {"conditions": [{"ipSubnetworks": ["198.51.100.0/24"]}]}}
+    office = {"name": OFFICE["name"], "basic": {"conditions": [{"requiredAccessLevels": [base["name"]]}]}}
+    perimeter(node)["status"]["accessLevels"] = [office["name"]]
+    with_perimeter(node, allowed_access_levels=(office, base))
+    node.set("acm.access_levels", {"accessLevels": [office, base]})
+    assert node.run("SEC-01").outcome == Outcome.PASS
+    widened = copy.deepcopy(base)
+    widened["basic"]["conditions"][0]["ipSubnetworks"] = ["0.0.0.0/0"]
+    node.set("acm.access_levels", {"accessLevels": [office, widened]})
+    (message,) = failures(node)
+    assert "accessLevels/base whose conditions differ" in message

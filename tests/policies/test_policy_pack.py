@@ -221,3 +221,12 @@ def test_bad_perimeter_allow_lists_are_named_with_line_and_field(tmp_path: Path)
     for text in expected:
         assert any(f.startswith(text) for f in found), (text, found)
     assert len(found) == len(expected), found
+
+
+def test_an_empty_restricted_services_list_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    start = text.index("  restricted_services: [")
+    end = text.index("\n", start)
+    (tmp_path / "p.yaml").write_text(text[:start] + "  restricted_services: []" + text[end:])
+    found = [str(e) for e in validate_policy(tmp_path / "p.yaml")]
+    assert len(found) == 1 and "perimeter.restricted_services: must not be empty" in found[0], found

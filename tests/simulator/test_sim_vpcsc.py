@@ -245,3 +245,60 @@ def test_check_perimeter_egress_keeps_its_signature_for_cross_project_jobs(sim_f
     entry = state.log_entries[-1]
     assert entry["protoPayload"]["metadata"]["violationReason"] == "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER"
     assert entry["protoPayload"]["metadata"]["resourceNames"] == [f"{PARTNER}/datasets/d/tables/t"]
+
+
+# ---- the responses follow Google's discovery document ---------------------------------------------
+
+def _discovery() -> dict[str, Any]:
+    import json
+
+    import googleapiclient
+
+    path = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" / "accesscontextmanager.v1.json"
+    return dict(json.loads(path.read_text()))
+
+
+def _schema_problems(value: Any, schema: dict[str, Any], schemas: dict[str, Any], where: str) -> list[str]:
+    """Every field unknown to the discovery document, or of the wrong JSON type / enum value."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"]]
+    kind = schema.get("type")
+    if kind == "object" and "properties" in schema:
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        problems = []
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                problems.append(f"{where}.{key}: not in {schema.get('id')}")
+            else:
+                problems += _schema_problems(item, schema["properties"][key], schemas, f"{where}.{key}")
+        return problems
+    if kind == "array":
+        if not isinstance(value, list):
+            return [f"{where}: expected an array"]
+        return [p for i, item in enumerate(value) for p in _schema_problems(item, schema["items"], schemas, f"{where}[{i}]")]
+    if kind == "string":
+        if not isinstance(value, str):
+            return [f"{where}: expected a string"]
+        if "enum" in schema and value not in schema["enum"]:
+            return [f"{where}: {value!r} is not one of {schema['enum']}"]
+    if kind == "boolean" and not isinstance(value, bool):
+        return [f"{where}: expected a boolean"]
+    return []
+
+
+@pytest.mark.parametrize("scenario_name", ["perimeter-bridge", "perimeter-ingress-one-user", "perimeter-spec-differs",
+                                           "perimeter-egress-any", "perimeter-access-level", "perimeter-dry-run"])
+def test_acm_responses_match_the_discovery_document(sim_factory, scenario_name: str) -> None:
+    document = _discovery()
+    schemas = document["schemas"]
+    sim = sim_factory(scenarios=[scenario_name], job_tasks=1)
+    api = acm(sim.url)
+    answers = [
+        ("ListServicePerimetersResponse", api.accessPolicies().servicePerimeters().list(parent=POLICY).execute()),
+        ("ListAccessLevelsResponse", api.accessPolicies().accessLevels().list(parent=POLICY).execute()),
+        ("LookupConfiguredServicePerimeterResponse",
+         api.projects().lookupConfiguredServicePerimeter(resource="projects/314159265358").execute()),
+    ]
+    for schema_id, body in answers:
+        assert _schema_problems(body, {"$ref": schema_id}, schemas, schema_id) == []

@@ -16,8 +16,17 @@ options: {...}                     # runtime behaviour: faults, latency, batch_r
 ```
 
 Strings in a scenario may use `${project_id}`, `${project_number}`, `${region}`, `${zone}`,
-`${service_account}`, `${default_service_account}` and `${foreign_bucket}`, so one scenario fits
-every node. The merged node file is validated again, so a scenario cannot produce a broken node.
+`${service_account}`, `${default_service_account}`, `${foreign_bucket}`, `${foreign_project_number}`,
+`${foreign_project_id}`, `${access_policy}`, `${perimeter}` and `${network}`, so one scenario fits
+every node.
+
+VPC Service Controls in a node file: `perimeter` is the node's own (its `config` a full
+ServicePerimeterConfig: resources, restrictedServices, accessLevels, vpcAccessibleServices,
+ingressPolicies, egressPolicies; `mode` enforced = `status`, dry-run = only `spec`; an optional
+`spec` beside an enforced status is a pending dry-run change); `extra_perimeters` are the access
+policy's other perimeters as REST JSON (other projects' regular ones, bridges); `access_levels` the
+policy's levels; `groups` resolves `group:` identities; `foreign_projects` and `foreign_buckets`
+say which project owns what (simulator/projects.py). Requests are judged in simulator/vpcsc.py. The merged node file is validated again, so a scenario cannot produce a broken node.
 Every problem is reported as `NodeFileError` naming the file and the dotted field.
 """
 

@@ -280,9 +280,11 @@ def check_api_call(state: SimState, api: str, http_method: str, path: str, princ
     on the project its path names: from outside every perimeter it needs an access level or an
     ingress policy, like any call Google receives. Calls without the header are the node's own
     workload (inside its perimeter) and are not judged here; cross-project work a job does is
-    judged where it happens (check_perimeter_egress). The method is given as `HTTP /path` because
-    the simulator does not map every route to Google's method name; operations rules naming a
-    method are matched by the permission-free method "*" or by serviceName only ([U] simplification)."""
+    judged where it happens (check_perimeter_egress). The method is recorded as `HTTP /path`: the
+    simulator does not map every route of these APIs to Google's method name, so an ingress or egress
+    rule grants such a call only through `serviceName: "*"` or `methodSelectors: [{method: "*"}]`
+    (a rule naming one BigQuery method does not match here: a simplification, said so in
+    docs/reliability.md)."""
     service = _PATH_SERVICES.get(api)
     match = _PROJECT_IN_PATH.search(path)
     if not principal or service is None or match is None:

@@ -25,6 +25,7 @@ PURPOSE_API: dict[str, str] = {
     "resourcemanager.project": "cloudresourcemanager projects.get",
     "resourcemanager.iam_policy": "cloudresourcemanager projects.getIamPolicy",
     "acm.perimeters": "accesscontextmanager servicePerimeters.list",
+    "acm.access_levels": "accesscontextmanager accessLevels.list",
     "storage.bucket": "storage buckets.get",
     # access family (audit/views_access.py)
     "storage.bucket_iam": "storage buckets.getIamPolicy",
@@ -212,43 +213,7 @@ class IamAuditConfigs:
         return on, tuple(exempted)
 
 
-@dataclass(frozen=True)
-class PerimeterConfig:
-    resources: tuple[str, ...]
-    restricted_services: tuple[str, ...]
-    vpc_accessible_services: Mapping[str, Any]
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | None) -> PerimeterConfig | None:
-        if not data:
-            return None
-        return cls(tuple(data.get("resources") or ()), tuple(data.get("restrictedServices") or ()),
-                   dict(data.get("vpcAccessibleServices") or {}))
-
-
-@dataclass(frozen=True)
-class ServicePerimeter:
-    name: str
-    title: str
-    perimeter_type: str
-    status: PerimeterConfig | None
-    spec: PerimeterConfig | None
-    use_explicit_dry_run_spec: bool
-    evidence: tuple[str, ...]
-
-
-def service_perimeters(log: EvidenceLog) -> tuple[ServicePerimeter, ...]:
-    perimeters = []
-    for item in complete_items(log, "acm.perimeters"):
-        for data in item.parsed.get("servicePerimeters") or []:
-            perimeters.append(ServicePerimeter(
-                name=str(data.get("name", "")), title=str(data.get("title", "")),
-                # REGULAR is the proto default and is omitted on the wire.
-                perimeter_type=enum_name(data.get("perimeterType") or 0, PERIMETER_TYPES),
-                status=PerimeterConfig.parse(data.get("status")), spec=PerimeterConfig.parse(data.get("spec")),
-                use_explicit_dry_run_spec=bool(data.get("useExplicitDryRunSpec")), evidence=(item.id,),
-            ))
-    return tuple(perimeters)
+# Service perimeters and access levels: sovaudit.audit.views_perimeter.
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,26 @@ class Network:
 
 
 @dataclass(frozen=True)
+class AllowedBridge:
+    """A bridge perimeter the node may take part in, and every project it may hold."""
+
+    name: str
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Perimeter:
+    """The node's perimeter and the exact allow-lists SEC-01 holds it to (empty: nothing allowed).
+    Rules and access levels are Google's REST JSON, matched by content, never by title alone."""
+
     access_policy: str
     name: str
     restricted_services: tuple[str, ...]
+    extra_resources: tuple[str, ...] = ()
+    allowed_ingress: tuple[Mapping[str, Any], ...] = ()
+    allowed_egress: tuple[Mapping[str, Any], ...] = ()
+    allowed_bridges: tuple[AllowedBridge, ...] = ()
+    allowed_access_levels: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,6 +270,8 @@ _MEMBER = re.compile(r"^(serviceAccount|user|group):[A-Za-z0-9][A-Za-z0-9._+-]*@
 _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$")
 _KEY_RING = re.compile(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+$")
 _ACCESS_POLICY = re.compile(r"^accessPolicies/[0-9]+$")
+_PROJECT_NUMBER = re.compile(r"^projects/[0-9]+$")
+_PERIMETER_RESOURCE = re.compile(r"^(projects/[0-9]+|//compute\.googleapis\.com/projects/[^/]+/global/networks/[^/]+)$")
 # Project ids: 6-30 characters, lower-case letters, digits and hyphens, starting with a letter, not ending
 # with a hyphen; legacy domain-scoped projects carry a `domain:` prefix.
 _PROJECT_ID = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -335,7 +353,7 @@ class _Checker:
     def value(self, node: yaml.Node, spec: Field, path: str) -> Any:
         line = node.start_mark.line + 1
         if not spec.required and isinstance(node, yaml.ScalarNode) and self.scalar(node) is None:
-            return [] if spec.kind in (schema.LIST_STR, schema.LIST_OBJECT) else {}  # `waivers:` left empty
+            return [] if spec.kind in (schema.LIST_STR, schema.LIST_OBJECT, schema.LIST_BODY) else {}  # `waivers:` left empty
         wrong = f"expected a {spec.kind}"
         if spec.kind == schema.STR:
             value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
@@ -355,6 +373,20 @@ class _Checker:
             except ValueError:
                 self.error(line, path, f"malformed date {node.value!r}", spec.hint)
                 return None
+        if spec.kind == schema.LIST_BODY:
+            if not isinstance(node, yaml.SequenceNode):
+                self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
+                return None
+            bodies = []
+            for index, item in enumerate(node.value):
+                item_path = f"{path}[{index}]"
+                self.lines[item_path] = item.start_mark.line + 1
+                if not isinstance(item, yaml.MappingNode):
+                    self.error(item.start_mark.line + 1, item_path, f"expected a mapping, got "
+                               f"{_describe(item, None)}", spec.hint)
+                    continue
+                bodies.append(self.scalar(item))
+            return bodies
         if spec.kind in (schema.LIST_STR, schema.LIST_OBJECT):
             if not isinstance(node, yaml.SequenceNode):
                 self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
@@ -500,6 +532,42 @@ class _Checker:
         if policy and name and not name.startswith(f"{policy}/servicePerimeters/"):
             self.error(self.line("perimeter.name"), "perimeter.name",
                        f"{name!r} is not a perimeter of {policy}", f"{policy}/servicePerimeters/NAME")
+        if "restricted_services" in p and not p["restricted_services"]:
+            # SEC-01 would then demand nothing of the perimeter's protection: an empty check is no check.
+            self.error(self.line("perimeter.restricted_services"), "perimeter.restricted_services", "must not be empty",
+                       "list the services the pipeline uses, e.g. [storage.googleapis.com, bigquery.googleapis.com]")
+        for index, resource in enumerate(p.get("extra_resources") or []):
+            path = f"perimeter.extra_resources[{index}]"
+            if not _PERIMETER_RESOURCE.match(resource):
+                self.error(self.line(path), path, f"{resource!r} is not a perimeter resource",
+                           "projects/NUMBER or //compute.googleapis.com/projects/PROJECT/global/networks/NAME")
+        for key, sides in (("allowed_ingress", ("ingressFrom", "ingressTo")),
+                           ("allowed_egress", ("egressFrom", "egressTo"))):
+            for index, rule in enumerate(p.get(key) or []):
+                path = f"perimeter.{key}[{index}]"
+                unknown = sorted(set(rule) - {"title", *sides})
+                if unknown:
+                    self.error(self.line(path), path, f"unknown field(s) {', '.join(unknown)} in a rule",
+                               f"a rule has title, {sides[0]} and {sides[1]}")
+                missing = [side for side in sides if not isinstance(rule.get(side), dict)]
+                if missing:
+                    self.error(self.line(path), path, f"{' and '.join(missing)} missing: list the full rule body",
+                               "copy the rule as `gcloud access-context-manager perimeters describe` shows it")
+        for index, bridge in enumerate(p.get("allowed_bridges") or []):
+            path = f"perimeter.allowed_bridges[{index}]"
+            if policy and not str(bridge.get("name", "")).startswith(f"{policy}/servicePerimeters/"):
+                self.error(self.line(f"{path}.name"), f"{path}.name", f"{bridge.get('name')!r} is not a perimeter "
+                           f"of {policy}", f"{policy}/servicePerimeters/NAME")
+            for r_index, resource in enumerate(bridge.get("resources") or []):
+                if not _PROJECT_NUMBER.match(resource):
+                    r_path = f"{path}.resources[{r_index}]"
+                    self.error(self.line(r_path), r_path, f"{resource!r} is not projects/NUMBER",
+                               "bridges hold projects only")
+        for index, level in enumerate(p.get("allowed_access_levels") or []):
+            path = f"perimeter.allowed_access_levels[{index}]"
+            if not (policy and str(level.get("name", "")).startswith(f"{policy}/accessLevels/")):
+                self.error(self.line(path), path, f"access level name {level.get('name')!r} is not a level of "
+                           f"{policy}", f"{policy}/accessLevels/NAME, with its full basic conditions")
 
     def check_kms(self, k: dict[str, Any]) -> None:
         location = k.get("location")
@@ -595,7 +663,13 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         jurisdiction=Jurisdiction(j["name"], tuple(j["allowed_regions"]), tuple(j["allowed_policy_values"]),
                                   tuple(j["probe_regions"])),
         network=Network(n["network"], n["subnetwork"]),
-        perimeter=Perimeter(p["access_policy"], p["name"], tuple(p["restricted_services"])),
+        perimeter=Perimeter(p["access_policy"], p["name"], tuple(p["restricted_services"]),
+                            extra_resources=tuple(p.get("extra_resources") or ()),
+                            allowed_ingress=tuple(p.get("allowed_ingress") or ()),
+                            allowed_egress=tuple(p.get("allowed_egress") or ()),
+                            allowed_bridges=tuple(AllowedBridge(b["name"], tuple(b["resources"]))
+                                                  for b in p.get("allowed_bridges") or ()),
+                            allowed_access_levels=tuple(p.get("allowed_access_levels") or ())),
         service_account=v["service_account"],
         buckets=Buckets(b["input"], b["output"], tuple(b["allowed"])),
         dataset=v["dataset"],

@@ -15,6 +15,8 @@ MAP_STR = "mapping of string to string"
 OBJECT = "mapping"
 LIST_OBJECT = "list of mappings"
 DATE = "date (YYYY-MM-DD)"
+# Google's own REST JSON kept as written (a perimeter rule, an access level): compared by content.
+LIST_BODY = "list of mappings (Google's REST JSON)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,21 @@ PACK: dict[str, Field] = {
         "access_policy": Field(STR, hint="accessPolicies/NUMBER"),
         "name": Field(STR, hint="accessPolicies/NUMBER/servicePerimeters/NAME"),
         "restricted_services": Field(LIST_STR),
+        # Everything below is an exact allow-list SEC-01 holds the whole perimeter to; absent = none allowed.
+        "extra_resources": Field(LIST_STR, required=False,
+                                 hint="projects/NUMBER or //compute.googleapis.com/projects/P/global/networks/N "
+                                      "the perimeter may hold beside the node's project"),
+        "allowed_ingress": Field(LIST_BODY, required=False,
+                                 hint="full IngressPolicy bodies {title?, ingressFrom, ingressTo}, as the "
+                                      "Access Context Manager API returns them"),
+        "allowed_egress": Field(LIST_BODY, required=False,
+                                hint="full EgressPolicy bodies {title?, egressFrom, egressTo}"),
+        "allowed_bridges": Field(LIST_OBJECT, required=False, fields={
+            "name": Field(STR, hint="accessPolicies/NUMBER/servicePerimeters/NAME of a bridge"),
+            "resources": Field(LIST_STR, hint="every project the bridge may hold, projects/NUMBER"),
+        }),
+        "allowed_access_levels": Field(LIST_BODY, required=False,
+                                       hint="full AccessLevel bodies {name, basic: {conditions: [...]}}"),
     }),
     "service_account": Field(STR, hint="NAME@PROJECT.iam.gserviceaccount.com"),
     "buckets": Field(OBJECT, fields={

@@ -40,6 +40,12 @@ ACTION_SPEC = s.Struct(
         "data": s.Text(),                         # a raw (media) body instead of JSON
         "content_type": s.Text(),
         "expect": s.Integer(minimum=100),         # the HTTP status the call must get
+        # The VPC network the call comes from (X-Sim-Caller-Network): "node" for a VM in the node's
+        # network (an insider's or a guest's credentials used there), or projects/NUMBER. Omitted: the
+        # node's own service accounts call from the node, other principals from outside every network.
+        "network": s.Text(r"node|projects/\d+", "node or projects/NUMBER"),
+        # The caller's IP address (X-Sim-Caller-Ip), for access levels with ipSubnetworks.
+        "caller_ip": s.Text(r"[0-9a-fA-F.:]+", "an IP address such as 203.0.113.40"),
         "note": s.Text(),                         # why this call is part of the attack
     },
 )
@@ -66,6 +72,10 @@ def run_actions(state: SimState, actions: Sequence[Mapping[str, Any]]) -> list[i
         method, _, path = str(action["call"]).partition(" ")
         moment = start + timedelta(minutes=float(action.get("at_minutes", 40)))
         headers = {"X-Sim-Principal": str(action.get("principal") or state.node.get("service_account") or "")}
+        if action.get("network"):
+            headers["X-Sim-Caller-Network"] = str(action["network"])
+        if action.get("caller_ip"):
+            headers["X-Sim-Caller-Ip"] = str(action["caller_ip"])
         kwargs: dict[str, Any] = {"headers": headers, "query_string": {
             k: v if isinstance(v, str) else json.dumps(v) for k, v in (action.get("params") or {}).items()}}
         if "data" in action:

@@ -258,10 +258,25 @@ def vpcsc_violation(state: SimState, *, service: str, method: str, target_resour
                     resource_names: Sequence[str], principal: str, timestamp: datetime,
                     violation_reason: str = "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER",
                     perimeter: str | None = None, dry_run: bool = False,
-                    permission: str | None = None) -> dict[str, Any]:
-    """A Policy Denied entry as VPC Service Controls writes it (log `cloudaudit.googleapis.com/policy`)."""
+                    permission: str | None = None, project: str | None = None, source: str | None = None,
+                    direction: str = "egress", unique_id: str | None = None,
+                    caller_ip: str | None = None,
+                    violations: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """A Policy Denied entry as VPC Service Controls writes it (log `cloudaudit.googleapis.com/policy`),
+    in the log of `project` (an id or number; default the node's): Google writes one into each
+    in-perimeter project the request involved (reference §1.5, [U] as a general rule).
+
+    `violations` ({direction, perimeter, source, target}) lists every perimeter the request broke;
+    without it one violation is built from `direction`/`perimeter`/`source`/`target_resource`.
+    `dryRun` is set only on a dry-run violation and left out otherwise (reference §1.5: one
+    third-party measurement says it is absent, not false, on enforced ones)."""
     perimeter_name = perimeter or next(iter(state.perimeters), "")
-    unique_id = hashlib.sha256(f"{state.project_id}/{state.next_id('vpcsc')}".encode()).hexdigest()[:40].upper()
+    owner = _project_of(state, project)
+    unique_id = unique_id or hashlib.sha256(
+        f"{state.project_id}/{state.next_id('vpcsc')}".encode()).hexdigest()[:40].upper()
+    found = list(violations or [{"direction": direction, "perimeter": perimeter_name,
+                                 "source": source or f"projects/{state.project_number}",
+                                 "target": target_resource}])
     metadata: dict[str, Any] = {
         "@type": VPCSC_METADATA_TYPE,
         "violationReason": violation_reason,
@@ -270,10 +285,18 @@ def vpcsc_violation(state: SimState, *, service: str, method: str, target_resour
                                "organizationId": state.organization.split("/", 1)[-1]},
         "deviceState": "Unknown",
         "vpcServiceControlsUniqueId": unique_id,
-        "egressViolations": [{"servicePerimeter": perimeter_name, "source": f"projects/{state.project_number}",
-                              "sourceType": "Resource", "targetResource": target_resource,
-                              **({"targetResourcePermissions": [permission]} if permission else {})}],
     }
+    egress = [{"servicePerimeter": v["perimeter"], "source": v["source"],
+               "sourceType": "Resource" if str(v["source"]).startswith("projects/") else "Network",
+               "targetResource": v["target"], **({"targetResourcePermissions": [permission]} if permission else {})}
+              for v in found if v["direction"] == "egress"]
+    ingress = [{"servicePerimeter": v["perimeter"], "source": v["source"], "targetResource": v["target"],
+                **({"targetResourcePermissions": [permission]} if permission else {})}
+               for v in found if v["direction"] == "ingress"]
+    if ingress:
+        metadata["ingressViolations"] = ingress
+    if egress:
+        metadata["egressViolations"] = egress
     if dry_run:
         metadata["dryRun"] = True
     status = {"code": 7, "details": [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
@@ -281,11 +304,24 @@ def vpcsc_violation(state: SimState, *, service: str, method: str, target_resour
     if not dry_run:
         status["message"] = "Request is prohibited by organization's policy"
     return record(state, audit_entry(
-        state, log_id=POLICY, service=service, method=method, resource_name=f"projects/{state.project_number}",
+        state, log_id=POLICY, service=service, method=method, resource_name=f"projects/{owner[1]}",
         resource_type="audited_resource",
-        resource_labels={"service": service, "method": method, "project_id": state.project_id},
+        resource_labels={"service": service, "method": method, "project_id": owner[0]},
         principal=principal, timestamp=timestamp, severity="ERROR", metadata=metadata, status=status,
-        caller_ip="10.20.0.2" if state.region.startswith("us") else "10.40.0.2"))
+        caller_ip=caller_ip or ("10.20.0.2" if state.region.startswith("us") else "10.40.0.2"), project=owner[0]))
+
+
+def _project_of(state: SimState, project: str | None) -> tuple[str, str]:
+    """(id, number) of a project named by id, number or `projects/NUMBER` (default the node)."""
+    if not project:
+        return state.project_id, state.project_number
+    bare = project.removeprefix("projects/")
+    if bare in {state.project_id, state.project_number}:
+        return state.project_id, state.project_number
+    for project_id, facts in (state.extras.get("foreign_projects") or {}).items():
+        if bare in {project_id, str(facts.get("number"))}:
+            return project_id, str(facts.get("number"))
+    return (f"project-{bare}", bare) if bare.isdigit() else (bare, "0")
 
 
 def org_policy_violation(state: SimState, *, service: str, method: str, resource_name: str,

@@ -8,17 +8,21 @@ clients raise `PreconditionFailed` (412) and `BadRequest` (400) respectively; th
 a careful caller that the location constraint refused it. Every refusal is also written to the
 admin-activity log with `policyViolationInfo`.
 
-VPC Service Controls: a write from inside the perimeter to a bucket outside it is refused with 403
-and leaves a Policy Denied entry; under a dry-run perimeter it is allowed and logged with `dryRun`.
+VPC Service Controls: every call is judged by all perimeters of the access policy (simulator/vpcsc.py:
+regular and bridge, status and dry-run spec, ingress and egress policies, access levels); a refused
+call answers 403 in its API's shape and leaves a Policy Denied entry in each in-perimeter project
+involved; a violation of a dry-run configuration only is logged with `dryRun` and allowed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sovaudit.simulator import audit_log, clock
+from sovaudit.simulator import audit_log, clock, projects, vpcsc
 from sovaudit.simulator.http import ApiError, classic_error
 from sovaudit.simulator.state import SimState
 
@@ -173,45 +177,66 @@ def check_location(state: SimState, location: str, *, api: str, resource: str,
 
 # ----------------------------------------------------------------------------------------- VPC-SC
 
-def _enforced_perimeter(state: SimState) -> tuple[str, dict[str, Any], bool] | None:
-    """(name, config, dry_run) of the perimeter holding this project and restricting storage, if any."""
-    project = f"projects/{state.project_number}"
-    for name, perimeter in state.perimeters.items():
-        for key, dry_run in (("status", False), ("spec", True)):
-            config = perimeter.get(key)
-            if key == "spec" and not perimeter.get("useExplicitDryRunSpec"):
-                continue
-            if config and project in config.get("resources", []) and \
-                    "storage.googleapis.com" in config.get("restrictedServices", []):
-                return name, config, dry_run
-    return None
+VPCSC_STORAGE_MESSAGE = "Request violates VPC Service Controls."
+
+
+def vpcsc_error(service: str, unique_id: str) -> ApiError:
+    """The refusal a client gets. Cloud Storage's JSON API answers the classic shape with reason
+    `vpcServiceControls` (reference §1.4, confirmed). One-platform APIs (BigQuery, Batch, Logging...)
+    answer 403 PERMISSION_DENIED with a PreconditionFailure of type VPC_SERVICE_CONTROLS: each piece
+    is confirmed, the whole HTTP body is [U] (reference §11.1); BigQuery's REST errors also carry the
+    classic `errors` list, as its other errors do here."""
+    if service == "storage.googleapis.com":
+        return classic_error(403, VPCSC_STORAGE_MESSAGE, "vpcServiceControls")
+    message = f"Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: {unique_id}"
+    body: dict[str, Any] = {"code": 403, "message": message, "status": "PERMISSION_DENIED", "details": [
+        {"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+         "violations": [{"type": "VPC_SERVICE_CONTROLS", "description": unique_id}]}]}
+    if service == "bigquery.googleapis.com":
+        body["errors"] = [{"message": message, "domain": "global", "reason": "accessDenied"}]
+    return ApiError(403, {"error": body})
+
+
+def check_vpcsc(state: SimState, request: vpcsc.Request, *, resource_names: Iterable[str] = ()) -> None:
+    """Judge one call by every perimeter (simulator/vpcsc.py); write the Policy Denied entry into each
+    in-perimeter project involved; raise the API's 403 when an enforced configuration refuses it.
+    A violation of a dry-run configuration only is logged with `dryRun: true` and the call goes on."""
+    service, method, permission = request.service, request.method, request.permission
+    principal, target_project, caller_ip = request.principal, request.target_project, request.caller_ip
+    decision = vpcsc.judge(state, request)
+    found = decision.enforced or decision.dry_run
+    if not found:
+        return
+    names = list(resource_names) or [target_project]
+    unique_id = hashlib.sha256(f"{state.project_id}/{state.next_id('vpcsc')}".encode()).hexdigest()[:40].upper()
+    violations = [{"direction": v.direction, "perimeter": v.perimeter, "source": v.source, "target": v.target}
+                  for v in found]
+    for project in decision.involved:
+        # The entry names the perimeter that holds this project when it is the one refusing.
+        own = next((v for v in found if (v.direction == "egress" and project == request.caller_project)
+                    or (v.direction == "ingress" and project == request.target_project)), found[0])
+        audit_log.vpcsc_violation(
+            state, service=service, method=method, target_resource=target_project, resource_names=names,
+            principal=principal, timestamp=clock.now(), violation_reason=own.reason, perimeter=own.perimeter,
+            dry_run=not decision.enforced, permission=permission, project=project, unique_id=unique_id,
+            caller_ip=caller_ip, violations=violations)
+    if decision.refused:
+        raise vpcsc_error(service, unique_id)
 
 
 def check_bucket_write(state: SimState, bucket: str, object_name: str, *, principal: str = "anonymous",
-                       method: str = "google.storage.objects.create") -> None:
-    """Refuse (403) a write to a bucket outside the perimeter, logging the Policy Denied entry.
-
-    Buckets of this node are inside; any other bucket is in another project, outside the perimeter.
-    A dry-run perimeter logs the violation (`dryRun: true`) and lets the write through.
-    """
-    with state.lock:
-        if bucket in state.buckets:
-            return
-        found = _enforced_perimeter(state)
-        foreign = state.extras.get("foreign_buckets", {}).get(bucket, {})
-    if found is None:
-        return
-    perimeter, _, dry_run = found
-    entry = audit_log.vpcsc_violation(
-        state, service="storage.googleapis.com", method=method,
-        target_resource=f"projects/{foreign.get('project_number', 'unknown')}",
-        resource_names=[f"projects/_/buckets/{bucket}/objects/{object_name}"], principal=principal,
-        timestamp=clock.now(), perimeter=perimeter, dry_run=dry_run, permission="storage.objects.create")
-    if dry_run:
-        return
-    unique_id = entry["protoPayload"]["metadata"]["vpcServiceControlsUniqueId"]
-    message = f"Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: {unique_id}"
-    raise classic_error(403, message, "vpcServiceControls")
+                       method: str = "google.storage.objects.create", permission: str | None = None,
+                       caller_ip: str | None = None) -> None:
+    """Judge a Cloud Storage call on `bucket` (any bucket: the node's, a foreign one) by the
+    perimeters; refuse with Cloud Storage's 403 and log the Policy Denied entries. The bucket's
+    project comes from simulator/projects.py."""
+    owner = projects.bucket_owner(state, bucket)
+    if permission is None:
+        permission = "storage.objects.get" if method.endswith((".get", "Read", ".list")) else "storage.objects.create"
+    target = f"projects/_/buckets/{bucket}" + (f"/objects/{object_name}" if object_name else "")
+    check_vpcsc(state, vpcsc.Request(principal=principal, caller_project=vpcsc.caller_project(state, principal),
+                                     service="storage.googleapis.com", method=method, target_project=owner.resource,
+                                     permission=permission, caller_ip=caller_ip), resource_names=[target])
 
 
 def location_refusal(state: SimState, location: str) -> str | None:
@@ -224,21 +249,47 @@ def location_refusal(state: SimState, location: str) -> str | None:
 
 def check_perimeter_egress(state: SimState, *, service: str, method: str, target_resource: str,
                            principal: str = "anonymous", permission: str | None = None,
-                           resource_names: Iterable[str] = ()) -> None:
-    """Refuse (403, classic shape) a call from inside the perimeter that reaches a resource outside it
-    (e.g. a BigQuery load reading another project's bucket), logging the Policy Denied entry.
-    No perimeter holding the project: allowed. Dry-run perimeter: logged with `dryRun`, allowed."""
-    with state.lock:
-        found = _enforced_perimeter(state)
-    if found is None:
+                           resource_names: Iterable[str] = (), caller_project: str | None = None) -> None:
+    """A call made by a resource of the node (a BigQuery job reading a bucket, an extract writing
+    one) that reaches `target_resource` ("projects/NUMBER", "projects/ID" or
+    "projects/_/buckets/NAME[/...]"): judged by the perimeters like any call, with the node's
+    project as the caller (`caller_project` to say otherwise). Refused: 403 in the API's shape."""
+    if target_resource.startswith("projects/_/buckets/"):
+        bucket = target_resource.removeprefix("projects/_/buckets/").split("/", 1)[0]
+        target_project = projects.bucket_owner(state, bucket).resource
+        names = list(resource_names) or [target_resource]
+    else:
+        target_project = projects.project_for_id(state, target_resource.removeprefix("projects/").split("/")[0]).resource
+        names = list(resource_names) or [target_resource]
+    check_vpcsc(state, vpcsc.Request(principal=principal,
+                                     caller_project=caller_project or f"projects/{state.project_number}",
+                                     service=service, method=method, target_project=target_project,
+                                     permission=permission, resource_caller=True), resource_names=names)
+
+
+# The one-platform APIs whose calls name their project in the path; Cloud Storage names a bucket,
+# so storage.py judges each call with its bucket's project (check_bucket_write).
+_PATH_SERVICES = {"bigquery": "bigquery.googleapis.com", "batch": "batch.googleapis.com",
+                  "compute": "compute.googleapis.com", "logging": "logging.googleapis.com"}
+_PROJECT_IN_PATH = re.compile(r"/projects/([^/:]+)")
+
+
+def check_api_call(state: SimState, api: str, http_method: str, path: str, principal: str | None,
+                   caller_ip: str | None = None) -> None:
+    """Judge a call of a named principal (`X-Sim-Principal`) to BigQuery, Batch, Compute or Logging
+    on the project its path names: from outside every perimeter it needs an access level or an
+    ingress policy, like any call Google receives. Calls without the header are the node's own
+    workload (inside its perimeter) and are not judged here; cross-project work a job does is
+    judged where it happens (check_perimeter_egress). The method is recorded as `HTTP /path`: the
+    simulator does not map every route of these APIs to Google's method name, so an ingress or egress
+    rule grants such a call only through `serviceName: "*"` or `methodSelectors: [{method: "*"}]`
+    (a rule naming one BigQuery method does not match here: a simplification, said so in
+    docs/reliability.md)."""
+    service = _PATH_SERVICES.get(api)
+    match = _PROJECT_IN_PATH.search(path)
+    if not principal or service is None or match is None:
         return
-    perimeter, _, dry_run = found
-    entry = audit_log.vpcsc_violation(
-        state, service=service, method=method, target_resource=target_resource,
-        resource_names=list(resource_names) or [target_resource], principal=principal, timestamp=clock.now(),
-        perimeter=perimeter, dry_run=dry_run, permission=permission)
-    if dry_run:
-        return
-    unique_id = entry["protoPayload"]["metadata"]["vpcServiceControlsUniqueId"]
-    raise classic_error(403, f"Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: "
-                             f"{unique_id}", "vpcServiceControls")
+    target = projects.project_for_id(state, match.group(1)).resource
+    check_vpcsc(state, vpcsc.Request(principal=principal, caller_project=vpcsc.caller_project(state, principal),
+                                     service=service, method=f"{http_method} {path}", target_project=target,
+                                     caller_ip=caller_ip), resource_names=[path.split("?", 1)[0]])

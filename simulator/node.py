@@ -16,8 +16,17 @@ options: {...}                     # runtime behaviour: faults, latency, batch_r
 ```
 
 Strings in a scenario may use `${project_id}`, `${project_number}`, `${region}`, `${zone}`,
-`${service_account}`, `${default_service_account}` and `${foreign_bucket}`, so one scenario fits
-every node. The merged node file is validated again, so a scenario cannot produce a broken node.
+`${service_account}`, `${default_service_account}`, `${foreign_bucket}`, `${foreign_project_number}`,
+`${foreign_project_id}`, `${access_policy}`, `${perimeter}` and `${network}`, so one scenario fits
+every node.
+
+VPC Service Controls in a node file: `perimeter` is the node's own (its `config` a full
+ServicePerimeterConfig: resources, restrictedServices, accessLevels, vpcAccessibleServices,
+ingressPolicies, egressPolicies; `mode` enforced = `status`, dry-run = only `spec`; an optional
+`spec` beside an enforced status is a pending dry-run change); `extra_perimeters` are the access
+policy's other perimeters as REST JSON (other projects' regular ones, bridges); `access_levels` the
+policy's levels; `groups` resolves `group:` identities; `foreign_projects` and `foreign_buckets`
+say which project owns what (simulator/projects.py). Requests are judged in simulator/vpcsc.py. The merged node file is validated again, so a scenario cannot produce a broken node.
 Every problem is reported as `NodeFileError` naming the file and the dotted field.
 """
 
@@ -87,6 +96,13 @@ _BUCKET = _rest({
     "locationType": s.OneOf(("region", "multi-region", "dual-region")),
 })
 
+PERIMETER_NAME = r"accessPolicies/\d+/servicePerimeters/[A-Za-z][A-Za-z0-9_]*"
+_PERIMETER_CONFIG = _rest({
+    # projects/NUMBER, or a VPC network //compute.googleapis.com/projects/ID/global/networks/NAME
+    "resources": s.ListOf(s.Text(r"(projects|folders)/\d+|//compute\.googleapis\.com/projects/[^/]+/global/networks/[^/]+",
+                                 "projects/<number>, folders/<number> or //compute.googleapis.com/projects/P/global/networks/N")),
+    "restrictedServices": s.ListOf(s.Text())})
+
 NODE_SPEC = s.Struct(
     required={
         "apiVersion": s.OneOf(("sovaudit/sim-node/v1",)),
@@ -124,12 +140,15 @@ NODE_SPEC = s.Struct(
         "access_policy": s.Struct(required={"name": s.Text(r"accessPolicies/\d+", "accessPolicies/<number>"),
                                             "title": s.Text()}),
         "perimeter": s.Struct(required={
-            "name": s.Text(r"accessPolicies/\d+/servicePerimeters/[A-Za-z0-9_]+",
-                           "accessPolicies/N/servicePerimeters/NAME"),
+            "name": s.Text(PERIMETER_NAME, "accessPolicies/N/servicePerimeters/NAME"),
             "title": s.Text(),
             "mode": s.OneOf(("enforced", "dry-run")),
-            "config": _rest({"resources": s.ListOf(s.Text(r"projects/\d+", "projects/<number>")),
-                             "restrictedServices": s.ListOf(s.Text())})}),
+            # A ServicePerimeterConfig as accesscontextmanager v1 spells it: resources,
+            # restrictedServices, accessLevels, vpcAccessibleServices, ingressPolicies, egressPolicies.
+            "config": _PERIMETER_CONFIG},
+            # With mode enforced: a pending dry-run spec beside the enforced status
+            # (useExplicitDryRunSpec: true), e.g. a wider configuration waiting to be committed.
+            optional={"spec": _PERIMETER_CONFIG, "description": s.Text()}),
         "iam_policy": s.Struct(required={"bindings": s.ListOf(_rest({"role": s.Text(), "members": s.ListOf(s.Text())}))},
                                optional={"auditConfigs": s.ListOf(_rest({
                                    "service": s.Text(),
@@ -164,12 +183,23 @@ NODE_SPEC = s.Struct(
                                       open=True), key_pattern=_LOG_ID),
             "exclusions": s.MapOf(_rest({"filter": s.Text()}), key_pattern=_LOG_ID),
         }),
+        # Other perimeters of the access policy, as ServicePerimeter REST JSON: other projects' regular
+        # perimeters, bridges (perimeterType PERIMETER_TYPE_BRIDGE) holding the node's project.
+        "extra_perimeters": s.ListOf(_rest({"name": s.Text(PERIMETER_NAME, "accessPolicies/N/servicePerimeters/NAME"),
+                                            "title": s.Text()})),
+        # Access levels of the access policy, as AccessLevel REST JSON (basic conditions: ipSubnetworks,
+        # members, negate, requiredAccessLevels; combiningFunction AND|OR).
+        "access_levels": s.ListOf(_rest({"name": s.Text(r"accessPolicies/\d+/accessLevels/[A-Za-z0-9_]+",
+                                                         "accessPolicies/N/accessLevels/NAME"),
+                                         "title": s.Text()})),
+        # Google groups the simulator resolves for `group:` members, in perimeter rules (simulator/vpcsc.py)
+        # and IAM bindings (simulator/iam.py): email -> members.
+        "groups": s.MapOf(s.ListOf(s.Text(r"[^@\s]+@[^@\s]+", "a member email"))),
         "foreign_buckets": s.ListOf(s.Struct(required={"name": s.Text(), "project_number": s.Text(r"\d+", "digits"),
                                                        "location": s.Text()})),
-        # Access (simulator/iam.py): group email -> member emails, for `group:` bindings; buckets and
-        # datasets of the node's project beyond the pipeline's two buckets and one dataset (another
-        # team's, or one made before the org policy); bucket IAM policies by role (raw, processed) or name.
-        "groups": s.MapOf(s.ListOf(s.Text(r"[^@\s]+@[^@\s]+", "an email"))),
+        # Access (simulator/iam.py; `groups` above serves it too): buckets and datasets of the node's
+        # project beyond the pipeline's two buckets and one dataset (another team's, or one made before
+        # the org policy); bucket IAM policies by role (raw, processed) or name.
         "extra_buckets": s.ListOf(_BUCKET),
         "extra_datasets": s.ListOf(_rest({"id": s.Text(r"[A-Za-z0-9_]{1,1024}", "a dataset id"),
                                           "location": s.Text()})),
@@ -280,6 +310,27 @@ def _node_consistency(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(("default_service_account", f"must be {expected!r} (the project number's default SA)"))
     if not doc["perimeter"]["name"].startswith(doc["access_policy"]["name"] + "/"):
         problems.append(("perimeter.name", f"must live under access_policy.name {doc['access_policy']['name']!r}"))
+    if doc["perimeter"].get("spec") is not None and doc["perimeter"]["mode"] != "enforced":
+        problems.append(("perimeter.spec", "a pending spec sits beside an enforced status: use it with mode "
+                                           "enforced (mode dry-run already makes `config` the spec)"))
+    for index, other in enumerate(doc.get("extra_perimeters") or ()):
+        if not str(other.get("name", "")).startswith(doc["access_policy"]["name"] + "/"):
+            problems.append((f"extra_perimeters[{index}].name",
+                             f"must live under access_policy.name {doc['access_policy']['name']!r}"))
+        if other.get("perimeterType") not in (None, "PERIMETER_TYPE_REGULAR", "PERIMETER_TYPE_BRIDGE"):
+            problems.append((f"extra_perimeters[{index}].perimeterType",
+                             "must be PERIMETER_TYPE_REGULAR or PERIMETER_TYPE_BRIDGE"))
+        if other.get("perimeterType") == "PERIMETER_TYPE_BRIDGE":
+            for key in ("status", "spec"):
+                config = other.get(key) or {}
+                for banned in ("restrictedServices", "accessLevels", "ingressPolicies", "egressPolicies"):
+                    if config.get(banned):
+                        problems.append((f"extra_perimeters[{index}].{key}.{banned}",
+                                         "must be empty for a bridge (Access Context Manager refuses it)"))
+    for index, level in enumerate(doc.get("access_levels") or ()):
+        if not str(level.get("name", "")).startswith(doc["access_policy"]["name"] + "/"):
+            problems.append((f"access_levels[{index}].name",
+                             f"must live under access_policy.name {doc['access_policy']['name']!r}"))
     problems += _logging_consistency(doc.get("logging") or {})
     return problems
 
@@ -358,7 +409,13 @@ def _placeholders(doc: Mapping[str, Any]) -> dict[str, str]:
     foreign = doc.get("foreign_buckets") or [{"name": f"{doc['project']['id']}-elsewhere"}]
     return {"project_id": doc["project"]["id"], "project_number": doc["project"]["number"],
             "region": doc["region"], "zone": doc["zones"][0], "service_account": doc["service_account"],
-            "default_service_account": doc["default_service_account"], "foreign_bucket": foreign[0]["name"]}
+            "default_service_account": doc["default_service_account"], "foreign_bucket": foreign[0]["name"],
+            "foreign_project_number": str(foreign[0].get("project_number") or "0"),
+            "foreign_project_id": next((str(p["id"]) for p in doc.get("foreign_projects") or ()
+                                        if str(p.get("number")) == str(foreign[0].get("project_number"))),
+                                       f"project-{foreign[0].get('project_number') or 0}"),
+            "access_policy": doc["access_policy"]["name"], "perimeter": doc["perimeter"]["name"],
+            "network": doc["network"]["name"]}
 
 
 def _substitute(value: Any, values: Mapping[str, str], path: Path) -> Any:
@@ -467,13 +524,27 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
                                                     "etag": _etag(access_policy["name"])[2:].lower()}
     perimeter = doc["perimeter"]
     body: dict[str, Any] = {"name": perimeter["name"], "title": perimeter["title"]}
+    if perimeter.get("description"):
+        body["description"] = perimeter["description"]
     if perimeter["mode"] == "enforced":
         body["status"] = copy.deepcopy(perimeter["config"])
+        if perimeter.get("spec") is not None:
+            body["spec"] = copy.deepcopy(perimeter["spec"])
+            body["useExplicitDryRunSpec"] = True
     else:
         body["spec"] = copy.deepcopy(perimeter["config"])
         body["useExplicitDryRunSpec"] = True
     body["etag"] = _etag(perimeter["name"])[2:].lower()
     state.perimeters[perimeter["name"]] = body
+    for extra in doc.get("extra_perimeters") or ():
+        other = {k: copy.deepcopy(v) for k, v in extra.items() if v is not None}
+        if other.get("perimeterType") in (None, "PERIMETER_TYPE_REGULAR"):
+            other.pop("perimeterType", None)   # REGULAR is the enum default: left out of the JSON
+        other.setdefault("etag", _etag(other["name"])[2:].lower())
+        state.perimeters[other["name"]] = other
+    state.extras["access_levels"] = {level["name"]: copy.deepcopy(dict(level))
+                                     for level in doc.get("access_levels") or ()}
+    state.extras["groups"] = {group: list(members) for group, members in (doc.get("groups") or {}).items()}
 
     key_ring = doc["kms"]["key_ring"]
     keys = [(f"{key_ring}/cryptoKeys/{key_id}", key) for key_id, key in doc["kms"]["keys"].items()]

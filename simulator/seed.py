@@ -40,7 +40,8 @@ SEED_SPEC = s.Struct(optional={
                   "set": s.MapOf(s.AnyValue(), key_pattern=r"[A-Za-z0-9_.]+", min_items=1)})),
     # The job's service account and every VM's (e.g. "${default_service_account}").
     "service_account": s.Text(r"\$\{[a-z_]+\}|[^@\s]+@[^@\s]+", "a service account email or ${placeholder}"),
-    # Extra objects written during the run, e.g. to a bucket outside the node's allow-list.
+    # Extra objects written during the run, e.g. to a bucket outside the node's allow-list: judged by
+    # VPC-SC (a refused one leaves only the Policy Denied entry) and logged in the bucket's project.
     "foreign_writes": s.ListOf(s.Struct(required={"bucket": s.Text(), "object": s.Text()},
                                         optional={"task_index": s.Integer(minimum=0), "location": s.Text()})),
     # VPC-SC refusals (Policy Denied entries) during the run.
@@ -574,12 +575,27 @@ class _Seeder:
 
     # -------------------------------------------------------------------- scenario injections
     def _foreign_write(self, write: Mapping[str, Any], count: int) -> None:
+        """A task's write into another project's bucket, judged as Google would judge it: VPC-SC
+        refuses it (Policy Denied in the node's log) unless the perimeter lets it out; a write that
+        goes through is logged in the bucket's project, per that project's auditConfigs (§2), so
+        the node's own log holds nothing of it."""
+        from sovaudit.simulator import enforcement, projects
+        from sovaudit.simulator.http import ApiError
+
         index = int(write.get("task_index", 0)) % count
         foreign = self.state.extras.get("foreign_buckets", {}).get(write["bucket"], {})
         location = write.get("location") or foreign.get("location") or "US"
+        at = self._task_time(index, 32)
+        with clock.pinned(at):
+            try:
+                enforcement.check_bucket_write(self.state, write["bucket"], write["object"],
+                                               principal=self.service_account, caller_ip=self._vm_ip(index))
+            except ApiError:
+                return
         audit_log.storage_object_access(self.state, bucket=write["bucket"], object_name=write["object"],
-                                        principal=self.service_account, timestamp=self._task_time(index, 32),
-                                        location=location, caller_ip=self._vm_ip(index))
+                                        principal=self.service_account, timestamp=at,
+                                        location=location, caller_ip=self._vm_ip(index),
+                                        project=projects.bucket_owner(self.state, write["bucket"]).project_id)
 
     def _policy_denied(self, denied: Mapping[str, Any], count: int) -> None:
         index = int(denied.get("task_index", 0)) % count

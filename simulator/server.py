@@ -22,6 +22,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from sovaudit.simulator import enforcement, vpcsc
 from sovaudit.simulator.enums import to_numeric_enums, wants_numeric_enums
 from sovaudit.simulator.faults import DropConnection, FaultInjector
 from sovaudit.simulator.http import (
@@ -96,8 +97,11 @@ class SimApp:
             return error_response(error)
         self._count(route.api)
         sim_request = SimRequest(request, path_args, self.state, route.api, self.base_url)
+        network = vpcsc.CALLER_NETWORK.set(request.headers.get("X-Sim-Caller-Network") or None)
         try:
             self._apply_faults(route.api, request)
+            enforcement.check_api_call(self.state, route.api, request.method, request.path,
+                                       request.headers.get("X-Sim-Principal"), request.headers.get("X-Sim-Caller-Ip"))
             result = route.handler(sim_request)
         except ApiError as error:
             return error_response(error)
@@ -106,6 +110,8 @@ class SimApp:
         except Exception as exc:  # a simulator bug must look like a server error, not hang a client
             traceback.print_exc()
             return error_response(rpc_error(500, f"simulator internal error: {exc!r}"))
+        finally:
+            vpcsc.CALLER_NETWORK.reset(network)
         if isinstance(result, Response):
             return result
         response_type = route.response_type or DEFAULT_RESPONSE_TYPES.get((route.api, route.method, route.rule))

@@ -33,7 +33,7 @@ IMG = "<img src=x onerror=alert(1)>"
 CLOSE_SCRIPT = "</script><script>alert(2)</script>"
 ALICE = "alice@hospital.example"
 BOB = "bob.analyst@hospital.example"
-FOREIGN_BUCKET = "fed-node-us-processed-export"  # the egress-foreign-bucket scenario's look-alike
+FOREIGN_BUCKET = "fed-node-us-processed-scratch"  # the egress-project-bucket scenario's look-alike (in the node's own log)
 
 
 def verify(sim: SimServer, *extra: str) -> Any:
@@ -88,7 +88,7 @@ def _hostile_node(sim: SimServer) -> None:
 
 def test_html_report_shows_hostile_cloud_values_as_text_and_has_no_script(
         sim_factory: Callable[..., SimServer], tmp_path: Path) -> None:
-    sim = sim_factory(scenarios=["egress-foreign-bucket", "vm-public-ip"])
+    sim = sim_factory(scenarios=["egress-project-bucket", "vm-public-ip"])
     _hostile_node(sim)
     result = verify(sim, "--out", str(tmp_path))
     assert result.exit_code == 1, result.output
@@ -261,7 +261,7 @@ def bearer_token(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_bearer_token_is_never_written_to_the_bundle_or_printed(
         sim_factory: Callable[..., SimServer], tmp_path: Path, bearer_token: list[str]) -> None:
     # api-unavailable makes errors print too: error paths are where request details tend to leak.
-    sim = sim_factory(scenarios=["egress-foreign-bucket", "api-unavailable"])
+    sim = sim_factory(scenarios=["egress-project-bucket", "api-unavailable"])
     result = verify(sim, "--out", str(tmp_path), "--format", "json", "--bundle")
     assert result.exit_code == 1, result.output
     assert len(bearer_token) > 20, "the clients did not send the token: the test would prove nothing"
@@ -313,7 +313,7 @@ REPORT_FILES = ("result.json", "report.html", "junit.xml", "results.sarif", "man
 
 def test_redact_replaces_people_with_the_same_pseudonym_in_every_run_and_file(
         sim_factory: Callable[..., SimServer], tmp_path: Path) -> None:
-    sim = sim_factory(scenarios=["egress-foreign-bucket", "vpcsc-violation"])
+    sim = sim_factory(scenarios=["egress-project-bucket", "vpcsc-violation"])
     _people_in_the_logs(sim)
     plain = verify(sim, "--out", str(tmp_path / "plain"))
     assert plain.exit_code == 1, plain.output
@@ -350,7 +350,7 @@ MARKUP_AND_ESCAPES = "[/bold][link=http://evil.example]x\x1b[2J\x1b]8;;http://ev
 
 def test_verify_summary_shows_rich_markup_and_terminal_escapes_from_the_cloud_as_text(
         sim_factory: Callable[..., SimServer]) -> None:
-    sim = sim_factory(scenarios=["egress-foreign-bucket"])
+    sim = sim_factory(scenarios=["egress-project-bucket"])
     with sim.state.lock:
         for payload in _foreign_writes(sim):
             payload["resourceName"] = payload["resourceName"] + MARKUP_AND_ESCAPES

@@ -5,6 +5,8 @@ These questions do not depend on a job; the engine runs them concurrently.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from sovaudit import cloud
@@ -55,6 +57,46 @@ def perimeters(ctx: CollectContext) -> None:
                 return
 
     ctx.recorder.call("acm.perimeters", "accesscontextmanager", "servicePerimeters.list", list_all)
+    if _names_access_levels(ctx.recorder.log(), "acm.perimeters"):
+        # Only then: SEC-01 must judge what those levels admit. A node without any costs no request.
+        ctx.recorder.call("acm.access_levels", "accesscontextmanager", "accessLevels.list",
+                          lambda: _list_pages(session, f"{base}/v1/{policy}/accessLevels"))
+
+
+def _list_pages(session: Any, url: str) -> None:
+    token = ""
+    while True:
+        params = {"pageSize": "100"}
+        if token:
+            params["pageToken"] = token
+        response = session.get(url, params=params, timeout=REQUEST_TIMEOUT_SECONDS)
+        if response.status_code >= 400:
+            from google.api_core import exceptions
+
+            raise exceptions.from_http_response(response)
+        token = response.json().get("nextPageToken", "")
+        if not token:
+            return
+
+
+def _names_access_levels(items: Iterable[Any], purpose: str) -> bool:
+    """Whether any perimeter listed so far relies on an access level (its own, or an ingress source)."""
+    for item in items:
+        if item.purpose != purpose or item.status != 200:
+            continue
+        try:
+            perimeters = json.loads(item.body or b"{}").get("servicePerimeters") or []
+        except ValueError:
+            continue
+        for perimeter in perimeters:
+            for config in (perimeter.get("status") or {}, perimeter.get("spec") or {}):
+                if config.get("accessLevels"):
+                    return True
+                for rule in config.get("ingressPolicies") or ():
+                    if any(s.get("accessLevel") not in (None, "*")
+                           for s in (rule.get("ingressFrom") or {}).get("sources") or ()):
+                        return True
+    return False
 
 
 def buckets(ctx: CollectContext) -> list[str]:

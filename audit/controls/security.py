@@ -1,4 +1,4 @@
-"""Security controls: perimeter, no public IPs, dedicated identity, no egress (SEC-01 … SEC-06).
+"""Security controls: no public IPs, dedicated identity, no egress (SEC-02 … SEC-06; SEC-01 in perimeter.py).
 
 SEC-04 is an absence proof ("nothing was written outside the allow-list") and is only as good as
 the data-access logs behind it: when SEC-05 finds them off, SEC-04 is ERROR, never PASS.
@@ -20,7 +20,6 @@ from sovaudit.audit.views import (
     Project,
     log_entries,
     run_vms,
-    service_perimeters,
 )
 from sovaudit.policies.pack import PolicyPack
 
@@ -28,48 +27,7 @@ NET_FRAMEWORKS = {"GDPR": ["Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53"
                   "ISO27001-2022": ["A.8.20", "A.8.22"]}
 
 
-@control(
-    id="SEC-01", pillar=Pillar.CONTROLS, severity=Severity.CRITICAL,
-    title="An enforced VPC-SC perimeter holds the project and restricts the pipeline's services",
-    rationale="VPC Service Controls stop data leaving through Google APIs even with valid credentials; only an "
-              "enforced (not dry-run) regular perimeter that contains the project and restricts storage, "
-              "BigQuery, Batch, Compute and Logging does that.",
-    remediation="gcloud access-context-manager perimeters update NAME --policy=POLICY "
-                "--add-resources=projects/NUMBER --add-restricted-services=storage.googleapis.com,... ; promote a "
-                "dry-run spec with `gcloud access-context-manager perimeters dry-run enforce NAME`",
-    frameworks=NET_FRAMEWORKS,
-    reads=["acm.perimeters", "resourcemanager.project"],
-)
-def perimeter_enforced(ctx: ControlContext) -> Iterator[Finding]:
-    pack = ctx.policy
-    perimeters = service_perimeters(ctx.evidence)
-    project = Project.from_log(ctx.evidence)
-    listed_ids = ctx.evidence.by_purpose("acm.perimeters").ids
-    found = next((p for p in perimeters if p.name == pack.perimeter.name), None)
-    if found is None:
-        names = ", ".join(p.name for p in perimeters) or "none"
-        yield Finding.fail(pack.perimeter.name, f"perimeter {pack.perimeter.name} does not exist in "
-                           f"{pack.perimeter.access_policy} (found: {names})", listed_ids)
-        return
-    evidence = found.evidence + project.evidence
-    problems = []
-    if found.perimeter_type != "PERIMETER_TYPE_REGULAR":
-        problems.append(f"it is a {found.perimeter_type}, not a regular perimeter")
-    if found.status is None:
-        problems.append("it has no enforced configuration (status): it only runs in dry-run mode"
-                        if found.spec is not None else "it has no enforced configuration (status)")
-    else:
-        member = f"projects/{project.project_number}"
-        if member not in found.status.resources:
-            problems.append(f"{member} ({pack.project}) is not among its enforced resources")
-        missing = [s for s in pack.perimeter.restricted_services if s not in found.status.restricted_services]
-        if missing:
-            problems.append(f"it does not restrict {', '.join(missing)}")
-    if problems:
-        yield Finding.fail(found.name, "; ".join(problems), evidence)
-    else:
-        yield Finding.ok(found.name, f"enforced, contains projects/{project.project_number}, restricts "
-                         f"{', '.join(pack.perimeter.restricted_services)}", evidence)
+# SEC-01 (the perimeter, judged whole) lives in audit/controls/perimeter.py.
 
 
 @control(

@@ -14,9 +14,9 @@ read the data-access entries every object write leaves when the IAM audit config
 Knowingly not faithful: no ACLs, object versioning, soft delete, retention
 locks, notifications or XML API; `fields=` selects top-level keys only; bucket and project IAM are
 judged for object reads and writes on the node's buckets (simulator/iam.py), not for bucket
-metadata calls; every bucket that is not the node's counts as outside the VPC-SC perimeter; the CMEK
-and foreign-bucket error texts are plausible, not confirmed; a write that a dry-run perimeter lets
-through to another project's bucket is logged in this node's data-access log.
+metadata calls; the CMEK and foreign-bucket error texts are plausible, not confirmed. Every call on a
+bucket is judged by VPC-SC for its caller and the bucket's project, and its audit entries land in
+the bucket's project (a write into another project's bucket is in that project's log, not the node's).
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from urllib.parse import quote
 import google_crc32c
 from werkzeug.wrappers import Response
 
-from sovaudit.simulator import audit_log, clock, enforcement, iam
+from sovaudit.simulator import audit_log, clock, enforcement, iam, projects
 from sovaudit.simulator.http import ApiError, Router, SimRequest, classic_error
-from sovaudit.simulator.projects import bucket_owner
 from sovaudit.simulator.state import SimState, StoredObject
 
 API = "storage"
@@ -918,19 +917,24 @@ def _check_bucket_location(req: SimRequest, name: str, location: str) -> None:
     enforcement.check_location(req.state, location, api="storage", resource=name, principal=_principal(req))
 
 
+def _owner_id(state: SimState, bucket: str) -> str:
+    """The project whose logs record calls on `bucket` (Google logs in the resource's project, §2)."""
+    return projects.bucket_owner(state, bucket).project_id
+
+
 def _admin_activity(req: SimRequest, method: str, bucket: str, *, request: dict[str, Any] | None = None,
                     response: dict[str, Any] | None = None) -> None:
     del response  # Cloud Storage's admin entries carry no response body
     audit_log.storage_admin(req.state, bucket=bucket, method=method, principal=_principal(req),
-                            timestamp=clock.now(), location=_bucket_location(req.state, bucket), request=request)
+                            timestamp=clock.now(), location=_bucket_location(req.state, bucket), request=request,
+                            project=_owner_id(req.state, bucket))
 
 
 def _data_access(req: SimRequest, method: str, bucket: str, name: str | None, *, write: bool) -> None:
     """A data-access entry (DATA_WRITE for writes, DATA_READ for reads) when the audit config enables it."""
     state = req.state
     location = _bucket_location(state, bucket).lower()
-    # Logged in the project that owns the bucket (reference gcp-escape-routes §2), under its config.
-    owner = bucket_owner(state, bucket).project_id
+    owner = _owner_id(state, bucket)   # a foreign bucket's entries go to its project's log, per its auditConfigs
     if name is not None:  # audit_log derives DATA_READ/DATA_WRITE from the method
         audit_log.storage_object_access(state, bucket=bucket, object_name=name, principal=_principal(req),
                                         timestamp=clock.now(), location=location, method=method,
@@ -948,9 +952,11 @@ def _data_access(req: SimRequest, method: str, bucket: str, name: str | None, *,
 
 
 def _guard_perimeter(req: SimRequest, bucket: str, name: str | None, method: str) -> None:
-    """A bucket that is not the node's (a foreign record, or unknown here) lies outside the perimeter:
-    VPC-SC refuses the call with 403 and writes a policy-denied entry (in dry-run it only logs)."""
-    enforcement.check_bucket_write(req.state, bucket, name or "", principal=_principal(req), method=method)
+    """Every call on a bucket is judged by VPC Service Controls (simulator/vpcsc.py) for the caller
+    (`X-Sim-Principal`; `X-Sim-Caller-Ip` for access levels) and the bucket's project: refused with
+    403 `vpcServiceControls` and Policy Denied entries, or, in dry-run, only logged."""
+    enforcement.check_bucket_write(req.state, bucket, name or "", principal=_principal(req), method=method,
+                                   caller_ip=req.http.headers.get("X-Sim-Caller-Ip"))
 
 
 def _guard_write(req: SimRequest, bucket: str, name: str | None) -> None:
@@ -983,6 +989,6 @@ def _authorize_objects(req: SimRequest, bucket: str, roles: frozenset[str], perm
 
 
 def _guard_read(req: SimRequest, bucket: str) -> None:
-    # A read of a bucket nobody knows is a plain 404; a known foreign bucket crosses the perimeter.
-    if bucket in req.state.extras.get("foreign_buckets", {}):
+    # A bucket nobody knows is a plain 404 (no project owns it, so no perimeter judges it).
+    if bucket in req.state.buckets or bucket in req.state.extras.get("foreign_buckets", {}):
         _guard_perimeter(req, bucket, None, "google.storage.objects.get")

@@ -40,8 +40,10 @@ def test_sec01_fails_when_a_service_is_not_restricted_or_project_missing(node: N
     status = node.body("acm.perimeters")["servicePerimeters"][0]["status"]
     status["restrictedServices"].remove("batch.googleapis.com")
     status["resources"] = ["projects/999"]
-    message = failures(node.run("SEC-01"))[0]
-    assert "batch.googleapis.com" in message and "projects/314159265358" in message
+    messages = " | ".join(failures(node.run("SEC-01")))
+    assert "does not restrict batch.googleapis.com" in messages
+    assert "projects/314159265358 (fed-node-us) is not among its enforced resources" in messages
+    assert "holds projects/999 beside the node" in messages
 
 
 def test_sec01_fails_when_the_perimeter_does_not_exist(node: NodeEvidence) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_controls_evidence import UID, NodeEvidence
 
-from sovaudit.audit import views
+from sovaudit.audit import views, views_perimeter
 from sovaudit.audit.views import EvidenceIncomplete
 from sovaudit.policies.pack import resolve_policy
 
@@ -131,7 +131,7 @@ def test_batch_state_sent_as_an_int_enum_reads_as_its_name(node: NodeEvidence) -
 
 def test_perimeter_type_int_enum(node: NodeEvidence) -> None:
     node.body("acm.perimeters")["servicePerimeters"][0]["perimeterType"] = 1
-    assert views.service_perimeters(node.log())[0].perimeter_type == "PERIMETER_TYPE_BRIDGE"
+    assert views_perimeter.service_perimeters(node.log())[0].perimeter_type == "PERIMETER_TYPE_BRIDGE"
 
 
 def test_audit_log_types_sent_as_int_enums(node: NodeEvidence) -> None:

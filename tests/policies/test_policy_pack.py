@@ -178,3 +178,81 @@ def test_readers_and_access_members_must_carry_their_kind_and_name_their_line(tm
     assert any(f"p.yaml:{line}: readers[0]: 'batch-runner-without-prefix@x.org' is not an IAM member" in f
                for f in found), found
     assert any("access.allowed_domains[0]: 'not a domain' is not a domain name" in f for f in found), found
+
+
+PERIMETER_ALLOW_LISTS = """\
+  extra_resources: [projects/112233445566, //compute.googleapis.com/projects/fed-node-us/global/networks/other]
+  allowed_ingress: []
+  allowed_egress:
+    - title: share-qc-summaries
+      egressFrom: {identities: ["serviceAccount:batch-runner@fed-node-us.iam.gserviceaccount.com"]}
+      egressTo:
+        resources: [projects/112233445566]
+        operations: [{serviceName: storage.googleapis.com, methodSelectors: [{method: google.storage.objects.create}]}]
+  allowed_bridges:
+    - {name: accessPolicies/555000111/servicePerimeters/bridge, resources: [projects/314159265358, projects/112233445566]}
+  allowed_access_levels:
+    - {name: accessPolicies/555000111/accessLevels/office, basic: {conditions: [{ipSubnetworks: [198.51.100.0/24]}]}}
+"""
+
+
+def _with_perimeter_lists(tmp_path: Path, lists: str) -> Path:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    start = text.index("  extra_resources:")
+    end = text.index("service_account:")
+    (tmp_path / "p.yaml").write_text(text[:start] + lists + text[end:])
+    return tmp_path / "p.yaml"
+
+
+def test_shipped_packs_allow_no_perimeter_opening() -> None:
+    for name in ("us", "eu"):
+        perimeter = resolve_policy(name).perimeter
+        assert (perimeter.extra_resources, perimeter.allowed_ingress, perimeter.allowed_egress,
+                perimeter.allowed_bridges, perimeter.allowed_access_levels) == ((), (), (), (), ())
+
+
+def test_perimeter_allow_lists_load_as_full_bodies(tmp_path: Path) -> None:
+    perimeter = load_policy(_with_perimeter_lists(tmp_path, PERIMETER_ALLOW_LISTS)).perimeter
+    assert perimeter.extra_resources[0] == "projects/112233445566"
+    assert perimeter.allowed_egress[0]["egressTo"]["operations"][0]["methodSelectors"] == [
+        {"method": "google.storage.objects.create"}]
+    assert perimeter.allowed_bridges[0].resources == ("projects/314159265358", "projects/112233445566")
+    assert perimeter.allowed_access_levels[0]["basic"]["conditions"][0]["ipSubnetworks"] == ["198.51.100.0/24"]
+
+
+def test_bad_perimeter_allow_lists_are_named_with_line_and_field(tmp_path: Path) -> None:
+    bad = """\
+  extra_resources: [fed-node-partner]
+  allowed_ingress:
+    - title: only-a-title
+  allowed_egress:
+    - {title: t, egressFrom: {}, egressTo: {}, egressFromm: {}}
+  allowed_bridges:
+    - {name: accessPolicies/1/servicePerimeters/bridge, resources: [folders/12]}
+  allowed_access_levels:
+    - office
+"""
+    path = _with_perimeter_lists(tmp_path, bad)
+    found = [str(e) for e in validate_policy(path)]
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("  extra_resources:"))
+    expected = [
+        f"{path}:{line}: perimeter.extra_resources[0]: 'fed-node-partner' is not a perimeter resource",
+        f"{path}:{line + 2}: perimeter.allowed_ingress[0]: ingressFrom and ingressTo missing",
+        f"{path}:{line + 4}: perimeter.allowed_egress[0]: unknown field(s) egressFromm in a rule",
+        f"{path}:{line + 6}: perimeter.allowed_bridges[0].name: 'accessPolicies/1/servicePerimeters/bridge' is not a "
+        "perimeter of accessPolicies/555000111",
+        f"{path}:{line + 6}: perimeter.allowed_bridges[0].resources[0]: 'folders/12' is not projects/NUMBER",
+        f"{path}:{line + 8}: perimeter.allowed_access_levels[0]: expected a mapping, got 'office'",
+    ]
+    for text in expected:
+        assert any(f.startswith(text) for f in found), (text, found)
+    assert len(found) == len(expected), found
+
+
+def test_an_empty_restricted_services_list_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    start = text.index("  restricted_services: [")
+    end = text.index("\n", start)
+    (tmp_path / "p.yaml").write_text(text[:start] + "  restricted_services: []" + text[end:])
+    found = [str(e) for e in validate_policy(tmp_path / "p.yaml")]
+    assert len(found) == 1 and "perimeter.restricted_services: must not be empty" in found[0], found

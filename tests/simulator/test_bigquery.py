@@ -246,7 +246,7 @@ def test_query_results_page_and_query_and_wait_agree(sim: Any) -> None:
 
 
 def test_jobs_list_filters_by_state_user_and_creation_time(sim: Any) -> None:
-    client = client_for(sim, principal="analyst@example.org")
+    client = client_for(sim, principal="analyst@fed-node-us.iam.gserviceaccount.com")
     since = datetime.now(UTC) - timedelta(seconds=1)
     time.sleep(0.01)
     client.query("SELECT 1 AS one", job_id="analyst_query_1", job_retry=None).result()
@@ -346,8 +346,8 @@ def test_dml_insert_changes_the_table_and_is_audited(sim: Any) -> None:
 
 def test_a_query_leaves_a_table_data_read_entry_per_table(sim: Any) -> None:
     sim.state.iam_policy["bindings"].append({"role": "roles/bigquery.dataViewer",
-                                             "members": ["user:analyst@example.org"]})
-    client = client_for(sim, principal="analyst@example.org")
+                                             "members": ["serviceAccount:analyst@fed-node-us.iam.gserviceaccount.com"]})
+    client = client_for(sim, principal="analyst@fed-node-us.iam.gserviceaccount.com")
     client.load_table_from_file(io.BytesIO(variants_parquet(0, 2)), f"{DATASET}.read_me",
                                 job_config=load_config()).result()
     before = len(sim.state.log_entries)
@@ -357,7 +357,7 @@ def test_a_query_leaves_a_table_data_read_entry_per_table(sim: Any) -> None:
              if "tableDataRead" in e.get("protoPayload", {}).get("metadata", {})]
     assert [e["protoPayload"]["resourceName"] for e in reads] == \
         [f"projects/{PROJECT}/datasets/{DATASET}/tables/read_me"]
-    assert reads[0]["protoPayload"]["authenticationInfo"]["principalEmail"] == "analyst@example.org"
+    assert reads[0]["protoPayload"]["authenticationInfo"]["principalEmail"] == "analyst@fed-node-us.iam.gserviceaccount.com"
 
 
 def test_schema_patch_adds_nested_fields_but_never_drops_one(sim: Any) -> None:

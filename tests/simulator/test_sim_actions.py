@@ -30,12 +30,24 @@ def _entries(state: Any, method: str) -> list[dict[str, Any]]:
     return [e for e in state.log_entries if e.get("protoPayload", {}).get("methodName") == method]
 
 
+# An outside user reaches the node's buckets only through an ingress policy of its perimeter.
+_MALLORY_IN = """
+node:
+  perimeter:
+    config:
+      ingressPolicies:
+        - ingressFrom: {identities: ["user:mallory@example.org"], sources: [{accessLevel: "*"}]}
+          ingressTo: {resources: ["*"], operations: [{serviceName: storage.googleapis.com,
+                                                      methodSelectors: [{method: "*"}]}]}
+"""
+
+
 def test_an_action_reads_as_its_principal_at_its_moment(tmp_path: Path) -> None:
     obj = "vcfs%2Fsample-0000.vcf.gz"
     grant = {"call": f"PUT /storage/v1/b/{RAW}/iam", "principal": "insider@example.org", "at_minutes": 10,
              "body": {"bindings": [{"role": "roles/storage.objectViewer", "members": ["user:mallory@example.org"]}]}}
     path = _scenario(tmp_path, [grant, {"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
-                                        "principal": "mallory@example.org", "at_minutes": 20}])
+                                        "principal": "mallory@example.org", "at_minutes": 20}], _MALLORY_IN)
     state = load_seeded_state("us", [path], job_tasks=2)
     reads = [e for e in _entries(state, "storage.objects.get")
              if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]
@@ -82,3 +94,18 @@ def test_entries_of_another_project_are_not_listed_by_the_node(sim_factory: Any)
     listed = list(client.list_entries(resource_names=["projects/fed-node-us"],
                                       filter_='protoPayload.resourceName:"x.parquet" AND timestamp>="2020-01-01T00:00:00Z"'))
     assert listed == []
+
+
+def test_a_user_calling_from_the_node_network_is_inside_the_perimeter_and_from_a_laptop_is_not(
+        tmp_path: Path) -> None:
+    obj = "vcfs%2Fsample-0000.vcf.gz"
+    grant = {"call": f"PUT /storage/v1/b/{RAW}/iam", "principal": "insider@example.org", "network": "node",
+             "at_minutes": 10,
+             "body": {"bindings": [{"role": "roles/storage.objectViewer", "members": ["user:mallory@example.org"]}]}}
+    read = {"call": f"GET /storage/v1/b/{RAW}/o/{obj}", "params": {"alt": "media"},
+            "principal": "mallory@example.org", "at_minutes": 20}
+    state = load_seeded_state("us", [_scenario(tmp_path, [grant, {**read, "network": "node"}])], job_tasks=1)
+    assert [e for e in _entries(state, "storage.objects.get")
+            if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]
+    with pytest.raises(NodeFileError, match=r"action 2 .* answered 403.*VPC Service Controls"):
+        load_seeded_state("us", [_scenario(tmp_path, [grant, read])], job_tasks=1)

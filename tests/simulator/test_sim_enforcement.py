@@ -121,7 +121,8 @@ def test_write_to_a_bucket_outside_the_perimeter_is_forbidden_and_policy_denied(
     response = session().post(f"{probe_sim.url}/_write/fed-node-us-processed-export")
     error = exceptions.from_http_response(response)
     assert isinstance(error, exceptions.Forbidden)
-    assert ": Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: " in error.message
+    # Cloud Storage's own text (reference §1.4); the unique id is only in the Policy Denied entry.
+    assert error.message.endswith(": Request violates VPC Service Controls.")
     assert error.errors[0]["reason"] == "vpcServiceControls"
     entry = probe_sim.state.log_entries[-1]
     assert entry["logName"] == "projects/fed-node-us/logs/cloudaudit.googleapis.com%2Fpolicy"

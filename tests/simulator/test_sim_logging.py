@@ -63,13 +63,25 @@ def test_data_access_entries_record_each_task_output_and_manifest(sim_shared) ->
 
 
 def test_has_operator_matches_substrings_where_equality_does_not(sim_factory) -> None:
-    sim = sim_factory(scenarios=["egress-foreign-bucket"])
+    from sovaudit.simulator import audit_log, clock
+    from sovaudit.simulator.projects import bucket_owner
+
+    sim = sim_factory()
+    # A write into a look-alike bucket the node's project owns (so it is in the node's log).
+    sim.state.buckets["fed-node-us-processed-copy"] = dict(sim.state.buckets["fed-node-us-processed"],
+                                                           name="fed-node-us-processed-copy")
+    assert bucket_owner(sim.state, "fed-node-us-processed-copy").is_node
+    seeded = sim.state.extras["seed"]
+    audit_log.storage_object_access(sim.state, bucket="fed-node-us-processed-copy", object_name="x.parquet",
+                                    principal="batch-runner@fed-node-us.iam.gserviceaccount.com",
+                                    timestamp=clock.parse(seeded.window_start) + timedelta(minutes=30),
+                                    location="us-central1")
     base = f'protoPayload.methodName="storage.objects.create" AND {window(sim)}'
     equal = entries(sim, f'{base} AND resource.labels.bucket_name="fed-node-us-processed"')
     has = entries(sim, f'{base} AND resource.labels.bucket_name:"fed-node-us-processed"')
     assert len(has) == len(equal) + 1
     extra = {e.resource.labels["bucket_name"] for e in has} - {e.resource.labels["bucket_name"] for e in equal}
-    assert extra == {"fed-node-us-processed-export"}
+    assert extra == {"fed-node-us-processed-copy"}
 
 
 def test_descending_order_and_small_pages_return_every_entry(sim_shared) -> None:
@@ -132,7 +144,8 @@ def test_vpcsc_violation_is_a_policy_denied_entry_in_the_job_window(sim_factory)
                          + window(sim, before=timedelta(0)))
     assert len(found) == 1
     metadata = found[0].payload["metadata"]
-    assert metadata["violationReason"] == "RESOURCES_NOT_IN_SAME_SERVICE_PERIMETER"
+    # A worker (a VPC client inside) writing into a project outside: the reason the troubleshooting doc gives.
+    assert metadata["violationReason"] == "NETWORK_NOT_IN_SAME_SERVICE_PERIMETER"
     assert metadata["securityPolicyInfo"]["servicePerimeterName"] == \
         "accessPolicies/555000111/servicePerimeters/fed_node_us"
     assert "dryRun" not in metadata

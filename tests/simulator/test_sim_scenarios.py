@@ -101,9 +101,13 @@ def check_task_rows_missing(state: SimState) -> None:
 
 
 def check_egress_foreign_bucket(state: SimState) -> None:
-    buckets = {e["resource"]["labels"].get("bucket_name") for e in state.log_entries
-               if e.get("protoPayload", {}).get("methodName") == "storage.objects.create"}
-    assert "fed-node-us-processed-export" in buckets
+    # The egress rule let the write out; Google logs it in the bucket's project, not the node's.
+    assert ("fed-node-us-processed-export", "exports/preprocess-genomes-001/sample-0001.parquet") in state.objects
+    writes = {(e["logName"], e["resource"]["labels"].get("bucket_name")) for e in state.log_entries
+              if e.get("protoPayload", {}).get("methodName") == "storage.objects.create"}
+    assert ("projects/partner-analytics-us/logs/cloudaudit.googleapis.com%2Fdata_access",
+            "fed-node-us-processed-export") in writes
+    assert not [w for w in writes if w[0].startswith("projects/fed-node-us/") and w[1] == "fed-node-us-processed-export"]
 
 
 def check_batch_fails_on_policy(state: SimState) -> None:

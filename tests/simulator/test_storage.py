@@ -167,8 +167,9 @@ def grant_on_bucket(sim: Any, bucket: str, role: str, member: str) -> None:
 
 
 def test_object_write_leaves_a_data_access_entry_naming_the_caller(sim: Any) -> None:
-    grant_on_bucket(sim, PROCESSED, "roles/storage.objectAdmin", "user:analyst@example.org")
-    client = client_for(sim, principal="analyst@example.org")
+    # A service account of the node's project: its calls come from inside the perimeter.
+    grant_on_bucket(sim, PROCESSED, "roles/storage.objectAdmin", "serviceAccount:analyst@fed-node-us.iam.gserviceaccount.com")
+    client = client_for(sim, principal="analyst@fed-node-us.iam.gserviceaccount.com")
     before = len(entries(sim, DATA_ACCESS, "storage.objects.create"))
     client.bucket(PROCESSED).blob("audit/probe.txt").upload_from_string(b"hello")
 
@@ -179,7 +180,7 @@ def test_object_write_leaves_a_data_access_entry_naming_the_caller(sim: Any) -> 
         "project_id": PROJECT, "bucket_name": PROCESSED, "location": "us-central1"}}
     payload = entry["protoPayload"]
     assert payload["resourceName"] == f"projects/_/buckets/{PROCESSED}/objects/audit/probe.txt"
-    assert payload["authenticationInfo"]["principalEmail"] == "analyst@example.org"
+    assert payload["authenticationInfo"]["principalEmail"] == "analyst@fed-node-us.iam.gserviceaccount.com"
     assert payload["authorizationInfo"][0]["permission"] == "storage.objects.create"
 
     client.bucket(PROCESSED).blob("audit/probe.txt").delete()
@@ -207,7 +208,8 @@ def test_write_to_a_bucket_outside_the_perimeter_is_refused_and_logged(sim: Any,
     before = len(sim.state.log_entries)
     with pytest.raises(exceptions.Forbidden) as refused:
         client.bucket(bucket_name).blob("leak.vcf").upload_from_string(b"secret")
-    assert "Request is prohibited by organization's policy" in refused.value.message
+    assert "Request violates VPC Service Controls." in refused.value.message
+    assert '"reason":"vpcServiceControls"' in refused.value.message
     denied = [e["protoPayload"]["metadata"]["resourceNames"] for e in sim.state.log_entries[before:]
               if e["logName"] == POLICY]
     assert [f"projects/_/buckets/{bucket_name}/objects/leak.vcf"] in denied
@@ -231,10 +233,12 @@ def test_dry_run_perimeter_lets_a_foreign_write_through_but_logs_it(sim_factory:
     new = sim.state.log_entries[before:]
     denied = [e for e in new if e["logName"] == POLICY]
     assert denied and all(e["protoPayload"]["metadata"]["dryRun"] is True for e in denied)
-    # The object write itself belongs to the bucket's project (Google logs it there, under that
-    # project's audit config, which enables nothing here): the node's data-access log has no entry.
-    written = [e for e in new if e.get("protoPayload", {}).get("methodName") == "storage.objects.create"]
-    assert [e for e in written if e["logName"] == DATA_ACCESS] == []
+    # The write is the foreign project's to log (its auditConfigs enable DATA_WRITE), not the node's.
+    assert not [e for e in new if e["logName"] == DATA_ACCESS]
+    written = [e for e in new if e["logName"] == "projects/partner-analytics-us/logs/cloudaudit.googleapis.com%2Fdata_access"
+               and e["protoPayload"]["methodName"] == "storage.objects.create"]
+    assert [e["resource"]["labels"] for e in written] == [
+        {"project_id": "partner-analytics-us", "bucket_name": FOREIGN, "location": "us"}]
 
 
 def test_another_projects_bucket_cannot_be_created_again_or_administered(sim_factory: Any) -> None:
@@ -295,7 +299,7 @@ def test_server_side_copy_rewrite_and_compose_write_audited_objects(sim: Any) ->
 def test_rewrite_into_another_projects_bucket_is_refused_by_vpcsc(sim: Any) -> None:
     client = client_for(sim)
     client.bucket(PROCESSED).blob("parts/a").upload_from_string(b"AAA")
-    with pytest.raises(exceptions.Forbidden, match="prohibited by organization's policy"):
+    with pytest.raises(exceptions.Forbidden, match="Request violates VPC Service Controls"):
         client.bucket(FOREIGN).blob("stolen").rewrite(client.bucket(PROCESSED).blob("parts/a"))
     assert (FOREIGN, "stolen") not in sim.state.objects
 

@@ -21,7 +21,9 @@ def gcs(sim: Any, principal: str | None = None) -> storage.Client:
     client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
                             client_options={"api_endpoint": sim.url})
     if principal:
-        client._http.headers["X-Sim-Principal"] = principal
+        # IAM is what these tests judge: the callers sit on a VM in the node's network, inside the
+        # perimeter (tests/simulator/test_sim_vpcsc.py judges the perimeter itself).
+        client._http.headers.update({"X-Sim-Principal": principal, "X-Sim-Caller-Network": "node"})
     return client
 
 
@@ -29,7 +31,9 @@ def bq(sim: Any, principal: str | None = None) -> bigquery.Client:
     client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
                              client_options={"api_endpoint": sim.url})
     if principal:
-        client._http.headers["X-Sim-Principal"] = principal
+        # IAM is what these tests judge: the callers sit on a VM in the node's network, inside the
+        # perimeter (tests/simulator/test_sim_vpcsc.py judges the perimeter itself).
+        client._http.headers.update({"X-Sim-Principal": principal, "X-Sim-Caller-Network": "node"})
     return client
 
 

@@ -156,11 +156,18 @@ def test_log_buckets_keep_their_location_and_a_locked_retention(sim) -> None:
     assert len(config_changes(sim, "CreateBucket")) == 1
 
 
-def test_an_excluded_foreign_write_is_not_in_the_node_log(sim_factory) -> None:
+def test_an_excluded_foreign_write_is_not_in_the_node_log(sim_factory, tmp_path) -> None:
     """The effect SEC-08 guards: with the exclusion the write is simply not there to be found."""
     write = 'protoPayload.methodName="storage.objects.create" AND resource.labels.bucket_name="fed-node-us-raw-vcfs-backup"'
     day = timedelta(days=1)
-    seen = recent(sim_factory(scenarios=["egress-lookalike-bucket"]), write, day)
+    import yaml
+
+    from sovaudit.simulator.node import SCENARIO_DIR
+
+    staged = yaml.safe_load((SCENARIO_DIR / "logs-exclusion-hides-egress.yaml").read_text())
+    del staged["node"]["logging"]   # the same write into the node's look-alike bucket, nothing excluded
+    (tmp_path / "unexcluded.yaml").write_text(yaml.safe_dump({**staged, "name": "unexcluded"}))
+    seen = recent(sim_factory(scenarios=[tmp_path / "unexcluded.yaml"]), write, day)
     hidden = recent(sim_factory(scenarios=["logs-exclusion-hides-egress"]), write, day)
     assert len(seen) == 1 and hidden == []
 

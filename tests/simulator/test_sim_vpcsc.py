@@ -147,11 +147,19 @@ def test_a_bridge_lets_the_node_reach_the_partner_perimeter_and_without_it_both_
     assert (FOREIGN, "x.parquet") in bridged.state.objects
 
 
+# IAM lets these outside users in (and bob, who is in no group, and the writes): what refuses them is
+# the perimeter alone.
+READERS = [{"role": "roles/storage.objectAdmin", "members": [
+    "user:mallory@example.org", "user:ana@partner.example", "user:bob@partner.example",
+    "serviceAccount:batch-runner@fed-node-us.iam.gserviceaccount.com"]}]
+
+
 def test_outside_caller_is_refused_unless_an_access_level_matches(sim_factory, tmp_path) -> None:
     level = {"name": f"{POLICY}/accessLevels/office", "title": "office",
              "basic": {"conditions": [{"ipSubnetworks": ["198.51.100.0/24"]}]}}
     sim = sim_factory(scenarios=[scenario(tmp_path, {"access_levels": [level],
-                                                     "perimeter": {"config": {"accessLevels": [level["name"]]}}})],
+                                                     "perimeter": {"config": {"accessLevels": [level["name"]]}},
+                                                     "bucket_iam": {"processed": READERS}})],
                       job_tasks=1)
     obj = "manifests/preprocess-genomes-001/0.json"
     before = len(sim.state.log_entries)
@@ -173,7 +181,8 @@ def test_ingress_rule_matches_identity_source_and_operation(sim_factory, tmp_pat
             "ingressTo": {"resources": [NODE], "operations": [
                 {"serviceName": "storage.googleapis.com", "methodSelectors": [{"method": "google.storage.objects.get"}]}]}}
     sim = sim_factory(scenarios=[scenario(tmp_path, {"groups": {"partners@example.org": ["ana@partner.example"]},
-                                                     "perimeter": {"config": {"ingressPolicies": [rule]}}})],
+                                                     "perimeter": {"config": {"ingressPolicies": [rule]}},
+                                                     "bucket_iam": {"processed": READERS}})],
                       job_tasks=1)
     blob = "manifests/preprocess-genomes-001/0.json"
     assert gcs(sim, "ana@partner.example").bucket("fed-node-us-processed").blob(blob).download_as_bytes()

@@ -197,7 +197,8 @@ def parse_job(entry: LogEntry) -> BigQueryJob | None:
         if not found_uris:
             problems.append("the extract job names no destinationUris")
         uris.extend(found_uris)
-    error = status.get("errorResult") or {}
+    error = status.get("errorResult") or ({"message": entry.status.get("message") or "failed"}
+                                          if entry.status.get("code") else {})
     return BigQueryJob(
         job_name=job_name, method=entry.method_name, job_type=job_type, statement_type=statement,
         principal=entry.principal, timestamp=entry.timestamp, destination_tables=tuple(dict.fromkeys(tables)),

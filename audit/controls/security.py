@@ -354,7 +354,8 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
         elif not is_bigquery(entry):
             findings.append(Finding.error(entry.ref, f"{entry.service_name} {entry.method_name} at {entry.timestamp} "
                                           "is not a write SEC-04 can classify", entry.evidence))
-    bigquery = bigquery_entries(e for e in entries if not e.status.get("code"))
+    # A failed job's jobChange carries a status: keep it, it is what tells the job wrote nothing.
+    bigquery = bigquery_entries(entries)
     for job in bigquery.jobs:
         findings.extend(judge.job(job))
     findings.extend(judge.change(change) for change in bigquery.changes)

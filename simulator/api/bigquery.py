@@ -33,10 +33,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import pyarrow as pa
 from werkzeug.wrappers import Response
 
-from sovaudit.simulator import audit_log, clock, enforcement
+from sovaudit.simulator import audit_log, bq_audit, clock, enforcement
+from sovaudit.simulator.api import bigquery_transfer as transfer
 from sovaudit.simulator.api.storage import kms_key_problem
 from sovaudit.simulator.bqstore import (
     BigQueryStore,
@@ -48,6 +48,7 @@ from sovaudit.simulator.bqstore import (
     merge_fields,
     referenced_tables,
     select_fields,
+    statement_type,
     validate_fields,
     validate_layout,
 )
@@ -188,18 +189,12 @@ def _offset(req: SimRequest) -> int:
 
 
 def _data_read(req: SimRequest, dataset: str, table: str) -> None:
-    """A DATA_READ entry for a table read (tabledata.list), when the audit config enables it."""
+    """tabledata.list reads a table: a tableDataRead entry (DATA_READ) in the table's project."""
     state = req.state
-    if not audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_READ"):
-        return
-    name = f"projects/{state.project_id}/datasets/{dataset}/tables/{table}"
-    audit_log.record(state, audit_log.audit_entry(
-        state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-        method="google.cloud.bigquery.v2.TableDataService.List", resource_name=name,
-        resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset},
-        principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.getData",
-        metadata={"@type": audit_log.BQ_METADATA_TYPE, "tableDataRead": {"reason": "TABLEDATA_LIST_REQUEST"}},
-        locations=[state.datasets.get(dataset, {}).get("location", state.region)]))
+    bq_audit.table_data_read(state, project=state.project_id, dataset=dataset, table=table,
+                             method="google.cloud.bigquery.v2.TableDataService.List", principal=_principal(req),
+                             location=str(state.datasets.get(dataset, {}).get("location", state.region)),
+                             reason="TABLEDATA_LIST_REQUEST")
 
 
 def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> None:
@@ -639,7 +634,7 @@ def insert_all(req: SimRequest) -> Any:
     with any bad row and no skipInvalidRows nothing is written (the others report `stopped`); rows
     whose insertId was seen before on this table are dropped, BigQuery's best-effort de-duplication."""
     state = req.state
-    project = _check_project(req)
+    _check_project(req)
     dataset_id, table_id = req.path_args["dataset"], req.path_args["table"]
     body = req.json() or {}
     ignore_unknown = bool(body.get("ignoreUnknownValues"))
@@ -672,16 +667,8 @@ def insert_all(req: SimRequest) -> Any:
             raise bq_error(400, str(exc), "invalid") from exc
         seen.update(g["insertId"] for g in good if g["insertId"])
         _refresh_counts(state, dataset_id, table_id, table)
-    if written and audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        audit_log.record(state, audit_log.audit_entry(
-            state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-            method="google.cloud.bigquery.v2.TableDataService.InsertAll",
-            resource_name=f"projects/{project}/datasets/{dataset_id}/tables/{table_id}",
-            resource_type="bigquery_dataset", resource_labels={"project_id": project, "dataset_id": dataset_id},
-            principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.updateData",
-            metadata={"@type": audit_log.BQ_METADATA_TYPE,
-                      "tableDataChange": {"insertedRowsCount": str(written), "reason": "STREAMING"}},
-            locations=[str(state.datasets[dataset_id].get("location", "US"))]))
+    # Legacy streaming writes no audit entry at all (reference gcp-escape-routes §3.1): none here.
+    del written
     response: dict[str, Any] = {"kind": "bigquery#tableDataInsertAllResponse"}
     if errors:
         response["insertErrors"] = sorted(errors, key=lambda e: int(e["index"]))
@@ -703,10 +690,19 @@ def _job_location(state: SimState, configuration: Mapping[str, Any], requested: 
             dataset = state.datasets.get((config.get(key) or {}).get("datasetId", ""))
             if dataset:
                 return str(dataset.get("location", "US"))
+    for section, key in (("extract", "sourceTable"), ("copy", "sourceTable"), ("copy", "sourceTables")):
+        found = (configuration.get(section) or {}).get(key)
+        for reference in (found if isinstance(found, list) else [found] if found else []):
+            try:
+                return transfer.resolve(state, reference).location
+            except BigQueryStoreError:
+                continue   # the job itself reports the missing table
     query_config = configuration.get("query") or {}
     if query_config.get("query"):
         try:
-            refs = referenced_tables(str(query_config["query"]), default_project=state.project_id,
+            text = str(query_config["query"])
+            export = transfer.export_statement(text)
+            refs = referenced_tables(export[1] if export else text, default_project=state.project_id,
                                      default_dataset=None)
         except BigQueryStoreError:
             refs = []  # the query job itself will report the error
@@ -717,7 +713,7 @@ def _job_location(state: SimState, configuration: Mapping[str, Any], requested: 
 
 
 def _dataset_locations(state: SimState) -> dict[str, str]:
-    return {dataset_id: str(body.get("location", "US")) for dataset_id, body in state.datasets.items()}
+    return transfer.dataset_locations(state)
 
 
 def _new_job(req: SimRequest, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -771,12 +767,22 @@ def _finish(job: dict[str, Any], error: tuple[str, str, str | None] | None = Non
 
 
 def _run_job(req: SimRequest, job: dict[str, Any], upload: bytes | None = None) -> dict[str, Any]:
+    """Run a job to DONE, logged as Google logs it: jobInsertion when it is accepted, jobChange when
+    it is done (a dry run creates no job and logs nothing)."""
     kind = job["configuration"]["jobType"]
+    method = transfer.job_method(req.state, job)
+    logged = not job["configuration"].get("dryRun")
+    if logged:
+        bq_audit.job_insertion(req.state, job, method=method, principal=_principal(req))
     try:
         if kind == "LOAD":
             _run_load(req, job, upload)
         elif kind == "QUERY":
             _run_query(req, job)
+        elif kind == "COPY":
+            transfer.run_copy(req, job)
+        elif kind == "EXTRACT":
+            transfer.run_extract(req, job)
         else:
             raise BigQueryStoreError(f"{kind.lower()} jobs are not supported by the simulator.", "invalid")
         _finish(job)
@@ -788,6 +794,8 @@ def _run_job(req: SimRequest, job: dict[str, Any], upload: bytes | None = None) 
     except Exception as exc:  # a simulator bug: fail the job (never leave it RUNNING) and show the trace
         traceback.print_exc()
         _finish(job, ("internalError", f"simulator internal error: {exc!r}", None))
+    if logged:
+        bq_audit.job_change(req.state, job, method=method, principal=_principal(req))
     return job
 
 
@@ -968,20 +976,10 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
                                  "outputRows": str(rows), "outputBytes": str(rows * len(fields) * 64),
                                  "badRecords": "0"}
     job["statistics"]["totalSlotMs"] = str(max(1, rows // 1000))
-    entries = audit_log.bigquery_table_write(state, job=job, principal=_principal(req), timestamp=clock.now())
-    _with_dispositions(entries, create, write)
-
-
-def _with_dispositions(entries: list[dict[str, Any]], create: str, write: str) -> None:
-    """audit_log's load entries assume CREATE_IF_NEEDED/WRITE_APPEND; state what this job really did
-    (a WRITE_TRUNCATE load replaces the table's rows, which `tableDataChange.truncated` says)."""
-    with_metadata = [e["protoPayload"].get("metadata") or {} for e in entries]
-    for metadata in with_metadata:
-        load_config = metadata.get("jobChange", {}).get("job", {}).get("jobConfig", {}).get("loadConfig")
-        if load_config is not None:
-            load_config["createDisposition"], load_config["writeDisposition"] = create, write
-        if "tableDataChange" in metadata and write == "WRITE_TRUNCATE":
-            metadata["tableDataChange"]["truncated"] = True
+    bq_audit.table_data_change(state, project=project, dataset=dataset_id, table=table_id,
+                               job_name=transfer.job_name(job), method=transfer.job_method(state, job),
+                               principal=_principal(req), location=location, inserted=rows,
+                               truncated=write == "WRITE_TRUNCATE")
 
 
 def _check_load_schema(state: SimState, dataset_id: str, table_id: str, table: dict[str, Any],
@@ -1093,14 +1091,22 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
     if config.get("useLegacySql") is True:
         raise BigQueryStoreError("Legacy SQL is not supported by the simulator; set useLegacySql=false.",
                                  "invalidQuery")
+    sql = str(config.get("query") or "")
     if job["configuration"].get("dryRun"):
         job["statistics"]["query"] = {"totalBytesProcessed": "0", "statementType": "SELECT"}
         job["statistics"]["totalBytesProcessed"] = "0"
         return
     default = config.get("defaultDataset") or {}
+    export = transfer.export_statement(sql)
+    ctas = None if export else _ctas(sql)
+    inner = export[1] if export else ctas[1] if ctas else sql
+    statement = "EXPORT_DATA" if export else "CREATE_TABLE_AS_SELECT" if ctas else None
+    job["statistics"]["query"] = {"totalBytesProcessed": "0", "totalBytesBilled": "0", "cacheHit": False,
+                                  "billingTier": 1}
+    reads = _query_reads(req, job, inner, default.get("datasetId"))
     try:
         result = store_of(state).query(
-            str(config.get("query") or ""), default_project=state.project_id,
+            inner, default_project=state.project_id,
             default_dataset=default.get("datasetId"), dataset_locations=_dataset_locations(state),
             location=job["jobReference"]["location"], parameters=list(config.get("queryParameters") or []))
     except BigQueryStoreError as exc:
@@ -1108,8 +1114,11 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
             exc.reason = "invalidQuery"
         raise
     job_id = job["jobReference"]["jobId"]
-    stats: dict[str, Any] = {"totalBytesProcessed": "0", "totalBytesBilled": "0", "cacheHit": False,
-                             "statementType": result.statement_type, "billingTier": 1}
+    stats: dict[str, Any] = job["statistics"]["query"]
+    stats["statementType"] = statement or result.statement_type
+    if reads:
+        stats["referencedTables"] = [{"projectId": r.project, "datasetId": r.dataset, "tableId": r.table}
+                                     for r in reads]
     if result.affected_rows is not None:
         stats["numDmlAffectedRows"] = str(result.affected_rows)
         dml_key = {"INSERT": "insertedRowCount", "DELETE": "deletedRowCount", "UPDATE": "updatedRowCount"}
@@ -1117,93 +1126,94 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
             stats["dmlStats"] = {dml_key[result.statement_type]: str(result.affected_rows)}
         if result.target:
             _after_dml(req, job, result)
+    elif export:
+        transfer.run_export(req, job, export[0], result)
+    elif ctas:
+        target, _, replace = ctas
+        transfer.write_query_result(req, job, result, target, write="WRITE_TRUNCATE" if replace else "WRITE_EMPTY")
     else:
         stats["schema"] = {"fields": result.schema}
-        _query_reads(req, job, str(config.get("query") or ""), default.get("datasetId"))
         destination = config.get("destinationTable")
         if destination:
-            _write_query_destination(req, job, result, destination)
-    job["statistics"]["query"] = stats
+            transfer.write_query_result(
+                req, job, result, destination, write=str(config.get("writeDisposition") or "WRITE_EMPTY").upper(),
+                create=str(config.get("createDisposition") or "CREATE_IF_NEEDED").upper())
     job["statistics"]["totalBytesProcessed"] = "0"
     store_of(state).results[job_id] = result
 
 
-def _query_reads(req: SimRequest, job: Mapping[str, Any], sql: str, default_dataset: str | None) -> None:
-    """A tableDataRead entry per table a query read, when DATA_READ is enabled for BigQuery."""
+def _ctas(sql: str) -> tuple[dict[str, str], str, bool] | None:
+    """(destination reference, inner SELECT, OR REPLACE) of `CREATE [OR REPLACE] TABLE t AS SELECT`."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError:
+        return None
+    if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() != "TABLE" \
+            or tree.expression is None:
+        return None
+    table = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    if not isinstance(table, exp.Table) or not table.db:
+        raise BigQueryStoreError("CREATE TABLE needs a dataset-qualified table name (dataset.table).", "invalidQuery")
+    reference = {"projectId": table.catalog, "datasetId": table.db, "tableId": table.name}
+    return ({k: v for k, v in reference.items() if v}, tree.expression.sql(dialect="bigquery"),
+            bool(tree.args.get("replace")))
+
+
+def _query_reads(req: SimRequest, job: Mapping[str, Any], sql: str,
+                 default_dataset: str | None) -> list[transfer.TableRef]:
+    """Each table a query reads: judged by the perimeter when it is another project's, logged as
+    tableDataRead in its project (reason JOB, or QUERY_REQUEST for jobs.query), and materialised in
+    DuckDB when the seed only counted its rows."""
     state = req.state
-    if not audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_READ"):
-        return
-    job_name = f"projects/{state.project_id}/jobs/{job['jobReference']['jobId']}"
-    tables = referenced_tables(sql, default_project=state.project_id, default_dataset=default_dataset)
-    for _, dataset_id, table_id in dict.fromkeys(tables):
-        audit_log.record(state, audit_log.audit_entry(
-            state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-            method="google.cloud.bigquery.v2.JobService.InsertJob",
-            resource_name=f"projects/{state.project_id}/datasets/{dataset_id}/tables/{table_id}",
-            resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset_id},
-            principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.getData",
-            metadata={"@type": audit_log.BQ_METADATA_TYPE,
-                      "tableDataRead": {"reason": "JOB", "jobName": job_name}},
-            locations=[job["jobReference"]["location"]]))
+    try:
+        tables = referenced_tables(sql, default_project=state.project_id, default_dataset=default_dataset)
+    except BigQueryStoreError:
+        return []   # the query itself reports the error
+    method = transfer.job_method(state, job)
+    reason = "QUERY_REQUEST" if method == bq_audit.QUERY else "JOB"
+    # A DML statement names its target first: it is written (tableDataChange), not read.
+    written = 1 if statement_type(sql) in ("INSERT", "UPDATE", "DELETE", "MERGE") else 0
+    found = []
+    for index, (project, dataset_id, table_id) in enumerate(dict.fromkeys(tables)):
+        try:
+            ref = transfer.resolve(state, {"projectId": project, "datasetId": dataset_id, "tableId": table_id})
+        except BigQueryStoreError:
+            continue   # the query reports the missing dataset
+        transfer.guard(req, job, ref, "bigquery.tables.updateData" if index < written else "bigquery.tables.getData")
+        table = state.tables.get((ref.key, ref.table))
+        if table is None:
+            continue
+        _ensure_duckdb_table(state, ref.key, ref.table, table)
+        if index < written:
+            continue
+        bq_audit.table_data_read(state, project=ref.project, dataset=ref.dataset, table=ref.table, method=method,
+                                 principal=_principal(req), location=ref.location, reason=reason,
+                                 job_name=transfer.job_name(job))
+        found.append(ref)
+    return found
 
 
 def _after_dml(req: SimRequest, job: dict[str, Any], result: QueryResult) -> None:
+    """A DML statement changed a table (the node's or a declared foreign one): refresh its counts and
+    log the tableDataChange (reason QUERY) in the table's project."""
     state = req.state
     assert result.target is not None
-    dataset_id, table_id = result.target
-    table = state.tables.get((dataset_id, table_id))
+    key, table_id = result.target
+    ref = transfer.from_key(state, key, table_id)
+    transfer.guard(req, job, ref, "bigquery.tables.updateData")
+    table = state.tables.get((key, table_id))
     if table is not None:
         table["lastModifiedTime"] = _now_ms()
-        _refresh_counts(state, dataset_id, table_id, table)
-    if audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        _table_change_entry(req, job, dataset_id, table_id, result.affected_rows or 0,
-                            deleted=result.statement_type == "DELETE")
-
-
-def _table_change_entry(req: SimRequest, job: Mapping[str, Any], dataset_id: str, table_id: str, rows: int,
-                        *, deleted: bool = False, truncated: bool = False) -> None:
-    """The tableDataChange entry a query that writes a table leaves (load jobs use audit_log's pair)."""
-    state = req.state
-    job_name = f"projects/{state.project_id}/jobs/{job['jobReference']['jobId']}"
-    change: dict[str, Any] = {"reason": "QUERY", "jobName": job_name}
-    change["deletedRowsCount" if deleted else "insertedRowsCount"] = str(rows)
-    if truncated:
-        change["truncated"] = True
-    audit_log.record(state, audit_log.audit_entry(
-        state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-        method="google.cloud.bigquery.v2.JobService.InsertJob",
-        resource_name=f"projects/{state.project_id}/datasets/{dataset_id}/tables/{table_id}",
-        resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset_id},
-        principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.updateData",
-        metadata={"@type": audit_log.BQ_METADATA_TYPE, "tableDataChange": change},
-        locations=[job["jobReference"]["location"]]))
-
-
-def _write_query_destination(req: SimRequest, job: dict[str, Any], result: QueryResult,
-                             destination: dict[str, Any]) -> None:
-    """`destinationTable` on a query: materialise the rows there (WRITE_EMPTY/TRUNCATE/APPEND)."""
-    state = req.state
-    config = job["configuration"]["query"]
-    dataset_id, table_id = destination.get("datasetId", ""), destination.get("tableId", "")
-    if dataset_id not in state.datasets:
-        raise BigQueryStoreError(f"Not found: Dataset {state.project_id}:{dataset_id}", "notFound")
-    store = store_of(state)
-    write = str(config.get("writeDisposition") or "WRITE_EMPTY").upper()
-    table = state.tables.get((dataset_id, table_id))
-    if table is None:
-        table = _new_table(req, state.datasets[dataset_id], table_id, {"schema": {"fields": result.schema}})
-        store.create_table(dataset_id, table_id, result.schema)
-        state.tables[(dataset_id, table_id)] = table
-    elif write == "WRITE_EMPTY" and store.row_count(dataset_id, table_id):
-        raise BigQueryStoreError(f"Already Exists: Table {state.project_id}:{dataset_id}.{table_id}", "duplicate")
-    fields = list((table.get("schema") or {}).get("fields") or [])
-    data = pa.Table.from_pylist(result.rows) if result.rows else pa.table({})
-    if result.rows:
-        store.append_arrow(dataset_id, table_id, data, fields, truncate=write == "WRITE_TRUNCATE")
-    table["lastModifiedTime"] = _now_ms()
-    _refresh_counts(state, dataset_id, table_id, table, truncated=write == "WRITE_TRUNCATE")
-    if audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        _table_change_entry(req, job, dataset_id, table_id, len(result.rows), truncated=write == "WRITE_TRUNCATE")
+        _refresh_counts(state, key, table_id, table)
+    deleted = result.statement_type == "DELETE"
+    bq_audit.table_data_change(state, project=ref.project, dataset=ref.dataset, table=ref.table,
+                               job_name=transfer.job_name(job), method=transfer.job_method(state, job),
+                               principal=_principal(req), location=ref.location, reason="QUERY",
+                               inserted=0 if deleted else result.affected_rows or 0,
+                               deleted=result.affected_rows or 0 if deleted else 0)
 
 
 def _results_page(req: SimRequest, job: Mapping[str, Any], *, max_results: int | None, start: int,
@@ -1269,10 +1279,11 @@ def query(req: SimRequest) -> Any:
                 return _query_response(req, existing, body)
     job = _new_job(req, job_body)
     with req.state.lock:
+        req.state.extras.setdefault("bq_job_methods", {})[job["jobReference"]["jobId"]] = bq_audit.QUERY
         _run_job(req, job)
         if "errorResult" in job["status"]:
             error = job["status"]["errorResult"]
-            code = 404 if error.get("reason") == "notFound" else 400
+            code = {"notFound": 404, "accessDenied": 403, "duplicate": 409}.get(str(error.get("reason")), 400)
             raise bq_error(code, error["message"], error.get("reason", "invalidQuery"))
         return _query_response(req, job, body)
 

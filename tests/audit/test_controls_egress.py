@@ -119,9 +119,10 @@ def test_sec04_fails_on_a_table_change_in_another_project(node: NodeEvidence) ->
 def test_sec04_passes_a_failed_job_it_would_otherwise_fail(node: NodeEvidence) -> None:
     config = {"type": "EXPORT", "extractConfig": {"sourceTable": NODE_TABLE,
                                                   "destinationUris": ["gs://elsewhere-bucket/v-*.csv"]}}
-    add(node, node.bq_job_entry(config),
-        node.bq_job_entry(config, event="jobChange",
-                          error="Access Denied: BigQuery BigQuery: Permission denied while writing data."))
+    change = node.bq_job_entry(config, event="jobChange",
+                               error="Access Denied: BigQuery BigQuery: Permission denied while writing data.")
+    change["protoPayload"]["status"] = {"code": 7, "message": "Access Denied: BigQuery BigQuery: Permission denied"}
+    add(node, node.bq_job_entry(config), change)
     result = node.run("SEC-04")
     assert result.outcome == Outcome.PASS
 

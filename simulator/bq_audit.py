@@ -225,3 +225,20 @@ def table_data_read(state: SimState, *, project: str, dataset: str, table: str, 
     return _table_entry(state, project=project, dataset=dataset, table=table, method=method, principal=principal,
                         permission="bigquery.tables.getData", event={"tableDataRead": read}, location=location,
                         timestamp=timestamp)
+
+
+def table_creation(state: SimState, *, project: str, dataset: str, table: str, job_name: str, method: str,
+                   principal: str, location: str, reason: str = "JOB",
+                   timestamp: datetime | None = None) -> dict[str, Any]:
+    """A job that creates its destination table: `tableCreation` in Admin Activity of the table's
+    project (reason JOB for a destination, QUERY for DDL)."""
+    owner = project_for_id(state, project)
+    name = table_path(project, dataset, table)
+    return audit_log.record(state, audit_log.audit_entry(
+        state, log_id=audit_log.ACTIVITY, service=SERVICE, method=method, resource_name=name,
+        resource_type="bigquery_dataset", resource_labels={"project_id": owner.project_id, "dataset_id": dataset},
+        principal=principal, timestamp=timestamp or clock.now(), permission="bigquery.tables.create",
+        permission_type="ADMIN_WRITE",
+        metadata={"@type": audit_log.BQ_METADATA_TYPE,
+                  "tableCreation": {"table": {"tableName": name}, "reason": reason, "jobName": job_name}},
+        locations=[location], project=owner.project_id))

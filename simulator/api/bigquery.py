@@ -36,6 +36,7 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from sovaudit.simulator import audit_log, bq_audit, clock, enforcement
+from sovaudit.simulator.api import bigquery_access
 from sovaudit.simulator.api import bigquery_transfer as transfer
 from sovaudit.simulator.api.storage import kms_key_problem
 from sovaudit.simulator.bqstore import (
@@ -197,7 +198,8 @@ def _data_read(req: SimRequest, dataset: str, table: str) -> None:
                              reason="TABLEDATA_LIST_REQUEST")
 
 
-def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> None:
+def _admin(req: SimRequest, method: str, resource_name: str, dataset: str,
+           dataset_body: Mapping[str, Any] | None = None) -> None:
     """An admin-activity entry for a dataset/table mutation, with the BigQueryAuditMetadata event
     (datasetCreation, tableChange, ...) its v2 method implies."""
     state = req.state
@@ -206,8 +208,14 @@ def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> No
     event, reason = {"Insert": ("Creation", "CREATE"), "Patch": ("Change", "UPDATE"),
                      "Update": ("Change", "UPDATE"), "Delete": ("Deletion", "DELETE")}[verb]
     name_key = "datasetName" if kind == "dataset" else "tableName"
+    described: dict[str, Any] = {name_key: resource_name}
+    if dataset_body is not None and dataset_body.get("access") is not None:
+        described["acl"] = {"policy": bigquery_access.acl_policy(dataset_body["access"], state.project_id)}
+    if dataset_body is not None and dataset_body.get("defaultEncryptionConfiguration"):
+        described["defaultEncryption"] = {
+            "kmsKeyName": dataset_body["defaultEncryptionConfiguration"].get("kmsKeyName", "")}
     metadata = {"@type": audit_log.BQ_METADATA_TYPE,
-                f"{kind}{event}": {kind: {name_key: resource_name}, "reason": reason}}
+                f"{kind}{event}": {kind: described, "reason": reason}}
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.ACTIVITY, service="bigquery.googleapis.com", method=method,
         resource_name=resource_name, resource_type="bigquery_dataset",
@@ -271,7 +279,7 @@ def insert_dataset(req: SimRequest) -> Any:
             "id": f"{project}:{dataset_id}",
             "selfLink": f"{req.base_url}/bigquery/v2/projects/{project}/datasets/{dataset_id}",
             "datasetReference": {"datasetId": dataset_id, "projectId": project},
-            "access": body.get("access") or [
+            "access": bigquery_access.normalize_access(body["access"]) if body.get("access") else [
                 {"role": "WRITER", "specialGroup": "projectWriters"},
                 {"role": "OWNER", "specialGroup": "projectOwners"},
                 {"role": "OWNER", "userByEmail": _principal(req)},
@@ -287,7 +295,7 @@ def insert_dataset(req: SimRequest) -> Any:
         store_of(state).create_dataset(dataset_id)
         result = copy.deepcopy(dataset)
     _admin(req, "google.cloud.bigquery.v2.DatasetService.InsertDataset",
-           f"projects/{project}/datasets/{dataset_id}", dataset_id)
+           f"projects/{project}/datasets/{dataset_id}", dataset_id, result)
     return result
 
 
@@ -342,6 +350,9 @@ def _modify_dataset(req: SimRequest, *, replace: bool) -> Any:
             raise bq_error(412, "Precondition check failed.", "conditionNotMet")
         _check_key(state, (changes.get("defaultEncryptionConfiguration") or {}).get("kmsKeyName"),
                    dataset["location"])
+        if changes.get("access") is not None:
+            # patch and update both replace the whole list (reference §3.6).
+            changes = {**changes, "access": bigquery_access.normalize_access(changes["access"])}
         for key in ("friendlyName", "description", "labels", "defaultEncryptionConfiguration", "access",
                     "defaultTableExpirationMs", "defaultPartitionExpirationMs", "maxTimeTravelHours"):
             if key in changes:
@@ -360,7 +371,7 @@ def _modify_dataset(req: SimRequest, *, replace: bool) -> Any:
         result = copy.deepcopy(dataset)
     method = "UpdateDataset" if replace else "PatchDataset"
     _admin(req, f"google.cloud.bigquery.v2.DatasetService.{method}", f"projects/{project}/datasets/{dataset_id}",
-           dataset_id)
+           dataset_id, result)
     return result
 
 
@@ -706,9 +717,12 @@ def _job_location(state: SimState, configuration: Mapping[str, Any], requested: 
                                      default_dataset=None)
         except BigQueryStoreError:
             refs = []  # the query job itself will report the error
-        for project, dataset_id, _ in refs:
-            if project == state.project_id and dataset_id in state.datasets:
-                return str(state.datasets[dataset_id].get("location", "US"))
+        for project, dataset_id, table_id in refs:
+            try:   # the node's dataset or a declared foreign one
+                return transfer.resolve(state, {"projectId": project, "datasetId": dataset_id,
+                                                "tableId": table_id}).location
+            except BigQueryStoreError:
+                continue
     return "US"
 
 
@@ -1130,7 +1144,8 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
         transfer.run_export(req, job, export[0], result)
     elif ctas:
         target, _, replace = ctas
-        transfer.write_query_result(req, job, result, target, write="WRITE_TRUNCATE" if replace else "WRITE_EMPTY")
+        transfer.write_query_result(req, job, result, target, write="WRITE_TRUNCATE" if replace else "WRITE_EMPTY",
+                                    ddl=True)
     else:
         stats["schema"] = {"fields": result.schema}
         destination = config.get("destinationTable")
@@ -1202,8 +1217,7 @@ def _after_dml(req: SimRequest, job: dict[str, Any], result: QueryResult) -> Non
     state = req.state
     assert result.target is not None
     key, table_id = result.target
-    ref = transfer.from_key(state, key, table_id)
-    transfer.guard(req, job, ref, "bigquery.tables.updateData")
+    ref = transfer.from_key(state, key, table_id)   # the perimeter judged it before the statement ran
     table = state.tables.get((key, table_id))
     if table is not None:
         table["lastModifiedTime"] = _now_ms()

@@ -147,13 +147,14 @@ def read_table(req: SimRequest, job: Mapping[str, Any], ref: TableRef) -> tuple[
 
 
 def write_rows(req: SimRequest, job: dict[str, Any], ref: TableRef, fields: list[dict[str, Any]], data: pa.Table,
-               *, write: str, create: str = "CREATE_IF_NEEDED") -> int:
+               *, write: str, create: str = "CREATE_IF_NEEDED", creation_reason: str = "JOB",
+               any_location: bool = False) -> int:
     """Write rows into a destination table (created with `fields` when missing), with the
     dispositions BigQuery applies, and log the tableDataChange in the table's project."""
     from sovaudit.simulator.api.bigquery import _new_table, _refresh_counts, store_of
     state = req.state
     guard(req, job, ref, "bigquery.tables.updateData")
-    if ref.location != job["jobReference"]["location"]:
+    if not any_location and ref.location != job["jobReference"]["location"]:
         raise BigQueryStoreError(f"Not found: Dataset {ref.project}:{ref.dataset} was not found in location "
                                  f"{job['jobReference']['location']}", "notFound")
     store = store_of(state)
@@ -167,6 +168,9 @@ def write_rows(req: SimRequest, job: dict[str, Any], ref: TableRef, fields: list
         table["tableReference"] = {"projectId": ref.project, "datasetId": ref.dataset, "tableId": ref.table}
         store.create_table(ref.key, ref.table, fields)
         state.tables[(ref.key, ref.table)] = table
+        bq_audit.table_creation(state, project=ref.project, dataset=ref.dataset, table=ref.table,
+                                job_name=job_name(job), method=job_method(state, job), principal=principal(req),
+                                location=ref.location, reason=creation_reason)
     else:
         _ensure(req, ref)
         if write == "WRITE_EMPTY" and store.row_count(ref.key, ref.table):
@@ -183,11 +187,12 @@ def write_rows(req: SimRequest, job: dict[str, Any], ref: TableRef, fields: list
 
 
 def write_query_result(req: SimRequest, job: dict[str, Any], result: QueryResult, reference: Mapping[str, Any],
-                       *, write: str, create: str = "CREATE_IF_NEEDED") -> None:
+                       *, write: str, create: str = "CREATE_IF_NEEDED", ddl: bool = False) -> None:
     state = req.state
     ref = resolve(state, reference)
     data = pa.Table.from_pylist(result.rows) if result.rows else pa.table({})
-    write_rows(req, job, ref, copy.deepcopy(result.schema), data, write=write, create=create)
+    write_rows(req, job, ref, copy.deepcopy(result.schema), data, write=write, create=create,
+               creation_reason="QUERY" if ddl else "JOB")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +213,7 @@ def run_copy(req: SimRequest, job: dict[str, Any]) -> None:
         fields = fields or source_fields
         parts.append(data)
     data = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-    rows = write_rows(req, job, destination, fields, data, write=write,
+    rows = write_rows(req, job, destination, fields, data, write=write, any_location=True,  # cross-region copy
                       create=str(config.get("createDisposition") or "CREATE_IF_NEEDED").upper())
     job["statistics"]["copy"] = {"copiedRows": str(rows), "copiedLogicalBytes": str(rows * len(fields) * 64)}
 

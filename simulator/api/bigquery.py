@@ -1,9 +1,16 @@
 """BigQuery API v2, as `google.cloud.bigquery.Client` calls it.
 
-Served: datasets insert/get/list/patch/update/delete; tables insert/get/list/patch/update/delete;
-tabledata.list and insertAll; jobs insert (load from an uploaded Parquet file — multipart or resumable upload —
-or from `gs://` objects in the simulated Cloud Storage; query), get, list, cancel, delete; jobs.query
-and jobs.getQueryResults. Rows live in DuckDB (`sovaudit.simulator.bqstore`).
+Served: datasets insert/get/list/patch/update/delete (with `access[]` lists: bigquery_access.py);
+tables insert/get/list/patch/update/delete; tabledata.list and insertAll; jobs insert (load from an
+uploaded Parquet file — multipart or resumable upload — or from `gs://` objects in the simulated
+Cloud Storage; query, including DML, CREATE TABLE AS SELECT, EXPORT DATA and destination tables;
+copy; extract), get, list, cancel, delete; jobs.query and jobs.getQueryResults. Rows live in DuckDB
+(`sovaudit.simulator.bqstore`). Jobs that reach another project's dataset (the node file's
+`foreign_datasets`) or bucket go through bigquery_transfer.py, where the perimeter judges them.
+
+Audit: every job is logged as Google logs it (bq_audit.py): jobInsertion and jobChange in the job
+project's Data Access log, tableDataChange/tableDataRead in the log of the table's project,
+tableCreation and dataset changes in Admin Activity; streaming inserts log nothing.
 
 Jobs run synchronously: `jobs.insert` answers with the job already DONE (a failure sits in
 `status.errorResult`, as Google reports job failures), which every client polling loop accepts.
@@ -13,11 +20,11 @@ answers 409 `Already Exists: Job P:LOCATION.ID` — what makes a retried pipelin
 Knowingly not faithful: cancel is a no-op; byte counts and slot times are estimates; loads take
 PARQUET only, and Parquet LIST columns need `parquetOptions.enableListInference` (Google would load a
 `list.element` wrapper record instead — refused here with that hint); partitioning and clustering
-are validated and reported, not physical; no copy/extract jobs, views, routines,
-DDL, scripts or legacy SQL; SQL runs through sqlglot→DuckDB, so BigQuery-only functions may fail and
-result types follow DuckDB; anonymous query results get no `destinationTable`; data-access entries
-follow the IAM audit config (Google always writes BigQuery's); the dataset-location refusal text
-(400 FAILED_PRECONDITION, reference §2) and the CMEK error texts are not confirmed.
+are validated and reported, not physical; DDL other than CREATE TABLE AS SELECT, views, routines,
+scripts and legacy SQL are refused; SQL runs through sqlglot→DuckDB, so BigQuery-only functions may
+fail and result types follow DuckDB; anonymous query results get no `destinationTable`; the
+dataset-location refusal text (400 FAILED_PRECONDITION, reference §2) and the CMEK error texts are not
+confirmed.
 """
 
 from __future__ import annotations

@@ -135,7 +135,11 @@ def _query_writes(config: Mapping[str, Any], job_project: str) -> tuple[list[Tab
         if len(parts) == 3:
             tables.append(TableName(*parts))
         elif len(parts) == 2:
+            # `dataset.table` names the job's project; whether a defaultDataset in another project
+            # changes that is not confirmed, so both readings are judged.
             tables.append(TableName(job_project, *parts))
+            if default is not None and default[0] != job_project:
+                tables.append(TableName(default[0], *parts))
         elif len(parts) == 1 and target.temporary:
             temporary.append(parts[0])
         elif len(parts) == 1 and default is not None:

@@ -184,3 +184,16 @@ def test_sql_writes_finds_writes_inside_script_blocks() -> None:
 def test_sql_writes_ignores_keywords_inside_strings_and_comments() -> None:
     writes = sql_writes("-- EXPORT DATA OPTIONS(uri='gs://x/*')\nSELECT 'INSERT INTO o.d.t' AS s /* CALL p() */")
     assert writes.statements == ("SELECT",) and not writes.tables and not writes.problems
+
+
+@pytest.mark.parametrize("sql", ["CREATE TABLE cohort AS SELECT 1", "INSERT INTO exfil.cohort SELECT 1"])
+def test_sec04_resolves_short_names_against_a_foreign_default_dataset(node: NodeEvidence, sql: str) -> None:
+    add(node, node.bq_job_entry(query_config(sql, defaultDataset="projects/other-lab/datasets/exfil")))
+    outcome, failed = outcome_and_messages(node, Outcome.FAIL)
+    assert outcome == Outcome.FAIL and any("other-lab.exfil.cohort" in m for m in failed)
+
+
+def test_sec04_judges_a_job_inserted_before_the_window_by_its_change_entry(node: NodeEvidence) -> None:
+    config = {"type": "COPY", "tableCopyConfig": {"sourceTables": [NODE_TABLE], "destinationTable": FOREIGN_TABLE}}
+    add(node, node.bq_job_entry(config, event="jobChange"))
+    assert node.run("SEC-04").outcome == Outcome.FAIL

@@ -45,3 +45,30 @@ def test_bigquery_work_writing_only_the_node_passes_sec04(sim_factory: Callable[
     # The seven jobs were seen and judged, not filtered away: the clean node logs 40 writes (storage objects, load jobs and their table changes).
     summary = sec04["findings"][-1]["message"]
     assert int(summary.split()[0]) > 40, summary
+
+
+def test_the_data_writes_query_returns_job_insertions_and_changes_but_no_reads(
+        sim_factory: Callable[..., SimServer]) -> None:
+    """The server-side filter keeps a clean run's page count: one entry per job (its insertion), its
+    table changes, and a jobChange only when it adds something (a failure)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import logging as cloud_logging
+
+    from sovaudit.audit.collectors.logs import filters
+    from sovaudit.simulator import clock
+
+    sim = sim_factory(scenarios=["bq-extract-refused"])
+    run_actions(sim.state, [{"call": QUERIES, "principal": "analyst@example.org", "at_minutes": 30, "body": {
+        "useLegacySql": False, "query": "SELECT count(*) AS n FROM hospital_data.variants"}}])
+    seeded = sim.state.extras["seed"]
+    query = filters(P, clock.parse(seeded.window_start), clock.parse(seeded.window_end))["logging.data_writes"]
+    client = cloud_logging.Client(project=P, _use_grpc=False, credentials=AnonymousCredentials(),
+                                  client_options={"api_endpoint": sim.url})
+    found = [e.to_api_repr()["protoPayload"] for e in client.list_entries(resource_names=[f"projects/{P}"],
+                                                                          filter_=query)]
+    events = [next(k for k in p.get("metadata", {}) if k != "@type") for p in found
+              if p["serviceName"] == "bigquery.googleapis.com"]
+    assert events.count("tableDataRead") == 0
+    assert events.count("jobInsertion") == 12           # 10 loads, the refused extract, the query
+    assert events.count("jobChange") == 1               # only the refused extract's
+    assert events.count("tableDataChange") == 10

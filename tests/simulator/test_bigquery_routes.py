@@ -176,3 +176,31 @@ def test_dataset_access_patch_replaces_the_list_and_reports_role_names(sim: SimS
     with pytest.raises(exceptions.BadRequest):
         dataset.access_entries = [bigquery.AccessEntry("roles/editor", "userByEmail", "eve@example.org")]
         client.update_dataset(dataset, ["access_entries"])
+
+
+def test_load_job_from_a_node_bucket_into_a_foreign_dataset(open_node: SimServer) -> None:
+    from google.cloud import storage
+
+    from tests.simulator.test_bigquery import variants_parquet
+
+    gcs = storage.Client(project=PROJECT, credentials=client_for(open_node)._credentials,
+                         client_options={"api_endpoint": open_node.url})
+    gcs.bucket(f"{PROJECT}-processed").blob("extra/v.parquet").upload_from_string(variants_parquet(0, 3))
+    client = client_for(open_node, "eve@example.org")
+    job = client.load_table_from_uri(f"gs://{PROJECT}-processed/extra/v.parquet", f"{PARTNER}.staging.loaded",
+                                     job_id="load_eve", job_config=bigquery.LoadJobConfig(
+                                         source_format="PARQUET", parquet_options=_list_inference()))
+    job.result()
+    assert job.output_rows == 3
+    insertion = job_entries(open_node, "load_eve", "jobInsertion")[0]["protoPayload"]["metadata"]["jobInsertion"]
+    assert insertion["job"]["jobConfig"]["loadConfig"]["destinationTable"] == \
+        f"projects/{PARTNER}/datasets/staging/tables/loaded"
+    assert bq_entries(open_node, "tableDataChange", project=PARTNER, principal="eve@example.org")
+
+
+def _list_inference() -> Any:
+    from google.cloud.bigquery.format_options import ParquetOptions
+
+    options = ParquetOptions()
+    options.enable_list_inference = True
+    return options

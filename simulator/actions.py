@@ -30,7 +30,7 @@ ACTION_SPEC = s.Struct(
         "call": s.Text(r"(GET|POST|PUT|PATCH|DELETE) /\S+", "METHOD /path, e.g. POST /bigquery/v2/projects/P/jobs"),
     },
     optional={
-        "principal": s.Text(r"[^@\s]+@[^@\s]+", "an email such as mallory@example.org"),
+        "principal": s.Text(r"[^@\s]+@[^@\s]+|\$\{[a-z_]+\}", "an email such as mallory@example.org or ${service_account}"),
         # Minutes after the recorded job was created (it runs from ~3 to ~65 minutes); negative
         # values are before the job, values past 65 after it ended.
         "at_minutes": s.Check(s.AnyValue(), lambda v: None if isinstance(v, int | float) and not isinstance(v, bool)

@@ -213,43 +213,24 @@ def storage_admin(state: SimState, *, bucket: str, method: str, principal: str, 
 
 def bigquery_table_write(state: SimState, *, job: Mapping[str, Any], principal: str,
                          timestamp: datetime) -> list[dict[str, Any]]:
-    """Data-access entries for a completed load job: the job change and the table data change
-    (BigQueryAuditMetadata), if the audit config enables DATA_WRITE for BigQuery."""
-    if not data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        return []
+    """The data-access entries of a completed load job, as BigQuery writes them (always on): the
+    job's jobInsertion and jobChange (DONE) in its project, and the tableDataChange (reason JOB) in
+    the destination table's project (simulator/bq_audit.py holds the shapes)."""
+    from sovaudit.simulator import bq_audit
+
     reference = job["jobReference"]
-    job_name = f"projects/{reference['projectId']}/jobs/{reference['jobId']}"
     destination = job["configuration"]["load"]["destinationTable"]
-    table_name = (f"projects/{destination['projectId']}/datasets/{destination['datasetId']}"
-                  f"/tables/{destination['tableId']}")
     location = reference.get("location", state.region)
     rows = job.get("statistics", {}).get("load", {}).get("outputRows", "0")
-    job_change = {"@type": BQ_METADATA_TYPE, "jobChange": {
-        "before": "RUNNING", "after": "DONE",
-        "job": {"jobName": job_name, "jobConfig": {"type": "IMPORT", "loadConfig": {
-            "sourceUris": list(job["configuration"]["load"].get("sourceUris", [])),
-            "destinationTable": table_name,
-            "createDisposition": "CREATE_IF_NEEDED", "writeDisposition": "WRITE_APPEND"}},
-            "jobStatus": {"jobState": "DONE"},
-            "jobStats": {"loadStats": {"totalOutputBytes": job.get("statistics", {}).get("load", {})
-                                       .get("outputBytes", "0")}}}}}
-    entries = [record(state, audit_entry(
-        state, log_id=DATA_ACCESS, service="bigquery.googleapis.com",
-        method="google.cloud.bigquery.v2.JobService.InsertJob", resource_name=job_name,
-        resource_type="bigquery_project", resource_labels={"project_id": reference["projectId"],
-                                                           "location": location},
-        principal=principal, timestamp=timestamp, severity="INFO", permission="bigquery.jobs.create",
-        metadata=job_change, locations=[location]))]
-    entries.append(record(state, audit_entry(
-        state, log_id=DATA_ACCESS, service="bigquery.googleapis.com",
-        method="google.cloud.bigquery.v2.JobService.InsertJob", resource_name=table_name,
-        resource_type="bigquery_dataset", resource_labels={"project_id": destination["projectId"],
-                                                           "dataset_id": destination["datasetId"]},
-        principal=principal, timestamp=timestamp, severity="INFO", permission="bigquery.tables.updateData",
-        metadata={"@type": BQ_METADATA_TYPE, "tableDataChange": {
-            "insertedRowsCount": str(rows), "reason": {"type": "JOB", "jobName": job_name}, "jobName": job_name}},
-        locations=[location])))
-    return entries
+    method = bq_audit.INSERT_JOB
+    return [
+        bq_audit.job_insertion(state, job, method=method, principal=principal, timestamp=timestamp),
+        bq_audit.table_data_change(
+            state, project=destination["projectId"], dataset=destination["datasetId"], table=destination["tableId"],
+            job_name=f"projects/{reference['projectId']}/jobs/{reference['jobId']}", method=method,
+            principal=principal, location=location, inserted=int(rows), timestamp=timestamp),
+        bq_audit.job_change(state, job, method=method, principal=principal, timestamp=timestamp),
+    ]
 
 
 # ------------------------------------------------------------------------------------------ policy

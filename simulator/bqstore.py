@@ -424,6 +424,14 @@ class BigQueryStore:
                 params=[limit, start]).to_arrow_table()
         return [encode_row(fields, row, int64_timestamp=int64_timestamp) for row in _pylist(arrow)]
 
+    def read_arrow(self, dataset: str, table: str) -> pa.Table:
+        """Every row of a table (copy and extract jobs), in insertion order."""
+        if not self.has_table(dataset, table):
+            return pa.table({})
+        with self._lock:
+            arrow = self._db.sql(f"SELECT * FROM {self._name(dataset, table)} ORDER BY rowid").to_arrow_table()
+        return arrow.read_all() if hasattr(arrow, "read_all") else arrow
+
     # queries
 
     def query(self, sql: str, *, default_project: str, default_dataset: str | None,
@@ -540,8 +548,8 @@ def translate(sql: str, *, default_project: str, default_dataset: str | None,
               ) -> tuple[str, tuple[str, str] | None]:
     """BigQuery SQL → DuckDB SQL, with every table reference rewritten to `dataset.table`.
 
-    Returns the DuckDB statement and, for DML, the (dataset, table) it writes. A table in another
-    project, in an unknown dataset, or in a dataset outside the job's location is refused as
+    Returns the DuckDB statement and, for DML, the (store dataset, table) it writes. A table in a
+    dataset `dataset_locations` does not name (another project's is keyed `project:dataset`), or in a dataset outside the job's location is refused as
     BigQuery refuses it ("Not found: Dataset P:D was not found in location L").
     """
     tree = _parse_one(sql)
@@ -550,13 +558,20 @@ def translate(sql: str, *, default_project: str, default_dataset: str | None,
                                  "and tables.delete.")
     target: tuple[str, str] | None = None
     for table, project, dataset in list(_table_refs(tree, default_project, default_dataset)):
-        found = dataset_locations.get(dataset) if project == default_project else None
+        key = store_dataset(project, dataset, default_project)
+        found = dataset_locations.get(key)
         if found is None or (location is not None and found != location):
             where = f" was not found in location {location}" if location else ""
             raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset}{where}", "notFound")
         table.set("catalog", None)
-        table.set("db", exp.to_identifier(dataset, quoted=True))
+        table.set("db", exp.to_identifier(key, quoted=True))
         table.set("this", exp.to_identifier(table.name, quoted=True))
         if target is None and isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
-            target = (dataset, table.name)
+            target = (key, table.name)
     return tree.sql(dialect="duckdb"), target
+
+
+def store_dataset(project: str, dataset: str, node_project: str) -> str:
+    """The DuckDB schema of a dataset: its id for the node's, `project:dataset` for another project's
+    (a dataset the node file declares under `foreign_datasets`)."""
+    return dataset if project == node_project else f"{project}:{dataset}"

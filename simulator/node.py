@@ -204,6 +204,11 @@ NODE_SPEC = s.Struct(
         "extra_datasets": s.ListOf(_rest({"id": s.Text(r"[A-Za-z0-9_]{1,1024}", "a dataset id"),
                                           "location": s.Text()})),
         "bucket_iam": s.MapOf(s.ListOf(_rest({"role": s.Text(), "members": s.ListOf(s.Text())}))),
+        # Other projects' BigQuery datasets (the project listed in foreign_projects): a job of the node
+        # may name them as a destination or source, as it could on Google when the perimeter lets it.
+        "foreign_datasets": s.ListOf(s.Struct(required={"project": s.Text(PROJECT_ID, "a project id"),
+                                                        "dataset": s.Text(r"[A-Za-z0-9_]+", "a dataset id"),
+                                                        "location": s.Text()})),
     },
 )
 
@@ -584,6 +589,12 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     state.datasets[dataset["id"]] = dataset_json(dataset, project["id"])
     for extra in doc.get("extra_datasets") or ():
         state.datasets[extra["id"]] = dataset_json(extra, project["id"])
+    state.extras["foreign_datasets"] = {
+        f"{d['project']}:{d['dataset']}": {
+            "kind": "bigquery#dataset", "id": f"{d['project']}:{d['dataset']}",
+            "datasetReference": {"projectId": d["project"], "datasetId": d["dataset"]},
+            "location": d["location"] if d["location"].upper() in ("US", "EU") else d["location"].lower()}
+        for d in doc.get("foreign_datasets") or []}
 
     template = doc["instance_template"]
     template_url = f"https://www.googleapis.com/compute/v1/projects/{project['id']}/global/instanceTemplates/{template['name']}"

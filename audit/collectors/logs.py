@@ -13,6 +13,9 @@ from sovaudit import cloud
 from sovaudit.audit.collectors.context import CollectContext, utc_text
 
 PAGE_SIZE = 1000
+# The Cloud Storage methods that put bytes into an object (SEC-04 judges exactly these).
+STORAGE_WRITE_METHODS = ("storage.objects.create", "storage.objects.compose", "storage.objects.rewrite",
+                         "storage.objects.copy", "storage.objects.update")
 
 
 def _log(project: str, log_id: str) -> str:
@@ -35,12 +38,20 @@ def filters(project: str, start: datetime, end: datetime) -> dict[str, str]:
             f'{_log(project, "cloudaudit.googleapis.com/activity")} AND resource.type="gce_instance" '
             f'AND protoPayload.methodName:"compute.instances.insert" AND NOT operation.last=true AND {window}'
         ),
+        # Every write path SEC-04 judges, and nothing else: the storage methods that put bytes into
+        # an object, and BigQuery's new-format (BigQueryAuditMetadata) entries except reads. A job is
+        # logged twice (jobInsertion, jobChange); the insertion carries the whole config, so only
+        # the changes that add something come back: a failed job, or one inserted before the
+        # window. Legacy AuditData duplicates (`serviceData`) are left on the server. Anything else
+        # BigQuery logs here comes back and is ERROR until SEC-04 learns it.
         "logging.data_writes": (
             f'{_log(project, "cloudaudit.googleapis.com/data_access")} AND '
-            '(protoPayload.methodName="storage.objects.create" OR protoPayload.methodName="storage.objects.compose" '
-            'OR protoPayload.methodName="storage.objects.rewrite" OR protoPayload.methodName="storage.objects.update" '
-            'OR (protoPayload.serviceName="bigquery.googleapis.com" AND '
-            '(protoPayload.methodName:"InsertJob" OR protoPayload.methodName:"InsertAll"))) '
+            '(' + " OR ".join(f'protoPayload.methodName="{m}"' for m in STORAGE_WRITE_METHODS) + ' '
+            'OR (protoPayload.serviceName="bigquery.googleapis.com" '
+            'AND NOT protoPayload.metadata.tableDataRead:* AND NOT protoPayload.serviceData:* '
+            'AND NOT (protoPayload.metadata.jobChange:* '
+            'AND NOT protoPayload.metadata.jobChange.job.jobStatus.errorResult:* '
+            f'AND protoPayload.metadata.jobChange.job.jobStats.createTime>="{utc_text(start)}"))) '
             f"AND {window}"
         ),
         "logging.policy_denied": f'{_log(project, "cloudaudit.googleapis.com/policy")} AND {window}',

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from sovaudit.audit.collectors.logs import STORAGE_WRITE_METHODS
 from sovaudit.audit.log_integrity import absence_proof_evidence, absence_proof_problems
-from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
+from sovaudit.audit.models import ControlContext, Finding, Outcome, Pillar, Severity
 from sovaudit.audit.registry import control
 from sovaudit.audit.views import (
     BatchJob,
@@ -20,6 +21,14 @@ from sovaudit.audit.views import (
     Project,
     log_entries,
     run_vms,
+)
+from sovaudit.audit.views_bigquery import (
+    BigQueryJob,
+    TableDataChange,
+    TableName,
+    bigquery_entries,
+    gcs_bucket,
+    is_bigquery,
 )
 from sovaudit.policies.pack import PolicyPack
 
@@ -126,10 +135,10 @@ def dedicated_service_account(ctx: ControlContext) -> Iterator[Finding]:
 # ------------------------------------------------------------------------------------------------
 # Audit logging and egress
 
-_STORAGE_WRITES = ("storage.objects.create", "storage.objects.compose", "storage.objects.rewrite",
-                   "storage.objects.copy")
-_BUCKET_IN_NAME = re.compile(r"(?:^|/)buckets/([^/]+)")
-_DATASET_IN_NAME = re.compile(r"projects/([^/]+)/datasets/([^/]+)")
+# Cloud Storage methods that put bytes into an object (a copy/rewrite names its destination); the
+# `logging.data_writes` filter asks for exactly these.
+STORAGE_WRITES = STORAGE_WRITE_METHODS
+_BUCKET_IN_NAME = re.compile(r"^projects/_/buckets/([^/]+)(?:/objects/.*)?$")
 
 
 def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> list[str]:
@@ -175,41 +184,117 @@ def data_access_logs_enabled(ctx: ControlContext) -> Iterator[Finding]:
                          "data-access logs are always on with no exemptions", configs.evidence)
 
 
-def _written_bucket(entry: LogEntry) -> str:
-    name = entry.resource_labels.get("bucket_name")
-    if name:
-        return name
-    match = _BUCKET_IN_NAME.search(entry.resource_name)
-    return match.group(1) if match else ""
+def _written_buckets(entry: LogEntry) -> tuple[str, ...]:
+    """Every bucket a storage write entry names: the resource label and the resource name (for a
+    copy or rewrite both name the destination; if they ever differ, both are judged)."""
+    found = [entry.resource_labels.get("bucket_name", "")]
+    match = _BUCKET_IN_NAME.match(entry.resource_name)
+    found.append(match.group(1) if match else "")
+    return tuple(dict.fromkeys(b for b in found if b))
 
 
-def _bigquery_destinations(entry: LogEntry) -> list[tuple[str, str]]:
-    """(project, dataset) pairs a BigQuery write names, from resourceName and the metadata."""
-    texts = [entry.resource_name, str(entry.metadata)]
-    found = []
-    for text in texts:
-        found += _DATASET_IN_NAME.findall(text)
-    return list(dict.fromkeys(found))
+# tableDataChange.reason (BigQueryAuditMetadata.TableDataChange.Reason).
+_CHANGE_REASONS = frozenset({"REASON_UNSPECIFIED", "JOB", "QUERY", "MATERIALIZED_VIEW_REFRESH", "WRITE_API"})
 
 
-def _is_bigquery_write(entry: LogEntry) -> bool:
-    if entry.service_name != "bigquery.googleapis.com":
-        return False
-    method = entry.method_name.lower()
-    meta = entry.metadata
-    return (any(word in method for word in ("insertall", "appendrows", "tabledata", "insertjob", "jobs.insert"))
-            or "tableDataChange" in meta or "jobInsertion" in meta)
+class _EgressJudge:
+    """The allow-list of one pack, applied to each kind of destination a write names."""
+
+    def __init__(self, pack: PolicyPack) -> None:
+        self.pack = pack
+        self.buckets = frozenset(pack.buckets.allowed)
+
+    def table_allowed(self, table: TableName) -> bool:
+        if (table.project, table.dataset) == (self.pack.project, self.pack.dataset):
+            return True
+        # A query's anonymous result table: a hidden dataset (`_` + hash) of the job's own project.
+        return table.project == self.pack.project and table.dataset.startswith("_") and \
+            table.table.startswith("anon")
+
+    def uri_problem(self, uri: str) -> str | None:
+        bucket = gcs_bucket(uri)
+        if bucket is None:
+            return f"{uri!r} is not a Cloud Storage URI of the node"
+        if bucket not in self.buckets:
+            return f"bucket {bucket!r} is not on the allow-list ({', '.join(sorted(self.buckets))})"
+        return None
+
+    def job(self, job: BigQueryJob) -> Iterator[Finding]:
+        who = job.principal or "someone"
+        what = f"{job.job_type.lower()} job {job.job_name} ({job.method.rsplit('.', 1)[-1]}" + \
+               (f", {job.statement_type}" if job.statement_type else "") + f") by {who} at {job.timestamp}"
+        if job.error:
+            # A failed job writes nothing (Google logs no tableDataChange for it); a VPC-SC refusal
+            # is listed by SEC-06.
+            yield Finding.ok(job.job_name, f"{what} failed ({job.error}): nothing was written", job.evidence)
+            return
+        for problem in job.problems:
+            yield Finding.error(job.job_name, f"{what}: {problem}", job.evidence)
+        for table in job.destination_tables:
+            if self.table_allowed(table):
+                yield Finding.ok(table.path, f"{what} wrote {table.dotted}", job.evidence)
+            else:
+                yield Finding.fail(table.path, f"{what} wrote table {table.dotted}, outside "
+                                   f"{self.pack.project}.{self.pack.dataset}", job.evidence)
+        for uri in job.destination_uris:
+            problem = self.uri_problem(uri)
+            if problem:
+                yield Finding.fail(uri, f"{what} exported data to {uri}: {problem}", job.evidence)
+            else:
+                yield Finding.ok(uri, f"{what} exported to {uri}", job.evidence)
+        for uri in job.source_uris:
+            if self.uri_problem(uri):
+                yield Finding.ok(uri, f"note: {what} imported {uri} from outside the node's buckets (an import, "
+                                 "not egress)", job.evidence)
+        if not (job.destination_tables or job.destination_uris or job.problems):
+            yield Finding.ok(job.job_name, f"{what} wrote only its anonymous result or session tables",
+                             job.evidence)
+
+    def change(self, change: TableDataChange) -> Finding:
+        what = f"tableDataChange ({change.reason}, job {change.job_name or 'none'}) by " \
+               f"{change.principal or 'someone'} at {change.timestamp}"
+        if change.reason not in _CHANGE_REASONS:
+            return Finding.error(change.ref, f"{what}: reason {change.reason} is not a TableDataChange reason; "
+                                 "the entry cannot be classified", change.evidence)
+        if change.table is None:
+            return Finding.error(change.ref, f"{what} names no table ({change.resource_name!r})", change.evidence)
+        if not self.table_allowed(change.table):
+            return Finding.fail(change.table.path, f"{what} changed table {change.table.dotted}, outside "
+                                f"{self.pack.project}.{self.pack.dataset}", change.evidence)
+        return Finding.ok(change.table.path, f"{what} changed {change.table.dotted}", change.evidence)
+
+    def storage(self, entry: LogEntry) -> Iterator[Finding]:
+        buckets = _written_buckets(entry)
+        if not buckets:
+            yield Finding.error(entry.ref, f"{entry.method_name} at {entry.timestamp} names no bucket",
+                                entry.evidence)
+        for bucket in buckets:
+            if bucket in self.buckets:
+                yield Finding.ok(f"projects/_/buckets/{bucket}", f"{entry.method_name} {entry.resource_name}",
+                                 entry.evidence)
+            else:
+                yield Finding.fail(f"projects/_/buckets/{bucket}", f"{entry.principal or 'someone'} wrote "
+                                   f"{entry.resource_name} to bucket {bucket!r} ({entry.method_name}), which is not "
+                                   f"on the allow-list ({', '.join(self.pack.buckets.allowed)}) at {entry.timestamp}",
+                                   entry.evidence)
 
 
 @control(
     id="SEC-04", pillar=Pillar.CONTROLS, severity=Severity.CRITICAL,
     title="No data written outside the node's buckets and dataset during the run",
-    rationale="Egress through Google APIs leaves a data-access entry: in the run's window every object create "
-              "must target a bucket on the exact allow-list and every BigQuery write the node's dataset. Names "
-              "are compared exactly: a foreign bucket whose name contains the node's prefix is foreign. Writes "
-              "into another project's bucket are logged there; SEC-01's perimeter is what blocks those.",
+    rationale="Egress through Google APIs leaves a data-access entry: in the run's window every object create, "
+              "copy, rewrite, compose or update must target a bucket on the exact allow-list, and every BigQuery "
+              "job (by jobs.insert or jobs.query) may write only the node's dataset and export only to those "
+              "buckets: query destination tables, DML and DDL targets and EXPORT DATA URIs read from the SQL "
+              "text, copy and load destinations, extract destinationUris, and every tableDataChange. Names are "
+              "compared exactly: a bucket whose name merely starts with the node's is foreign. A write that "
+              "cannot be classified (a truncated or unreadable statement, dynamic SQL, an unknown event) is "
+              "ERROR. Not visible here: writes Google does not audit-log (tabledata.insertAll streaming and "
+              "Storage Write API appends) and writes into other projects' buckets when only their log records "
+              "them; SEC-01's perimeter is what blocks those.",
     remediation="Find the writer in the listed entries (principalEmail), revoke its access to the foreign "
-                "bucket, and tighten the perimeter's egress rules (SEC-01)",
+                "bucket or dataset (gcloud storage buckets remove-iam-policy-binding / bq update --source), and "
+                "tighten the perimeter's egress rules (SEC-01; terraform google_access_context_manager_service_perimeter)",
     frameworks={"GDPR": ["Art. 44", "Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53": ["SC-7", "AC-4", "AU-6"],
                 "ISO27001-2022": ["A.8.12", "A.5.14"]},
     reads=["logging.data_writes", "resourcemanager.iam_policy", "logging.sinks", "logging.exclusions",
@@ -223,34 +308,27 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
     log_ids = ctx.evidence.by_purpose("logging.data_writes").ids
     window = ctx.scope.window_text
     problems = data_write_logging_problems(configs, pack)
-    allowed_buckets = set(pack.buckets.allowed)
-    clean = 0
+    judge = _EgressJudge(pack)
+    findings: list[Finding] = []
     for entry in entries:
         if entry.status.get("code"):
             continue  # the write was refused (e.g. by VPC-SC): nothing left the node; SEC-06 lists denials
-        if entry.method_name in _STORAGE_WRITES:
-            bucket = _written_bucket(entry)
-            if not bucket:
-                yield Finding.error(entry.ref, f"{entry.method_name} at {entry.timestamp} names no bucket",
-                                    entry.evidence)
-            elif bucket not in allowed_buckets:
-                yield Finding.fail(f"projects/_/buckets/{bucket}", f"{entry.principal or 'someone'} wrote "
-                                   f"{entry.resource_name} to bucket {bucket!r}, which is not on the allow-list "
-                                   f"({', '.join(pack.buckets.allowed)}) at {entry.timestamp}", entry.evidence)
-            else:
-                clean += 1
-        elif _is_bigquery_write(entry):
-            destinations = _bigquery_destinations(entry)
-            if not destinations:
-                yield Finding.error(entry.ref, f"BigQuery write {entry.method_name} at {entry.timestamp} names no "
-                                    "dataset", entry.evidence)
-            for project, dataset in destinations:
-                if (project, dataset) != (pack.project, pack.dataset):
-                    yield Finding.fail(f"projects/{project}/datasets/{dataset}", f"{entry.principal or 'someone'} "
-                                       f"wrote to dataset {project}.{dataset}, not {pack.project}.{pack.dataset}, at "
-                                       f"{entry.timestamp}", entry.evidence)
-                else:
-                    clean += 1
+        if entry.method_name in STORAGE_WRITES and entry.service_name in ("storage.googleapis.com", ""):
+            findings.extend(judge.storage(entry))
+        elif not is_bigquery(entry):
+            findings.append(Finding.error(entry.ref, f"{entry.service_name} {entry.method_name} at {entry.timestamp} "
+                                          "is not a write SEC-04 can classify", entry.evidence))
+    # A failed job's jobChange carries a status: keep it, it is what tells the job wrote nothing.
+    bigquery = bigquery_entries(entries)
+    for job in bigquery.jobs:
+        findings.extend(judge.job(job))
+    findings.extend(judge.change(change) for change in bigquery.changes)
+    for entry in bigquery.unclassified:
+        findings.append(Finding.error(entry.ref, f"BigQuery {entry.method_name} at {entry.timestamp} "
+                                      f"({', '.join(k for k in entry.metadata if k != '@type') or 'no metadata'}) "
+                                      "is not a write SEC-04 can classify", entry.evidence))
+    yield from (f for f in findings if f.outcome != Outcome.PASS)
+    clean = sum(1 for f in findings if f.outcome == Outcome.PASS)
     log_problems = absence_proof_problems(ctx.evidence, pack)
     if log_problems:
         yield Finding.error(f"projects/{pack.project}", "the absence of egress cannot be proven: the node's log "
@@ -266,9 +344,10 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
                             "the run's own outputs should appear, so the log evidence is incomplete",
                             configs.evidence + tuple(log_ids))
     else:
+        notes = [f.message for f in findings if f.outcome == Outcome.PASS and f.message.startswith("note: ")]
         yield Finding.ok(f"projects/{pack.project}", f"{clean} logged writes in {window}, all to "
-                         f"{', '.join(sorted(allowed_buckets))} or {pack.project}.{pack.dataset}",
-                         configs.evidence + tuple(log_ids))
+                         f"{', '.join(sorted(judge.buckets))} or {pack.project}.{pack.dataset}"
+                         + (f"; {'; '.join(notes)}" if notes else ""), configs.evidence + tuple(log_ids))
 
 
 def _is_vpcsc_violation(entry: LogEntry) -> bool:

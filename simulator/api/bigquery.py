@@ -1,9 +1,16 @@
 """BigQuery API v2, as `google.cloud.bigquery.Client` calls it.
 
-Served: datasets insert/get/list/patch/update/delete; tables insert/get/list/patch/update/delete;
-tabledata.list and insertAll; jobs insert (load from an uploaded Parquet file — multipart or resumable upload —
-or from `gs://` objects in the simulated Cloud Storage; query), get, list, cancel, delete; jobs.query
-and jobs.getQueryResults. Rows live in DuckDB (`sovaudit.simulator.bqstore`).
+Served: datasets insert/get/list/patch/update/delete (with `access[]` lists: bigquery_access.py);
+tables insert/get/list/patch/update/delete; tabledata.list and insertAll; jobs insert (load from an
+uploaded Parquet file — multipart or resumable upload — or from `gs://` objects in the simulated
+Cloud Storage; query, including DML, CREATE TABLE AS SELECT, EXPORT DATA and destination tables;
+copy; extract), get, list, cancel, delete; jobs.query and jobs.getQueryResults. Rows live in DuckDB
+(`sovaudit.simulator.bqstore`). Jobs that reach another project's dataset (the node file's
+`foreign_datasets`) or bucket go through bigquery_transfer.py, where the perimeter judges them.
+
+Audit: every job is logged as Google logs it (bq_audit.py): jobInsertion and jobChange in the job
+project's Data Access log, tableDataChange/tableDataRead in the log of the table's project,
+tableCreation and dataset changes in Admin Activity; streaming inserts log nothing.
 
 Jobs run synchronously: `jobs.insert` answers with the job already DONE (a failure sits in
 `status.errorResult`, as Google reports job failures), which every client polling loop accepts.
@@ -13,11 +20,11 @@ answers 409 `Already Exists: Job P:LOCATION.ID` — what makes a retried pipelin
 Knowingly not faithful: cancel is a no-op; byte counts and slot times are estimates; loads take
 PARQUET only, and Parquet LIST columns need `parquetOptions.enableListInference` (Google would load a
 `list.element` wrapper record instead — refused here with that hint); partitioning and clustering
-are validated and reported, not physical; no copy/extract jobs, views, routines,
-DDL, scripts or legacy SQL; SQL runs through sqlglot→DuckDB, so BigQuery-only functions may fail and
-result types follow DuckDB; anonymous query results get no `destinationTable`; data-access entries
-follow the IAM audit config (Google always writes BigQuery's); the dataset-location refusal text
-(400 FAILED_PRECONDITION, reference §2) and the CMEK error texts are not confirmed.
+are validated and reported, not physical; DDL other than CREATE TABLE AS SELECT, views, routines,
+scripts and legacy SQL are refused; SQL runs through sqlglot→DuckDB, so BigQuery-only functions may
+fail and result types follow DuckDB; anonymous query results get no `destinationTable`; the
+dataset-location refusal text (400 FAILED_PRECONDITION, reference §2) and the CMEK error texts are not
+confirmed.
 """
 
 from __future__ import annotations
@@ -33,10 +40,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import pyarrow as pa
 from werkzeug.wrappers import Response
 
-from sovaudit.simulator import audit_log, clock, enforcement, iam
+from sovaudit.simulator import audit_log, bq_audit, clock, enforcement, iam
+from sovaudit.simulator.api import bigquery_access
+from sovaudit.simulator.api import bigquery_transfer as transfer
 from sovaudit.simulator.api.storage import kms_key_problem
 from sovaudit.simulator.bqstore import (
     BigQueryStore,
@@ -48,6 +56,7 @@ from sovaudit.simulator.bqstore import (
     merge_fields,
     referenced_tables,
     select_fields,
+    statement_type,
     validate_fields,
     validate_layout,
 )
@@ -188,18 +197,12 @@ def _offset(req: SimRequest) -> int:
 
 
 def _data_read(req: SimRequest, dataset: str, table: str) -> None:
-    """A DATA_READ entry for a table read (tabledata.list), when the audit config enables it."""
+    """tabledata.list reads a table: a tableDataRead entry (DATA_READ) in the table's project."""
     state = req.state
-    if not audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_READ"):
-        return
-    name = f"projects/{state.project_id}/datasets/{dataset}/tables/{table}"
-    audit_log.record(state, audit_log.audit_entry(
-        state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-        method="google.cloud.bigquery.v2.TableDataService.List", resource_name=name,
-        resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset},
-        principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.getData",
-        metadata={"@type": audit_log.BQ_METADATA_TYPE, "tableDataRead": {"reason": "TABLEDATA_LIST_REQUEST"}},
-        locations=[state.datasets.get(dataset, {}).get("location", state.region)]))
+    bq_audit.table_data_read(state, project=state.project_id, dataset=dataset, table=table,
+                             method="google.cloud.bigquery.v2.TableDataService.List", principal=_principal(req),
+                             location=str(state.datasets.get(dataset, {}).get("location", state.region)),
+                             reason="TABLEDATA_LIST_REQUEST")
 
 
 def authorize_table_read(req: SimRequest, dataset_id: str, table_id: str, denial: str) -> None:
@@ -216,7 +219,8 @@ def authorize_table_read(req: SimRequest, dataset_id: str, table_id: str, denial
                        "accessDenied")
 
 
-def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> None:
+def _admin(req: SimRequest, method: str, resource_name: str, dataset: str,
+           dataset_body: Mapping[str, Any] | None = None) -> None:
     """An admin-activity entry for a dataset/table mutation, with the BigQueryAuditMetadata event
     (datasetCreation, tableChange, ...) its v2 method implies."""
     state = req.state
@@ -225,8 +229,14 @@ def _admin(req: SimRequest, method: str, resource_name: str, dataset: str) -> No
     event, reason = {"Insert": ("Creation", "CREATE"), "Patch": ("Change", "UPDATE"),
                      "Update": ("Change", "UPDATE"), "Delete": ("Deletion", "DELETE")}[verb]
     name_key = "datasetName" if kind == "dataset" else "tableName"
+    described: dict[str, Any] = {name_key: resource_name}
+    if dataset_body is not None and dataset_body.get("access") is not None:
+        described["acl"] = {"policy": bigquery_access.acl_policy(dataset_body["access"], state.project_id)}
+    if dataset_body is not None and dataset_body.get("defaultEncryptionConfiguration"):
+        described["defaultEncryption"] = {
+            "kmsKeyName": dataset_body["defaultEncryptionConfiguration"].get("kmsKeyName", "")}
     metadata = {"@type": audit_log.BQ_METADATA_TYPE,
-                f"{kind}{event}": {kind: {name_key: resource_name}, "reason": reason}}
+                f"{kind}{event}": {kind: described, "reason": reason}}
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.ACTIVITY, service="bigquery.googleapis.com", method=method,
         resource_name=resource_name, resource_type="bigquery_dataset",
@@ -290,7 +300,7 @@ def insert_dataset(req: SimRequest) -> Any:
             "id": f"{project}:{dataset_id}",
             "selfLink": f"{req.base_url}/bigquery/v2/projects/{project}/datasets/{dataset_id}",
             "datasetReference": {"datasetId": dataset_id, "projectId": project},
-            "access": body.get("access") or [
+            "access": bigquery_access.normalize_access(body["access"]) if body.get("access") else [
                 {"role": "WRITER", "specialGroup": "projectWriters"},
                 {"role": "OWNER", "specialGroup": "projectOwners"},
                 {"role": "OWNER", "userByEmail": _principal(req)},
@@ -306,7 +316,7 @@ def insert_dataset(req: SimRequest) -> Any:
         store_of(state).create_dataset(dataset_id)
         result = copy.deepcopy(dataset)
     _admin(req, "google.cloud.bigquery.v2.DatasetService.InsertDataset",
-           f"projects/{project}/datasets/{dataset_id}", dataset_id)
+           f"projects/{project}/datasets/{dataset_id}", dataset_id, result)
     return result
 
 
@@ -361,6 +371,9 @@ def _modify_dataset(req: SimRequest, *, replace: bool) -> Any:
             raise bq_error(412, "Precondition check failed.", "conditionNotMet")
         _check_key(state, (changes.get("defaultEncryptionConfiguration") or {}).get("kmsKeyName"),
                    dataset["location"])
+        if changes.get("access") is not None:
+            # patch and update both replace the whole list (reference §3.6).
+            changes = {**changes, "access": bigquery_access.normalize_access(changes["access"])}
         for key in ("friendlyName", "description", "labels", "defaultEncryptionConfiguration", "access",
                     "defaultTableExpirationMs", "defaultPartitionExpirationMs", "maxTimeTravelHours"):
             if key in changes:
@@ -379,7 +392,7 @@ def _modify_dataset(req: SimRequest, *, replace: bool) -> Any:
         result = copy.deepcopy(dataset)
     method = "UpdateDataset" if replace else "PatchDataset"
     _admin(req, f"google.cloud.bigquery.v2.DatasetService.{method}", f"projects/{project}/datasets/{dataset_id}",
-           dataset_id)
+           dataset_id, result)
     return result
 
 
@@ -655,7 +668,7 @@ def insert_all(req: SimRequest) -> Any:
     with any bad row and no skipInvalidRows nothing is written (the others report `stopped`); rows
     whose insertId was seen before on this table are dropped, BigQuery's best-effort de-duplication."""
     state = req.state
-    project = _check_project(req)
+    _check_project(req)
     dataset_id, table_id = req.path_args["dataset"], req.path_args["table"]
     body = req.json() or {}
     ignore_unknown = bool(body.get("ignoreUnknownValues"))
@@ -688,16 +701,8 @@ def insert_all(req: SimRequest) -> Any:
             raise bq_error(400, str(exc), "invalid") from exc
         seen.update(g["insertId"] for g in good if g["insertId"])
         _refresh_counts(state, dataset_id, table_id, table)
-    if written and audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        audit_log.record(state, audit_log.audit_entry(
-            state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-            method="google.cloud.bigquery.v2.TableDataService.InsertAll",
-            resource_name=f"projects/{project}/datasets/{dataset_id}/tables/{table_id}",
-            resource_type="bigquery_dataset", resource_labels={"project_id": project, "dataset_id": dataset_id},
-            principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.updateData",
-            metadata={"@type": audit_log.BQ_METADATA_TYPE,
-                      "tableDataChange": {"insertedRowsCount": str(written), "reason": "STREAMING"}},
-            locations=[str(state.datasets[dataset_id].get("location", "US"))]))
+    # Legacy streaming writes no audit entry at all (reference gcp-escape-routes §3.1): none here.
+    del written
     response: dict[str, Any] = {"kind": "bigquery#tableDataInsertAllResponse"}
     if errors:
         response["insertErrors"] = sorted(errors, key=lambda e: int(e["index"]))
@@ -716,24 +721,39 @@ def _job_location(state: SimState, configuration: Mapping[str, Any], requested: 
     for section in ("load", "query"):
         config = configuration.get(section) or {}
         for key in ("destinationTable", "defaultDataset"):
-            dataset = state.datasets.get((config.get(key) or {}).get("datasetId", ""))
-            if dataset:
-                return str(dataset.get("location", "US"))
+            reference = config.get(key) or {}
+            if reference.get("datasetId"):
+                try:   # the node's dataset or a declared foreign one
+                    return transfer.resolve(state, {**reference, "tableId": reference.get("tableId") or "-"}).location
+                except BigQueryStoreError:
+                    continue
+    for section, key in (("extract", "sourceTable"), ("copy", "sourceTable"), ("copy", "sourceTables")):
+        found = (configuration.get(section) or {}).get(key)
+        for reference in (found if isinstance(found, list) else [found] if found else []):
+            try:
+                return transfer.resolve(state, reference).location
+            except BigQueryStoreError:
+                continue   # the job itself reports the missing table
     query_config = configuration.get("query") or {}
     if query_config.get("query"):
         try:
-            refs = referenced_tables(str(query_config["query"]), default_project=state.project_id,
+            text = str(query_config["query"])
+            export = transfer.export_statement(text)
+            refs = referenced_tables(export[1] if export else text, default_project=state.project_id,
                                      default_dataset=None)
         except BigQueryStoreError:
             refs = []  # the query job itself will report the error
-        for project, dataset_id, _ in refs:
-            if project == state.project_id and dataset_id in state.datasets:
-                return str(state.datasets[dataset_id].get("location", "US"))
+        for project, dataset_id, table_id in refs:
+            try:   # the node's dataset or a declared foreign one
+                return transfer.resolve(state, {"projectId": project, "datasetId": dataset_id,
+                                                "tableId": table_id}).location
+            except BigQueryStoreError:
+                continue
     return "US"
 
 
 def _dataset_locations(state: SimState) -> dict[str, str]:
-    return {dataset_id: str(body.get("location", "US")) for dataset_id, body in state.datasets.items()}
+    return transfer.dataset_locations(state)
 
 
 def _new_job(req: SimRequest, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -787,12 +807,22 @@ def _finish(job: dict[str, Any], error: tuple[str, str, str | None] | None = Non
 
 
 def _run_job(req: SimRequest, job: dict[str, Any], upload: bytes | None = None) -> dict[str, Any]:
+    """Run a job to DONE, logged as Google logs it: jobInsertion when it is accepted, jobChange when
+    it is done (a dry run creates no job and logs nothing)."""
     kind = job["configuration"]["jobType"]
+    method = transfer.job_method(req.state, job)
+    logged = not job["configuration"].get("dryRun")
+    if logged:
+        bq_audit.job_insertion(req.state, job, method=method, principal=_principal(req))
     try:
         if kind == "LOAD":
             _run_load(req, job, upload)
         elif kind == "QUERY":
             _run_query(req, job)
+        elif kind == "COPY":
+            transfer.run_copy(req, job)
+        elif kind == "EXTRACT":
+            transfer.run_extract(req, job)
         else:
             raise BigQueryStoreError(f"{kind.lower()} jobs are not supported by the simulator.", "invalid")
         _finish(job)
@@ -804,6 +834,8 @@ def _run_job(req: SimRequest, job: dict[str, Any], upload: bytes | None = None) 
     except Exception as exc:  # a simulator bug: fail the job (never leave it RUNNING) and show the trace
         traceback.print_exc()
         _finish(job, ("internalError", f"simulator internal error: {exc!r}", None))
+    if logged:
+        bq_audit.job_change(req.state, job, method=method, principal=_principal(req))
     return job
 
 
@@ -931,6 +963,10 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
                                      destination.get("datasetId", ""), destination.get("tableId", ""))
     destination.update({"projectId": project, "datasetId": dataset_id, "tableId": table_id})
     location = job["jobReference"]["location"]
+    if project not in (state.project_id, state.project_number) and \
+            f"{project}:{dataset_id}" in transfer.foreign_datasets(state):
+        _run_foreign_load(req, job, upload)
+        return
     if project != state.project_id or _dataset_locations(state).get(dataset_id) != location:
         where = "" if dataset_id not in state.datasets else f" was not found in location {location}"
         raise BigQueryStoreError(f"Not found: Dataset {project}:{dataset_id}{where}", "notFound")
@@ -984,20 +1020,30 @@ def _run_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> Non
                                  "outputRows": str(rows), "outputBytes": str(rows * len(fields) * 64),
                                  "badRecords": "0"}
     job["statistics"]["totalSlotMs"] = str(max(1, rows // 1000))
-    entries = audit_log.bigquery_table_write(state, job=job, principal=_principal(req), timestamp=clock.now())
-    _with_dispositions(entries, create, write)
+    bq_audit.table_data_change(state, project=project, dataset=dataset_id, table=table_id,
+                               job_name=transfer.job_name(job), method=transfer.job_method(state, job),
+                               principal=_principal(req), location=location, inserted=rows,
+                               truncated=write == "WRITE_TRUNCATE")
 
 
-def _with_dispositions(entries: list[dict[str, Any]], create: str, write: str) -> None:
-    """audit_log's load entries assume CREATE_IF_NEEDED/WRITE_APPEND; state what this job really did
-    (a WRITE_TRUNCATE load replaces the table's rows, which `tableDataChange.truncated` says)."""
-    with_metadata = [e["protoPayload"].get("metadata") or {} for e in entries]
-    for metadata in with_metadata:
-        load_config = metadata.get("jobChange", {}).get("job", {}).get("jobConfig", {}).get("loadConfig")
-        if load_config is not None:
-            load_config["createDisposition"], load_config["writeDisposition"] = create, write
-        if "tableDataChange" in metadata and write == "WRITE_TRUNCATE":
-            metadata["tableDataChange"]["truncated"] = True
+def _run_foreign_load(req: SimRequest, job: dict[str, Any], upload: bytes | None) -> None:
+    """A load into another project's declared dataset: the perimeter judges it (transfer.write_rows)
+    before the rows land; the table change is logged in that project."""
+    config = job["configuration"]["load"]
+    ref = transfer.resolve(req.state, config["destinationTable"])
+    transfer.guard(req, job, ref, "bigquery.tables.updateData")
+    if str(config.get("sourceFormat") or "CSV").upper() != "PARQUET":
+        raise BigQueryStoreError("The simulator loads PARQUET only.", "invalid")
+    blobs = [upload] if upload is not None else _gcs_sources(req, list(config.get("sourceUris") or []))
+    data = store_of(req.state).read_parquet(blobs)
+    fields = list((config.get("schema") or {}).get("fields") or []) or bq_fields_from_arrow(
+        data.schema, list_inference=bool((config.get("parquetOptions") or {}).get("enableListInference")))
+    rows = transfer.write_rows(req, job, ref, fields, data,
+                               write=str(config.get("writeDisposition") or "WRITE_APPEND").upper(),
+                               create=str(config.get("createDisposition") or "CREATE_IF_NEEDED").upper())
+    job["statistics"]["load"] = {"inputFiles": str(len(blobs)), "inputFileBytes": str(sum(len(b) for b in blobs)),
+                                 "outputRows": str(rows), "outputBytes": str(rows * len(fields) * 64),
+                                 "badRecords": "0"}
 
 
 def _check_load_schema(state: SimState, dataset_id: str, table_id: str, table: dict[str, Any],
@@ -1109,22 +1155,22 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
     if config.get("useLegacySql") is True:
         raise BigQueryStoreError("Legacy SQL is not supported by the simulator; set useLegacySql=false.",
                                  "invalidQuery")
+    sql = str(config.get("query") or "")
     if job["configuration"].get("dryRun"):
         job["statistics"]["query"] = {"totalBytesProcessed": "0", "statementType": "SELECT"}
         job["statistics"]["totalBytesProcessed"] = "0"
         return
     default = config.get("defaultDataset") or {}
-    for project_id, dataset_id, table_id in referenced_tables(str(config.get("query") or ""),
-                                                              default_project=state.project_id,
-                                                              default_dataset=default.get("datasetId")):
-        if project_id in (state.project_id, state.project_number) and dataset_id in state.datasets:
-            authorize_table_read(req, dataset_id, table_id, "User does not have permission to query table")
-            seeded = state.tables.get((dataset_id, table_id))
-            if seeded is not None:  # a seeded table is queryable as soon as it exists, as on Google
-                _ensure_duckdb_table(state, dataset_id, table_id, seeded)
+    export = transfer.export_statement(sql)
+    ctas = None if export else _ctas(sql)
+    inner = export[1] if export else ctas[1] if ctas else sql
+    statement = "EXPORT_DATA" if export else "CREATE_TABLE_AS_SELECT" if ctas else None
+    job["statistics"]["query"] = {"totalBytesProcessed": "0", "totalBytesBilled": "0", "cacheHit": False,
+                                  "billingTier": 1}
+    reads = _query_reads(req, job, inner, default.get("datasetId"))
     try:
         result = store_of(state).query(
-            str(config.get("query") or ""), default_project=state.project_id,
+            inner, default_project=state.project_id,
             default_dataset=default.get("datasetId"), dataset_locations=_dataset_locations(state),
             location=job["jobReference"]["location"], parameters=list(config.get("queryParameters") or []))
     except BigQueryStoreError as exc:
@@ -1132,8 +1178,11 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
             exc.reason = "invalidQuery"
         raise
     job_id = job["jobReference"]["jobId"]
-    stats: dict[str, Any] = {"totalBytesProcessed": "0", "totalBytesBilled": "0", "cacheHit": False,
-                             "statementType": result.statement_type, "billingTier": 1}
+    stats: dict[str, Any] = job["statistics"]["query"]
+    stats["statementType"] = statement or result.statement_type
+    if reads:
+        stats["referencedTables"] = [{"projectId": r.project, "datasetId": r.dataset, "tableId": r.table}
+                                     for r in reads]
     if result.affected_rows is not None:
         stats["numDmlAffectedRows"] = str(result.affected_rows)
         dml_key = {"INSERT": "insertedRowCount", "DELETE": "deletedRowCount", "UPDATE": "updatedRowCount"}
@@ -1141,93 +1190,96 @@ def _run_query(req: SimRequest, job: dict[str, Any]) -> None:
             stats["dmlStats"] = {dml_key[result.statement_type]: str(result.affected_rows)}
         if result.target:
             _after_dml(req, job, result)
+    elif export:
+        transfer.run_export(req, job, export[0], result)
+    elif ctas:
+        target, _, replace = ctas
+        transfer.write_query_result(req, job, result, target, write="WRITE_TRUNCATE" if replace else "WRITE_EMPTY",
+                                    ddl=True)
     else:
         stats["schema"] = {"fields": result.schema}
-        _query_reads(req, job, str(config.get("query") or ""), default.get("datasetId"))
         destination = config.get("destinationTable")
         if destination:
-            _write_query_destination(req, job, result, destination)
-    job["statistics"]["query"] = stats
+            transfer.write_query_result(
+                req, job, result, destination, write=str(config.get("writeDisposition") or "WRITE_EMPTY").upper(),
+                create=str(config.get("createDisposition") or "CREATE_IF_NEEDED").upper())
     job["statistics"]["totalBytesProcessed"] = "0"
     store_of(state).results[job_id] = result
 
 
-def _query_reads(req: SimRequest, job: Mapping[str, Any], sql: str, default_dataset: str | None) -> None:
-    """A tableDataRead entry per table a query read, when DATA_READ is enabled for BigQuery."""
+def _ctas(sql: str) -> tuple[dict[str, str], str, bool] | None:
+    """(destination reference, inner SELECT, OR REPLACE) of `CREATE [OR REPLACE] TABLE t AS SELECT`."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError:
+        return None
+    if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() != "TABLE" \
+            or tree.expression is None:
+        return None
+    table = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    if not isinstance(table, exp.Table) or not table.db:
+        raise BigQueryStoreError("CREATE TABLE needs a dataset-qualified table name (dataset.table).", "invalidQuery")
+    reference = {"projectId": table.catalog, "datasetId": table.db, "tableId": table.name}
+    return ({k: v for k, v in reference.items() if v}, tree.expression.sql(dialect="bigquery"),
+            bool(tree.args.get("replace")))
+
+
+def _query_reads(req: SimRequest, job: Mapping[str, Any], sql: str,
+                 default_dataset: str | None) -> list[transfer.TableRef]:
+    """Each table a query reads: judged by the perimeter when it is another project's, logged as
+    tableDataRead in its project (reason JOB, or QUERY_REQUEST for jobs.query), and materialised in
+    DuckDB when the seed only counted its rows."""
     state = req.state
-    if not audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_READ"):
-        return
-    job_name = f"projects/{state.project_id}/jobs/{job['jobReference']['jobId']}"
-    tables = referenced_tables(sql, default_project=state.project_id, default_dataset=default_dataset)
-    for _, dataset_id, table_id in dict.fromkeys(tables):
-        audit_log.record(state, audit_log.audit_entry(
-            state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-            method="google.cloud.bigquery.v2.JobService.InsertJob",
-            resource_name=f"projects/{state.project_id}/datasets/{dataset_id}/tables/{table_id}",
-            resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset_id},
-            principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.getData",
-            metadata={"@type": audit_log.BQ_METADATA_TYPE,
-                      "tableDataRead": {"reason": "JOB", "jobName": job_name}},
-            locations=[job["jobReference"]["location"]]))
+    try:
+        tables = referenced_tables(sql, default_project=state.project_id, default_dataset=default_dataset)
+    except BigQueryStoreError:
+        return []   # the query itself reports the error
+    method = transfer.job_method(state, job)
+    reason = "QUERY_REQUEST" if method == bq_audit.QUERY else "JOB"
+    # A DML statement names its target first: it is written (tableDataChange), not read.
+    written = 1 if statement_type(sql) in ("INSERT", "UPDATE", "DELETE", "MERGE") else 0
+    found = []
+    for index, (project, dataset_id, table_id) in enumerate(dict.fromkeys(tables)):
+        try:
+            ref = transfer.resolve(state, {"projectId": project, "datasetId": dataset_id, "tableId": table_id})
+        except BigQueryStoreError:
+            continue   # the query reports the missing dataset
+        transfer.guard(req, job, ref, "bigquery.tables.updateData" if index < written else "bigquery.tables.getData")
+        if ref.is_node and index >= written:   # IAM: the dataset's access[] or a project role must grant the read
+            authorize_table_read(req, ref.dataset, ref.table, "User does not have permission to query table")
+        table = state.tables.get((ref.key, ref.table))
+        if table is None:
+            continue
+        _ensure_duckdb_table(state, ref.key, ref.table, table)
+        if index < written:
+            continue
+        bq_audit.table_data_read(state, project=ref.project, dataset=ref.dataset, table=ref.table, method=method,
+                                 principal=_principal(req), location=ref.location, reason=reason,
+                                 job_name=transfer.job_name(job))
+        found.append(ref)
+    return found
 
 
 def _after_dml(req: SimRequest, job: dict[str, Any], result: QueryResult) -> None:
+    """A DML statement changed a table (the node's or a declared foreign one): refresh its counts and
+    log the tableDataChange (reason QUERY) in the table's project."""
     state = req.state
     assert result.target is not None
-    dataset_id, table_id = result.target
-    table = state.tables.get((dataset_id, table_id))
+    key, table_id = result.target
+    ref = transfer.from_key(state, key, table_id)   # the perimeter judged it before the statement ran
+    table = state.tables.get((key, table_id))
     if table is not None:
         table["lastModifiedTime"] = _now_ms()
-        _refresh_counts(state, dataset_id, table_id, table)
-    if audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        _table_change_entry(req, job, dataset_id, table_id, result.affected_rows or 0,
-                            deleted=result.statement_type == "DELETE")
-
-
-def _table_change_entry(req: SimRequest, job: Mapping[str, Any], dataset_id: str, table_id: str, rows: int,
-                        *, deleted: bool = False, truncated: bool = False) -> None:
-    """The tableDataChange entry a query that writes a table leaves (load jobs use audit_log's pair)."""
-    state = req.state
-    job_name = f"projects/{state.project_id}/jobs/{job['jobReference']['jobId']}"
-    change: dict[str, Any] = {"reason": "QUERY", "jobName": job_name}
-    change["deletedRowsCount" if deleted else "insertedRowsCount"] = str(rows)
-    if truncated:
-        change["truncated"] = True
-    audit_log.record(state, audit_log.audit_entry(
-        state, log_id=audit_log.DATA_ACCESS, service="bigquery.googleapis.com",
-        method="google.cloud.bigquery.v2.JobService.InsertJob",
-        resource_name=f"projects/{state.project_id}/datasets/{dataset_id}/tables/{table_id}",
-        resource_type="bigquery_dataset", resource_labels={"project_id": state.project_id, "dataset_id": dataset_id},
-        principal=_principal(req), timestamp=clock.now(), severity="INFO", permission="bigquery.tables.updateData",
-        metadata={"@type": audit_log.BQ_METADATA_TYPE, "tableDataChange": change},
-        locations=[job["jobReference"]["location"]]))
-
-
-def _write_query_destination(req: SimRequest, job: dict[str, Any], result: QueryResult,
-                             destination: dict[str, Any]) -> None:
-    """`destinationTable` on a query: materialise the rows there (WRITE_EMPTY/TRUNCATE/APPEND)."""
-    state = req.state
-    config = job["configuration"]["query"]
-    dataset_id, table_id = destination.get("datasetId", ""), destination.get("tableId", "")
-    if dataset_id not in state.datasets:
-        raise BigQueryStoreError(f"Not found: Dataset {state.project_id}:{dataset_id}", "notFound")
-    store = store_of(state)
-    write = str(config.get("writeDisposition") or "WRITE_EMPTY").upper()
-    table = state.tables.get((dataset_id, table_id))
-    if table is None:
-        table = _new_table(req, state.datasets[dataset_id], table_id, {"schema": {"fields": result.schema}})
-        store.create_table(dataset_id, table_id, result.schema)
-        state.tables[(dataset_id, table_id)] = table
-    elif write == "WRITE_EMPTY" and store.row_count(dataset_id, table_id):
-        raise BigQueryStoreError(f"Already Exists: Table {state.project_id}:{dataset_id}.{table_id}", "duplicate")
-    fields = list((table.get("schema") or {}).get("fields") or [])
-    data = pa.Table.from_pylist(result.rows) if result.rows else pa.table({})
-    if result.rows:
-        store.append_arrow(dataset_id, table_id, data, fields, truncate=write == "WRITE_TRUNCATE")
-    table["lastModifiedTime"] = _now_ms()
-    _refresh_counts(state, dataset_id, table_id, table, truncated=write == "WRITE_TRUNCATE")
-    if audit_log.data_access_enabled(state, "bigquery.googleapis.com", "DATA_WRITE"):
-        _table_change_entry(req, job, dataset_id, table_id, len(result.rows), truncated=write == "WRITE_TRUNCATE")
+        _refresh_counts(state, key, table_id, table)
+    deleted = result.statement_type == "DELETE"
+    bq_audit.table_data_change(state, project=ref.project, dataset=ref.dataset, table=ref.table,
+                               job_name=transfer.job_name(job), method=transfer.job_method(state, job),
+                               principal=_principal(req), location=ref.location, reason="QUERY",
+                               inserted=0 if deleted else result.affected_rows or 0,
+                               deleted=result.affected_rows or 0 if deleted else 0)
 
 
 def _results_page(req: SimRequest, job: Mapping[str, Any], *, max_results: int | None, start: int,
@@ -1293,10 +1345,11 @@ def query(req: SimRequest) -> Any:
                 return _query_response(req, existing, body)
     job = _new_job(req, job_body)
     with req.state.lock:
+        req.state.extras.setdefault("bq_job_methods", {})[job["jobReference"]["jobId"]] = bq_audit.QUERY
         _run_job(req, job)
         if "errorResult" in job["status"]:
             error = job["status"]["errorResult"]
-            code = {"notFound": 404, "accessDenied": 403}.get(error.get("reason", ""), 400)
+            code = {"notFound": 404, "accessDenied": 403, "duplicate": 409}.get(str(error.get("reason")), 400)
             raise bq_error(code, error["message"], error.get("reason", "invalidQuery"))
         return _query_response(req, job, body)
 

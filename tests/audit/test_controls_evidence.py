@@ -224,8 +224,33 @@ class NodeEvidence:
                 "resourceName": f"projects/{project}/datasets/{dataset}/tables/{table}",
                 "authenticationInfo": {"principalEmail": self.pack.service_account},
                 "metadata": {"@type": "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata",
-                             "tableDataChange": {"insertedRowsCount": "5",
+                             "tableDataChange": {"insertedRowsCount": "5", "reason": "JOB",
                                                  "jobName": f"projects/{project}/jobs/load-0"}},
+            },
+        }
+
+    def bq_job_entry(self, job_config: dict[str, Any], *, job_id: str = "job_x", event: str = "jobInsertion",
+                     principal: str = "mallory@example.org", error: str | None = None,
+                     method: str = "google.cloud.bigquery.v2.JobService.InsertJob") -> dict[str, Any]:
+        """A BigQueryAuditMetadata job entry (jobInsertion, or jobChange DONE) as Google logs it."""
+        job: dict[str, Any] = {"jobName": f"projects/{self.project}/jobs/{job_id}", "jobConfig": job_config,
+                               "jobStatus": {"jobState": "DONE" if event == "jobChange" else "PENDING"}}
+        if error:
+            job["jobStatus"]["errorResult"] = {"code": 7, "message": error}
+        body: dict[str, Any] = {"job": job}
+        if event == "jobChange":
+            body.update({"before": "RUNNING", "after": "DONE"})
+        else:
+            body["reason"] = "QUERY_REQUEST" if method.endswith(".Query") else "JOB_INSERT_REQUEST"
+        return {
+            "logName": f"projects/{self.project}/logs/cloudaudit.googleapis.com%2Fdata_access",
+            "resource": {"type": "bigquery_project", "labels": {"project_id": self.project, "location": self.region}},
+            "timestamp": "2026-11-26T15:12:00Z", "insertId": f"job-{job_id}-{event}", "severity": "INFO",
+            "protoPayload": {
+                "@type": "type.googleapis.com/google.cloud.audit.AuditLog", "serviceName": "bigquery.googleapis.com",
+                "methodName": method, "resourceName": f"projects/{self.project}/jobs/{job_id}",
+                "authenticationInfo": {"principalEmail": principal},
+                "metadata": {"@type": "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata", event: body},
             },
         }
 

@@ -12,28 +12,35 @@ from sovaudit.simulator.server import SimServer
 
 P = "fed-node-us"
 VARIANTS = {"projectId": P, "datasetId": "hospital_data", "tableId": "variants"}
+RUNNER = "batch-runner@fed-node-us.iam.gserviceaccount.com"
 JOBS, QUERIES = f"POST /bigquery/v2/projects/{P}/jobs", f"POST /bigquery/v2/projects/{P}/queries"
 
 
+def _grant_analyst(sim: SimServer) -> None:
+    """The analyst works from a VM in the node's network (the actions say so) with BigQuery rights."""
+    sim.state.iam_policy["bindings"].append({"role": "roles/bigquery.admin", "members": ["user:analyst@example.org"]})
+
+
 def test_bigquery_work_writing_only_the_node_passes_sec04(sim_factory: Callable[..., SimServer]) -> None:
-    """bq-query-node-dataset-only: the harmless twin of every BigQuery route (a negative test)."""
+    """bq-query-node-dataset-only: the harmless twin of every BigQuery route (a negative test), run by
+    the pipeline's own identity, a reader the pack lists, so every control must pass."""
     sim = sim_factory()
     run_actions(sim.state, [
-        {"call": QUERIES, "principal": "analyst@example.org", "at_minutes": 30,
+        {"call": QUERIES, "principal": RUNNER, "at_minutes": 30,
          "body": {"useLegacySql": False, "query": "SELECT count(*) AS n FROM hospital_data.variants"}},
-        {"call": JOBS, "principal": "analyst@example.org", "at_minutes": 31, "body": {"configuration": {"query": {
+        {"call": JOBS, "principal": RUNNER, "at_minutes": 31, "body": {"configuration": {"query": {
             "useLegacySql": False, "query": "SELECT reference_name FROM hospital_data.variants",
             "destinationTable": {"projectId": P, "datasetId": "hospital_data", "tableId": "names"}}}}},
-        {"call": QUERIES, "principal": "analyst@example.org", "at_minutes": 32, "body": {
+        {"call": QUERIES, "principal": RUNNER, "at_minutes": 32, "body": {
             "useLegacySql": False,
             "query": "CREATE TABLE hospital_data.qc AS SELECT reference_name FROM hospital_data.variants"}},
-        {"call": QUERIES, "principal": "analyst@example.org", "at_minutes": 33, "body": {
+        {"call": QUERIES, "principal": RUNNER, "at_minutes": 33, "body": {
             "useLegacySql": False, "query": "INSERT INTO hospital_data.qc (reference_name) VALUES ('chrM')"}},
-        {"call": JOBS, "principal": "analyst@example.org", "at_minutes": 34, "body": {"configuration": {"copy": {
+        {"call": JOBS, "principal": RUNNER, "at_minutes": 34, "body": {"configuration": {"copy": {
             "sourceTables": [VARIANTS], "destinationTable": {**VARIANTS, "tableId": "variants_backup"}}}}},
-        {"call": JOBS, "principal": "analyst@example.org", "at_minutes": 35, "body": {"configuration": {"extract": {
+        {"call": JOBS, "principal": RUNNER, "at_minutes": 35, "body": {"configuration": {"extract": {
             "sourceTable": VARIANTS, "destinationUris": [f"gs://{P}-processed/exports/variants-*.csv"]}}}},
-        {"call": QUERIES, "principal": "analyst@example.org", "at_minutes": 36, "body": {
+        {"call": QUERIES, "principal": RUNNER, "at_minutes": 36, "body": {
             "useLegacySql": False, "query": f"EXPORT DATA OPTIONS(uri='gs://{P}-processed/qc/*.csv', format='CSV') "
                                             "AS SELECT reference_name FROM hospital_data.variants"}},
     ])
@@ -58,7 +65,8 @@ def test_the_data_writes_query_returns_job_insertions_and_changes_but_no_reads(
     from sovaudit.simulator import clock
 
     sim = sim_factory(scenarios=["bq-extract-refused"])
-    run_actions(sim.state, [{"call": QUERIES, "principal": "analyst@example.org", "at_minutes": 30, "body": {
+    _grant_analyst(sim)
+    run_actions(sim.state, [{"call": QUERIES, "principal": "analyst@example.org", "network": "node", "at_minutes": 30, "body": {
         "useLegacySql": False, "query": "SELECT count(*) AS n FROM hospital_data.variants"}}])
     seeded = sim.state.extras["seed"]
     query = filters(P, clock.parse(seeded.window_start), clock.parse(seeded.window_end))["logging.data_writes"]

@@ -11,12 +11,22 @@ from google.api_core import exceptions
 from google.cloud import bigquery
 
 from sovaudit.simulator.server import SimServer
-from tests.simulator.test_bigquery import client_for
+from tests.simulator.test_bigquery import client_for as _client
 
 PROJECT = "fed-node-us"
 PARTNER = "partner-lab-analytics"
 VARIANTS = f"{PROJECT}.hospital_data.variants"
 BQ_TYPE = "type.googleapis.com/google.cloud.audit.BigQueryAuditMetadata"
+
+
+def client_for(sim: SimServer, principal: str | None = None) -> bigquery.Client:
+    """An insider's client: on a VM in the node's network (inside the perimeter) and holding BigQuery
+    rights on the project, so that what these tests judge is each route itself."""
+    client = _client(sim, principal)
+    if principal:
+        client._http.headers["X-Sim-Caller-Network"] = "node"
+        sim.state.iam_policy["bindings"].append({"role": "roles/bigquery.admin", "members": [f"user:{principal}"]})
+    return client
 
 
 def payload(entry: dict) -> dict:

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
-from sovaudit.audit.collectors import integrity, job, logs, posture
+from sovaudit.audit.collectors import integrity, job, logs, network, posture
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, RunResult, Scope
@@ -124,6 +124,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         ("org policy", lambda: posture.effective_location_policy(ctx)),
         ("project and audit config", lambda: posture.project_and_audit_config(ctx)),
         ("VPC-SC perimeters", lambda: posture.perimeters(ctx)),
+        ("network egress posture", lambda: network.collect(ctx)),
     ]
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
     if job_scope is not None and window_start is not None and window_end is not None:
@@ -135,6 +136,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uid)))
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
+        tasks.append(("network changes", lambda: network.changes(ctx, start, end)))
         tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
         job_name = job_scope.name
         tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))

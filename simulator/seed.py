@@ -66,6 +66,14 @@ SEED_SPEC = s.Struct(optional={
                                        optional={"project": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id"),
                                                  "task_index": s.Integer(minimum=0)})),
     "noise": s.Boolean(),
+    # Network changes made during the run (Admin Activity pairs only; the node file holds the state the
+    # verifier finds afterwards): e.g. a NAT added at minute 10 and removed at minute 50.
+    "network_changes": s.ListOf(s.Struct(
+        required={"collection": s.OneOf(("routers", "routes", "firewalls", "instances")),
+                  "verb": s.Text(r"[a-zA-Z]+", "a Compute method such as insert, patch, delete, addAccessConfig"),
+                  "name": s.Text()},
+        optional={"region": s.Text(), "zone": s.Text(), "request": s.Struct(open=True),
+                  "at_minutes": s.Integer(minimum=0), "principal": s.Text()})),
 })
 
 def job_table_schema() -> list[dict[str, Any]]:
@@ -96,6 +104,7 @@ class SeedOptions:
     delete_vms: bool | Sequence[int] = False
     foreign_loads: Sequence[Mapping[str, Any]] = ()
     noise: bool = True
+    network_changes: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -240,6 +249,10 @@ class _Seeder:
             self._policy_denied(denied, count)
         for load in self.opts.foreign_loads:
             self._foreign_load(load, count)
+        if self.opts.network_changes:
+            from sovaudit.simulator.api.network import seed_changes
+
+            seed_changes(self.state, self.opts.network_changes, self.running)
         if self.opts.delete_vms:
             self._delete_vms(None if self.opts.delete_vms is True else {i % count for i in self.opts.delete_vms})
         if self.opts.noise:

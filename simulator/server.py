@@ -42,6 +42,7 @@ API_MODULES: tuple[str, ...] = (
     "acm",
     "logging_api",
     "compute",
+    "network",
     "batch",
     "storage",
     "bigquery",

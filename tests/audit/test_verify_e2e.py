@@ -20,7 +20,7 @@ from sovaudit.simulator.matrix import run_row
 from sovaudit.simulator.node import list_scenarios
 from sovaudit.simulator.server import SimServer
 
-ALL_CONTROLS = 16
+ALL_CONTROLS = 17
 
 
 def run_verify(sim: SimServer, *extra: str, policy: str = "us") -> tuple[int, dict[str, Any]]:

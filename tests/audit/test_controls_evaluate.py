@@ -186,7 +186,7 @@ def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) 
     data = json.loads(json.dumps(result.to_json()))
     assert list(data) == ["schema", "run_id", "verdict", "exit_code", "target", "project", "policy", "tool",
                           "principal", "started_at", "finished_at", "scope", "summary", "controls", "probes"]
-    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == 16
+    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == 17
     assert data["started_at"] == "2026-11-26T16:18:00Z"
     assert data["scope"]["window"] == {"start": "2026-11-26T15:00:00Z", "end": "2026-11-26T16:00:00Z"}
     control_json = data["controls"][0]
@@ -231,7 +231,7 @@ def test_controls_list_prints_the_catalogue_as_table_and_json() -> None:
     assert table.exit_code == 0 and "SEC-04" in table.output and "INT-01" in table.output
     assert "frameworks" in table.output and "GDPR" in table.output and "NIST-800-53" in table.output
     listed = json.loads(runner.invoke(controls, ["list", "--json"]).output)
-    assert [c["id"] for c in listed][:3] == ["SOV-01", "SOV-02", "SOV-03"] and len(listed) == 16
+    assert [c["id"] for c in listed][:3] == ["SOV-01", "SOV-02", "SOV-03"] and len(listed) == 17
     sec04 = next(c for c in listed if c["id"] == "SEC-04")
     assert sec04["reads"] == ["logging.data_writes", "resourcemanager.iam_policy"] and sec04["needs_job"]
     assert sec04["frameworks"]["GDPR"] == ["Art. 44", "Art. 32"]

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
+import network_evidence
 import pytest
 
 from sovaudit.audit.evaluate import evaluate
@@ -318,6 +319,8 @@ class NodeEvidence:
             for kind in ("batch", "bucket", "dataset"):
                 status, body = location_refusal(kind, region_name, number)
                 self.set(f"probe.{kind}:{region_name}", body, status)
+        for purpose, body in network_evidence.clean(project, pack.network.network, self.region).items():
+            self.set(purpose, body)
 
 
 def job_scope(**changes: Any) -> Scope:
@@ -340,7 +343,7 @@ def node(us_pack: PolicyPack) -> NodeEvidence:
 def test_every_control_passes_on_a_clean_node(node_name: str) -> None:
     evidence = NodeEvidence(resolve_policy(node_name))
     results = evaluate(evidence.context())
-    assert len(results) == 16
+    assert len(results) == 17
     failing = {r.id: [f.message for f in r.findings if f.outcome != Outcome.PASS] for r in results
                if r.outcome != Outcome.PASS}
     assert failing == {}

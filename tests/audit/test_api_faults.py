@@ -249,7 +249,8 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
                                                "instances.aggregatedList", "instanceTemplates.get", "jobs.get",
                                                "buckets.get", "datasets.get", "servicePerimeters.list",
                                                "projects.get", "projects.getIamPolicy", "objects.list",
-                                               "jobs.list", "not collected", "no Batch job")), control
+                                               "jobs.list", "not collected", "no Batch job",
+                                               "routers.aggregatedList", "routes.list", "firewalls.list")), control
 
 
 # -- one failed question, exactly its readers incomplete ------------------------------------------------

@@ -193,6 +193,7 @@ class NetworkVm:
     zone: str
     labels: Mapping[str, str]
     networks: tuple[tuple[str, str], ...]
+    subnetworks: tuple[str, ...]    # subnetwork names, for a NIC whose network is not spelled out
     external: tuple[str, ...]       # natIP / externalIpv6 / the access config's name, per external config
     resource: str
     evidence: tuple[str, ...]
@@ -214,8 +215,10 @@ class NetworkVm:
                                         or config.get("type") or "access config"))
         zone = last_segment(str(data.get("zone") or scope))
         name = str(data.get("name", ""))
+        subnets = tuple(subnetwork_ref(str(nic.get("subnetwork", "")), project)[2] for nic in nics
+                        if nic.get("subnetwork"))
         return cls(name=name, zone=zone, labels=dict(data.get("labels") or {}), networks=tuple(networks),
-                   external=tuple(external),
+                   subnetworks=subnets, external=tuple(external),
                    resource=short_resource(str(data.get("selfLink") or "")) or f"zones/{zone}/instances/{name}",
                    evidence=(item_id,))
 

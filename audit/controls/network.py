@@ -18,6 +18,7 @@ Shared VPC host projects (the node network is taken to live in the node's projec
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -139,7 +140,8 @@ def _other_vms(ctx: ControlContext) -> Iterator[Finding]:
     job_uid = ctx.scope.job_uid
     vms = project_vms(ctx.evidence, project)
     ids = _purpose_ids(ctx, "compute.project_instances")
-    in_network = [vm for vm in vms if (project, node_net) in vm.networks]
+    in_network = [vm for vm in vms if (project, node_net) in vm.networks
+                  or ctx.policy.network.subnetwork in vm.subnetworks]
     others = [vm for vm in in_network if not (job_uid and vm.labels.get("batch-job-uid") == job_uid)]
     clean = 0
     for vm in others:
@@ -209,8 +211,10 @@ def _may_apply(rule: FirewallRule, service_account: str) -> bool:
 
 
 def _covers_all(rule: FirewallRule, version: int) -> bool:
-    ranges = [parse_range(r) for r in rule.destination_ranges]
-    return any(r is not None and r.version == version and r.prefixlen == 0 for r in ranges)
+    """Whether the rule's destinations add up to the whole address space (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1)."""
+    ranges = [r for r in (parse_range(text) for text in rule.destination_ranges) if r is not None and r.version == version]
+    collapsed = list(ipaddress.collapse_addresses(ranges))  # type: ignore[type-var]
+    return len(collapsed) == 1 and collapsed[0].prefixlen == 0
 
 
 def effective_denies(rules: list[FirewallRule], service_account: str, version: int = 4) -> list[FirewallRule]:
@@ -280,7 +284,13 @@ def _history(ctx: ControlContext) -> Iterator[Finding]:
     if changes is not None:
         judged = [c for c in changes if c.collection in _CHANGE_KINDS]
         bad = 0
+        created: set[tuple[str, str, str]] = set()
         for change in judged:
+            key = (change.collection, change.region, change.name)
+            if change.verb == "delete" and key in created:
+                continue   # made inside the window: its insert body was judged above
+            if change.verb == "insert":
+                created.add(key)
             for finding in _judge_change(ctx, change):
                 bad += 1
                 yield finding
@@ -373,25 +383,31 @@ def _judge_firewall_change(ctx: ControlContext, change: NetworkChange, who: str,
     direction = str(request.get("direction") or (current.direction if current else "INGRESS"))
     if direction != "EGRESS":
         return
-    denies_before = current is not None and current.action == "deny"
-    if request.get("disabled") is True and denies_before:
-        yield Finding.fail(resource, f"{who} disabled the egress deny rule {change.name} in {where} during the run",
+    changed = sorted(set(request) & {"priority", "destinationRanges", "denied", "allowed", "disabled", "targetTags",
+                                     "targetServiceAccounts", "direction"})
+    if current is not None and current.action == "deny" and change.verb in {"patch", "update"} and changed:
+        yield Finding.fail(resource, f"{who} changed the egress deny rule {change.name} in {where} during the run "
+                           f"({', '.join(changed)}): the posture the run lived under is not the one listed now",
                            evidence)
         return
-    if request.get("allowed"):
-        ranges = [str(r) for r in request.get("destinationRanges") or
-                  (current.destination_ranges if current else ("0.0.0.0/0",))]
-        bad = [r for r in ranges if not within(r, egress.allowed_destinations)]
-        if bad and not request.get("disabled"):
-            yield Finding.fail(resource, f"{who} set firewall rule {change.name} in {where} to allow egress to "
-                               f"{', '.join(bad)} during the run ({change.entry.method_name}); the pack allows only "
-                               f"{', '.join(egress.allowed_destinations)}", evidence)
-    elif denies_before and change.verb in {"patch", "update"} and (
-            "priority" in request or "destinationRanges" in request or "denied" in request
-            or "targetTags" in request or "targetServiceAccounts" in request):
-        yield Finding.fail(resource, f"{who} changed the egress deny rule {change.name} in {where} during the run "
-                           f"({', '.join(sorted(set(request) & {'priority', 'destinationRanges', 'denied', 'targetTags', 'targetServiceAccounts'}))})",
-                           evidence)
+    # The rule as it stood after this change: the request's fields over today's rule (PATCH semantics).
+    allows = bool(request.get("allowed")) or (not request.get("denied") and current is not None
+                                               and current.action == "allow")
+    disabled = bool(request.get("disabled", current.disabled if current else False))
+    if not allows or disabled:
+        return
+    ranges = [str(r) for r in request.get("destinationRanges") or
+              (current.destination_ranges if current else ("0.0.0.0/0",))]
+    priority = int(request.get("priority") or (current.priority if current else 1000))
+    project, node_net = _node_network(ctx)
+    denies = effective_denies([r for r in firewall_rules(ctx.evidence, project) if r.network == (project, node_net)],
+                              ctx.policy.service_account)
+    strongest = min((d.priority for d in denies), default=65536)
+    bad = [r for r in ranges if not within(r, egress.allowed_destinations)]
+    if bad and priority < strongest:
+        yield Finding.fail(resource, f"{who} set firewall rule {change.name} in {where} to allow egress to "
+                           f"{', '.join(bad)} at priority {priority} during the run ({change.entry.method_name}); the "
+                           f"pack allows only {', '.join(egress.allowed_destinations)}", evidence)
 
 
 def _inserted_vms(ctx: ControlContext) -> Iterator[Finding]:

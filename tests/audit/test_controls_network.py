@@ -276,3 +276,60 @@ def test_sec09_fails_for_a_proxy_vm_inserted_during_the_run(node: NodeEvidence) 
                                                         "accessConfigs": [{"type": "ONE_TO_ONE_NAT"}]}]}}
     entries.append(proxy)
     assert "tmp-proxy" in failures(node.run("SEC-09"))[0]
+
+
+def test_sec09_a_deleted_rule_is_error_unless_its_insert_is_in_the_window(node: NodeEvidence) -> None:
+    rule = f"projects/{PROJECT}/global/firewalls/gone"
+    delete = change("v1.compute.firewalls.delete", rule, {})
+    node.set("logging.network_changes", {"entries": [delete]})
+    result = node.run("SEC-09")
+    assert result.outcome == Outcome.ERROR and "deleted firewall rule gone" in errors(result)[0]
+    insert = change("v1.compute.firewalls.insert", rule, {"network": ne.network_url(PROJECT, NET),
+                                                         "direction": "INGRESS", "allowed": [{"IPProtocol": "tcp"}]})
+    node.set("logging.network_changes", {"entries": [insert, delete]})
+    assert node.run("SEC-09").outcome == Outcome.PASS
+
+
+def test_sec09_a_deny_split_into_two_halves_still_covers_everything(node: NodeEvidence) -> None:
+    firewalls(node)[0]["destinationRanges"] = ["0.0.0.0/1", "128.0.0.0/1"]
+    assert node.run("SEC-09").outcome == Outcome.PASS
+    firewalls(node)[0]["destinationRanges"] = ["0.0.0.0/1"]
+    assert node.run("SEC-09").outcome == Outcome.FAIL
+
+
+def test_sec09_an_allow_moved_ahead_of_the_deny_during_the_run_fails(node: NodeEvidence) -> None:
+    firewalls(node).append(ne.firewall(PROJECT, NET, "late-allow", priority=65534, allowed=[{"IPProtocol": "all"}],
+                                       destinations=["0.0.0.0/0"]))
+    assert node.run("SEC-09").outcome == Outcome.PASS   # shadowed by the deny-all today
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.firewalls.patch", f"projects/{PROJECT}/global/firewalls/late-allow", {"priority": 10})]})
+    message = failures(node.run("SEC-09"))[0]
+    assert "late-allow" in message and "priority 10" in message
+
+
+def test_sec09_a_vm_whose_nic_names_only_the_node_subnet_is_judged(node: NodeEvidence) -> None:
+    proxy = ne.vm(PROJECT, "us-central1-a", "subnet-only", [NET], external={"type": "ONE_TO_ONE_NAT"})
+    nic = proxy["networkInterfaces"][0]
+    del nic["network"]
+    nic["subnetwork"] = f"{ne.BASE}/{PROJECT}/regions/{REGION}/subnetworks/fed-node-us-compute-subnet"
+    add_vm(node, proxy)
+    assert "subnet-only" in failures(node.run("SEC-09"))[0]
+
+
+def test_sec09_all_subnetworks_nat_in_another_region_does_not_cover_the_workers_but_still_fails(
+        node: NodeEvidence) -> None:
+    add_router(node, [{"name": "east-nat", "sourceSubnetworkIpRangesToNat": "ALL_SUBNETWORKS_ALL_IP_RANGES"}],
+               region="us-east1")
+    message = failures(node.run("SEC-09"))[0]
+    assert "east-nat" in message and "us-east1" in message and "does not cover the workers' subnet" in message
+
+
+def test_sec09_an_allow_inserted_disabled_during_the_run_opened_nothing(node: NodeEvidence) -> None:
+    body = {"network": ne.network_url(PROJECT, NET), "direction": "EGRESS", "priority": 10, "disabled": True,
+            "allowed": [{"IPProtocol": "all"}], "destinationRanges": ["0.0.0.0/0"]}
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.firewalls.insert", f"projects/{PROJECT}/global/firewalls/parked", body)]})
+    assert node.run("SEC-09").outcome == Outcome.PASS
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.firewalls.insert", f"projects/{PROJECT}/global/firewalls/parked", {**body, "disabled": False})]})
+    assert node.run("SEC-09").outcome == Outcome.FAIL

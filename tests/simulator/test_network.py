@@ -61,6 +61,12 @@ def test_router_with_nat_insert_get_patch_aggregated_list_delete(sim: SimServer)
     operation = routers.insert(project=PROJECT, region=REGION, router_resource=body)
     operation.result()
     assert operation.name and "/regions/us-central1/operations/" in operation.self_link
+    polled = client(compute_v1.RegionOperationsClient, sim).get(project=PROJECT, region=REGION,
+                                                                 operation=operation.name)
+    assert polled.status == compute_v1.Operation.Status.DONE and polled.target_link.endswith("/routers/egress-router")
+    with pytest.raises(exceptions.NotFound):
+        client(compute_v1.RegionOperationsClient, sim).get(project=PROJECT, region="europe-west4",
+                                                           operation=operation.name)
     stored = routers.get(project=PROJECT, region=REGION, router="egress-router")
     assert stored.network == NET_URL and stored.nats[0].type_ == "PUBLIC"   # Google's default type
     listed = {name: [r.name for r in scoped.routers] for name, scoped in routers.aggregated_list(project=PROJECT)}
@@ -130,3 +136,14 @@ def test_other_vms_sit_beside_the_job_in_the_instance_listing(sim_factory: Any) 
     assert proxy.network_interfaces[0].network == NET_URL and proxy.network_interfaces[0].access_configs[0].nat_i_p
     assert found["ops-bastion"].network_interfaces[0].network.endswith("/networks/fed-node-us-ops-vpc")
     assert "batch-job-uid" not in proxy.labels
+
+
+def test_a_scenario_giving_network_resources_as_a_list_names_the_field(tmp_path: Any) -> None:
+    from sovaudit.simulator.node import NodeFileError, load_state
+
+    bad = tmp_path / "bad-firewalls.yaml"
+    bad.write_text("name: bad-firewalls\ndescription: x\nfails: [SEC-09]\n"
+                   "node: {network: {firewalls: [{name: a, direction: EGRESS}]}}\n")
+    with pytest.raises(NodeFileError) as caught:
+        load_state("us", [bad])
+    assert "node.network.firewalls" in str(caught.value) and "expected a mapping" in str(caught.value)

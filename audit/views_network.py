@@ -24,6 +24,7 @@ PURPOSE_API.update({
     "compute.routes": "compute routes.list",
     "compute.firewalls": "compute firewalls.list",
     "compute.project_instances": "compute instances.aggregatedList",
+    "compute.network": "compute networks.get",
     "logging.network_changes": "logging entries.list",
 })
 
@@ -101,6 +102,7 @@ class Router:
     nats: tuple[Nat, ...]
     resource: str
     evidence: tuple[str, ...]
+    bgp_peers: tuple[str, ...] = ()     # "name (peerIpAddress)" of each BGP session not switched off
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], item_id: str, scope: str = "", project: str = "") -> Router:
@@ -109,7 +111,10 @@ class Router:
         return cls(name=name, region=region, network=network_ref(str(data.get("network", "")), project),
                    nats=tuple(Nat.parse(n, region) for n in data.get("nats") or () if isinstance(n, Mapping)),
                    resource=short_resource(str(data.get("selfLink") or "")) or f"regions/{region}/routers/{name}",
-                   evidence=(item_id,))
+                   evidence=(item_id,),
+                   bgp_peers=tuple(f"{p.get('name', '')} ({p.get('peerIpAddress', 'no peer IP')})"
+                                   for p in data.get("bgpPeers") or ()
+                                   if isinstance(p, Mapping) and str(p.get("enable", "TRUE")) != "FALSE"))
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,26 @@ class NetworkVm:
                    subnetworks=subnets, external=tuple(external),
                    resource=short_resource(str(data.get("selfLink") or "")) or f"zones/{zone}/instances/{name}",
                    evidence=(item_id,))
+
+
+@dataclass(frozen=True)
+class Peering:
+    name: str
+    network: str            # the peer network's URL
+    state: str
+    import_custom_routes: bool
+    export_custom_routes: bool
+    evidence: tuple[str, ...]
+
+
+def peerings(log: EvidenceLog) -> tuple[Peering, ...]:
+    """The node network's VPC peerings (networks.get); EvidenceIncomplete when the network could not be read."""
+    items = complete_items(log, "compute.network")
+    body, item_id = items[-1].parsed, items[-1].id
+    return tuple(Peering(name=str(p.get("name", "")), network=str(p.get("network", "")), state=str(p.get("state", "")),
+                         import_custom_routes=bool(p.get("importCustomRoutes")),
+                         export_custom_routes=bool(p.get("exportCustomRoutes")), evidence=(item_id,))
+                 for p in body.get("peerings") or () if isinstance(p, Mapping))
 
 
 def routers(log: EvidenceLog, project: str) -> tuple[Router, ...]:

@@ -80,6 +80,9 @@ class NetworkEgress:
 
     firewall: str = "deny-all"
     allowed_destinations: tuple[str, ...] = (RESTRICTED_GOOGLE_APIS,)
+    # VPC peerings the node network may have (peer networks as projects/P/global/networks/N, exact);
+    # any other peering is a path to VMs the audit does not list.
+    allowed_peerings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -485,6 +488,10 @@ class _Checker:
             if cidr.prefixlen == 0:
                 self.error(self.line(path), path, f"{text!r} is the whole address space: it would let every egress "
                            "allow pass", "list only Google's restricted/private VIPs or your own ranges")
+        for index, text in enumerate(e.get("allowed_peerings", [])):
+            path = f"network.egress.allowed_peerings[{index}]"
+            if not re.fullmatch(r"projects/[^/]+/global/networks/[^/]+", text.strip()):
+                self.error(self.line(path), path, f"{text!r} is not a network name", "projects/P/global/networks/N")
 
     def check_kms(self, k: dict[str, Any]) -> None:
         location = k.get("location")
@@ -536,7 +543,8 @@ class _Checker:
 def _egress(e: dict[str, Any] | None) -> NetworkEgress:
     if not e:
         return NetworkEgress()
-    return NetworkEgress(e["firewall"], tuple(e.get("allowed_destinations", NetworkEgress.allowed_destinations)))
+    return NetworkEgress(e["firewall"], tuple(e.get("allowed_destinations", NetworkEgress.allowed_destinations)),
+                         tuple(e.get("allowed_peerings", ())))
 
 
 def _describe(node: yaml.Node, value: Any) -> str:

@@ -51,6 +51,9 @@ PACK: dict[str, Field] = {
             "firewall": Field(STR, hint="deny-all (an effective egress deny of 0.0.0.0/0) or not-required"),
             "allowed_destinations": Field(LIST_STR, required=False,
                                           hint="CIDR ranges egress allow rules may open, e.g. [199.36.153.4/30]"),
+            "allowed_peerings": Field(LIST_STR, required=False,
+                                      hint="peer networks the node network may peer with, as "
+                                           "projects/P/global/networks/N (exact)"),
         })}),
     "perimeter": Field(OBJECT, fields={
         "access_policy": Field(STR, hint="accessPolicies/NUMBER"),

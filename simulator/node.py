@@ -95,6 +95,7 @@ NETWORK_RESOURCES: dict[str, s.Spec] = {
     "firewalls": _NAMED,          # firewall rules: {direction, priority, allowed|denied, destinationRanges, ...}
     "routers": _NAMED,            # Cloud Routers: {region, network, nats: [RouterNat]}
     "other_instances": _NAMED,    # VMs besides the job's: {zone, machineType, networkInterfaces, ...}
+    "peerings": _NAMED,           # VPC Network Peerings of the node network: {network: URL of the peer, ...}
 }
 
 NODE_SPEC = s.Struct(

@@ -123,6 +123,12 @@ def compute_routes(target: Target) -> Any:
     return compute_v1.RoutesClient(**target.gapic_kwargs())
 
 
+def compute_networks(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.NetworksClient(**target.gapic_kwargs())
+
+
 def compute_firewalls(target: Target) -> Any:
     from google.cloud import compute_v1
 

@@ -1,8 +1,8 @@
 """The node network's egress posture: Cloud Routers (and their NATs), routes, firewall rules, and every VM.
 
-Four listings, one request each on a clean node (a page holds 500): routers by `aggregatedList`
-(every region at once), routes and firewall rules by `list` (global resources), and the project's
-VMs by `aggregatedList` without a filter. No server-side network filter is used on purpose: Compute's
+Five questions, one request each on a clean node (a page holds 500): routers by `aggregatedList`
+(every region at once), routes and firewall rules by `list` (global resources), the node network by
+`get` (its peerings), and the project's VMs by `aggregatedList` without a filter. No server-side network filter is used on purpose: Compute's
 list filter cannot select on a repeated nested field (`networkInterfaces[].network`) [U], and a
 label filter such as `labels.batch-job-uid != "UID"` might drop VMs without the label [U], which
 would hide exactly the proxy SEC-09 looks for. The view selects the node network's resources
@@ -23,6 +23,7 @@ ROUTERS = "compute.routers"
 ROUTES = "compute.routes"
 FIREWALLS = "compute.firewalls"
 PROJECT_INSTANCES = "compute.project_instances"
+NETWORK = "compute.network"
 CHANGES = "logging.network_changes"
 
 
@@ -42,6 +43,15 @@ def routes(ctx: CollectContext) -> None:
                                                          timeout=REQUEST_TIMEOUT_SECONDS)))
 
 
+def node_network(ctx: CollectContext) -> None:
+    """The node network itself: its `peerings[]` are paths to networks whose VMs this audit does not list.
+    A 404 (the network does not exist in the project) stays an error: there is nothing to judge."""
+    client = ctx.client(cloud.compute_networks)
+    ctx.recorder.call(NETWORK, "compute", "networks.get",
+                      lambda: client.get(project=ctx.project, network=ctx.pack.network.network, retry=None,
+                                         timeout=REQUEST_TIMEOUT_SECONDS))
+
+
 def firewalls(ctx: CollectContext) -> None:
     client = ctx.client(cloud.compute_firewalls)
     request = {"project": ctx.project, "max_results": PAGE_SIZE}
@@ -59,7 +69,7 @@ def project_instances(ctx: CollectContext) -> None:
 
 
 def collect(ctx: CollectContext) -> None:
-    """All four listings, concurrently; each is its own purpose, so one failing leaves the others as evidence."""
+    """All five questions, concurrently; each is its own purpose, so one failing leaves the others as evidence."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sovaudit.audit.recorder import CollectionError
@@ -72,8 +82,8 @@ def collect(ctx: CollectContext) -> None:
         except CollectionError as error:
             failures.append(error)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(run, (project_instances, routers, routes, firewalls)))
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(run, (project_instances, routers, routes, firewalls, node_network)))
     if failures:
         raise failures[0]
 

@@ -33,6 +33,7 @@ from sovaudit.audit.views_network import (
     network_changes,
     network_ref,
     parse_range,
+    peerings,
     project_vms,
     routers,
     routes,
@@ -44,7 +45,8 @@ from sovaudit.audit.views_network import (
 # (gcp-escape-routes.md §5.3; private.googleapis.com's range is [U], from memory). A route to them
 # through a next hop other than the default gateway still reaches only Google.
 GOOGLE_API_RANGES = ("199.36.153.4/30", "199.36.153.8/30", "2600:2d00:0002:1000::/64", "2600:2d00:0002:2000::/64")
-NETWORK_PURPOSES = ["compute.routers", "compute.routes", "compute.firewalls", "compute.project_instances"]
+NETWORK_PURPOSES = ["compute.routers", "compute.routes", "compute.firewalls", "compute.project_instances",
+                    "compute.network"]
 _CHANGE_KINDS = {"routers", "routes", "firewalls", "instances"}
 
 
@@ -71,6 +73,7 @@ def no_internet_path(ctx: ControlContext) -> Iterator[Finding]:
     yield from _nats(ctx)
     yield from _other_vms(ctx)
     yield from _routes(ctx)
+    yield from _peerings(ctx)
     yield from _firewall(ctx)
     yield from _history(ctx)
 
@@ -111,8 +114,16 @@ def _nats(ctx: ControlContext) -> Iterator[Finding]:
         yield Finding.ok(_net_name(ctx), f"no Cloud Router in the node network {node_net}, so no Cloud NAT", ids)
     workers = f"{ctx.policy.region}/{ctx.policy.network.subnetwork}"
     for router in found:
-        if not router.nats:
-            yield Finding.ok(router.resource, f"Cloud Router {router.name} ({router.region}) has no NAT", router.evidence)
+        if router.bgp_peers:
+            # Dynamic routes learned over BGP are not in routes.list (routers.getRouterStatus shows them), and an
+            # on-premises peer can advertise 0.0.0.0/0: a hybrid path this audit cannot rule out.
+            yield Finding.fail(router.resource, f"Cloud Router {router.name} ({router.region}) in the node network "
+                               f"has BGP session(s) {', '.join(router.bgp_peers)}: routes learned from them (possibly a "
+                               "default route to another network or on premises) give the workers a path around the "
+                               "perimeter", router.evidence)
+        if not router.nats and not router.bgp_peers:
+            yield Finding.ok(router.resource, f"Cloud Router {router.name} ({router.region}) has no NAT and no BGP "
+                             "session", router.evidence)
         for nat in router.nats:
             resource = f"{router.resource}/nats/{nat.name}"
             if not nat.public:
@@ -199,6 +210,31 @@ def _routes(ctx: ControlContext) -> Iterator[Finding]:
             clean += 1
     yield Finding.ok(_net_name(ctx), f"{clean} route(s) of {node_net} lead only to the default internet gateway, "
                      "the network's own subnets or Google's API ranges", _purpose_ids(ctx, "compute.routes"))
+
+
+# ------------------------------------------------------------------------------------------------ peerings
+
+
+def _peerings(ctx: ControlContext) -> Iterator[Finding]:
+    """A peered network's VMs are reachable from the workers, and the audit lists none of them (a proxy
+    there is invisible), so every peering is a FAIL unless the pack names the peer network exactly."""
+    allowed = set(ctx.policy.network.egress.allowed_peerings)
+    found = peerings(ctx.evidence)
+    ids = _purpose_ids(ctx, "compute.network")
+    for peering in found:
+        project, name = network_ref(peering.network)
+        peer = f"projects/{project}/global/networks/{name}" if name else peering.network
+        resource = f"{_net_name(ctx)}/peerings/{peering.name}"
+        if peer in allowed:
+            yield Finding.ok(resource, f"peering {peering.name} to {peer} is listed in the pack "
+                             "(network.egress.allowed_peerings)", peering.evidence)
+        else:
+            routes_note = " and imports its custom routes" if peering.import_custom_routes else ""
+            state = peering.state or "state unknown"
+            yield Finding.fail(resource, f"the node network peers with {peer} ({peering.name}, {state}){routes_note}: "
+                               "the workers reach every VM there, and this audit lists none of them", peering.evidence)
+    if not found:
+        yield Finding.ok(_net_name(ctx), "the node network has no VPC peering", ids)
 
 
 # ------------------------------------------------------------------------------------------------ firewall

@@ -143,6 +143,22 @@ def _network_json(state: SimState, name: str) -> dict[str, Any]:
                             "networkFirewallPolicyEnforcementOrder": "AFTER_CLASSIC_FIREWALL", "mtu": 1460}
     if subnets:
         body["subnetworks"] = subnets
+    spec = state.node.get("network") if isinstance(state.node, dict) else None
+    if isinstance(spec, dict) and name == spec.get("name") and spec.get("peerings"):
+        peerings = []
+        for peer_name, given in sorted(spec["peerings"].items()):
+            if given is None:
+                continue
+            peering = {"name": peer_name, "network": compute.expand_url(state, str(given.get("network", "")),
+                                                                        kind="networks"),
+                       "state": "ACTIVE", "stateDetails": "[2026-01-15T01:30:00.000-08:00]: Connected.",
+                       "autoCreateRoutes": True, "exchangeSubnetRoutes": True, "exportCustomRoutes": False,
+                       "importCustomRoutes": False, "exportSubnetRoutesWithPublicIp": False,
+                       "importSubnetRoutesWithPublicIp": False, "stackType": "IPV4_ONLY"}
+            peering.update({k: copy.deepcopy(v) for k, v in given.items() if k != "network"})
+            peerings.append(peering)
+        if peerings:
+            body["peerings"] = peerings
     return body
 
 

@@ -87,5 +87,8 @@ def clean(project: str, network: str, region: str) -> dict[str, Any]:
             f"zones/{region}-b": {"instances": [
                 vm(project, f"{region}-b", "ops-bastion", [f"{project}-ops-vpc"],
                    external={"type": "ONE_TO_ONE_NAT", "name": "External NAT", "natIP": "34.120.0.9"})]}}},
+        "compute.network": {"kind": "compute#network", "name": network, "selfLink": network_url(project, network),
+                            "autoCreateSubnetworks": False,
+                            "subnetworks": [f"{BASE}/{project}/regions/{region}/subnetworks/{project}-compute-subnet"]},
         "logging.network_changes": {},
     }

@@ -206,7 +206,7 @@ def test_sec09_pack_allowed_destinations_are_exact_ranges(node: NodeEvidence) ->
 # ---- fail closed ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("purpose", ["compute.routers", "compute.routes", "compute.firewalls",
-                                     "compute.project_instances"])
+                                     "compute.project_instances", "compute.network"])
 def test_sec09_is_error_when_a_listing_failed_or_is_missing(node: NodeEvidence, purpose: str) -> None:
     node.set(purpose, {"error": {"code": 503, "message": "backend error"}}, status=503)
     assert node.run("SEC-09").outcome == Outcome.ERROR
@@ -333,3 +333,30 @@ def test_sec09_an_allow_inserted_disabled_during_the_run_opened_nothing(node: No
     node.set("logging.network_changes", {"entries": [change(
         "v1.compute.firewalls.insert", f"projects/{PROJECT}/global/firewalls/parked", {**body, "disabled": False})]})
     assert node.run("SEC-09").outcome == Outcome.FAIL
+
+
+
+# ---- hybrid paths: BGP sessions and VPC peerings ----------------------------------------------------
+
+def test_sec09_fails_for_a_bgp_session_on_a_router_of_the_node_network(node: NodeEvidence) -> None:
+    router = node.body("compute.routers")["items"][f"regions/{REGION}"]["routers"][0]
+    router["bgpPeers"] = [{"name": "onprem", "peerIpAddress": "169.254.10.2", "peerAsn": 65010}]
+    message = failures(node.run("SEC-09"))[0]
+    assert "onprem (169.254.10.2)" in message and "BGP" in message
+    router["bgpPeers"][0]["enable"] = "FALSE"
+    assert node.run("SEC-09").outcome == Outcome.PASS
+
+
+def test_sec09_fails_for_a_vpc_peering_unless_the_pack_lists_the_peer(node: NodeEvidence) -> None:
+    peer = "projects/partner/global/networks/shared"
+    node.body("compute.network")["peerings"] = [{"name": "to-partner", "state": "ACTIVE",
+                                                 "network": f"https://www.googleapis.com/compute/v1/{peer}"}]
+    message = failures(node.run("SEC-09"))[0]
+    assert "to-partner" in message and peer in message
+    pack = resolve_policy("us")
+    listed = dataclasses.replace(pack, network=dataclasses.replace(pack.network, egress=dataclasses.replace(
+        pack.network.egress, allowed_peerings=(peer,))))
+    assert node.run("SEC-09", pack=listed).outcome == Outcome.PASS
+    lookalike = dataclasses.replace(pack, network=dataclasses.replace(pack.network, egress=dataclasses.replace(
+        pack.network.egress, allowed_peerings=(peer + "-2",))))
+    assert node.run("SEC-09", pack=lookalike).outcome == Outcome.FAIL

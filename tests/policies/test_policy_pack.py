@@ -195,3 +195,13 @@ def test_bad_egress_fields_are_reported_with_file_line_and_field(tmp_path: Path)
                for f in found), found
     assert any("allowed_destinations[2]: '0.0.0.0/0' is the whole address space" in f for f in found), found
     assert len(found) == 3
+
+
+def test_allowed_peerings_must_be_network_names(tmp_path: Path) -> None:
+    good = load_policy(_with_egress(tmp_path, "  egress: {firewall: deny-all, allowed_peerings: "
+                                              "[projects/p/global/networks/n]}\n"))
+    assert good.network.egress.allowed_peerings == ("projects/p/global/networks/n",)
+    assert resolve_policy("us").network.egress.allowed_peerings == ()
+    bad = _with_egress(tmp_path, "  egress: {firewall: deny-all, allowed_peerings: [partner-vpc]}\n")
+    assert any("network.egress.allowed_peerings[0]: 'partner-vpc' is not a network name" in str(e)
+               for e in validate_policy(bad))

@@ -7,7 +7,9 @@ internet (gcp-escape-routes.md §5.3). The other ways out, each judged here by n
    on another subnet still turns every VM there into a relay the workers reach over the VPC);
 2. another VM in the node network with an external IPv4 or IPv6 address (a proxy);
 3. a route sending a non-Google range to an instance, IP, internal load balancer, VPN tunnel,
-   interconnect, peering or hub (a proxy, an appliance or a hybrid path);
+   interconnect, peering or hub (a proxy, an appliance or a hybrid path), a BGP session on a router
+   of the node network (its learned routes are not in routes.list), or a VPC peering the pack does
+   not list (the peer's VMs are reachable and not listed here);
 4. an egress firewall posture weaker than the pack requires (`network.egress`);
 5. any of the above set up and taken down again during the run (the window's Admin Activity log).
 

@@ -147,3 +147,23 @@ def test_a_scenario_giving_network_resources_as_a_list_names_the_field(tmp_path:
     with pytest.raises(NodeFileError) as caught:
         load_state("us", [bad])
     assert "node.network.firewalls" in str(caught.value) and "expected a mapping" in str(caught.value)
+
+
+def test_changes_made_during_the_run_are_admin_activity_pairs_in_the_window(sim_factory: Any) -> None:
+    from google.cloud import logging as cloud_logging
+
+    sim = sim_factory(scenarios=["net-nat-during-run"])
+    logs = cloud_logging.Client(project=PROJECT, _use_grpc=False, client_options={"api_endpoint": sim.url},
+                                credentials=AnonymousCredentials())
+    seed = sim.state.extras["seed"]
+    query = (f'logName="projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity" AND '
+             f'protoPayload.methodName="v1.compute.routers.patch" AND timestamp>="{seed.window_start}" AND '
+             f'timestamp<="{seed.window_end}"')
+    entries = [e.to_api_repr() for e in logs.list_entries(filter_=query, order_by=cloud_logging.ASCENDING)]
+    assert len(entries) == 4
+    first = [e for e in entries if e.get("operation", {}).get("first")]
+    assert [e["protoPayload"]["request"].get("nats") for e in first][0][0]["type"] == "PUBLIC"
+    assert all(e["resource"]["type"] == "gce_router" and e["resource"]["labels"]["region"] == REGION for e in entries)
+    assert first[0]["protoPayload"]["resourceName"] == f"projects/{PROJECT}/regions/{REGION}/routers/node-router"
+    # The router as listed after the run carries no NAT: only the log remembers it.
+    assert not client(compute_v1.RoutersClient, sim).get(project=PROJECT, region=REGION, router="node-router").nats

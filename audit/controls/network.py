@@ -49,7 +49,7 @@ from sovaudit.audit.views_network import (
 GOOGLE_API_RANGES = ("199.36.153.4/30", "199.36.153.8/30", "2600:2d00:0002:1000::/64", "2600:2d00:0002:2000::/64")
 NETWORK_PURPOSES = ["compute.routers", "compute.routes", "compute.firewalls", "compute.project_instances",
                     "compute.network"]
-_CHANGE_KINDS = {"routers", "routes", "firewalls", "instances"}
+_CHANGE_KINDS = {"routers", "routes", "firewalls", "instances", "networks"}
 
 
 @control(
@@ -356,6 +356,8 @@ def _change_network(ctx: ControlContext, change: NetworkChange) -> tuple[str, st
     if change.collection == "firewalls":
         rule = _find_rule(ctx, change.name)
         return rule.network if rule else None
+    if change.collection == "networks":
+        return (project, change.name)
     if change.collection == "instances":
         vm = next((v for v in project_vms(ctx.evidence, project) if v.name == change.name), None)
         return (project, ctx.policy.network.network) if vm is None or \
@@ -382,6 +384,20 @@ def _judge_change(ctx: ControlContext, change: NetworkChange) -> Iterator[Findin
             if isinstance(nat, Mapping) and str(nat.get("type") or "PUBLIC") == "PUBLIC":
                 yield Finding.fail(resource, f"{who} configured PUBLIC Cloud NAT {nat.get('name', '')} on router "
                                    f"{change.name} ({change.region}) in {where} during the run "
+                                   f"({change.entry.method_name})", evidence)
+        peers = [p for p in request.get("bgpPeers") or () if isinstance(p, Mapping)
+                 and str(p.get("enable", "TRUE")) != "FALSE"]
+        if peers:
+            names = ", ".join(f"{p.get('name', '')} ({p.get('peerIpAddress', 'no peer IP')})" for p in peers)
+            yield Finding.fail(resource, f"{who} gave router {change.name} ({change.region}) in {where} BGP session(s) "
+                               f"{names} during the run ({change.entry.method_name})", evidence)
+    elif change.collection == "networks":
+        if change.verb in {"addPeering", "updatePeering"}:
+            peer = network_ref(str((request.get("networkPeering") or {}).get("network") or request.get("peerNetwork")
+                                   or ""))
+            peer_name = f"projects/{peer[0]}/global/networks/{peer[1]}" if peer[1] else "an unnamed network"
+            if peer_name not in ctx.policy.network.egress.allowed_peerings:
+                yield Finding.fail(resource, f"{who} peered the node network with {peer_name} during the run "
                                    f"({change.entry.method_name})", evidence)
     elif change.collection == "routes" and change.verb == "insert":
         kind = next((k for k in ("nextHopInstance", "nextHopIp", "nextHopIlb", "nextHopVpnTunnel", "nextHopPeering",
@@ -417,6 +433,9 @@ def _judge_firewall_change(ctx: ControlContext, change: NetworkChange, who: str,
         if current is None:
             yield Finding.error(resource, f"{who} deleted firewall rule {change.name} during the run; the entry does "
                                 "not say what it held, so the egress posture the run lived under is unknown", evidence)
+        elif current.action == "deny" and current.direction == "EGRESS":
+            yield Finding.fail(resource, f"{who} deleted the egress deny rule {change.name} in {where} during the run "
+                               "(it exists again now): the workers ran without it for a while", evidence)
         return
     direction = str(request.get("direction") or (current.direction if current else "INGRESS"))
     if direction != "EGRESS":

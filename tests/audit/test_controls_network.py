@@ -360,3 +360,23 @@ def test_sec09_fails_for_a_vpc_peering_unless_the_pack_lists_the_peer(node: Node
     lookalike = dataclasses.replace(pack, network=dataclasses.replace(pack.network, egress=dataclasses.replace(
         pack.network.egress, allowed_peerings=(peer + "-2",))))
     assert node.run("SEC-09", pack=lookalike).outcome == Outcome.FAIL
+
+
+
+def test_sec09_history_catches_a_deleted_and_recreated_deny_a_bgp_session_and_a_peering(node: NodeEvidence) -> None:
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.firewalls.delete", f"projects/{PROJECT}/global/firewalls/deny-all-egress", {})]})
+    assert "deleted the egress deny rule deny-all-egress" in failures(node.run("SEC-09"))[0]
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.routers.patch", f"projects/{PROJECT}/regions/{REGION}/routers/{PROJECT}-router",
+        {"bgpPeers": [{"name": "onprem", "peerIpAddress": "169.254.1.2"}]})]})
+    assert "BGP session(s) onprem" in failures(node.run("SEC-09"))[0]
+    peer = "projects/partner/global/networks/shared"
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.networks.addPeering", f"projects/{PROJECT}/global/networks/{NET}",
+        {"networkPeering": {"name": "p", "network": f"https://www.googleapis.com/compute/v1/{peer}"}})]})
+    assert peer in failures(node.run("SEC-09"))[0]
+    node.set("logging.network_changes", {"entries": [change(
+        "v1.compute.networks.addPeering", f"projects/{PROJECT}/global/networks/fed-node-us-ops-vpc",
+        {"networkPeering": {"name": "p", "network": f"https://www.googleapis.com/compute/v1/{peer}"}})]})
+    assert node.run("SEC-09").outcome == Outcome.PASS   # another network's peering

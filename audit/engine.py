@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
-from sovaudit.audit.collectors import access, integrity, job, logging_config, logs, posture
+from sovaudit.audit.collectors import access, integrity, job, logging_config, logs, network, posture
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, RunResult, Scope
@@ -125,6 +125,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         ("project and audit config", lambda: posture.project_and_audit_config(ctx)),
         ("VPC-SC perimeters", lambda: posture.perimeters(ctx)),
         ("log routing", lambda: logging_config.collect(ctx)),
+        ("network egress posture", lambda: network.collect(ctx)),
     ]
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
     # Access family (SOV-04/SOV-05 scope and IAM, SEC-07 reads).
@@ -140,6 +141,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
+        tasks.append(("network changes", lambda: network.changes(ctx, start, end)))
         tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
         tasks.append(("object and table reads", lambda: access.reads(ctx, start, end)))
         job_name = job_scope.name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,10 +64,32 @@ class Jurisdiction:
     probe_regions: tuple[str, ...]
 
 
+# restricted.googleapis.com, the VIP that only serves VPC-SC-supported APIs (gcp-escape-routes.md §5.3).
+RESTRICTED_GOOGLE_APIS = "199.36.153.4/30"
+
+
+@dataclass(frozen=True)
+class NetworkEgress:
+    """What SEC-09 demands of the node network's egress firewall.
+
+    `deny-all`: an enabled egress deny of 0.0.0.0/0 for every protocol applies to the workers, and no
+    egress allow that beats it opens anything outside `allowed_destinations`. `not-required`: the
+    firewall part is skipped (and said so); NATs, proxies and routes are judged all the same.
+    Omitted in a pack, it is the strict default, so an older pack does not silently lose the check.
+    """
+
+    firewall: str = "deny-all"
+    allowed_destinations: tuple[str, ...] = (RESTRICTED_GOOGLE_APIS,)
+    # VPC peerings the node network may have (peer networks as projects/P/global/networks/N, exact);
+    # any other peering is a path to VMs the audit does not list.
+    allowed_peerings: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Network:
     network: str
     subnetwork: str
+    egress: NetworkEgress = field(default_factory=NetworkEgress)
 
 
 @dataclass(frozen=True)
@@ -443,6 +466,7 @@ class _Checker:
         self.check_jurisdiction(v.get("jurisdiction") or {})
         self.check_buckets(v.get("buckets") or {})
         self.check_perimeter(v.get("perimeter") or {})
+        self.check_egress((v.get("network") or {}).get("egress") or {})
         self.check_kms(v.get("kms") or {})
         self.check_confidential(v.get("confidential") or {})
         self.check_controls(v.get("severity_overrides") or {}, v.get("waivers") or [])
@@ -569,6 +593,26 @@ class _Checker:
                 self.error(self.line(path), path, f"access level name {level.get('name')!r} is not a level of "
                            f"{policy}", f"{policy}/accessLevels/NAME, with its full basic conditions")
 
+    def check_egress(self, e: dict[str, Any]) -> None:
+        mode = e.get("firewall")
+        if mode is not None and mode not in schema.EGRESS_FIREWALL_MODES:
+            self.error(self.line("network.egress.firewall"), "network.egress.firewall",
+                       f"unknown egress firewall requirement {mode!r}", "one of " + ", ".join(schema.EGRESS_FIREWALL_MODES))
+        for index, text in enumerate(e.get("allowed_destinations", [])):
+            path = f"network.egress.allowed_destinations[{index}]"
+            try:
+                cidr = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                self.error(self.line(path), path, f"{text!r} is not a CIDR range", "e.g. 199.36.153.4/30")
+                continue
+            if cidr.prefixlen == 0:
+                self.error(self.line(path), path, f"{text!r} is the whole address space: it would let every egress "
+                           "allow pass", "list only Google's restricted/private VIPs or your own ranges")
+        for index, text in enumerate(e.get("allowed_peerings", [])):
+            path = f"network.egress.allowed_peerings[{index}]"
+            if not re.fullmatch(r"projects/[^/]+/global/networks/[^/]+", text.strip()):
+                self.error(self.line(path), path, f"{text!r} is not a network name", "projects/P/global/networks/N")
+
     def check_kms(self, k: dict[str, Any]) -> None:
         location = k.get("location")
         if location is not None and location not in locations.REGION_ZONES and location not in locations.MULTI_REGIONS:
@@ -644,6 +688,13 @@ class _Checker:
                 self.error(self.line(path), path, f"unknown control id {waived!r}", hint)
 
 
+def _egress(e: dict[str, Any] | None) -> NetworkEgress:
+    if not e:
+        return NetworkEgress()
+    return NetworkEgress(e["firewall"], tuple(e.get("allowed_destinations", NetworkEgress.allowed_destinations)),
+                         tuple(e.get("allowed_peerings", ())))
+
+
 def _describe(node: yaml.Node, value: Any) -> str:
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
@@ -662,7 +713,7 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         project=v["project"], organization=v["organization"],
         jurisdiction=Jurisdiction(j["name"], tuple(j["allowed_regions"]), tuple(j["allowed_policy_values"]),
                                   tuple(j["probe_regions"])),
-        network=Network(n["network"], n["subnetwork"]),
+        network=Network(n["network"], n["subnetwork"], _egress(n.get("egress"))),
         perimeter=Perimeter(p["access_policy"], p["name"], tuple(p["restricted_services"]),
                             extra_resources=tuple(p.get("extra_resources") or ()),
                             allowed_ingress=tuple(p.get("allowed_ingress") or ()),

@@ -48,7 +48,15 @@ PACK: dict[str, Field] = {
         "allowed_policy_values": Field(LIST_STR, hint='org-policy values, e.g. ["in:us-central1-locations"]'),
         "probe_regions": Field(LIST_STR, hint="regions outside the jurisdiction, e.g. [europe-west4]"),
     }),
-    "network": Field(OBJECT, fields={"network": Field(STR), "subnetwork": Field(STR)}),
+    "network": Field(OBJECT, fields={"network": Field(STR), "subnetwork": Field(STR), "egress": Field(
+        OBJECT, required=False, hint="SEC-09's egress firewall posture; omitted means firewall: deny-all", fields={
+            "firewall": Field(STR, hint="deny-all (an effective egress deny of 0.0.0.0/0) or not-required"),
+            "allowed_destinations": Field(LIST_STR, required=False,
+                                          hint="CIDR ranges egress allow rules may open, e.g. [199.36.153.4/30]"),
+            "allowed_peerings": Field(LIST_STR, required=False,
+                                      hint="peer networks the node network may peer with, as "
+                                           "projects/P/global/networks/N (exact)"),
+        })}),
     "perimeter": Field(OBJECT, fields={
         "access_policy": Field(STR, hint="accessPolicies/NUMBER"),
         "name": Field(STR, hint="accessPolicies/NUMBER/servicePerimeters/NAME"),
@@ -111,4 +119,5 @@ PACK: dict[str, Field] = {
 }
 
 CONFIDENTIAL_TYPES = ("SEV", "SEV_SNP", "TDX")
+EGRESS_FIREWALL_MODES = ("deny-all", "not-required")
 SEVERITIES = ("critical", "high", "medium", "low")

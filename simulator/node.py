@@ -103,6 +103,22 @@ _PERIMETER_CONFIG = _rest({
                                  "projects/<number>, folders/<number> or //compute.googleapis.com/projects/P/global/networks/N")),
     "restrictedServices": s.ListOf(s.Text())})
 
+
+# The node network's other resources (simulator/api/network.py builds them), each a mapping keyed by
+# name so a scenario adds one without restating the rest; values are Google's REST JSON. A null removes one.
+_NAMED = s.MapOf(s.Check(s.AnyValue(), lambda v: None if v is None or isinstance(v, dict)
+                         else "must be a mapping of REST fields (or null to remove it)"))
+NETWORK_RESOURCES: dict[str, s.Spec] = {
+    "private_ip_google_access": s.Boolean(),
+    "subnetworks": _NAMED,        # more subnets of the node network: {region, ipCidrRange, privateIpGoogleAccess}
+    "other_networks": s.MapOf(s.Struct(optional={"subnetworks": _NAMED})),
+    "routes": _NAMED,             # static routes: {destRange, nextHopGateway|nextHopInstance|..., priority, network}
+    "firewalls": _NAMED,          # firewall rules: {direction, priority, allowed|denied, destinationRanges, ...}
+    "routers": _NAMED,            # Cloud Routers: {region, network, nats: [RouterNat]}
+    "other_instances": _NAMED,    # VMs besides the job's: {zone, machineType, networkInterfaces, ...}
+    "peerings": _NAMED,           # VPC Network Peerings of the node network: {network: URL of the peer, ...}
+}
+
 NODE_SPEC = s.Struct(
     required={
         "apiVersion": s.OneOf(("sovaudit/sim-node/v1",)),
@@ -119,7 +135,8 @@ NODE_SPEC = s.Struct(
                                          optional={"inheritFromParent": s.Boolean(), "reset": s.Boolean()}),
                                 key_pattern=r"[a-zA-Z]+\.[a-zA-Z.]+"),
         "network": s.Struct(required={"name": s.Text(), "subnetwork": s.Text()},
-                            optional={"ip_cidr_range": s.Text(r"\d+\.\d+\.\d+\.\d+/\d+", "a CIDR range")}),
+                            optional={"ip_cidr_range": s.Text(r"\d+\.\d+\.\d+\.\d+/\d+", "a CIDR range"),
+                                      **NETWORK_RESOURCES}),
         "service_account": s.Text(r"[^@\s]+@[^@\s]+", "a service account email"),
         "default_service_account": s.Text(r"\d+-compute@developer\.gserviceaccount\.com",
                                           "NUMBER-compute@developer.gserviceaccount.com"),
@@ -603,6 +620,9 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
         "name": template["name"], **({"description": template["description"]} if template.get("description") else {}),
         "properties": copy.deepcopy(template["properties"]), "selfLink": template_url,
     }
+    from sovaudit.simulator.api.network import seed_network
+
+    seed_network(state)
     return state
 
 

@@ -74,6 +74,14 @@ SEED_SPEC = s.Struct(optional={
     # it, both in Admin Activity): the entries they match are never stored (simulator/log_router.py).
     "transient_exclusions": s.ListOf(s.Struct(required={"name": s.Text(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,99}", "an id"),
                                                         "filter": s.Text()})),
+    # Network changes made during the run (Admin Activity pairs only; the node file holds the state the
+    # verifier finds afterwards): e.g. a NAT added at minute 10 and removed at minute 50.
+    "network_changes": s.ListOf(s.Struct(
+        required={"collection": s.OneOf(("routers", "routes", "firewalls", "instances")),
+                  "verb": s.Text(r"[a-zA-Z]+", "a Compute method such as insert, patch, delete, addAccessConfig"),
+                  "name": s.Text()},
+        optional={"region": s.Text(), "zone": s.Text(), "request": s.Struct(open=True),
+                  "at_minutes": s.Integer(minimum=0), "principal": s.Text()})),
 })
 
 def job_table_schema() -> list[dict[str, Any]]:
@@ -105,6 +113,7 @@ class SeedOptions:
     foreign_loads: Sequence[Mapping[str, Any]] = ()
     noise: bool = True
     transient_exclusions: Sequence[Mapping[str, Any]] = ()
+    network_changes: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -250,6 +259,10 @@ class _Seeder:
             self._policy_denied(denied, count)
         for load in self.opts.foreign_loads:
             self._foreign_load(load, count)
+        if self.opts.network_changes:
+            from sovaudit.simulator.api.network import seed_changes
+
+            seed_changes(self.state, self.opts.network_changes, self.running)
         revert_exclusions()
         if self.opts.delete_vms:
             self._delete_vms(None if self.opts.delete_vms is True else {i % count for i in self.opts.delete_vms})

@@ -111,6 +111,30 @@ def compute_templates(target: Target) -> Any:
     return compute_v1.InstanceTemplatesClient(**target.gapic_kwargs())
 
 
+def compute_routers(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.RoutersClient(**target.gapic_kwargs())
+
+
+def compute_routes(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.RoutesClient(**target.gapic_kwargs())
+
+
+def compute_networks(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.NetworksClient(**target.gapic_kwargs())
+
+
+def compute_firewalls(target: Target) -> Any:
+    from google.cloud import compute_v1
+
+    return compute_v1.FirewallsClient(**target.gapic_kwargs())
+
+
 def compute_zone_operations(target: Target) -> Any:
     from google.cloud import compute_v1
 

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
+import network_evidence
 import pytest
 
 from sovaudit.audit.evaluate import evaluate
@@ -392,6 +393,8 @@ class NodeEvidence:
             for kind in ("batch", "bucket", "dataset"):
                 status, body = location_refusal(kind, region_name, number)
                 self.set(f"probe.{kind}:{region_name}", body, status)
+        for purpose, body in network_evidence.clean(project, pack.network.network, self.region).items():
+            self.set(purpose, body)
         self._clean_logging()
 
     def _clean_logging(self) -> None:

@@ -256,3 +256,56 @@ def test_an_empty_restricted_services_list_is_refused(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(text[:start] + "  restricted_services: []" + text[end:])
     found = [str(e) for e in validate_policy(tmp_path / "p.yaml")]
     assert len(found) == 1 and "perimeter.restricted_services: must not be empty" in found[0], found
+
+
+# ---- network.egress (SEC-09) ------------------------------------------------------------------------
+
+EGRESS_LINE = "  egress: {firewall: deny-all, allowed_destinations: [199.36.153.4/30]}\n"
+
+
+def _with_egress(tmp_path: Path, replacement: str) -> Path:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    assert EGRESS_LINE in text
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace(EGRESS_LINE, replacement))
+    return path
+
+
+def test_shipped_packs_require_deny_all_egress_to_the_restricted_vip_only() -> None:
+    for name in ("us", "eu"):
+        egress = resolve_policy(name).network.egress
+        assert (egress.firewall, egress.allowed_destinations) == ("deny-all", ("199.36.153.4/30",))
+
+
+def test_a_pack_without_egress_gets_the_strict_default(tmp_path: Path) -> None:
+    egress = load_policy(_with_egress(tmp_path, "")).network.egress
+    assert (egress.firewall, egress.allowed_destinations) == ("deny-all", ("199.36.153.4/30",))
+
+
+def test_egress_not_required_loads(tmp_path: Path) -> None:
+    pack = load_policy(_with_egress(tmp_path, "  egress: {firewall: not-required}\n"))
+    assert pack.network.egress.firewall == "not-required"
+
+
+def test_bad_egress_fields_are_reported_with_file_line_and_field(tmp_path: Path) -> None:
+    path = _with_egress(tmp_path, "  egress:\n    firewall: deny-some\n"
+                                  "    allowed_destinations: [199.36.153.4/30, not-a-cidr, 0.0.0.0/0]\n")
+    found = [str(e) for e in validate_policy(path)]
+    text = path.read_text().splitlines()
+    line = next(i for i, row in enumerate(text, 1) if "deny-some" in row)
+    assert any(f.startswith(f"{path}:{line}: network.egress.firewall: unknown egress firewall requirement "
+                            "'deny-some'") for f in found), found
+    assert any(f.startswith(f"{path}:{line + 1}: network.egress.allowed_destinations[1]: 'not-a-cidr' is not a CIDR")
+               for f in found), found
+    assert any("allowed_destinations[2]: '0.0.0.0/0' is the whole address space" in f for f in found), found
+    assert len(found) == 3
+
+
+def test_allowed_peerings_must_be_network_names(tmp_path: Path) -> None:
+    good = load_policy(_with_egress(tmp_path, "  egress: {firewall: deny-all, allowed_peerings: "
+                                              "[projects/p/global/networks/n]}\n"))
+    assert good.network.egress.allowed_peerings == ("projects/p/global/networks/n",)
+    assert resolve_policy("us").network.egress.allowed_peerings == ()
+    bad = _with_egress(tmp_path, "  egress: {firewall: deny-all, allowed_peerings: [partner-vpc]}\n")
+    assert any("network.egress.allowed_peerings[0]: 'partner-vpc' is not a network name" in str(e)
+               for e in validate_policy(bad))

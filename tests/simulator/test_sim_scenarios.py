@@ -24,7 +24,7 @@ REQUIRED = {"org-policy-relaxed", "vm-not-confidential", "vm-public-ip", "egress
 
 def _job_vms(state: SimState) -> list[dict]:
     uid = state.extras["seed"].job_uid
-    return sorted((vm for vm in state.instances.values() if vm["labels"]["batch-job-uid"] == uid),
+    return sorted((vm for vm in state.instances.values() if vm.get("labels", {}).get("batch-job-uid") == uid),
                   key=lambda vm: int(vm["name"].split("-group0-")[1].split("-")[0]))
 
 
@@ -40,7 +40,9 @@ def test_the_scenarios_later_issues_rely_on_exist() -> None:
 
 
 # Scenarios whose point is that verify still passes (a fault survived, a real-cloud behaviour handled).
-PASSING = {"api-slow", "batch-fails-on-policy", "vms-deleted-after-job"}
+PASSING = {"api-slow", "batch-fails-on-policy", "vms-deleted-after-job",
+           # network look-alikes that are not a way out (SEC-09 must not cry wolf)
+           "net-private-nat-noise", "net-firewall-not-required"}
 
 
 def test_every_scenario_names_only_registered_controls() -> None:

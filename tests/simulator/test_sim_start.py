@@ -21,7 +21,8 @@ def test_thousand_tasks_seed_one_vm_and_one_load_job_per_task() -> None:
     # How fast that is belongs to bench/verify_scale.py, not to a timed assertion here.
     server = start(node="us", job_tasks=1000)
     try:
-        assert len(server.state.instances) == 1000
+        job_uid = server.state.extras["seed"].job_uid
+        assert sum(vm.get("labels", {}).get("batch-job-uid") == job_uid for vm in server.state.instances.values()) == 1000
         assert len(server.state.bq_jobs) == 1000
     finally:
         server.stop()

@@ -1,0 +1,110 @@
+"""The node network's egress posture: Cloud Routers (and their NATs), routes, firewall rules, and every VM.
+
+Five questions, one request each on a clean node (a page holds 500): routers by `aggregatedList`
+(every region at once), routes and firewall rules by `list` (global resources), the node network by
+`get` (its peerings), and the project's VMs by `aggregatedList` without a filter. No server-side network filter is used on purpose: Compute's
+list filter cannot select on a repeated nested field (`networkInterfaces[].network`) [U], and a
+label filter such as `labels.batch-job-uid != "UID"` might drop VMs without the label [U], which
+would hide exactly the proxy SEC-09 looks for. The view selects the node network's resources
+client-side instead, from complete listings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sovaudit import cloud
+from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext, utc_text
+
+PAGE_SIZE = 500
+
+ROUTERS = "compute.routers"
+ROUTES = "compute.routes"
+FIREWALLS = "compute.firewalls"
+PROJECT_INSTANCES = "compute.project_instances"
+NETWORK = "compute.network"
+CHANGES = "logging.network_changes"
+
+
+def routers(ctx: CollectContext) -> None:
+    client = ctx.client(cloud.compute_routers)
+    request = {"project": ctx.project, "max_results": PAGE_SIZE}
+    ctx.recorder.call(ROUTERS, "compute", "routers.aggregatedList",
+                      lambda: sum(1 for _ in client.aggregated_list(request=request, retry=None,
+                                                                   timeout=REQUEST_TIMEOUT_SECONDS)))
+
+
+def routes(ctx: CollectContext) -> None:
+    client = ctx.client(cloud.compute_routes)
+    request = {"project": ctx.project, "max_results": PAGE_SIZE}
+    ctx.recorder.call(ROUTES, "compute", "routes.list",
+                      lambda: sum(1 for _ in client.list(request=request, retry=None,
+                                                         timeout=REQUEST_TIMEOUT_SECONDS)))
+
+
+def node_network(ctx: CollectContext) -> None:
+    """The node network itself: its `peerings[]` are paths to networks whose VMs this audit does not list.
+    A 404 (the network does not exist in the project) stays an error: there is nothing to judge."""
+    client = ctx.client(cloud.compute_networks)
+    ctx.recorder.call(NETWORK, "compute", "networks.get",
+                      lambda: client.get(project=ctx.project, network=ctx.pack.network.network, retry=None,
+                                         timeout=REQUEST_TIMEOUT_SECONDS))
+
+
+def firewalls(ctx: CollectContext) -> None:
+    client = ctx.client(cloud.compute_firewalls)
+    request = {"project": ctx.project, "max_results": PAGE_SIZE}
+    ctx.recorder.call(FIREWALLS, "compute", "firewalls.list",
+                      lambda: sum(1 for _ in client.list(request=request, retry=None,
+                                                         timeout=REQUEST_TIMEOUT_SECONDS)))
+
+
+def project_instances(ctx: CollectContext) -> None:
+    client = ctx.client(cloud.compute_instances)
+    request = {"project": ctx.project, "max_results": PAGE_SIZE}
+    ctx.recorder.call(PROJECT_INSTANCES, "compute", "instances.aggregatedList",
+                      lambda: sum(1 for _ in client.aggregated_list(request=request, retry=None,
+                                                                   timeout=REQUEST_TIMEOUT_SECONDS)))
+
+
+def collect(ctx: CollectContext) -> None:
+    """All five questions, concurrently; each is its own purpose, so one failing leaves the others as evidence."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sovaudit.audit.recorder import CollectionError
+
+    failures: list[CollectionError] = []
+
+    def run(listing: Callable[[CollectContext], None]) -> None:
+        try:
+            listing(ctx)
+        except CollectionError as error:
+            failures.append(error)
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(run, (project_instances, routers, routes, firewalls, node_network)))
+    if failures:
+        raise failures[0]
+
+
+# Admin Activity methodNames that change what the node network lets out (gcp-escape-routes.md §5.1).
+# Matched with `:` (substring on the server) so the beta/alpha spellings are found too; the view
+# compares the collection and verb exactly.
+CHANGE_METHODS = ("compute.routers.", "compute.routes.", "compute.firewalls.", "compute.instances.addAccessConfig",
+                  "compute.instances.updateAccessConfig", "compute.instances.updateNetworkInterface",
+                  "compute.subnetworks.", "compute.networks.")
+
+
+def change_filter(project: str, start: datetime, end: datetime) -> str:
+    methods = " OR ".join(f'protoPayload.methodName:"{m}"' for m in CHANGE_METHODS)
+    return (f'logName="projects/{project}/logs/cloudaudit.googleapis.com%2Factivity" '
+            f'AND protoPayload.serviceName="compute.googleapis.com" AND ({methods}) '
+            f'AND timestamp>="{utc_text(start)}" AND timestamp<="{utc_text(end)}"')
+
+
+def changes(ctx: CollectContext, start: datetime, end: datetime) -> None:
+    """The window's network changes (one entries.list): the posture the run lived under, not only today's."""
+    from sovaudit.audit.collectors import logs
+
+    logs.collect(ctx, CHANGES, change_filter(ctx.project, start, end))

@@ -618,12 +618,21 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     state.instance_templates[template["name"]] = {
         "kind": "compute#instanceTemplate", "id": numeric_id(template_url), "creationTimestamp": "2026-01-15T01:30:00.000-08:00",
         "name": template["name"], **({"description": template["description"]} if template.get("description") else {}),
-        "properties": copy.deepcopy(template["properties"]), "selfLink": template_url,
+        "properties": _with_kinds(copy.deepcopy(template["properties"])), "selfLink": template_url,
     }
     from sovaudit.simulator.api.network import seed_network
 
     seed_network(state)
     return state
+
+
+def _with_kinds(properties: dict[str, Any]) -> dict[str, Any]:
+    """Compute marks each disk and interface of a template with its `kind`, as instances.get does."""
+    for disk in properties.get("disks") or ():
+        disk.setdefault("kind", "compute#attachedDisk")
+    for nic in properties.get("networkInterfaces") or ():
+        nic.setdefault("kind", "compute#networkInterface")
+    return properties
 
 
 def bucket_json(bucket: Mapping[str, Any], project_number: str) -> dict[str, Any]:
@@ -634,6 +643,8 @@ def bucket_json(bucket: Mapping[str, Any], project_number: str) -> dict[str, Any
         "name": name, "projectNumber": project_number, "generation": numeric_id("bucket", name)[:16],
         "metageneration": "1", "timeCreated": NODE_CREATED, "updated": NODE_CREATED,
         "rpo": "DEFAULT", "etag": "CAE=",
+        # Google gives every bucket the default 7-day soft-delete window unless it was turned off.
+        "softDeletePolicy": {"retentionDurationSeconds": "604800", "effectiveTime": NODE_CREATED},
     }
     body.update(copy.deepcopy(dict(bucket)))
     iam = body.get("iamConfiguration")

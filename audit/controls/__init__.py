@@ -5,4 +5,5 @@ One module per pillar; each control is a pure function of the collected evidence
 """
 
 from sovaudit.audit.controls import confidential, integrity, network, perimeter, reads, security, sovereignty  # noqa: F401
+from sovaudit.audit.controls import history  # noqa: F401  (INT-02)
 from sovaudit.audit.controls import logging as _logging  # noqa: F401  (SEC-08)

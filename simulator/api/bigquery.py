@@ -232,6 +232,8 @@ def _admin(req: SimRequest, method: str, resource_name: str, dataset: str,
     described: dict[str, Any] = {name_key: resource_name}
     if dataset_body is not None and dataset_body.get("access") is not None:
         described["acl"] = {"policy": bigquery_access.acl_policy(dataset_body["access"], state.project_id)}
+    if dataset_body is not None and dataset_body.get("labels"):
+        described["datasetInfo"] = {"labels": dict(dataset_body["labels"])}   # BigQueryAuditMetadata.DatasetInfo
     if dataset_body is not None and dataset_body.get("defaultEncryptionConfiguration"):
         described["defaultEncryption"] = {
             "kmsKeyName": dataset_body["defaultEncryptionConfiguration"].get("kmsKeyName", "")}

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
-from sovaudit.audit.collectors import access, integrity, job, logging_config, logs, network, posture
+from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, RunResult, Scope
@@ -142,6 +142,7 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
         tasks.append(("network changes", lambda: network.changes(ctx, start, end)))
+        tasks.append(("posture changes", lambda: history.collect(ctx, start, end)))
         tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
         tasks.append(("object and table reads", lambda: access.reads(ctx, start, end)))
         job_name = job_scope.name
@@ -208,7 +209,8 @@ def judge(evidence: EvidenceLog, pack: PolicyPack, scope: Scope, *, run_id: str,
     """Pure: evaluate every registered control on the evidence. Same input, same outcomes."""
     from sovaudit.audit.evaluate import evaluate, probe_records
 
-    context = ControlContext(evidence=evidence, policy=pack, scope=scope, today=today or finished_at.date())
+    context = ControlContext(evidence=evidence, policy=pack, scope=scope, today=today or finished_at.date(),
+                             principal=principal)
     results = evaluate(context)
     return RunResult(
         run_id=run_id, target=target, project=str(pack.project), policy_name=str(pack.name),

@@ -194,6 +194,8 @@ class ControlContext:
     policy: PolicyPack
     scope: Scope
     today: date
+    # Who ran the verify (manifest `principal`): INT-02 recognises the tool's own probes by it.
+    principal: str = ""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ API_MODULES: tuple[str, ...] = (
     "resourcemanager",
     "kms",
     "acm",
+    "acm_write",
     "logging_api",
     "logging_config",
     "compute",

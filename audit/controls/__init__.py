@@ -4,5 +4,14 @@ One module per pillar; each control is a pure function of the collected evidence
 `sovaudit.audit.registry.control`. Find one by id: `grep -rn 'id="SEC-04"' audit/controls`.
 """
 
-from sovaudit.audit.controls import confidential, integrity, network, perimeter, reads, security, sovereignty  # noqa: F401
+from sovaudit.audit.controls import (  # noqa: F401
+    confidential,
+    history,  # noqa: F401  (INT-02)
+    integrity,
+    network,
+    perimeter,
+    reads,
+    security,
+    sovereignty,
+)
 from sovaudit.audit.controls import logging as _logging  # noqa: F401  (SEC-08)

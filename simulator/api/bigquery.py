@@ -232,6 +232,8 @@ def _admin(req: SimRequest, method: str, resource_name: str, dataset: str,
     described: dict[str, Any] = {name_key: resource_name}
     if dataset_body is not None and dataset_body.get("access") is not None:
         described["acl"] = {"policy": bigquery_access.acl_policy(dataset_body["access"], state.project_id)}
+    if dataset_body is not None and dataset_body.get("labels"):
+        described["datasetInfo"] = {"labels": dict(dataset_body["labels"])}   # BigQueryAuditMetadata.DatasetInfo
     if dataset_body is not None and dataset_body.get("defaultEncryptionConfiguration"):
         described["defaultEncryption"] = {
             "kmsKeyName": dataset_body["defaultEncryptionConfiguration"].get("kmsKeyName", "")}
@@ -242,7 +244,10 @@ def _admin(req: SimRequest, method: str, resource_name: str, dataset: str,
         resource_name=resource_name, resource_type="bigquery_dataset",
         resource_labels={"project_id": state.project_id, "dataset_id": dataset}, principal=_principal(req),
         timestamp=clock.now(), permission=_ADMIN_PERMISSIONS.get(method), permission_type="ADMIN_WRITE",
-        metadata=metadata))
+        metadata=metadata,
+        # AuditLog.resourceLocation: BigQueryAuditMetadata's Dataset carries no location, so a reader of
+        # the change history learns where a dataset was created from here [U: whether BigQuery fills it].
+        locations=[str(dataset_body["location"]).lower()] if dataset_body and dataset_body.get("location") else ()))
 
 
 _ADMIN_PERMISSIONS = {

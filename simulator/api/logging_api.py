@@ -38,7 +38,7 @@ def _scope(req: SimRequest, resource_names: list[str]) -> bool:
         if kind == "projects" and ident in {req.state.project_id, req.state.project_number}:
             covers = True
         elif kind == "organizations" and f"organizations/{ident}" == req.state.organization:
-            continue   # no organization-level logs in the simulator
+            continue   # its own log (perimeter changes, simulator/api/acm_write.py) is read in _matched
         else:
             raise rpc_error(403, f"The caller does not have permission to read logs of {name}.",
                             status="PERMISSION_DENIED")
@@ -91,7 +91,8 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
     page_size = min(page_size or DEFAULT_PAGE_SIZE, int(req.state.options.get("max_page_size") or MAX_PAGE_SIZE))
     query_key = hashlib.sha256(json.dumps([sorted(resource_names), filter_text, order_by]).encode()).hexdigest()[:16]
     offset = _offset(body["pageToken"], query_key) if body.get("pageToken") else 0
-    matched = _matched(req, query_key, log_filter, order_by, covers)
+    organization = req.state.organization if req.state.organization in resource_names else ""
+    matched = _matched(req, query_key, log_filter, order_by, covers, organization)
     chunk = matched[offset:offset + page_size]
     result: dict[str, Any] = {}
     if chunk:
@@ -105,7 +106,8 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
 _CACHED_QUERIES = 8
 
 
-def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, covers: bool) -> list[dict[str, Any]]:
+def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, covers: bool,
+             organization: str = "") -> list[dict[str, Any]]:
     """Every entry the query selects, sorted; cached per query while the log does not grow.
 
     Paging a 100 000-entry log re-ran the filter over every entry for every page; the log is
@@ -118,8 +120,11 @@ def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, co
         # The node's entries.list sees its own project's logs only; entries Google wrote into another
         # project (a write into that project's bucket) are that project's.
         own = f"projects/{req.state.project_id}/"
-        candidates = [e for e in req.state.log_entries if e.get("logName", "").startswith(own)] \
-            if covers and hit is None else []
+        # The organization's own log (named in resourceNames) holds org-level changes such as ACM's.
+        org_own = f"{organization}/logs/" if organization else "\0"
+        candidates = [e for e in req.state.log_entries
+                      if (covers and e.get("logName", "").startswith(own)) or e.get("logName", "").startswith(org_own)] \
+            if hit is None else []
     if hit is not None:
         return hit
     try:

@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any
 
-from sovaudit.simulator import audit_log, clock
+from sovaudit.simulator import admin_audit, audit_log, clock
 from sovaudit.simulator.api._common import page, paged_body, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
@@ -196,17 +196,18 @@ def _store(req: SimRequest, constraint: str, body: Any, *, method: str) -> dict[
     return copy.deepcopy(stored)
 
 
-def _audit(req: SimRequest, method: str, constraint: str, *, request: Any = None, response: Any = None) -> None:
+def _audit(req: SimRequest, method: str, constraint: str, *, request: Any = None, response: Any = None,
+           request_fields: dict[str, Any] | None = None) -> None:
     state = req.state
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.ACTIVITY, service="orgpolicy.googleapis.com",
         method=f"google.cloud.orgpolicy.v2.OrgPolicy.{method}",
         resource_name=f"projects/{state.project_number}/policies/{constraint}", resource_type="project",
-        resource_labels={"project_id": state.project_id}, principal="anonymous", timestamp=clock.now(),
+        resource_labels={"project_id": state.project_id}, principal=admin_audit.caller(req), timestamp=clock.now(),
         permission=f"orgpolicy.policies.{method.removesuffix('Policy').lower()}", permission_type="ADMIN_WRITE",
         caller_ip=req.http.remote_addr or "127.0.0.1",
         request={"@type": f"type.googleapis.com/google.cloud.orgpolicy.v2.{method}Request",
-                 **({"policy": request} if request is not None else {})},
+                 **({"policy": request} if request is not None else {}), **(request_fields or {})},
         response={"@type": "type.googleapis.com/google.cloud.orgpolicy.v2.Policy", **response}
         if response is not None else None))
 
@@ -251,7 +252,9 @@ def delete_policy(req: SimRequest) -> dict[str, Any]:
     with req.state.lock:
         if req.state.org_policies.pop(constraint, None) is None:
             raise rpc_error(404, f"Policy projects/{req.state.project_number}/policies/{constraint} not found.")
-    _audit(req, "DeletePolicy", constraint)
+    # DeletePolicyRequest carries only the name; the constraint falls back to its default (ALLOW for
+    # gcp.resourceLocations), which is why a delete is a relaxation.
+    _audit(req, "DeletePolicy", constraint, request_fields={"name": _policy_name(req, constraint)})
     return {}
 
 

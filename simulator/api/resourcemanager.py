@@ -10,7 +10,7 @@ import copy
 import json
 from typing import Any
 
-from sovaudit.simulator import audit_log, clock
+from sovaudit.simulator import admin_audit, audit_log, clock
 from sovaudit.simulator.api._common import project_matches
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 from sovaudit.simulator.node import iam_etag
@@ -71,16 +71,19 @@ def set_iam_policy(req: SimRequest) -> dict[str, Any]:
                 else:
                     updated.pop(field_name, None)
         updated["etag"] = iam_etag(json.dumps(updated, sort_keys=True))
+        delta = admin_audit.policy_delta(current, updated)
         req.state.iam_policy = updated
         audit_log.record(req.state, audit_log.audit_entry(
             req.state, log_id=audit_log.ACTIVITY, service="cloudresourcemanager.googleapis.com",
             method="SetIamPolicy", resource_name=f"projects/{req.state.project_id}", resource_type="project",
-            resource_labels={"project_id": req.state.project_id}, principal="anonymous",
+            resource_labels={"project_id": req.state.project_id}, principal=admin_audit.caller(req),
             timestamp=clock.now(), permission="resourcemanager.projects.setIamPolicy",
             permission_type="ADMIN_WRITE", caller_ip=req.http.remote_addr or "127.0.0.1",
             request={"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest",
                      "resource": f"projects/{req.state.project_id}", "policy": policy},
-            response={"@type": "type.googleapis.com/google.iam.v1.Policy", **updated}))
+            response={"@type": "type.googleapis.com/google.iam.v1.Policy", **updated},
+            # AuditData.policyDelta: what the change added and removed (reference §7).
+            extra_payload={"serviceData": delta}))
         return copy.deepcopy(updated)
 
 

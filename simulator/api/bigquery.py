@@ -237,8 +237,9 @@ def _admin(req: SimRequest, method: str, resource_name: str, dataset: str,
     if dataset_body is not None and dataset_body.get("defaultEncryptionConfiguration"):
         described["defaultEncryption"] = {
             "kmsKeyName": dataset_body["defaultEncryptionConfiguration"].get("kmsKeyName", "")}
-    metadata = {"@type": audit_log.BQ_METADATA_TYPE,
-                f"{kind}{event}": {kind: described, "reason": reason}}
+    # DatasetDeletion/TableDeletion carry only the reason (and a job name): the resource is resourceName.
+    body = {"reason": reason} if event == "Deletion" else {kind: described, "reason": reason}
+    metadata = {"@type": audit_log.BQ_METADATA_TYPE, f"{kind}{event}": body}
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.ACTIVITY, service="bigquery.googleapis.com", method=method,
         resource_name=resource_name, resource_type="bigquery_dataset",

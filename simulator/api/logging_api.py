@@ -103,7 +103,9 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
     return result
 
 
-_CACHED_QUERIES = 8
+# One verify asks a dozen distinct log questions at once, several of them over many pages: a cache
+# smaller than that evicts a question between its pages and re-filters the whole log for each page.
+_CACHED_QUERIES = 32
 
 
 def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, covers: bool,

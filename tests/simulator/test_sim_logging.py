@@ -171,3 +171,25 @@ def test_page_size_defaults_to_50_and_above_1000_is_refused(sim_shared) -> None:
     assert len(default["entries"]) == 50 and default["nextPageToken"]
     assert http.post(url, json={"resourceNames": PROJECT, "pageSize": 1001}).status_code == 400
     assert http.post(url, json={"resourceNames": PROJECT, "pageSize": -1}).status_code == 400
+
+
+def test_a_question_pinned_to_a_log_by_its_first_conjunct_gets_what_the_full_scan_would() -> None:
+    """entries.list tests only the entries of the logNames a filter's leading conjunct allows (an index,
+    for speed on a busy log); the answer must be the one a scan of every entry gives."""
+    from sovaudit.simulator.api.logging_api import _leading_log_names
+    from sovaudit.simulator.logquery import compile_filter
+    from sovaudit.simulator.server import load_seeded_state
+
+    state = load_seeded_state("us", [], job_tasks=3)
+    activity = "projects/fed-node-us/logs/cloudaudit.googleapis.com%2Factivity"
+    data = "projects/fed-node-us/logs/cloudaudit.googleapis.com%2Fdata_access"
+    for text in (f'logName="{activity}" AND protoPayload.methodName:"insert"',
+                 f'(logName="{activity}" OR logName="{data.upper()}") AND severity>=INFO',
+                 f'logName="{data}" AND protoPayload.serviceName="storage.googleapis.com" OR severity=ERROR'):
+        names = _leading_log_names(text)
+        assert names is not None
+        flt = compile_filter(text)
+        scanned = [e for e in state.log_entries if flt.matches(e)]
+        indexed = [e for e in state.log_entries if e["logName"].casefold() in names and flt.matches(e)]
+        assert scanned and indexed == scanned, text
+    assert _leading_log_names(f'logName="{activity}" OR severity=ERROR AND x') is None

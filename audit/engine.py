@@ -164,7 +164,12 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
         tasks.append(("network changes", lambda: network.changes(ctx, start, end)))
-        tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
+        # INT-01 asks what each judged job loaded, not what happened in a window: its loads are read over
+        # the jobs' whole lives (and the window), so a narrowed window cannot turn them into "missing".
+        life_start = min([start, *(j.created - job.WINDOW_MARGIN for j in judged)])
+        life_end = max([end, *(min((j.finished or datetime.now(UTC)) + job.WINDOW_MARGIN, datetime.now(UTC))
+                               for j in judged)])
+        tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, life_start, life_end)))
         tasks.append(("object and table reads", lambda: access.reads(ctx, start, end)))
 
     swept: list[SweptResource] = []

@@ -327,7 +327,8 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
               help="'gcp' or the simulator's http://127.0.0.1:PORT.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
 def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
-    """Delete probe resources left behind by interrupted runs (labelled sovaudit-probe)."""
+    """Delete probe resources left behind by interrupted runs: only those named and labelled as probes
+    whose Admin Activity create entry names this verifier; others are kept and reported (exit 1)."""
     from sovaudit.audit.collectors.context import CollectContext
     from sovaudit.audit.engine import new_run_id
     from sovaudit.audit.probes.cleanup import sweep
@@ -342,7 +343,12 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
     swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
     failures = [s for s in swept if not s.deleted]
     for item in swept:
-        click.echo(terminal_safe(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}"))
+        if item.kept:
+            # Not provably sovaudit's own (name, label and an Admin Activity create by this principal):
+            # kept as evidence; `verify` reports it as a SOV-02/SOV-03 FAIL.
+            click.echo(terminal_safe(f"KEPT {item.kind} {item.name}: carries the probe label but {item.kept}"))
+        else:
+            click.echo(terminal_safe(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}"))
     incomplete = [p for p in ctx.recorder.log().purposes("cleanup.list")
                   if not ctx.recorder.log().by_purpose(p).complete]
     for purpose in incomplete:

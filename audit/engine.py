@@ -205,8 +205,11 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
     regions = list(ctx.pack.jurisdiction.probe_regions)
     swept = cleanup.sweep(ctx, regions)
     for item in swept:
-        progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
-                 f"({'deleted' if item.deleted else 'NOT deleted'})")
+        if item.kept:
+            progress(f"KEPT a probe-labelled {item.kind} {item.name}: not provably this tool's own ({item.kept})")
+        else:
+            progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
+                     f"({'deleted' if item.deleted else 'NOT deleted'})")
     for region in regions:
         progress(f"probing {region}: Batch job, bucket, dataset must be refused")
         for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):

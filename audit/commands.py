@@ -141,6 +141,16 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
             table.add_row(Text(terminal_safe(control["id"])), Text(terminal_safe(outcome), style=styles.get(outcome, "")),
                           Text(terminal_safe(control["title"])), Text(terminal_safe(detail)))
         console.print(table)
+    scope = result.get("scope") or {}
+    judged = [str(ref.get("job")) for ref in scope.get("jobs") or ()]
+    if judged:
+        window = scope.get("window") or {}
+        console.print(Text(terminal_safe(f"jobs judged: {', '.join(judged)}; window {window.get('start')} .. "
+                                         f"{window.get('end')}")))
+    for line in scope.get("not_judged") or ():
+        console.print(Text(terminal_safe(f"NOT judged: {line}"), style="yellow"))
+    for line in scope.get("window_gaps") or ():
+        console.print(Text(terminal_safe(f"window gap: {line}"), style="bold yellow"))
     summary = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
     console.print(f"verdict: [bold]{escape(terminal_safe(result['verdict']))}[/] ({escape(terminal_safe(summary))}) "
                   f"run {escape(terminal_safe(result['run_id']))}")

@@ -141,6 +141,16 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
             table.add_row(Text(terminal_safe(control["id"])), Text(terminal_safe(outcome), style=styles.get(outcome, "")),
                           Text(terminal_safe(control["title"])), Text(terminal_safe(detail)))
         console.print(table)
+    scope = result.get("scope") or {}
+    judged = [str(ref.get("job")) for ref in scope.get("jobs") or ()]
+    if judged:
+        window = scope.get("window") or {}
+        console.print(Text(terminal_safe(f"jobs judged: {', '.join(judged)}; window {window.get('start')} .. "
+                                         f"{window.get('end')}")))
+    for line in scope.get("not_judged") or ():
+        console.print(Text(terminal_safe(f"NOT judged: {line}"), style="yellow"))
+    for line in scope.get("window_gaps") or ():
+        console.print(Text(terminal_safe(f"window gap: {line}"), style="bold yellow"))
     summary = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
     console.print(f"verdict: [bold]{escape(terminal_safe(result['verdict']))}[/] ({escape(terminal_safe(summary))}) "
                   f"run {escape(terminal_safe(result['run_id']))}")
@@ -160,13 +170,14 @@ def _terminate_like_interrupt() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def run_verify(*, pack: PolicyPack, target: Target, job_name: str | None, posture_only: bool, probes: bool,
-               since: datetime | None, until: datetime | None, api_deadline: float,
+def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, ...] | None, posture_only: bool,
+               probes: bool, since: datetime | None, until: datetime | None, api_deadline: float,
                run_id: str | None = None) -> tuple[RunResult, Collected]:
     from sovaudit.audit import engine
     from sovaudit.cloud import principal
 
-    options = engine.VerifyOptions(target=target, pack=pack, job=job_name, posture_only=posture_only,
+    names = (job_name,) if isinstance(job_name, str) else tuple(job_name or ())
+    options = engine.VerifyOptions(target=target, pack=pack, jobs=names, posture_only=posture_only,
                                    probes=probes, since=since, until=until, api_deadline_seconds=api_deadline,
                                    **({"run_id": run_id} if run_id else {}))
     collected = engine.collect(options, progress=_err)
@@ -220,11 +231,19 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 @click.option("--project", help="Override the pack's project id.")
 @click.option("--target", "target_text", default="gcp", show_default=True,
               help="'gcp' (Application Default Credentials) or the simulator's http://127.0.0.1:PORT.")
-@click.option("--job", "job_name", help="Batch job to verify (default: the newest job with the pack's pipeline labels).")
+@click.option("--job", "job_names", multiple=True,
+              help="Batch job id to judge; repeat for several. A job that does not exist is exit 2. Default: "
+                   "every job carrying the pack's pipeline labels whose life overlaps --since/--until, or, without "
+                   "them, [newest such job's creation - the pack's scope.lookback (24h), now]; pipeline jobs seen "
+                   "but not judged are named in the result.")
 @click.option("--posture-only", is_flag=True, help="Check the node without a job; job controls are NOT_APPLICABLE.")
 @click.option("--no-probes", is_flag=True, help="Skip the active negative tests (SOV-02, SOV-03 become NOT_APPLICABLE).")
-@click.option("--since", help="Start of the audit-log window (RFC 3339); default: the job's start minus a margin.")
-@click.option("--until", help="End of the audit-log window (RFC 3339); default: the job's end plus a margin.")
+@click.option("--since", help="Start of the audit-log window (RFC 3339); default: the first judged job's creation "
+                                "minus a margin. A window starting after a judged job's creation makes the "
+                                "window-dependent controls ERROR.")
+@click.option("--until", help="End of the audit-log window (RFC 3339); default: the last judged job's end plus a "
+                                "margin. A window ending before a judged job ends makes the window-dependent "
+                                "controls ERROR.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the evidence bundle run-<id>/ under DIR.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign the attestation with this PEM private key.")
@@ -235,14 +254,26 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
               help="Re-evaluate a bundle offline instead of collecting (no network, no probes).")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
-def verify(policy: str, project: str | None, target_text: str, job_name: str | None, posture_only: bool,
+def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
            api_deadline: float) -> None:
-    """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input."""
-    if posture_only and job_name:
+    """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input.
+
+    \b
+    Scope: with --job (repeatable) exactly those jobs are judged. Without it, every Batch job
+    carrying the pack's pipeline labels whose life overlaps the search window: --since/--until
+    when given, else from the newest pipeline job's creation minus the pack's scope.lookback
+    (24h shipped) until now. The audit-log window covers every judged job from creation to end;
+    --since/--until may widen it, and one that leaves out part of a judged job makes the
+    window-dependent controls ERROR. The result lists the jobs judged (scope.jobs) and names
+    pipeline jobs seen but not judged (scope.not_judged).
+    """
+    job_name = job_names or None
+    if posture_only and job_names:
         raise click.UsageError("--posture-only checks the node without a job; do not combine it with --job")
-    _check_job(job_name)
+    for name in job_names:
+        _check_job(name)
     _check_out_dir(out_dir)
     if (pack_tar or redact or sign_key or kms_key) and not out_dir:
         raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
@@ -264,7 +295,7 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
     require_listening(target)
-    from sovaudit.audit.engine import EmptyWindow
+    from sovaudit.audit.engine import BadScope, EmptyWindow
 
     try:
         result, collected = run_verify(pack=pack, target=target, job_name=job_name, posture_only=posture_only,
@@ -272,6 +303,8 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
                                        api_deadline=api_deadline)
     except EmptyWindow as error:
         raise click.BadParameter(str(error), param_hint="--since/--until") from error
+    except BadScope as error:
+        raise click.BadParameter(str(error), param_hint="--job") from error
     except KeyboardInterrupt as interrupt:
         # Click's default for Ctrl-C/SIGTERM is exit 1, which a CI gate reads as "a control failed";
         # nothing was judged, so the honest code is 3 (incomplete).
@@ -304,7 +337,8 @@ def verify(policy: str, project: str | None, target_text: str, job_name: str | N
               help="'gcp' or the simulator's http://127.0.0.1:PORT.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
 def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
-    """Delete probe resources left behind by interrupted runs (labelled sovaudit-probe)."""
+    """Delete probe resources left behind by interrupted runs: only those named and labelled as probes
+    whose Admin Activity create entry names this verifier; others are kept and reported (exit 1)."""
     from sovaudit.audit.collectors.context import CollectContext
     from sovaudit.audit.engine import new_run_id
     from sovaudit.audit.probes.cleanup import sweep
@@ -319,7 +353,12 @@ def cleanup(policy: str, project: str | None, target_text: str, api_deadline: fl
     swept = sweep(ctx, list(pack.jurisdiction.probe_regions))
     failures = [s for s in swept if not s.deleted]
     for item in swept:
-        click.echo(terminal_safe(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}"))
+        if item.kept:
+            # Not provably sovaudit's own (name, label and an Admin Activity create by this principal):
+            # kept as evidence; `verify` reports it as a SOV-02/SOV-03 FAIL.
+            click.echo(terminal_safe(f"KEPT {item.kind} {item.name}: carries the probe label but {item.kept}"))
+        else:
+            click.echo(terminal_safe(f"{'deleted' if item.deleted else 'COULD NOT DELETE'} {item.kind} {item.name}"))
     incomplete = [p for p in ctx.recorder.log().purposes("cleanup.list")
                   if not ctx.recorder.log().by_purpose(p).complete]
     for purpose in incomplete:

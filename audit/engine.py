@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
 from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
+from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, RunResult, Scope
@@ -43,6 +44,8 @@ class VerifyOptions:
     target: Target
     pack: PolicyPack
     job: str | None = None
+    # --job, repeated: every job named is judged (`job` is the one-job spelling, kept for callers).
+    jobs: tuple[str, ...] = ()
     posture_only: bool = False
     probes: bool = True
     since: datetime | None = None
@@ -66,6 +69,11 @@ class Collected:
 Progress = Callable[[str], None]
 
 
+class BadScope(ValueError):
+    """The scope the caller asked for cannot be judged (a --job that does not exist): bad input, exit 2
+    before any probe runs or anything is written."""
+
+
 class EmptyWindow(ValueError):
     """--since/--until and the job's own window leave no time to search: bad input, not a finding.
 
@@ -86,13 +94,16 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     if not options.probes:
         reasons.append("probes disabled with --no-probes")
 
-    job_scope: job.JobScope | None = None
+    resolved: scope_rules.ResolvedScope | None = None
+    named = tuple(options.jobs) or ((options.job,) if options.job else ())
     if options.posture_only:
         reasons.append("posture-only run: job controls do not apply")
     else:
-        progress(f"resolving the job in scope ({options.job or 'newest pipeline job'})")
+        progress(f"resolving the jobs in scope ({', '.join(named) or 'every pipeline job in the window'})")
         try:
-            job_scope = job.find_job(ctx, options.job)
+            resolved = scope_rules.resolve(ctx, named, options.since, options.until)
+        except scope_rules.NamedJobMissing as missing:
+            raise BadScope(f"{missing}; check the id with `sovaudit pipeline status` or omit --job") from missing
         except job.JobNotFound as missing:
             notes.append(str(missing))
             progress(f"job not found: {missing}")
@@ -100,24 +111,29 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             notes.append(str(error))
             progress(f"could not read the job: {error}")
 
-    now = datetime.now(UTC)
+    judged = resolved.jobs if resolved else ()
+    job_scope: job.JobScope | None = judged[0] if judged else None
     window_start, window_end = options.since, options.until
-    if job_scope is not None:
-        job_start, job_end = job_scope.window(now)
-        window_start = window_start or job_start
-        window_end = window_end or job_end
+    if resolved is not None:
+        window_start, window_end = resolved.window_start, resolved.window_end
     if window_start is not None and window_end is not None and window_start >= window_end:
         given = {"--since": options.since, "--until": options.until}
-        named = " and ".join(f"{flag} {moment.isoformat()}" for flag, moment in given.items() if moment) or "the job"
+        flags = " and ".join(f"{flag} {moment.isoformat()}" for flag, moment in given.items() if moment) or "the job"
         raise EmptyWindow(
             f"the audit-log window {window_start.isoformat()} .. {window_end.isoformat()} is empty "
-            f"({named} against job {job_scope.name if job_scope else options.job}'s run); "
+            f"({flags} against job {job_scope.name if job_scope else options.job}'s run); "
             "pass a --since before the --until, or omit one to use the job's own start/end")
+    for gap in resolved.gaps if resolved else ():
+        progress(f"window gap: {gap}")
+    for other in resolved.not_judged if resolved else ():
+        progress(f"not judged: {other}")
     scope = Scope(
-        job=job_scope.name if job_scope else options.job,
+        job=job_scope.name if job_scope else (named[0] if named else None),
         job_uid=job_scope.uid if job_scope else None,
         window_start=window_start, window_end=window_end,
         posture_only=options.posture_only, probes_enabled=options.probes, reasons=tuple(reasons),
+        jobs=resolved.refs if resolved else (), not_judged=resolved.not_judged if resolved else (),
+        window_gaps=resolved.gaps if resolved else (),
     )
 
     tasks: list[tuple[str, Callable[[], Any]]] = [
@@ -131,22 +147,31 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     # Access family (SOV-04/SOV-05 scope and IAM, SEC-07 reads).
     tasks.append(("bucket IAM", lambda: access.bucket_iam(ctx)))
     key_sources += [lambda: access.project_storage(ctx), lambda: access.project_datasets(ctx)]
-    if job_scope is not None and window_start is not None and window_end is not None:
+    if judged and window_start is not None and window_end is not None:
         start, end = window_start, window_end
-        if job_scope.template:
-            template = job_scope.template
-            tasks.append(("instance template", lambda: job.instance_template(ctx, template)))
-        uid = job_scope.uid
-        tasks.append(("job VMs", lambda: job.job_instances(ctx, uid)))
+        count = len(judged)
+        for judged_job in judged:
+            if judged_job.template:
+                tasks.append(("instance template", functools.partial(
+                    job.instance_template, ctx, judged_job.template,
+                    scope_rules.job_purpose("compute.instance_template", judged_job.name, count))))
+            tasks.append(("task manifests", functools.partial(
+                integrity.manifests, ctx, judged_job.name,
+                scope_rules.job_purpose("storage.manifests", judged_job.name, count))))
+        uids = tuple(judged_job.uid for judged_job in judged)
+        tasks.append(("job VMs", lambda: job.job_instances(ctx, uids)))
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
         tasks.append(("network changes", lambda: network.changes(ctx, start, end)))
         tasks.append(("posture changes", lambda: history.collect(ctx, start, end)))
-        tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, start, end)))
+        # INT-01 asks what each judged job loaded, not what happened in a window: its loads are read over
+        # the jobs' whole lives (and the window), so a narrowed window cannot turn them into "missing".
+        life_start = min([start, *(j.created - job.WINDOW_MARGIN for j in judged)])
+        life_end = max([end, *(min((j.finished or datetime.now(UTC)) + job.WINDOW_MARGIN, datetime.now(UTC))
+                               for j in judged)])
+        tasks.append(("load jobs", lambda: integrity.load_jobs(ctx, life_start, life_end)))
         tasks.append(("object and table reads", lambda: access.reads(ctx, start, end)))
-        job_name = job_scope.name
-        tasks.append(("task manifests", lambda: integrity.manifests(ctx, job_name)))
 
     swept: list[SweptResource] = []
     pool = ThreadPoolExecutor(max_workers=COLLECTOR_THREADS)
@@ -181,8 +206,11 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
     regions = list(ctx.pack.jurisdiction.probe_regions)
     swept = cleanup.sweep(ctx, regions)
     for item in swept:
-        progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
-                 f"({'deleted' if item.deleted else 'NOT deleted'})")
+        if item.kept:
+            progress(f"KEPT a probe-labelled {item.kind} {item.name}: not provably this tool's own ({item.kept})")
+        else:
+            progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
+                     f"({'deleted' if item.deleted else 'NOT deleted'})")
     for region in regions:
         progress(f"probing {region}: Batch job, bucket, dataset must be refused")
         for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from sovaudit.audit import job_scope
 from sovaudit.audit import waivers as waiver_rules
 from sovaudit.audit.models import (
     ControlContext,
@@ -65,7 +66,11 @@ def evaluate_control(ctx: ControlContext, registered: RegisteredControl) -> Cont
                                 "--job NAME or --posture-only")
         return ControlResult(meta, Outcome.ERROR, (finding,), severity)
 
-    findings = _run(ctx, registered)
+    if job_scope.judges_per_job(meta, ctx):
+        findings = job_scope.merge([_run(job_scope.for_job(ctx, ref), registered) for ref in ctx.scope.jobs])
+    else:
+        findings = _run(ctx, registered)
+    findings += job_scope.window_gap_findings(meta, ctx)
     if not findings:
         findings = [Finding.error(meta.id, f"{meta.id} produced no findings; an empty check never passes")]
     findings, waiver = _apply_waivers(ctx, meta.id, findings)

@@ -153,8 +153,32 @@ class ControlResult:
 
 
 @dataclass(frozen=True)
+class JobRef:
+    """One Batch job the run judged: its id, uid and life (create .. end; end None while it runs)."""
+
+    name: str
+    uid: str
+    created: datetime | None = None
+    ended: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job": self.name, "job_uid": self.uid, "created": _time(self.created), "ended": _time(self.ended)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobRef:
+        return cls(str(data.get("job") or ""), str(data.get("job_uid") or ""),
+                   _parse_time(data.get("created")), _parse_time(data.get("ended")))
+
+
+@dataclass(frozen=True)
 class Scope:
-    """What the run looks at: one Batch job and its time window, or the node's posture alone."""
+    """What the run looks at: the Batch jobs it judged and their time window, or the node's posture alone.
+
+    `job`/`job_uid` name the newest judged job (the result.json fields every reader knew before a run
+    could judge several); `jobs` lists every judged job. `not_judged` names pipeline jobs the run saw
+    but did not judge (and why), so a gate cannot silently look past one; `window_gaps` says which part
+    of a judged job's life the window leaves out (the window-dependent controls are then ERROR).
+    """
 
     job: str | None = None
     job_uid: str | None = None
@@ -163,6 +187,9 @@ class Scope:
     posture_only: bool = False
     probes_enabled: bool = True
     reasons: tuple[str, ...] = ()
+    jobs: tuple[JobRef, ...] = ()
+    not_judged: tuple[str, ...] = ()
+    window_gaps: tuple[str, ...] = ()
 
     @property
     def window_text(self) -> str:
@@ -173,17 +200,28 @@ class Scope:
     def has_job(self) -> bool:
         return bool(self.job) and not self.posture_only
 
+    @property
+    def job_uids(self) -> tuple[str, ...]:
+        """Every judged job's uid (the one `job_uid` for a bundle written before `jobs` existed)."""
+        uids = tuple(ref.uid for ref in self.jobs if ref.uid)
+        return uids or ((self.job_uid,) if self.job_uid else ())
+
     def to_json(self) -> dict[str, Any]:
         # Exactly the result.json scope; why a control did not apply is in its findings.
         return {"job": self.job, "job_uid": self.job_uid, "posture_only": self.posture_only,
-                "window": {"start": _time(self.window_start), "end": _time(self.window_end)}}
+                "window": {"start": _time(self.window_start), "end": _time(self.window_end)},
+                "jobs": [ref.to_json() for ref in self.jobs], "not_judged": list(self.not_judged),
+                "window_gaps": list(self.window_gaps)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Scope:
         window = data.get("window") or {}
         return cls(data.get("job"), data.get("job_uid"), _parse_time(window.get("start")),
                    _parse_time(window.get("end")), bool(data.get("posture_only")),
-                   bool(data.get("probes_enabled", True)), tuple(data.get("reasons", ())))
+                   bool(data.get("probes_enabled", True)), tuple(data.get("reasons", ())),
+                   tuple(JobRef.from_json(ref) for ref in data.get("jobs") or ()),
+                   tuple(str(x) for x in data.get("not_judged") or ()),
+                   tuple(str(x) for x in data.get("window_gaps") or ()))
 
 
 @dataclass(frozen=True)

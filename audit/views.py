@@ -49,6 +49,9 @@ PURPOSE_API: dict[str, str] = {
     "probe.batch_status": "batch jobs.get",
     "probe.batch_vms": "compute instances.aggregatedList",
     "probe.cleanup": "the probe's delete call",
+    # the sweep of probe-labelled leftovers (audit/probes/cleanup.py, audit/probe_lookalikes.py)
+    "cleanup.list": "batch jobs.list / storage buckets.list / bigquery datasets.list",
+    "cleanup.creates": "logging entries.list",
 }
 
 

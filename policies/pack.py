@@ -13,7 +13,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -150,6 +150,28 @@ class Pipeline:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+_LOOKBACK = re.compile(r"^([1-9][0-9]{0,4})([hd])$")
+DEFAULT_LOOKBACK = timedelta(hours=24)
+
+
+def parse_lookback(text: str) -> timedelta | None:
+    """`24h` / `7d` as a timedelta; None when the text is not of that form."""
+    match = _LOOKBACK.match(text.strip())
+    if not match:
+        return None
+    amount = int(match.group(1))
+    return timedelta(hours=amount) if match.group(2) == "h" else timedelta(days=amount)
+
+
+@dataclass(frozen=True)
+class JobScopeRule:
+    """Which pipeline jobs a verify without --job judges: every job carrying the pipeline labels whose
+    life overlaps [newest job's creation - lookback, now]. A violating job followed by a clean one is
+    then judged with it; a pack that wants a longer memory says so (`scope: {lookback: 7d}`)."""
+
+    lookback: timedelta = DEFAULT_LOOKBACK
+
+
 @dataclass(frozen=True)
 class AllowedExclusion:
     """A log exclusion the node is known to have: matched by exact name and exact filter."""
@@ -208,6 +230,7 @@ class PolicyPack:
     readers: tuple[str, ...] | None = None
     access: Access = field(default_factory=Access)
     logging: LogRouting = LogRouting(allowed_locations=())
+    scope: JobScopeRule = JobScopeRule()
 
     @property
     def region(self) -> str:
@@ -467,6 +490,10 @@ class _Checker:
         self.check_buckets(v.get("buckets") or {})
         self.check_perimeter(v.get("perimeter") or {})
         self.check_egress((v.get("network") or {}).get("egress") or {})
+        lookback = (v.get("scope") or {}).get("lookback")
+        if isinstance(lookback, str) and parse_lookback(lookback) is None:
+            self.error(self.line("scope.lookback"), "scope.lookback", f"{lookback!r} is not a lookback",
+                       "hours or days, e.g. 24h or 7d")
         self.check_kms(v.get("kms") or {})
         self.check_confidential(v.get("confidential") or {})
         self.check_controls(v.get("severity_overrides") or {}, v.get("waivers") or [])
@@ -735,6 +762,7 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         access=Access(tuple((v.get("access") or {}).get("allowed_domains") or ()),
                       tuple((v.get("access") or {}).get("allowed_principals") or ())),
         logging=_log_routing(v.get("logging") or {}, tuple(j["allowed_regions"])),
+        scope=JobScopeRule(parse_lookback(str((v.get("scope") or {}).get("lookback") or "")) or DEFAULT_LOOKBACK),
     )
 
 

@@ -104,6 +104,11 @@ PACK: dict[str, Field] = {
         "machine_type": Field(STR),
         "labels": Field(MAP_STR, required=False),
     }),
+    # Which pipeline jobs a verify without --job judges (audit/collectors/scope.py).
+    "scope": Field(OBJECT, required=False, fields={
+        "lookback": Field(STR, hint="how far before the newest pipeline job's creation to judge every job, "
+                                    "e.g. 24h or 7d"),
+    }),
     # Where the node's log entries may be stored, and which exclusions are expected (SEC-08).
     "logging": Field(OBJECT, required=False, fields={
         "allowed_locations": Field(LIST_STR, hint="log bucket locations inside the jurisdiction, e.g. [us-central1]"),

@@ -65,6 +65,7 @@ class JunitFormat(ResultFormat):
             ("project", result.get("project")),
             ("policy_sha256", policy.get("sha256")),
             ("tool_version", (result.get("tool") or {}).get("version")),
+            *_scope_properties(result.get("scope") or {}),
         ):
             ET.SubElement(properties, "property", {"name": key, "value": _clean(value)})
         for control in controls:
@@ -93,3 +94,12 @@ class JunitFormat(ResultFormat):
                 ET.SubElement(case, "system-out").text = details
         ET.indent(root)
         return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _scope_properties(scope: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The jobs judged, the window and what the scope left out, so a CI reader sees what was judged."""
+    window = scope.get("window") or {}
+    jobs = [str(ref.get("job", "")) for ref in scope.get("jobs") or ()] or ([scope["job"]] if scope.get("job") else [])
+    return [("jobs_judged", ", ".join(jobs)), ("window", f"{window.get('start')} .. {window.get('end')}"),
+            *[("not_judged", text) for text in scope.get("not_judged") or ()],
+            *[("window_gap", text) for text in scope.get("window_gaps") or ()]]

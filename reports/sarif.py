@@ -64,6 +64,11 @@ class SarifFormat(ResultFormat):
                 "target": text(result.get("target")),
                 "project": text(result.get("project")),
                 "policySha256": text(policy.get("sha256")),
+                # What was judged: the jobs, the window, and pipeline jobs or window parts left out.
+                "jobsJudged": [text(ref.get("job")) for ref in (result.get("scope") or {}).get("jobs") or ()],
+                "window": (result.get("scope") or {}).get("window") or {},
+                "notJudged": [text(x) for x in (result.get("scope") or {}).get("not_judged") or ()],
+                "windowGaps": [text(x) for x in (result.get("scope") or {}).get("window_gaps") or ()],
             },
         }
         log = {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}

@@ -98,7 +98,8 @@ def run_row(scenario: Scenario | None, *, node: str = "us", extra_args: Sequence
         # a second serve thread on the same socket, which outlives stop() and spins.
         server = start(node=node, scenarios=scenarios)
         try:
-            args = ["verify", "--policy", policy, "--target", server.url, "--job", VERIFY_JOB, "--format", "json",
+            # The documented gate command: no --job, so verify judges every pipeline job in scope.
+            args = ["verify", "--policy", policy, "--target", server.url, "--format", "json",
                     "--api-deadline", str(api_deadline), *(["--out", str(out_dir)] if out_dir else []), *extra_args]
             result = CliRunner().invoke(main, args, catch_exceptions=False)
         finally:

@@ -82,6 +82,15 @@ SEED_SPEC = s.Struct(optional={
                   "name": s.Text()},
         optional={"region": s.Text(), "zone": s.Text(), "request": s.Struct(open=True),
                   "at_minutes": s.Integer(minimum=0), "principal": s.Text()})),
+    # Earlier pipeline jobs of the same pipeline (same labels), finished before the recorded run
+    # started: each with its own VMs (deleted by Batch at its end), insert entries, outputs, manifests
+    # and loads, e.g. a violating job followed by the clean `preprocess-genomes-001`.
+    "extra_jobs": s.ListOf(s.Struct(
+        required={"id": s.Text(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", "a Batch job id")},
+        optional={"minutes_before": s.Integer(minimum=0), "tasks": s.Integer(minimum=1),
+                  "vm_overrides": s.ListOf(s.Struct(
+                      required={"index": s.AnyValue(),
+                                "set": s.MapOf(s.AnyValue(), key_pattern=r"[A-Za-z0-9_.]+", min_items=1)}))})),
 })
 
 def job_table_schema() -> list[dict[str, Any]]:
@@ -114,6 +123,7 @@ class SeedOptions:
     noise: bool = True
     transient_exclusions: Sequence[Mapping[str, Any]] = ()
     network_changes: Sequence[Mapping[str, Any]] = ()
+    extra_jobs: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -209,11 +219,18 @@ def seed(state: SimState, options: SeedOptions | None = None) -> SeededRun:
     if opts.job_tasks < 1:
         raise ValueError(f"job_tasks must be at least 1, got {opts.job_tasks}")
     with state.lock:
+        for extra in opts.extra_jobs:
+            # Seeded first: the recorded run's inputs and table then stay exactly as a one-job node has them.
+            extra_opts = SeedOptions(job_tasks=int(extra.get("tasks", 2)), vm_overrides=extra.get("vm_overrides", ()),
+                                     delete_vms=True, noise=False)
+            _Seeder(state, extra_opts, job_id=str(extra["id"]),
+                    minutes_before=int(extra.get("minutes_before", 120))).run()
         return _Seeder(state, opts).run()
 
 
 class _Seeder:
-    def __init__(self, state: SimState, opts: SeedOptions):
+    def __init__(self, state: SimState, opts: SeedOptions, *, job_id: str | None = None,
+                 minutes_before: int | None = None):
         self.state = state
         self.opts = opts
         self.node = state.node
@@ -221,7 +238,9 @@ class _Seeder:
         self.number = state.project_number
         self.region = state.region
         job = self.node["job"]
-        self.job_id = job["id"]
+        # An earlier job (`extra_jobs`): another id, created `minutes_before` the recorded run.
+        self.extra = job_id is not None
+        self.job_id = job_id or job["id"]
         digest = hashlib.sha256(f"{self.project}/{self.job_id}".encode()).hexdigest()
         self.job_uid = f"{self.job_id[:16].rstrip('-')}-{digest[:8]}-{digest[8:12]}-{digest[12:17]}"
         self.job_name = f"projects/{self.number}/locations/{self.region}/jobs/{self.job_id}"
@@ -231,7 +250,7 @@ class _Seeder:
         self.dataset = self.node["dataset"]
         self.compute_url = f"https://www.googleapis.com/compute/v1/projects/{self.project}"
         # Timeline: created 95 min ago, running from ~92 min, succeeded ~30 min ago.
-        self.created = clock.now() - timedelta(minutes=95)
+        self.created = clock.now() - timedelta(minutes=95 + (minutes_before or 0))
         self.scheduled = self.created + timedelta(seconds=38)
         self.running = self.created + timedelta(minutes=3, seconds=12)
         self.succeeded = self.created + timedelta(minutes=65)
@@ -251,7 +270,8 @@ class _Seeder:
             instances.append(self._vm(index, template, overrides.get(index, [])))
             tasks.append(self._task_outputs(index, missing.get(index, 0)))
         self.tasks = tasks
-        self._table(tasks)
+        if not self.extra:
+            self._table(tasks)
         self._job(count)
         for write in self.opts.foreign_writes:
             self._foreign_write(write, count)
@@ -271,7 +291,8 @@ class _Seeder:
         run = SeededRun(job_name=self.job_name, job_id=self.job_id, job_uid=self.job_uid,
                         window_start=clock.rfc3339(self.created), window_end=clock.rfc3339(self.succeeded),
                         task_count=count, instances=tuple(instances), tasks=tuple(tasks))
-        self.state.extras["seed"] = run
+        if not self.extra:
+            self.state.extras["seed"] = run
         return run
 
     # -------------------------------------------------------------------- helpers

@@ -9,6 +9,9 @@ importing them costs seconds and most commands need only a few.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -21,7 +24,43 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 class TargetError(ValueError):
-    """The --target value is neither `gcp` nor a loopback simulator URL."""
+    """The --target value is neither `gcp` nor a loopback simulator URL, or the environment would send
+    the `gcp` clients somewhere other than Google."""
+
+
+# Environment variables the installed clients (google-cloud-storage, -bigquery, google-api-core,
+# google-auth) read to send requests somewhere other than Google's endpoints. Checked in site-packages:
+# storage reads STORAGE_EMULATOR_HOST (then talks plain HTTP with our bearer token), bigquery
+# BIGQUERY_EMULATOR_HOST, every GAPIC client and api-core GOOGLE_CLOUD_UNIVERSE_DOMAIN (the host becomes
+# *.<domain>), google-auth GCE_METADATA_HOST / GCE_METADATA_IP (where the access token itself comes
+# from). The *_EMULATOR_HOST family is refused as a whole (pubsub, datastore, firestore, spanner,
+# bigtable... read the same convention) and so is any GOOGLE_CLOUD_*_ENDPOINT / *_API_ENDPOINT
+# override, read by some client versions: a variable a future client starts honouring must not
+# silently redirect the audit. GOOGLE_API_USE_CLIENT_CERTIFICATE and GOOGLE_API_USE_MTLS_ENDPOINT only
+# switch to Google's own *.mtls.googleapis.com hosts, so they are allowed.
+_REDIRECTING = re.compile(r"^(?:[A-Z0-9_]+_EMULATOR_HOST|GOOGLE_CLOUD_[A-Z0-9_]*ENDPOINT[A-Z0-9_]*"
+                          r"|[A-Z0-9_]*_API_ENDPOINT(?:_OVERRIDE)?|CLOUDSDK_API_ENDPOINT_OVERRIDES_[A-Z0-9_]+)$")
+# Variables that redirect only when they name something other than Google's own value.
+_REDIRECTING_UNLESS = {
+    "GOOGLE_CLOUD_UNIVERSE_DOMAIN": {"googleapis.com"},
+    "GCE_METADATA_HOST": {"metadata.google.internal", "169.254.169.254"},
+    "GCE_METADATA_IP": {"169.254.169.254"},
+    "GCE_METADATA_ROOT": {"metadata.google.internal"},
+}
+
+
+def redirecting_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The environment variables that would make a client talk to a host other than Google's, as
+    `NAME=value`, sorted. Set-but-empty counts: a client reading `os.environ.get(NAME)` may still
+    take the branch, and refusing is the safe reading."""
+    env = os.environ if environ is None else environ
+    found = []
+    for name, value in env.items():
+        upper = name.upper()
+        if _REDIRECTING.match(upper) or (upper in _REDIRECTING_UNLESS
+                                          and value.strip().lower() not in _REDIRECTING_UNLESS[upper]):
+            found.append(f"{name}={value}")
+    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -32,9 +71,17 @@ class Target:
     endpoint: str | None = None  # the simulator's base URL when kind == "sim"
 
     @classmethod
-    def parse(cls, text: str) -> Target:
+    def parse(cls, text: str, environ: Mapping[str, str] | None = None) -> Target:
         value = text.strip()
         if value == "gcp":
+            redirects = redirecting_environment(environ)
+            if redirects:
+                # The clients would honour these over the default endpoints, send the bearer token
+                # there (in clear for the emulator variables), and the bundle would still say `gcp`.
+                raise TargetError(
+                    f"--target gcp: the environment redirects the Google Cloud clients away from Google: "
+                    f"{', '.join(redirects)}; unset {'them' if len(redirects) > 1 else 'it'} "
+                    "(use --target http://127.0.0.1:PORT for the simulator)")
             return cls("gcp")
         parsed = urlparse(value)
         if parsed.scheme in {"http", "https"} and parsed.hostname:

@@ -47,7 +47,9 @@ def require_listening(target: Target) -> None:
     parsed = urlparse(target.endpoint)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=2.0):
+        with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=2.0) as connection:
+            if parsed.scheme == "https":
+                _require_tls(target.endpoint, connection, parsed.hostname or "127.0.0.1")
             return
     except ConnectionRefusedError as error:
         click.echo(f"--target {target.endpoint}: nothing is listening there (connection refused); start the "
@@ -55,3 +57,21 @@ def require_listening(target: Target) -> None:
         raise SystemExit(2) from error
     except OSError:
         return  # slow or odd, but not known dead: let the calls and their retries decide
+
+
+def _require_tls(endpoint: str, connection: object, hostname: str) -> None:
+    """An https:// target must present a certificate the clients will accept. Otherwise every call
+    fails the same handshake and is retried until the deadline (minutes) to end as a column of
+    ERRORs; a certificate problem is bad input, so exit 2 at once with the TLS error."""
+    import socket
+    import ssl
+
+    assert isinstance(connection, socket.socket)
+    context = ssl.create_default_context()
+    try:
+        with context.wrap_socket(connection, server_hostname=hostname):
+            return
+    except (ssl.SSLError, ssl.CertificateError) as error:
+        click.echo(f"--target {endpoint}: the TLS handshake failed ({error}); the clients would refuse it on "
+                   "every call. Fix the certificate, or use the simulator's plain http://127.0.0.1:PORT", err=True)
+        raise SystemExit(2) from error

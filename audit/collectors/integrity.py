@@ -20,10 +20,10 @@ def load_jobs(ctx: CollectContext, start: datetime, end: datetime) -> None:
                                                               timeout=REQUEST_TIMEOUT_SECONDS)))
 
 
-def manifests(ctx: CollectContext, job_name: str) -> None:
+def manifests(ctx: CollectContext, job_name: str, purpose: str = "storage.manifests") -> None:
     client = ctx.client(cloud.storage, ctx.project)
     prefix = f"manifests/{job_name}/"
-    ctx.recorder.call("storage.manifests", "storage", "objects.list",
+    ctx.recorder.call(purpose, "storage", "objects.list",
                       lambda: sum(1 for _ in client.list_blobs(ctx.pack.buckets.output, prefix=prefix,
                                                                page_size=1000, retry=None,
                                                                timeout=REQUEST_TIMEOUT_SECONDS)))

@@ -49,36 +49,8 @@ def _job_json(ctx: CollectContext, purpose: str) -> dict[str, Any]:
     return bodies[-1] if bodies else {}
 
 
-def find_job(ctx: CollectContext, job_name: str | None) -> JobScope:
-    """Resolve the job: the named one, or the newest job carrying the pack's pipeline labels."""
-    client = ctx.client(cloud.batch)
-    parent = f"projects/{ctx.project}/locations/{ctx.region}"
-    if job_name is None:
-        labels = dict(ctx.pack.pipeline.labels)
-        label_filter = " AND ".join(f'labels.{k}="{v}"' for k, v in sorted(labels.items()))
-
-        def newest() -> str | None:
-            jobs = list(client.list_jobs(request={"parent": parent, "filter": label_filter, "page_size": 100},
-                                         retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
-            if not jobs:
-                return None
-            latest = max(jobs, key=lambda job: job.create_time)
-            return str(latest.name).rsplit("/", 1)[-1]
-
-        job_name = ctx.recorder.call("batch.job_search", "batch", "jobs.list", newest)
-        if job_name is None:
-            raise JobNotFound(f"no Batch job in {parent} carries the labels {labels}; pass --job NAME")
-    name = f"{parent}/jobs/{job_name}"
-    from google.api_core import exceptions
-
-    try:
-        ctx.recorder.call("batch.job", "batch", "jobs.get",
-                          lambda: client.get_job(name=name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
-    except Exception as exc:
-        if isinstance(exc.__cause__, exceptions.NotFound):
-            raise JobNotFound(f"Batch job {name} does not exist") from exc
-        raise
-    raw = _job_json(ctx, "batch.job")
+def job_scope_from_json(raw: dict[str, Any]) -> JobScope:
+    """A job's scope facts from its REST JSON (a jobs.get body or one entry of a jobs.list page)."""
     instances = (raw.get("allocationPolicy") or {}).get("instances") or [{}]
     created = _parse_time(raw.get("createTime")) or datetime.now(UTC)
     # The REST clients ask for int-encoded enums, so the state may arrive as 4 rather than "SUCCEEDED".
@@ -87,24 +59,44 @@ def find_job(ctx: CollectContext, job_name: str | None) -> JobScope:
     if state in {"SUCCEEDED", "FAILED", "CANCELLED"}:
         events = [(_parse_time(e.get("eventTime"))) for e in (raw.get("status") or {}).get("statusEvents", [])]
         finished = max([e for e in events if e] or [_parse_time(raw.get("updateTime")) or created])
-    return JobScope(name=str(job_name), uid=str(raw.get("uid", "")), created=created, finished=finished,
-                    template=instances[0].get("instanceTemplate"))
+    return JobScope(name=str(raw.get("name", "")).rsplit("/", 1)[-1], uid=str(raw.get("uid", "")), created=created,
+                    finished=finished, template=instances[0].get("instanceTemplate"))
 
 
-def instance_template(ctx: CollectContext, template: str) -> None:
+def get_job(ctx: CollectContext, job_name: str, purpose: str = "batch.job") -> JobScope:
+    """Read one job (`jobs.get`, kept as `purpose`); JobNotFound when Batch answers 404."""
+    client = ctx.client(cloud.batch)
+    name = f"projects/{ctx.project}/locations/{ctx.region}/jobs/{job_name}"
+    from google.api_core import exceptions
+
+    try:
+        ctx.recorder.call(purpose, "batch", "jobs.get",
+                          lambda: client.get_job(name=name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+    except Exception as exc:
+        if isinstance(exc.__cause__, exceptions.NotFound):
+            raise JobNotFound(f"Batch job {name} does not exist") from exc
+        raise
+    job = job_scope_from_json(_job_json(ctx, purpose))
+    return JobScope(name=str(job_name), uid=job.uid, created=job.created, finished=job.finished, template=job.template)
+
+
+def instance_template(ctx: CollectContext, template: str, purpose: str = "compute.instance_template") -> None:
     client = ctx.client(cloud.compute_templates)
     parts = template.split("/")
     project = parts[parts.index("projects") + 1] if "projects" in parts else ctx.project
     name = parts[-1]
-    ctx.recorder.call("compute.instance_template", "compute", "instanceTemplates.get",
+    ctx.recorder.call(purpose, "compute", "instanceTemplates.get",
                       lambda: client.get(project=project, instance_template=name, retry=None,
                                                  timeout=REQUEST_TIMEOUT_SECONDS))
 
 
-def job_instances(ctx: CollectContext, job_uid: str) -> None:
+def job_instances(ctx: CollectContext, job_uids: str | tuple[str, ...]) -> None:
+    """The VMs of every judged job in one filtered aggregated list (Compute ORs parenthesised terms)."""
+    uids = (job_uids,) if isinstance(job_uids, str) else tuple(dict.fromkeys(job_uids))
     client = ctx.client(cloud.compute_instances)
-    request = {"project": ctx.project, "filter": f'labels.batch-job-uid = "{job_uid}"',
-               "max_results": AGGREGATED_PAGE_SIZE}
+    terms = [f'labels.batch-job-uid = "{uid}"' for uid in uids]
+    text = terms[0] if len(terms) == 1 else " OR ".join(f"({term})" for term in terms)
+    request = {"project": ctx.project, "filter": text, "max_results": AGGREGATED_PAGE_SIZE}
     # Iterating the pager fetches every page; the recorder keeps each page.
     ctx.recorder.call("compute.job_instances", "compute", "instances.aggregatedList",
                       lambda: sum(1 for _ in client.aggregated_list(request=request, retry=None,

@@ -150,12 +150,12 @@ def _nats(ctx: ControlContext) -> Iterator[Finding]:
 
 def _other_vms(ctx: ControlContext) -> Iterator[Finding]:
     project, node_net = _node_network(ctx)
-    job_uid = ctx.scope.job_uid
+    job_uids = set(ctx.scope.job_uids)   # every judged job's workers are the run's
     vms = project_vms(ctx.evidence, project)
     ids = _purpose_ids(ctx, "compute.project_instances")
     in_network = [vm for vm in vms if (project, node_net) in vm.networks
                   or ctx.policy.network.subnetwork in vm.subnetworks]
-    others = [vm for vm in in_network if not (job_uid and vm.labels.get("batch-job-uid") == job_uid)]
+    others = [vm for vm in in_network if vm.labels.get("batch-job-uid") not in job_uids]
     clean = 0
     for vm in others:
         if vm.external:
@@ -166,7 +166,7 @@ def _other_vms(ctx: ControlContext) -> Iterator[Finding]:
                                "the VPC and use it as a proxy to the internet", vm.evidence)
         else:
             clean += 1
-    run_note = f" besides the run's {len(in_network) - len(others)} workers" if job_uid else ""
+    run_note = f" besides the run's {len(in_network) - len(others)} workers" if job_uids else ""
     yield Finding.ok(_net_name(ctx), f"{clean} other VM(s) in the node network{run_note} have no external address "
                      f"({len(vms)} VMs listed in the project)", ids)
 
@@ -472,13 +472,13 @@ def _inserted_vms(ctx: ControlContext) -> Iterator[Finding]:
     if not ctx.evidence.by_purpose("logging.instance_inserts").items:
         return
     project, node_net = _node_network(ctx)
-    job_uid = ctx.scope.job_uid
+    job_uids = set(ctx.scope.job_uids)
     for entry in log_entries(ctx.evidence, "logging.instance_inserts"):
         if not is_instance_insert_with_body(entry):
             continue
         request = entry.request
         labels = request.get("labels") or {}
-        if job_uid and isinstance(labels, Mapping) and labels.get("batch-job-uid") == job_uid:
+        if isinstance(labels, Mapping) and labels.get("batch-job-uid") in job_uids:
             continue   # the run's own VMs: SEC-02 judges their addresses
         for nic in request.get("networkInterfaces") or ():
             if not isinstance(nic, Mapping):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sovaudit.audit import locations
 from sovaudit.audit.evidence import EvidenceLog
 from sovaudit.audit.models import ControlContext, Finding, Outcome, Pillar, Severity
+from sovaudit.audit.probe_lookalikes import kept_findings
 from sovaudit.audit.registry import control
 from sovaudit.audit.views import (
     LOCATION_CONSTRAINT,
@@ -251,11 +252,13 @@ PROBE_FRAMEWORKS = {"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)", "CA-8"], "
                 "leftover probes  |  gcloud batch jobs delete sovaudit-probe-RUN --location REGION",
     frameworks=PROBE_FRAMEWORKS,
     reads=["probe.batch:<region>", "probe.batch_status:<region>", "probe.batch_vms:<region>",
-           "probe.cleanup:<resource>"],
+           "probe.cleanup:<resource>", "cleanup.list:batch:<region>", "cleanup.creates"],
     probe=True,
 )
 def batch_probe_refused(ctx: ControlContext) -> Iterator[Finding]:
     yield from _probe_findings(ctx, "SOV-02")
+    # A probe-labelled job the sweep could not prove to be this tool's own: kept, and a FAIL.
+    yield from kept_findings(ctx.evidence, ("batch-job",))
 
 
 @control(
@@ -266,11 +269,13 @@ def batch_probe_refused(ctx: ControlContext) -> Iterator[Finding]:
     remediation="Restrict gcp.resourceLocations (see SOV-01); after a FAIL run `sovaudit cleanup`  |  "
                 "gcloud storage buckets delete gs://sovaudit-probe-RUN; bq rm -r -d PROJECT:sovaudit_probe_RUN",
     frameworks=PROBE_FRAMEWORKS,
-    reads=["probe.bucket:<region>", "probe.dataset:<region>", "probe.cleanup:<resource>"],
+    reads=["probe.bucket:<region>", "probe.dataset:<region>", "probe.cleanup:<resource>", "cleanup.list:buckets",
+           "cleanup.list:datasets", "cleanup.creates"],
     probe=True,
 )
 def storage_probe_refused(ctx: ControlContext) -> Iterator[Finding]:
     yield from _probe_findings(ctx, "SOV-03")
+    yield from kept_findings(ctx.evidence, ("bucket", "dataset"))
 
 
 # ------------------------------------------------------------------------------------------------

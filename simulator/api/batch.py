@@ -802,7 +802,7 @@ def _operation(state: SimState, job_name: str, verb: str, location: str) -> dict
                      else "type.googleapis.com/google.protobuf.Empty")
     operation = {"name": name, "metadata": {
         "@type": "type.googleapis.com/google.cloud.batch.v1.OperationMetadata", "createTime": now, "endTime": now,
-        "target": job_name, "verb": verb, "requestedCancellation": False, "apiVersion": "v1"},
+        "target": job_name, "verb": verb, "apiVersion": "v1"},
         "done": True, "response": {"@type": response_type}}
     with state.lock:
         state.operations[name] = operation

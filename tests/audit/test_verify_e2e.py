@@ -165,13 +165,17 @@ def test_leftover_probe_from_a_killed_run_is_swept(sim: SimServer, tmp_path: Pat
     assert "sovaudit-probe-20260101t000000z-deadbe-us-central1" not in sim.state.buckets
 
 
-def test_unknown_job_is_incomplete_not_a_pass(sim: SimServer) -> None:
-    args = ["verify", "--policy", "us", "--target", sim.url, "--job", "no-such-job", "--no-probes",
+def test_unknown_job_is_bad_input_before_any_probe_or_output(sim: SimServer, tmp_path: Path) -> None:
+    # A --job that does not exist is a typo or a stale gate, not a finding about the node: exit 2, before
+    # any probe touches the cloud and before anything is written.
+    before = len(sim.state.jobs)
+    args = ["verify", "--policy", "us", "--target", sim.url, "--job", "no-such-job", "--out", str(tmp_path / "out"),
             "--format", "json"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
-    document = json.loads(result.stdout[result.stdout.find("{"):])
-    assert "CC-02" in outcomes(document, "ERROR")
-    assert result.exit_code == 3
+    assert result.exit_code == 2, result.output
+    assert "no-such-job" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "out").exists()
+    assert len(sim.state.jobs) == before, "a probe job was submitted"
 
 
 @pytest.mark.parametrize("bound", [("--until", "2020-01-01T00:00:00Z"), ("--since", "2099-01-01T00:00:00Z")],

@@ -55,8 +55,8 @@ from sovaudit.audit.views_perimeter import PerimeterConfig
 def lived_under_promised_posture(ctx: ControlContext) -> Iterator[Finding]:
     scope = ctx.scope
     if scope.window_start is None or scope.window_end is None:
-        yield Finding.error(ctx.policy.project, "no run window: the change history of the run cannot be read "
-                            "(no job was resolved and no --since/--until given)")
+        yield Finding.error(ctx.policy.project, "no run window: no Batch job was resolved and no --since/--until "
+                            "given, so the change history of the run cannot be read")
         return
     try:
         entries = log_entries(ctx.evidence, PURPOSE)
@@ -68,8 +68,11 @@ def lived_under_promised_posture(ctx: ControlContext) -> Iterator[Finding]:
     ids = tuple(ctx.evidence.by_purpose(PURPOSE).ids)
     try:
         project_number = Project.from_log(ctx.evidence).project_number
-    except EvidenceIncomplete:
-        project_number = ""
+    except EvidenceIncomplete as exc:
+        # Without the number, whether a perimeter or IAM change concerns the node cannot be judged.
+        yield Finding.error(ctx.policy.project, f"the project's number is unknown, so the window's changes cannot be "
+                            f"judged against it: {exc.message}", exc.evidence_ids + ids)
+        return
     verifier = verifier_identity(ctx.principal, ctx.policy)
     changes = posture_changes(entries, ctx.policy, project_number, verifier)
     judge = _Judge(ctx, ctx.policy, f"projects/{project_number}")

@@ -268,7 +268,7 @@ SINGLE_FAULTS = {
     # projects.get first, then getIamPolicy in the same collector: neither is known.
     # SOV-04/SOV-05 need the project number to tell the node's own IAM members from others.
     "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
-                    {"SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-04", "SOV-05"}),
+                    {"INT-02", "SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-04", "SOV-05"}),
     "log-sinks-403": ({"api": "logging", "path": "/sinks$", "status": 403},
                       {"SEC-04", "SEC-06", "SEC-07", "SEC-08"}),
     "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),

@@ -421,6 +421,7 @@ class NodeEvidence:
              "lifecycleState": "ACTIVE"},
             {"name": bucket, "retentionDays": 400, "locked": True, "lifecycleState": "ACTIVE"}]})
         self.set("logging.config_changes", {})
+        self.set("logging.posture_changes", {})   # INT-02: no posture change in the window
 
 
 def job_scope(**changes: Any) -> Scope:

@@ -175,9 +175,13 @@ def address_findings(history: RunHistory, run: RunVms, project: str, node_networ
                     net = network_ref(str(nic["network"]), project)
                     if net != (project, node_network):
                         yield Finding.fail(change.resource, f"{change.said} moved a network interface of "
-                                           f"{change.name} to network {net[0]}/{net[1] or nic['network']}, outside "
+                                           f"{change.name} to network {_net_text(net, nic['network'])}, outside "
                                            f"the node network {node_network}: its egress controls no longer "
                                            f"applied{gone}", change.evidence)
+
+
+def _net_text(net: tuple[str, str], given: Any) -> str:
+    return f"projects/{net[0]}/global/networks/{net[1]}" if net[1] else str(given)
 
 
 # ------------------------------------------------------------------------------------------------ SEC-03
@@ -243,8 +247,8 @@ def scope_findings(history: RunHistory, uid: str) -> Iterator[Finding]:
             if now != uid:
                 how = f"set batch-job-uid to {now!r}" if now else "removed its batch-job-uid label"
                 yield Finding.fail(change.resource, f"{change.said} {how} on {change.name}: the VM left the job's "
-                                   "label scope (and the label-filtered listing); it is still judged as one of "
-                                   "the run's VMs from its insert", change.evidence)
+                                   "label scope (and the label-filtered listing); it was inserted with the "
+                                   "job's uid, so it is still judged as one of the run's VMs", change.evidence)
         elif change.verb not in JUDGED_VERBS:
             yield Finding.error(change.resource, f"{change.said} changed {change.name} in a way no control "
                                 "judges; what the VM was afterwards cannot be shown", change.evidence)

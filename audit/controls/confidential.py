@@ -104,8 +104,7 @@ def job_uses_confidential_template(ctx: ControlContext) -> Iterator[Finding]:
     remediation="Recreate the template with --confidential-compute-type=SEV on n2d/c2d/c3d and rerun the job; "
                 "enforce with org policy constraints/compute.restrictNonConfidentialComputing",
     frameworks=CC_FRAMEWORKS,
-    reads=["compute.job_instances", "logging.instance_inserts", "logging.network_changes",
-           "compute.project_instances"],
+    reads=["compute.job_instances", "logging.instance_inserts", "logging.network_changes"],
     needs_job=True,
 )
 def vms_are_confidential(ctx: ControlContext) -> Iterator[Finding]:
@@ -142,8 +141,7 @@ def vms_are_confidential(ctx: ControlContext) -> Iterator[Finding]:
                 "and route them to a locked bucket: gcloud logging buckets update _Required --locked",
     frameworks={"GDPR": ["Art. 32"], "HIPAA": ["164.312(b)"], "NIST-800-53": ["AU-2", "AU-12", "SC-39"],
                 "ISO27001-2022": ["A.8.15", "A.8.24"]},
-    reads=["logging.instance_inserts", "compute.job_instances", "logging.network_changes",
-           "compute.project_instances"],
+    reads=["logging.instance_inserts", "compute.job_instances", "logging.network_changes"],
     needs_job=True,
 )
 def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
@@ -181,7 +179,11 @@ def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
                             run.listing_evidence)
         return
     history = vm_history.run_history(ctx.evidence, run)
-    if uid:
+    if history.problem:
+        # Without the changes, a relabel out of the job's scope (or any other change) cannot be ruled out.
+        yield Finding.error(ctx.scope.job or "job", f"{history.problem}: whether a VM of the run left the job's "
+                            "label scope during the run cannot be shown", history.evidence)
+    elif uid:
         yield from vm_history.scope_findings(history, uid)
     live_names = {vm.name for vm in run.live}
     deleted_names = {vm.name for vm in run.deleted}

@@ -76,7 +76,7 @@ _CHANGE_KINDS = {"routers", "routes", "firewalls", "instances", "networks"}
                 "constraints/compute.vmExternalIpAccess",
     frameworks={"GDPR": ["Art. 32", "Art. 44"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53": ["SC-7", "AC-4"],
                 "ISO27001-2022": ["A.8.20", "A.8.22"]},
-    reads=[*NETWORK_PURPOSES, "logging.network_changes", "logging.instance_inserts", "compute.job_instances"],
+    reads=[*NETWORK_PURPOSES, "logging.network_changes", "logging.instance_inserts"],
 )
 def no_internet_path(ctx: ControlContext) -> Iterator[Finding]:
     yield from _nats(ctx)

@@ -53,7 +53,7 @@ NET_FRAMEWORKS = {"GDPR": ["Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53"
                 "--no-address); enforce with constraints/compute.vmExternalIpAccess",
     frameworks=NET_FRAMEWORKS,
     reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts",
-           "logging.network_changes", "compute.project_instances"],
+           "logging.network_changes"],
     needs_job=True,
 )
 def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
@@ -108,7 +108,7 @@ def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
     frameworks={"GDPR": ["Art. 32"], "HIPAA": ["164.312(a)(1)"], "NIST-800-53": ["AC-6", "AC-2"],
                 "ISO27001-2022": ["A.5.15", "A.8.2"]},
     reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts",
-           "resourcemanager.project", "logging.network_changes", "compute.project_instances"],
+           "resourcemanager.project", "logging.network_changes"],
     needs_job=True,
 )
 def dedicated_service_account(ctx: ControlContext) -> Iterator[Finding]:

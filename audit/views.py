@@ -421,6 +421,7 @@ class Instance:
     # True when the VM still exists but no longer carries the job's uid label (a setLabels moved it
     # out of the label-filtered listing): it is read from the project's unfiltered VM listing.
     relabelled: bool = False
+    instance_id: str = ""   # Compute's numeric id ("" when the source does not give it)
 
     @property
     def machine_series(self) -> str:
@@ -451,6 +452,7 @@ class Instance:
             network_ips=tuple(str(nic.get("networkIP", "")) for nic in nics),
             service_accounts=tuple(str(sa.get("email", "")) for sa in data.get("serviceAccounts") or ()),
             resource=resource or f"zones/{zone}/instances/{name}", evidence=(item_id,),
+            instance_id=str(data.get("id") or ""),
         )
 
 
@@ -513,9 +515,18 @@ def run_vms(log: EvidenceLog, job_uid: str | None) -> RunVms:
     # unfiltered listing (collected for SEC-09) still shows it, its live state is judged, not its insert.
     elsewhere = _project_listing(log)
     found = tuple(dataclasses.replace(elsewhere[(vm.zone, vm.name)], relabelled=True)
-                  if (vm.zone, vm.name) in elsewhere else vm for vm in gone)
+                  if _same_vm(vm, elsewhere.get((vm.zone, vm.name))) else vm for vm in gone)
     extra = tuple(i for vm in found if vm.relabelled for i in vm.evidence)
     return RunVms(live + found, listing_ids + extra)
+
+
+def _same_vm(inserted: Instance, listed: Instance | None) -> bool:
+    """Whether a VM of the project's listing is the one the run inserted: same zone and name, and the same
+    numeric id when both sources give one (a VM deleted and re-created under the same name is another VM,
+    and the run's is then judged on its insert)."""
+    if listed is None:
+        return False
+    return not (inserted.instance_id and listed.instance_id) or inserted.instance_id == listed.instance_id
 
 
 def _project_listing(log: EvidenceLog) -> dict[tuple[str, str], Instance]:
@@ -621,7 +632,8 @@ def inserted_instances(log: EvidenceLog, job_uid: str) -> tuple[Instance, ...]:
         name = str(request.get("name") or last_segment(entry.resource_name))
         vm = Instance.parse({**request, "name": name, "zone": zone, "selfLink": ""}, entry.evidence[0])
         resource = entry.resource_name or vm.resource
-        found[resource] = dataclasses.replace(vm, resource=resource, evidence=entry.evidence, from_insert_log=True)
+        found[resource] = dataclasses.replace(vm, resource=resource, evidence=entry.evidence, from_insert_log=True,
+                                              instance_id=str(entry.resource_labels.get("instance_id") or ""))
     return tuple(found.values())
 
 

@@ -211,3 +211,23 @@ def test_sec09_judges_other_vms_address_changes_but_not_the_runs(node: NodeEvide
     changes(node, mutation("addAccessConfig", "projects/fed-node-us/zones/us-central1-a/instances/tmp",
                            {"type": "ONE_TO_ONE_NAT"}))
     assert node.run("SEC-09").outcome == Outcome.FAIL
+
+
+def test_a_same_name_vm_recreated_after_the_run_s_one_does_not_replace_its_insert(node: NodeEvidence) -> None:
+    """The run's VM (inserted with an external address) was deleted and another VM, without the job's label,
+    now carries its zone and name: that one has another id and is not the run's; the insert is still judged."""
+    vm = run_vms(node)[1]
+    insert = next(e for e in node.body("logging.instance_inserts")["entries"]
+                  if e["protoPayload"]["request"].get("name") == vm["name"])
+    insert["protoPayload"]["request"]["networkInterfaces"][0]["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT",
+                                                                                   "name": "External NAT"}]
+    listing = node.body("compute.job_instances")["items"]
+    for scoped in listing.values():
+        scoped["instances"] = [v for v in scoped.get("instances", []) if v["name"] != vm["name"]]
+    impostor = {**vm, "id": "999", "labels": {"env": "scratch"}}
+    zone = vm["zone"].rsplit("/", 1)[-1]
+    node.body("compute.project_instances")["items"].setdefault(f"zones/{zone}", {}).setdefault(
+        "instances", []).append(impostor)
+    failed = messages(node.run("SEC-02"))
+    assert failed == [f"{vm['name']} has an external address (External NAT) (from its compute.instances.insert "
+                      "audit entry: the VM no longer exists)"]

@@ -421,6 +421,10 @@ class Instance:
     evidence: tuple[str, ...]
     # True when this VM no longer exists and is read from its compute.instances.insert request body.
     from_insert_log: bool = False
+    # True when the VM still exists but no longer carries the job's uid label (a setLabels moved it
+    # out of the label-filtered listing): it is read from the project's unfiltered VM listing.
+    relabelled: bool = False
+    instance_id: str = ""   # Compute's numeric id ("" when the source does not give it)
 
     @property
     def machine_series(self) -> str:
@@ -429,6 +433,8 @@ class Instance:
     @property
     def source_note(self) -> str:
         """What a finding about this VM rests on, when it is not the live VM."""
+        if self.relabelled:
+            return " (no longer labelled with the job's uid: read from the project's VM listing)"
         return " (from its compute.instances.insert audit entry: the VM no longer exists)" \
             if self.from_insert_log else ""
 
@@ -449,6 +455,7 @@ class Instance:
             network_ips=tuple(str(nic.get("networkIP", "")) for nic in nics),
             service_accounts=tuple(str(sa.get("email", "")) for sa in data.get("serviceAccounts") or ()),
             resource=resource or f"zones/{zone}/instances/{name}", evidence=(item_id,),
+            instance_id=str(data.get("id") or ""),
         )
 
 
@@ -472,8 +479,9 @@ class RunVms:
     Cloud Batch deletes a job's VMs when the job ends (and replaces preempted or retried ones), so
     for a finished job the listing is usually empty; the Admin Activity log cannot be disabled and
     keeps each VM's full insert body. A listing that failed still raises EvidenceIncomplete: "gone"
-    is only concluded from a complete answer. What the insert body cannot show is a change made to a
-    VM after it was created (e.g. an access config added later).
+    is only concluded from a complete answer. A change made to a VM after it was created (an access
+    config added later, a relabel) is read from the window's Admin Activity (audit/vm_history.py).
+    `live` holds the label-filtered listing's VMs plus relabelled ones (still existing).
     """
 
     vms: tuple[Instance, ...]
@@ -486,6 +494,10 @@ class RunVms:
     @property
     def deleted(self) -> tuple[Instance, ...]:
         return tuple(vm for vm in self.vms if vm.from_insert_log)
+
+    @property
+    def relabelled(self) -> tuple[Instance, ...]:
+        return tuple(vm for vm in self.vms if vm.relabelled)
 
 
 def run_vms(log: EvidenceLog, job_uid: str | None) -> RunVms:
@@ -501,7 +513,34 @@ def run_vms(log: EvidenceLog, job_uid: str | None) -> RunVms:
             return RunVms(live, listing_ids)   # judge what exists; CC-03 reports the unreadable log
         raise   # nothing live and no readable log: ERROR naming logging entries.list
     live_names = {vm.name for vm in live}
-    return RunVms(live + tuple(vm for vm in recorded if vm.name not in live_names), listing_ids)
+    gone = tuple(vm for vm in recorded if vm.name not in live_names)
+    # A VM inserted with the job's uid stays one of the run's VMs after a relabel: when the project's
+    # unfiltered listing (collected for SEC-09) still shows it, its live state is judged, not its insert.
+    elsewhere = _project_listing(log)
+    found = tuple(dataclasses.replace(elsewhere[(vm.zone, vm.name)], relabelled=True)
+                  if _same_vm(vm, elsewhere.get((vm.zone, vm.name))) else vm for vm in gone)
+    extra = tuple(i for vm in found if vm.relabelled for i in vm.evidence)
+    return RunVms(live + found, listing_ids + extra)
+
+
+def _same_vm(inserted: Instance, listed: Instance | None) -> bool:
+    """Whether a VM of the project's listing is the one the run inserted: same zone and name, and the same
+    numeric id when both sources give one (a VM deleted and re-created under the same name is another VM,
+    and the run's is then judged on its insert)."""
+    if listed is None:
+        return False
+    return not (inserted.instance_id and listed.instance_id) or inserted.instance_id == listed.instance_id
+
+
+def _project_listing(log: EvidenceLog) -> dict[tuple[str, str], Instance]:
+    """The project's VMs by (zone, name) from `compute.project_instances`; {} when that listing is absent or
+    incomplete (the run's VMs are then judged on their inserts, as before)."""
+    if not log.by_purpose("compute.project_instances").items:
+        return {}
+    try:
+        return {(vm.zone, vm.name): vm for vm in instances(log, "compute.project_instances")}
+    except EvidenceIncomplete:
+        return {}
 
 
 def instances(log: EvidenceLog, purpose: str = "compute.job_instances") -> tuple[Instance, ...]:
@@ -596,7 +635,8 @@ def inserted_instances(log: EvidenceLog, job_uid: str) -> tuple[Instance, ...]:
         name = str(request.get("name") or last_segment(entry.resource_name))
         vm = Instance.parse({**request, "name": name, "zone": zone, "selfLink": ""}, entry.evidence[0])
         resource = entry.resource_name or vm.resource
-        found[resource] = dataclasses.replace(vm, resource=resource, evidence=entry.evidence, from_insert_log=True)
+        found[resource] = dataclasses.replace(vm, resource=resource, evidence=entry.evidence, from_insert_log=True,
+                                              instance_id=str(entry.resource_labels.get("instance_id") or ""))
     return tuple(found.values())
 
 

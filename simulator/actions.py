@@ -13,6 +13,7 @@ with an error naming the action: a scenario that claims to stage a route must re
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -51,6 +52,42 @@ ACTION_SPEC = s.Struct(
 )
 
 
+# Late placeholders, resolved when an action is played (the run's VM names depend on the seeded job uid,
+# and fingerprints change with every mutation): ${vm:N} the name of the run's VM of task N,
+# ${vm_zone:N} its zone, ${vm_fingerprint:N} / ${vm_label_fingerprint:N} / ${vm_nic0_fingerprint:N}
+# the fingerprints Google demands back on update / setLabels / updateNetworkInterface.
+_LATE = re.compile(r"\$\{(vm|vm_zone|vm_fingerprint|vm_label_fingerprint|vm_nic0_fingerprint):(\d+)\}")
+
+
+def _resolve_late(value: Any, state: SimState) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            seeded = state.extras.get("seed")
+            links = tuple(getattr(seeded, "instances", ()) or ())
+            if not links:
+                raise ActionFailed(f"{match.group(0)} names a VM of the run, but no run was seeded")
+            link = str(links[int(match.group(2)) % len(links)])
+            zone, name = link.split("/zones/", 1)[1].split("/instances/")
+            kind = match.group(1)
+            if kind == "vm":
+                return name
+            if kind == "vm_zone":
+                return zone
+            with state.lock:
+                vm = state.instances.get((zone, name)) or {}
+                if kind == "vm_fingerprint":
+                    return str(vm.get("fingerprint", ""))
+                if kind == "vm_label_fingerprint":
+                    return str(vm.get("labelFingerprint", ""))
+                return str(((vm.get("networkInterfaces") or [{}])[0]).get("fingerprint", ""))
+        return _LATE.sub(replace, value)
+    if isinstance(value, list):
+        return [_resolve_late(item, state) for item in value]
+    if isinstance(value, dict):
+        return {key: _resolve_late(item, state) for key, item in value.items()}
+    return value
+
+
 class ActionFailed(RuntimeError):
     """A scenario action did not get the answer its scenario expects."""
 
@@ -69,6 +106,7 @@ def run_actions(state: SimState, actions: Sequence[Mapping[str, Any]]) -> list[i
     start = clock.parse(seeded.window_start) if seeded is not None else clock.now()
     statuses = []
     for number, action in enumerate(actions, 1):
+        action = _resolve_late(dict(action), state)
         method, _, path = str(action["call"]).partition(" ")
         moment = start + timedelta(minutes=float(action.get("at_minutes", 40)))
         headers = {"X-Sim-Principal": str(action.get("principal") or state.node.get("service_account") or "")}

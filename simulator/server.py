@@ -45,6 +45,7 @@ API_MODULES: tuple[str, ...] = (
     "logging_api",
     "logging_config",
     "compute",
+    "compute_mutations",
     "network",
     "batch",
     "storage",

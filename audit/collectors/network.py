@@ -96,15 +96,26 @@ CHANGE_METHODS = ("compute.routers.", "compute.routes.", "compute.firewalls.", "
                   "compute.subnetworks.", "compute.networks.")
 
 
+# The run's VMs over time (audit/vm_history.py: SEC-02, SEC-03, CC-02, CC-03) ride on the same query:
+# every other Compute instance method, except the insert (`logging.instance_inserts` holds it) and
+# the delete (Batch deletes every VM it made: a 1000-VM run would add 1000+ entries that say nothing
+# about what a VM was). Excluded by exact name, so `deleteAccessConfig` still comes back.
+INSTANCE_LIFECYCLE = tuple(f"{version}.compute.instances.{verb}" for version in ("v1", "beta", "alpha")
+                           for verb in ("insert", "delete"))
+
+
 def change_filter(project: str, start: datetime, end: datetime) -> str:
-    methods = " OR ".join(f'protoPayload.methodName:"{m}"' for m in CHANGE_METHODS)
+    lifecycle = " AND ".join(f'NOT protoPayload.methodName="{m}"' for m in INSTANCE_LIFECYCLE)
+    methods = " OR ".join([*(f'protoPayload.methodName:"{m}"' for m in CHANGE_METHODS),
+                           f'(protoPayload.methodName:"compute.instances." AND {lifecycle})'])
     return (f'logName="projects/{project}/logs/cloudaudit.googleapis.com%2Factivity" '
             f'AND protoPayload.serviceName="compute.googleapis.com" AND ({methods}) '
             f'AND timestamp>="{utc_text(start)}" AND timestamp<="{utc_text(end)}"')
 
 
 def changes(ctx: CollectContext, start: datetime, end: datetime) -> None:
-    """The window's network changes (one entries.list): the posture the run lived under, not only today's."""
+    """The window's network changes and every change to a VM (one entries.list): the posture the run lived
+    under, and what each of its VMs was at any moment, not only today's."""
     from sovaudit.audit.collectors import logs
 
     logs.collect(ctx, CHANGES, change_filter(ctx.project, start, end))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from sovaudit.audit import vm_history
 from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
 from sovaudit.audit.registry import control
 from sovaudit.audit.views import (
@@ -98,11 +99,12 @@ def job_uses_confidential_template(ctx: ControlContext) -> Iterator[Finding]:
     title="Every VM of the run is a Confidential VM of the required type",
     rationale="The template is the intent; the VMs are the fact. Each worker labelled with the job's uid must "
               "have confidential compute enabled with the required technology on an AMD series that supports it. "
-              "Workers Batch has already deleted are judged on their compute.instances.insert audit entries.",
+              "Workers Batch has already deleted are judged on their compute.instances.insert audit entries; a "
+              "setMachineType or update during the run that left a worker non-confidential FAILs even when undone.",
     remediation="Recreate the template with --confidential-compute-type=SEV on n2d/c2d/c3d and rerun the job; "
                 "enforce with org policy constraints/compute.restrictNonConfidentialComputing",
     frameworks=CC_FRAMEWORKS,
-    reads=["compute.job_instances", "logging.instance_inserts"],
+    reads=["compute.job_instances", "logging.instance_inserts", "logging.network_changes"],
     needs_job=True,
 )
 def vms_are_confidential(ctx: ControlContext) -> Iterator[Finding]:
@@ -123,18 +125,23 @@ def vms_are_confidential(ctx: ControlContext) -> Iterator[Finding]:
         else:
             yield Finding.ok(vm.resource, f"{vm.name}: {vm.confidential.effective_type} on {vm.machine_type}"
                              f"{vm.source_note}", vm.evidence)
+    history = vm_history.run_history(ctx.evidence, run)
+    yield from vm_history.unreadable(history, run, "that they stayed confidential")
+    yield from vm_history.confidential_findings(history, run, conf.required_type, tuple(conf.machine_series))
 
 
 @control(
     id="CC-03", pillar=Pillar.CONFIDENTIAL, severity=Severity.HIGH,
     title="Audit logs record every VM insert of the run as confidential",
     rationale="Admin Activity logs cannot be disabled and outlive the VMs: each compute.instances.insert of the "
-              "run must carry confidentialInstanceConfig, and the logs must account for exactly the VMs found.",
+              "run must carry confidentialInstanceConfig, and the logs must account for exactly the VMs found. "
+              "A relabel that moves a worker out of the job's batch-job-uid scope during the run FAILs (the VM "
+              "stays one of the run's), and a change to a worker that no control classifies is ERROR.",
     remediation="Investigate any VM inserted without confidential compute; keep Admin Activity logs (always on) "
                 "and route them to a locked bucket: gcloud logging buckets update _Required --locked",
     frameworks={"GDPR": ["Art. 32"], "HIPAA": ["164.312(b)"], "NIST-800-53": ["AU-2", "AU-12", "SC-39"],
                 "ISO27001-2022": ["A.8.15", "A.8.24"]},
-    reads=["logging.instance_inserts", "compute.job_instances"],
+    reads=["logging.instance_inserts", "compute.job_instances", "logging.network_changes"],
     needs_job=True,
 )
 def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
@@ -171,6 +178,13 @@ def inserts_logged_confidential(ctx: ControlContext) -> Iterator[Finding]:
                             f"their batch-job-uid label {uid}), to compare with the insert logs",
                             run.listing_evidence)
         return
+    history = vm_history.run_history(ctx.evidence, run)
+    if history.problem:
+        # Without the changes, a relabel out of the job's scope (or any other change) cannot be ruled out.
+        yield Finding.error(ctx.scope.job or "job", f"{history.problem}: whether a VM of the run left the job's "
+                            "label scope during the run cannot be shown", history.evidence)
+    elif uid:
+        yield from vm_history.scope_findings(history, uid)
     live_names = {vm.name for vm in run.live}
     deleted_names = {vm.name for vm in run.deleted}
     evidence = tuple(log_ids) + run.listing_evidence + tuple(i for vm in run.live for i in vm.evidence)

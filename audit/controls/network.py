@@ -21,12 +21,19 @@ Shared VPC host projects (the node network is taken to live in the node's projec
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sovaudit.audit.models import ControlContext, Finding, Pillar, Severity
 from sovaudit.audit.registry import control
-from sovaudit.audit.views import complete_items, is_instance_insert_with_body, log_entries
+from sovaudit.audit.views import (
+    EvidenceIncomplete,
+    complete_items,
+    is_instance_insert_with_body,
+    log_entries,
+    run_vms,
+)
 from sovaudit.audit.views_network import (
     FirewallRule,
     NetworkChange,
@@ -320,7 +327,13 @@ def _history(ctx: ControlContext) -> Iterator[Finding]:
     changes = network_changes(ctx.evidence)
     window = ctx.scope.window_text
     if changes is not None:
-        judged = [c for c in changes if c.collection in _CHANGE_KINDS]
+        # The run's own VMs are SEC-02's (audit/vm_history.py), as in _other_vms and _inserted_vms; the
+        # query also brings every other instance method (for the run's VMs' history): only the ones
+        # that give a VM an address are network changes here.
+        mine = _run_vm_keys(ctx)
+        judged = [c for c in changes if c.collection in _CHANGE_KINDS and not (
+            c.collection == "instances" and (c.verb not in _INSTANCE_NET_VERBS or
+                                             (_zone_of(c), c.name) in mine))]
         bad = 0
         created: set[tuple[str, str, str]] = set()
         for change in judged:
@@ -336,6 +349,25 @@ def _history(ctx: ControlContext) -> Iterator[Finding]:
             yield Finding.ok(_net_name(ctx), f"{len(judged)} network change(s) in the window {window}, none opening a "
                              "way out", _purpose_ids(ctx, "logging.network_changes"))
     yield from _inserted_vms(ctx)
+
+
+_INSTANCE_NET_VERBS = frozenset({"addAccessConfig", "updateAccessConfig", "updateNetworkInterface"})
+
+
+def _zone_of(change: NetworkChange) -> str:
+    match = re.search(r"/zones/([^/]+)/", change.entry.resource_name)
+    return match.group(1) if match else ""
+
+
+def _run_vm_keys(ctx: ControlContext) -> set[tuple[str, str]]:
+    """(zone, name) of the run's VMs, live or from their inserts ({} when they cannot be read: every
+    VM's change is then judged here, which fails closed)."""
+    if not ctx.scope.job_uid:
+        return set()
+    try:
+        return {(vm.zone, vm.name) for vm in run_vms(ctx.evidence, ctx.scope.job_uid).vms}
+    except EvidenceIncomplete:
+        return set()
 
 
 def _find_rule(ctx: ControlContext, name: str) -> FirewallRule | None:

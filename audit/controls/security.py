@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from sovaudit.audit import vm_history
 from sovaudit.audit.collectors.logs import STORAGE_WRITE_METHODS
 from sovaudit.audit.log_integrity import absence_proof_evidence, absence_proof_problems
 from sovaudit.audit.models import ControlContext, Finding, Outcome, Pillar, Severity
@@ -44,12 +45,15 @@ NET_FRAMEWORKS = {"GDPR": ["Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53"
     title="Batch workers have no external IP",
     rationale="A worker with an external address can reach (and be reached from) the internet, bypassing the "
               "perimeter's network controls. Workers Batch has already deleted are judged on their "
-              "compute.instances.insert audit entries.",
+              "compute.instances.insert audit entries, and every worker on the window's Admin Activity: an "
+              "address added (addAccessConfig, updateAccessConfig, updateNetworkInterface) or removed "
+              "(deleteAccessConfig) during the run, or a NIC moved to another network, FAILs even when undone.",
     remediation="Set allocationPolicy.network.networkInterfaces[].noExternalIpAddress=true, or remove "
                 "accessConfigs from the instance template (gcloud compute instance-templates create ... "
                 "--no-address); enforce with constraints/compute.vmExternalIpAccess",
     frameworks=NET_FRAMEWORKS,
-    reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts"],
+    reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts",
+           "logging.network_changes"],
     needs_job=True,
 )
 def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
@@ -86,6 +90,10 @@ def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
                                f"{vm.source_note}", vm.evidence)
         else:
             yield Finding.ok(vm.resource, f"{vm.name} has internal addresses only{vm.source_note}", vm.evidence)
+    # What each VM was between its insert and now (or its deletion): the window's Admin Activity.
+    history = vm_history.run_history(ctx.evidence, run)
+    yield from vm_history.unreadable(history, run, "that they never had an external address")
+    yield from vm_history.address_findings(history, run, str(ctx.policy.project), ctx.policy.network.network)
 
 
 @control(
@@ -93,13 +101,14 @@ def no_external_ip(ctx: ControlContext) -> Iterator[Finding]:
     title="The job and its VMs run as the node's dedicated service account",
     rationale="The default compute service account is shared by everything in the project and often holds "
               "Editor; the pipeline must run as its own narrowly-granted identity. Workers Batch has already "
-              "deleted are judged on their compute.instances.insert audit entries.",
+              "deleted are judged on their compute.instances.insert audit entries, and a setServiceAccount "
+              "(or update) to another identity during the run FAILs even when undone.",
     remediation="Set allocationPolicy.serviceAccount.email (and the template's --service-account) to the "
                 "node's service account; gcloud iam service-accounts create batch-runner ...",
     frameworks={"GDPR": ["Art. 32"], "HIPAA": ["164.312(a)(1)"], "NIST-800-53": ["AC-6", "AC-2"],
                 "ISO27001-2022": ["A.5.15", "A.8.2"]},
     reads=["batch.job", "compute.instance_template", "compute.job_instances", "logging.instance_inserts",
-           "resourcemanager.project"],
+           "resourcemanager.project", "logging.network_changes"],
     needs_job=True,
 )
 def dedicated_service_account(ctx: ControlContext) -> Iterator[Finding]:
@@ -130,6 +139,9 @@ def dedicated_service_account(ctx: ControlContext) -> Iterator[Finding]:
         return
     for vm in run.vms:
         yield judge(vm.resource, f"{vm.name}{vm.source_note}", vm.service_accounts, vm.evidence + project.evidence)
+    history = vm_history.run_history(ctx.evidence, run)
+    yield from vm_history.unreadable(history, run, f"that they ran as {expected} throughout")
+    yield from vm_history.identity_findings(history, run, expected, default_sa)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -109,3 +109,19 @@ def test_a_user_calling_from_the_node_network_is_inside_the_perimeter_and_from_a
             if e["protoPayload"]["authenticationInfo"]["principalEmail"] == "mallory@example.org"]
     with pytest.raises(NodeFileError, match=r"action 2 .* answered 403.*VPC Service Controls"):
         load_seeded_state("us", [_scenario(tmp_path, [grant, read])], job_tasks=1)
+
+
+def test_late_vm_placeholders_resolve_when_each_action_is_played(tmp_path: Path) -> None:
+    """${vm:N} names the run's VM of task N, and ${vm_label_fingerprint:N} is read at play time: two
+    successive setLabels would fail with 412 if the fingerprint were the one of scenario load time."""
+    call = "POST /compute/v1/projects/${project_id}/zones/${vm_zone:1}/instances/${vm:1}/setLabels"
+    actions = [{"call": call, "principal": "insider@example.org", "network": "node", "at_minutes": minutes,
+                "body": {"labelFingerprint": "${vm_label_fingerprint:1}", "labels": labels}}
+               for minutes, labels in ((20, {"env": "a"}), (21, {"env": "b"}))]
+    state = load_seeded_state("us", [str(_scenario(tmp_path, actions))], job_tasks=3)
+    seeded = state.extras["seed"]
+    zone, name = seeded.instances[1].split("/zones/", 1)[1].split("/instances/")
+    assert state.instances[(zone, name)]["labels"] == {"env": "b"}
+    logged = [e for e in _entries(state, "v1.compute.instances.setLabels") if e["operation"].get("first")]
+    assert [e["protoPayload"]["request"]["labels"] for e in logged] == [{"env": "a"}, {"env": "b"}]
+    assert {e["protoPayload"]["resourceName"] for e in logged} == {f"projects/fed-node-us/zones/{zone}/instances/{name}"}

@@ -55,7 +55,10 @@ def data_access_enabled(state: SimState, service: str, log_type: str, project: s
     if project and project not in {state.project_id, state.project_number}:
         configs = (state.extras.get("foreign_projects", {}).get(project) or {}).get("auditConfigs") or []
     else:
-        configs = state.iam_policy.get("auditConfigs", [])
+        # The node's project: its own auditConfigs and every ancestor's, combined (simulator/hierarchy.py).
+        from sovaudit.simulator import hierarchy
+
+        return hierarchy.data_access_enabled(state, service, log_type)
     for config in configs:
         if config.get("service") in {service, "allServices"}:
             if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):

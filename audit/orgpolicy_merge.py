@@ -20,7 +20,7 @@ where each effective rule came from.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -32,7 +32,6 @@ class EffectiveList:
     deny_all: bool
     allowed: tuple[str, ...] = ()
     denied: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def rules(self) -> list[dict[str, Any]]:
         """Serialised as one rule. How Google serialises a merged list (one rule with combined values,
@@ -70,9 +69,11 @@ def merge_list(chain: Sequence[Mapping[str, Any] | None], *, default_allow: bool
     """Merge the `spec`s of a list constraint from the root (organization) down to the project.
 
     Each entry is one level's Policy `spec` (None: no policy there). `dryRunSpec` is never passed in:
-    a dry run does not enforce."""
+    a dry run does not enforce. A level with no policy above it inherits nothing: the constraint
+    default applies only where no level sets anything, or where a level resets to it (and a child
+    that inherits from a reset level then inherits the default itself)."""
     default = EffectiveList(allow_all=default_allow, deny_all=not default_allow)
-    current = default
+    current: EffectiveList | None = None
     for spec in chain:
         if not spec:
             continue
@@ -83,10 +84,9 @@ def merge_list(chain: Sequence[Mapping[str, Any] | None], *, default_allow: bool
         if not rules:
             continue            # no rules, no reset: nothing set here, the parent's policy passes through
         own = _own(rules)
-        if not spec.get("inheritFromParent"):
-            current = own       # a new root for evaluation
-            continue
-        if own.allow_all:
+        if current is None or not spec.get("inheritFromParent"):
+            current = own       # a new root for evaluation (or nothing above to inherit)
+        elif own.allow_all:
             current = EffectiveList(True, False, (), current.denied)   # allowAll at the child wins (v1 Example 6)
         elif own.deny_all:
             current = EffectiveList(False, True)                        # v1 Example 7
@@ -97,4 +97,4 @@ def merge_list(chain: Sequence[Mapping[str, Any] | None], *, default_allow: bool
             current = EffectiveList(current.allow_all, False,
                                     () if current.allow_all else _union(current.allowed, own.allowed),
                                     _union(current.denied, own.denied))
-    return current
+    return current if current is not None else default

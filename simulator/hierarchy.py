@@ -118,10 +118,11 @@ def install(state: SimState, doc: Mapping[str, Any], etag: Any, iam_etag: Any) -
 
 def _level(name: str, body: dict[str, Any], doc: Mapping[str, Any], etag: Any, iam_etag: Any) -> dict[str, Any]:
     iam_doc = doc.get("iam_policy") or {}
-    iam: dict[str, Any] = {"version": 1, "etag": iam_etag("iam", name),
-                           "bindings": copy.deepcopy(iam_doc.get("bindings") or [])}
-    if not iam["bindings"]:
-        iam.pop("bindings")
+    # A folder or organization always carries its administrators' bindings on Google.
+    admin = ("roles/resourcemanager.folderAdmin" if name.startswith("folders/")
+             else "roles/resourcemanager.organizationAdmin")
+    bindings = iam_doc.get("bindings") or [{"role": admin, "members": ["group:genomics-platform-admins@example.org"]}]
+    iam: dict[str, Any] = {"version": 1, "etag": iam_etag("iam", name), "bindings": copy.deepcopy(bindings)}
     if iam_doc.get("auditConfigs"):
         iam["auditConfigs"] = copy.deepcopy(iam_doc["auditConfigs"])
     policies = {constraint: policy_json(name, constraint, policy, etag("policy", name, constraint))

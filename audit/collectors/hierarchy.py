@@ -34,7 +34,7 @@ def ancestors(ctx: CollectContext, parent: str) -> list[str]:
     while parent.startswith("folders/") and len(chain) < MAX_DEPTH:
         chain.append(parent)
         try:
-            folder = ctx.recorder.call(f"{FOLDER}:{parent}", "cloudresourcemanager", "folders.get",
+            folder = ctx.recorder.call(f"{FOLDER}:{parent}", "resourcemanager", "folders.get",
                                        lambda name=parent: client.get_folder(
                                            name=name, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
         except CollectionError:
@@ -52,7 +52,7 @@ def collect(ctx: CollectContext, parent: str) -> None:
     for level in chain:
         kind = level.split("/", 1)[0]
         try:
-            ctx.recorder.call(f"{ANCESTOR_IAM}:{level}", "cloudresourcemanager", f"{kind}.getIamPolicy",
+            ctx.recorder.call(f"{ANCESTOR_IAM}:{level}", "resourcemanager", f"{kind}.getIamPolicy",
                               lambda level=level, kind=kind: clients[kind].get_iam_policy(
                                   request={"resource": level, "options": {"requested_policy_version": 3}},
                                   retry=None, timeout=REQUEST_TIMEOUT_SECONDS))

@@ -216,3 +216,23 @@ def data_access_enabled(state: SimState, service: str, log_type: str) -> bool:
             if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):
                 return True
     return False
+
+
+def exempted(state: SimState, service: str, log_type: str, principal: str) -> bool:
+    """Whether an `exemptedMembers` entry at any level of the chain names `principal` (an email, as
+    audit entries carry it) for `log_type` on `service` or allServices. A union across levels: how
+    exemptions combine across the hierarchy is unconfirmed ([U] §11.9). `group:` members are
+    resolved through the node file's `groups`."""
+    groups: Mapping[str, Any] = state.extras.get("groups") or {}
+    for config in combined_audit_configs(state):
+        if config.get("service") not in {service, "allServices"}:
+            continue
+        for entry in config.get("auditLogConfigs", []):
+            if entry.get("logType") != log_type:
+                continue
+            for member in entry.get("exemptedMembers") or ():
+                kind, _, email = str(member).partition(":")
+                if email == principal or (kind == "group" and principal in (groups.get(email) or ())):
+                    return True
+    return False
+

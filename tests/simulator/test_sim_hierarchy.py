@@ -147,3 +147,11 @@ def test_node_file_rejects_parents_outside_the_declared_hierarchy(tmp_path: Path
     with pytest.raises(NodeFileError) as raised:
         load_state("us", [scenario(tmp_path, "bad-parent", node)])
     assert raised.value.field == field
+
+
+def test_a_principal_exempted_at_a_folder_leaves_no_data_read_entry(sim_factory) -> None:
+    sim = sim_factory(scenarios=["hierarchy-folder-exempts-reader"])   # the insider reads a raw VCF at minute 40
+    payloads = [e.get("protoPayload") or {} for e in sim.state.log_entries]
+    reads = [p["authenticationInfo"]["principalEmail"] for p in payloads if p.get("methodName") == "storage.objects.get"]
+    assert "insider@example.org" not in reads
+    assert "batch-runner@fed-node-us.iam.gserviceaccount.com" in reads   # everyone else is still logged

@@ -209,11 +209,33 @@ def combined_audit_configs(state: SimState) -> list[dict[str, Any]]:
     return configs
 
 
+# google.iam.v1.AuditLogConfig.LogType: the REST clients send enums as numbers (enum-encoding=int).
+_LOG_TYPES = ("LOG_TYPE_UNSPECIFIED", "ADMIN_READ", "DATA_WRITE", "DATA_READ")
+
+
+def log_type_name(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_LOG_TYPES):
+        return _LOG_TYPES[value]
+    if isinstance(value, str) and value.isdigit():
+        return log_type_name(int(value))
+    return str(value or "")
+
+
+def normalized_audit_configs(configs: Any) -> list[dict[str, Any]]:
+    """auditConfigs as Google stores them: log types by name, whatever encoding the caller used."""
+    result = copy.deepcopy(list(configs or []))
+    for config in result:
+        for entry in config.get("auditLogConfigs") or []:
+            if "logType" in entry:
+                entry["logType"] = log_type_name(entry["logType"])
+    return result
+
+
 def data_access_enabled(state: SimState, service: str, log_type: str) -> bool:
     """Whether `log_type` is on for `service` anywhere in the project's chain (the union, §6.2)."""
     for config in combined_audit_configs(state):
         if config.get("service") in {service, "allServices"}:
-            if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):
+            if any(log_type_name(c.get("logType")) == log_type for c in config.get("auditLogConfigs", [])):
                 return True
     return False
 
@@ -228,7 +250,7 @@ def exempted(state: SimState, service: str, log_type: str, principal: str) -> bo
         if config.get("service") not in {service, "allServices"}:
             continue
         for entry in config.get("auditLogConfigs", []):
-            if entry.get("logType") != log_type:
+            if log_type_name(entry.get("logType")) != log_type:
                 continue
             for member in entry.get("exemptedMembers") or ():
                 kind, _, email = str(member).partition(":")

@@ -155,3 +155,38 @@ def test_a_principal_exempted_at_a_folder_leaves_no_data_read_entry(sim_factory)
     reads = [p["authenticationInfo"]["principalEmail"] for p in payloads if p.get("methodName") == "storage.objects.get"]
     assert "insider@example.org" not in reads
     assert "batch-runner@fed-node-us.iam.gserviceaccount.com" in reads   # everyone else is still logged
+
+
+def test_folder_policy_writes_change_the_effective_policy_and_land_in_the_folder_log(sim_factory) -> None:
+    sim = sim_factory(scenarios=["hierarchy-folder-exempts-reader"])   # the project sits under FOLDER
+    client = orgpolicy(sim.url)
+    name = f"{FOLDER}/policies/{LOCATIONS}"
+    created = client.create_policy(parent=FOLDER, policy=orgpolicy_v2.Policy(
+        name=name, spec=orgpolicy_v2.PolicySpec(rules=[orgpolicy_v2.PolicySpec.PolicyRule(allow_all=True)])))
+    assert created.name == name and created.spec.rules[0].allow_all
+    # The project's own list is a new root: the folder's allowAll does not reach it.
+    effective = client.get_effective_policy(name=f"projects/fed-node-us/policies/{LOCATIONS}")
+    assert allowed(effective) == (["in:us-central1-locations"], False)
+    client.update_policy(policy=orgpolicy_v2.Policy(name=name, spec=orgpolicy_v2.PolicySpec(reset=True)))
+    assert client.get_policy(name=name).spec.reset
+    client.delete_policy(name=name)
+    with pytest.raises(exceptions.NotFound):
+        client.get_policy(name=name)
+    entries = [e for e in sim.state.log_entries if e.get("logName") == f"{FOLDER}/logs/cloudaudit.googleapis.com%2Factivity"]
+    assert [e["protoPayload"]["methodName"].rsplit(".", 1)[-1] for e in entries] == [
+        "CreatePolicy", "UpdatePolicy", "DeletePolicy"]
+    assert entries[0]["resource"] == {"type": "folder", "labels": {"folder_id": "876543210987"}}
+
+
+def test_organization_set_iam_policy_changes_data_access_logging_for_the_project(sim_factory) -> None:
+    sim = sim_factory(scenarios=["data-access-logs-off"])
+    assert not audit_log.data_access_enabled(sim.state, "storage.googleapis.com", "DATA_WRITE")
+    client = organizations(sim.url)
+    current = client.get_iam_policy(request={"resource": ORG})
+    current.audit_configs.append(policy_pb2.AuditConfig(service="allServices", audit_log_configs=[
+        policy_pb2.AuditLogConfig(log_type=policy_pb2.AuditLogConfig.DATA_WRITE)]))
+    client.set_iam_policy(request={"resource": ORG, "policy": current,
+                                   "update_mask": {"paths": ["bindings", "etag", "audit_configs"]}})
+    assert audit_log.data_access_enabled(sim.state, "storage.googleapis.com", "DATA_WRITE")
+    [entry] = [e for e in sim.state.log_entries if e.get("logName", "").startswith(f"{ORG}/logs/")]
+    assert entry["protoPayload"]["methodName"] == "SetIamPolicy"

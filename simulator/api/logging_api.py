@@ -27,22 +27,27 @@ _LOG_NAME = re.compile(r"(projects|organizations|folders|billingAccounts)/([^/]+
 _PAYLOADS = ("textPayload", "jsonPayload", "protoPayload")
 
 
-def _scope(req: SimRequest, resource_names: list[str]) -> bool:
-    """Whether the request covers this node's project; other parents the caller cannot read → 403."""
-    covers = False
+def _scope(req: SimRequest, resource_names: list[str]) -> tuple[str, ...]:
+    """The logName prefixes the request covers: the node's project, and the folders and organization
+    above it (simulator/hierarchy.py: their own Admin Activity logs hold changes made there); other
+    parents the caller cannot read → 403."""
+    from sovaudit.simulator import hierarchy
+
+    covers: list[str] = []
+    ancestors = set(hierarchy.ancestors(req.state)) | {req.state.organization}
     for name in resource_names:
         parts = name.split("/")
         if len(parts) < 2:
             raise rpc_error(400, f"Invalid resource name: {name!r}.")
         kind, ident = parts[0], parts[1]
         if kind == "projects" and ident in {req.state.project_id, req.state.project_number}:
-            covers = True
-        elif kind == "organizations" and f"organizations/{ident}" == req.state.organization:
-            continue   # no organization-level logs in the simulator
+            covers.append(f"projects/{req.state.project_id}/")
+        elif kind in ("organizations", "folders") and f"{kind}/{ident}" in ancestors:
+            covers.append(f"{kind}/{ident}/")
         else:
             raise rpc_error(403, f"The caller does not have permission to read logs of {name}.",
                             status="PERMISSION_DENIED")
-    return covers
+    return tuple(dict.fromkeys(covers))
 
 
 def _token(offset: int, query_key: str) -> str:
@@ -105,7 +110,8 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
 _CACHED_QUERIES = 8
 
 
-def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, covers: bool) -> list[dict[str, Any]]:
+def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str,
+             covers: tuple[str, ...]) -> list[dict[str, Any]]:
     """Every entry the query selects, sorted; cached per query while the log does not grow.
 
     Paging a 100 000-entry log re-ran the filter over every entry for every page; the log is
@@ -115,10 +121,9 @@ def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, co
         version = len(req.state.log_entries)
         cache: dict[tuple[str, int], list[dict[str, Any]]] = req.state.extras.setdefault("logging_queries", {})
         hit = cache.get((query_key, version))
-        # The node's entries.list sees its own project's logs only; entries Google wrote into another
-        # project (a write into that project's bucket) are that project's.
-        own = f"projects/{req.state.project_id}/"
-        candidates = [e for e in req.state.log_entries if e.get("logName", "").startswith(own)] \
+        # The node's entries.list sees its own project's logs (and its ancestors' when asked); entries
+        # Google wrote into another project (a write into that project's bucket) are that project's.
+        candidates = [e for e in req.state.log_entries if e.get("logName", "").startswith(covers)] \
             if covers and hit is None else []
     if hit is not None:
         return hit

@@ -190,3 +190,20 @@ def test_organization_set_iam_policy_changes_data_access_logging_for_the_project
     assert audit_log.data_access_enabled(sim.state, "storage.googleapis.com", "DATA_WRITE")
     [entry] = [e for e in sim.state.log_entries if e.get("logName", "").startswith(f"{ORG}/logs/")]
     assert entry["protoPayload"]["methodName"] == "SetIamPolicy"
+
+
+def test_entries_list_reads_an_ancestors_admin_activity_log_only_when_asked(sim_factory) -> None:
+    from sim_clients import logging
+
+    sim = sim_factory(scenarios=["hierarchy-folder-exempts-reader"])
+    orgpolicy(sim.url).create_policy(parent=FOLDER, policy=orgpolicy_v2.Policy(
+        name=f"{FOLDER}/policies/{LOCATIONS}",
+        spec=orgpolicy_v2.PolicySpec(rules=[orgpolicy_v2.PolicySpec.PolicyRule(allow_all=True)])))
+    client = logging(sim.url)
+    wanted = 'protoPayload.methodName="google.cloud.orgpolicy.v2.OrgPolicy.CreatePolicy"'
+    assert [e.log_name for e in client.list_entries(resource_names=["projects/fed-node-us", FOLDER],
+                                                     filter_=wanted)] == [
+        f"{FOLDER}/logs/cloudaudit.googleapis.com%2Factivity"]
+    assert not list(client.list_entries(resource_names=["projects/fed-node-us"], filter_=wanted))
+    with pytest.raises(exceptions.Forbidden):
+        list(client.list_entries(resource_names=["folders/123456789"], filter_=wanted))

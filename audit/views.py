@@ -24,6 +24,10 @@ PURPOSE_API: dict[str, str] = {
     "orgpolicy.effective": "orgpolicy policies.getEffectivePolicy",
     "resourcemanager.project": "cloudresourcemanager projects.get",
     "resourcemanager.iam_policy": "cloudresourcemanager projects.getIamPolicy",
+    # the project's ancestors (audit/views_hierarchy.py)
+    "resourcemanager.folder": "cloudresourcemanager folders.get",
+    "resourcemanager.ancestor_iam": "cloudresourcemanager folders/organizations.getIamPolicy",
+    "orgpolicy.level": "orgpolicy policies.get",
     "acm.perimeters": "accesscontextmanager servicePerimeters.list",
     "acm.access_levels": "accesscontextmanager accessLevels.list",
     "storage.bucket": "storage buckets.get",
@@ -184,36 +188,71 @@ class AuditLogConfig:
     service: str
     log_types: frozenset[str]
     exempted: Mapping[str, tuple[str, ...]]
+    level: str = ""   # where it is set: projects/N, folders/F or organizations/O
+
+
+def _audit_configs(body: Mapping[str, Any], level: str) -> list[AuditLogConfig]:
+    configs = []
+    for config in body.get("auditConfigs") or []:
+        types: set[str] = set()
+        exempted: dict[str, tuple[str, ...]] = {}
+        for entry in config.get("auditLogConfigs") or []:
+            log_type = enum_name(entry.get("logType", ""), AUDIT_LOG_TYPES)
+            types.add(log_type)
+            exempted[log_type] = exempted.get(log_type, ()) + tuple(entry.get("exemptedMembers") or ())
+        configs.append(AuditLogConfig(str(config.get("service", "")), frozenset(types), exempted, level))
+    return configs
 
 
 @dataclass(frozen=True)
 class IamAuditConfigs:
+    """The audit configs in force for the project: its own and every ancestor's (folders, the
+    organization). Log types combine as a union across levels ("you can't disable Data Access audit
+    logs that are enabled in the project's parent organization", reference §6.2). How exemptions
+    combine across levels is unconfirmed ([U] §11.9): they are taken as a union too, so an exemption
+    set at any level counts — under the other reading (a lower level cannot exempt what a higher one
+    logs) this over-reports only exemptions set *below* a level that logs without them, which an
+    auditor still wants named. An ancestor that cannot be read makes the whole view incomplete."""
+
     configs: tuple[AuditLogConfig, ...]
     evidence: tuple[str, ...]
 
     @classmethod
     def from_log(cls, log: EvidenceLog) -> IamAuditConfigs:
+        from sovaudit.audit.views_hierarchy import Ancestry, ancestor_iam_policies
+
         body, item_id = _one(log, "resourcemanager.iam_policy")
-        configs = []
-        for config in body.get("auditConfigs") or []:
-            types: set[str] = set()
-            exempted: dict[str, tuple[str, ...]] = {}
-            for entry in config.get("auditLogConfigs") or []:
-                log_type = enum_name(entry.get("logType", ""), AUDIT_LOG_TYPES)
-                types.add(log_type)
-                exempted[log_type] = tuple(entry.get("exemptedMembers") or ())
-            configs.append(AuditLogConfig(str(config.get("service", "")), frozenset(types), exempted))
-        return cls(tuple(configs), (item_id,))
+        configs = _audit_configs(body, Ancestry.from_log(log).project)
+        evidence = [item_id]
+        for level, policy, level_id in ancestor_iam_policies(log):
+            configs += _audit_configs(policy, level)
+            evidence.append(level_id)
+        return cls(tuple(configs), tuple(evidence))
 
     def logged(self, service: str, log_type: str) -> tuple[bool, tuple[str, ...]]:
-        """Whether `log_type` is on for `service` (directly or via allServices), and who is exempted."""
-        on = False
-        exempted: list[str] = []
-        for config in self.configs:
-            if config.service in (service, "allServices") and log_type in config.log_types:
-                on = True
-                exempted += config.exempted.get(log_type, ())
-        return on, tuple(exempted)
+        """Whether `log_type` is on for `service` (directly or via allServices, at any level), and who
+        is exempted."""
+        on = any(config.service in (service, "allServices") and log_type in config.log_types
+                 for config in self.configs)
+        return on, tuple(dict.fromkeys(member for _, member in self.exemptions(service, log_type)))
+
+    def enabled_at(self, service: str, log_type: str) -> tuple[str, ...]:
+        """The levels that enable `log_type` for `service`."""
+        return tuple(dict.fromkeys(c.level for c in self.configs
+                                   if c.service in (service, "allServices") and log_type in c.log_types))
+
+    def exemptions(self, service: str, log_type: str) -> tuple[tuple[str, str], ...]:
+        """(level, member) for every exemption from `log_type` on `service` (or allServices), wherever set."""
+        return tuple(dict.fromkeys((c.level, member) for c in self.configs
+                                   if c.service in (service, "allServices")
+                                   for member in c.exempted.get(log_type, ())))
+
+    def exemption_problems(self, service: str, log_type: str) -> list[str]:
+        """`folders/123 exempts user:x from storage.googleapis.com DATA_READ`, one per level."""
+        by_level: dict[str, list[str]] = {}
+        for level, member in self.exemptions(service, log_type):
+            by_level.setdefault(level or "the project", []).append(member)
+        return [f"{level} exempts {', '.join(members)} from {service} {log_type}" for level, members in by_level.items()]
 
 
 # Service perimeters and access levels: sovaudit.audit.views_perimeter.

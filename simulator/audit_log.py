@@ -46,16 +46,22 @@ def cloudservices_account(state: SimState) -> str:
 ALWAYS_LOGGED_DATA_ACCESS = frozenset({"bigquery.googleapis.com"})
 
 
-def data_access_enabled(state: SimState, service: str, log_type: str, project: str | None = None) -> bool:
+def data_access_enabled(state: SimState, service: str, log_type: str, project: str | None = None,
+                        principal: str | None = None) -> bool:
     """Whether Data Access entries of `log_type` (DATA_WRITE/DATA_READ) are written for `service` in
     `project` (default the node): always for BigQuery, otherwise only when that project's IAM policy
-    auditConfigs enable them (a foreign project's come from the node file's `foreign_projects`)."""
+    auditConfigs enable them (a foreign project's come from the node file's `foreign_projects`).
+    For the node's project, `principal` (an email) exempted at any level gets no entry."""
     if service in ALWAYS_LOGGED_DATA_ACCESS:
         return True
     if project and project not in {state.project_id, state.project_number}:
         configs = (state.extras.get("foreign_projects", {}).get(project) or {}).get("auditConfigs") or []
     else:
-        configs = state.iam_policy.get("auditConfigs", [])
+        # The node's project: its own auditConfigs and every ancestor's, combined (simulator/hierarchy.py).
+        from sovaudit.simulator import hierarchy
+
+        return (hierarchy.data_access_enabled(state, service, log_type)
+                and not (principal and hierarchy.exempted(state, service, log_type, principal)))
     for config in configs:
         if config.get("service") in {service, "allServices"}:
             if any(c.get("logType") == log_type for c in config.get("auditLogConfigs", [])):
@@ -181,7 +187,7 @@ def storage_object_access(state: SimState, *, bucket: str, object_name: str, pri
     """A Cloud Storage data-access entry (objects.create/get/delete) in the log of `project` (the
     bucket's owner; default the node), if that project's audit config enables it."""
     log_type = "DATA_READ" if method in {"storage.objects.get", "storage.objects.list"} else "DATA_WRITE"
-    if not data_access_enabled(state, "storage.googleapis.com", log_type, project):
+    if not data_access_enabled(state, "storage.googleapis.com", log_type, project, principal):
         return None
     owner = project or state.project_id
     resource_name = f"projects/_/buckets/{bucket}/objects/{object_name}"

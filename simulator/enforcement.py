@@ -67,22 +67,12 @@ def _minimal_is_allowed(location: str, allowed: Iterable[str], denied: Iterable[
 
 
 def effective_location_rules(state: SimState) -> tuple[list[str], list[str], bool, bool]:
-    """(allowedValues, deniedValues, allowAll, denyAll) of the project's gcp.resourceLocations policy."""
-    with state.lock:
-        policy = state.org_policies.get("gcp.resourceLocations")
-        rules = list(policy["spec"].get("rules", [])) if policy else []
-    allowed: list[str] = []
-    denied: list[str] = []
-    allow_all = deny_all = False
-    for rule in rules:
-        values = rule.get("values") or {}
-        allowed += values.get("allowedValues", [])
-        denied += values.get("deniedValues", [])
-        allow_all = allow_all or bool(rule.get("allowAll"))
-        deny_all = deny_all or bool(rule.get("denyAll"))
-    if not rules:
-        allow_all = True   # no policy anywhere: the constraint default, ALLOW
-    return allowed, denied, allow_all, deny_all
+    """(allowedValues, deniedValues, allowAll, denyAll) of the project's effective gcp.resourceLocations
+    policy: merged over its folders and organization exactly as getEffectivePolicy answers it."""
+    from sovaudit.simulator import hierarchy
+
+    merged = hierarchy.effective_list(state, "gcp.resourceLocations")
+    return list(merged.allowed), list(merged.denied), merged.allow_all, merged.deny_all
 
 
 def location_allowed(state: SimState, location: str) -> bool:

@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from sovaudit.simulator import log_router
+from sovaudit.simulator import hierarchy, log_router
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.faults import FAULTS_SPEC
 from sovaudit.simulator.seed import SEED_SPEC
@@ -80,12 +80,6 @@ class NodeFileError(ValueError):
 def _rest(required: Mapping[str, s.Spec] | None = None) -> s.Struct:
     return s.Struct(required=required or {}, open=True)
 
-
-_LIST_RULE = s.Struct(optional={
-    "values": s.Struct(optional={"allowedValues": s.ListOf(s.Text()), "deniedValues": s.ListOf(s.Text())}),
-    "allowAll": s.Boolean(), "denyAll": s.Boolean(), "enforce": s.Boolean(),
-    "condition": _rest(),
-})
 
 # Sink, exclusion and log bucket ids: letters, digits, `_-.`, starting with a letter, digit or `_`.
 _LOG_ID = r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,99}"
@@ -128,12 +122,13 @@ NODE_SPEC = s.Struct(
             required={"id": s.Text(PROJECT_ID, "a project id"),
                       "number": s.Text(r"\d{6,19}", "a quoted project number such as \"314159265358\""),
                       "organization": s.Text(r"organizations/\d+", "organizations/<number>")},
-            optional={"display_name": s.Text()}),
+            # The project's parent (default the organization): a folder declared under `hierarchy`.
+            optional={"display_name": s.Text(),
+                      "parent": s.Text(r"(organizations|folders)/\d+", "organizations/<number> or folders/<number>")}),
         "region": s.Text(REGION, "a region such as us-central1"),
         "zones": s.ListOf(s.Text(rf"{REGION}-[a-z]", "a zone such as us-central1-a"), min_items=1),
-        "org_policies": s.MapOf(s.Struct(required={"rules": s.ListOf(_LIST_RULE, min_items=1)},
-                                         optional={"inheritFromParent": s.Boolean(), "reset": s.Boolean()}),
-                                key_pattern=r"[a-zA-Z]+\.[a-zA-Z.]+"),
+        # Per constraint: the spec's fields (rules, inheritFromParent, reset) and an optional dryRunSpec.
+        "org_policies": hierarchy.ORG_POLICIES_SPEC,
         "network": s.Struct(required={"name": s.Text(), "subnetwork": s.Text()},
                             optional={"ip_cidr_range": s.Text(r"\d+\.\d+\.\d+\.\d+/\d+", "a CIDR range"),
                                       **NETWORK_RESOURCES}),
@@ -179,6 +174,9 @@ NODE_SPEC = s.Struct(
                         optional={"image": s.Text()}),
     },
     optional={
+        # Folders and the organization above the project, with their IAM policies (auditConfigs) and org
+        # policies (simulator/hierarchy.py); `project.parent` names the project's own parent.
+        "hierarchy": hierarchy.HIERARCHY_SPEC,
         # Projects outside the node (another team's, another jurisdiction's): their audit entries are
         # theirs, never listed by the node's entries.list. `auditConfigs` as in an IAM policy.
         "foreign_projects": s.ListOf(s.Struct(
@@ -354,6 +352,7 @@ def _node_consistency(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"access_levels[{index}].name",
                              f"must live under access_policy.name {doc['access_policy']['name']!r}"))
     problems += _logging_consistency(doc.get("logging") or {})
+    problems += hierarchy.consistency(doc)
     return problems
 
 
@@ -526,7 +525,8 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     state.options.update(copy.deepcopy(loaded.options))
     number = project["number"]
 
-    state.project = {"name": f"projects/{number}", "parent": project["organization"], "projectId": project["id"],
+    state.project = {"name": f"projects/{number}", "parent": project.get("parent") or project["organization"],
+                     "projectId": project["id"],
                      "state": "ACTIVE", "displayName": project.get("display_name", project["id"]),
                      "createTime": NODE_CREATED, "updateTime": NODE_CREATED, "etag": f"W/\"{_etag(number)}\""}
     iam = {"version": 1, "etag": iam_etag("iam", number), "bindings": copy.deepcopy(doc["iam_policy"]["bindings"])}
@@ -535,9 +535,9 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     state.iam_policy = iam
 
     for constraint, policy in doc["org_policies"].items():
-        spec = {"etag": _etag("policy", constraint), "updateTime": NODE_CREATED, **copy.deepcopy(policy)}
-        state.org_policies[constraint] = {"name": f"projects/{number}/policies/{constraint}", "spec": spec,
-                                          "etag": spec["etag"]}
+        state.org_policies[constraint] = hierarchy.policy_json(f"projects/{number}", constraint, policy,
+                                                               _etag("policy", constraint))
+    hierarchy.install(state, doc, _etag, iam_etag)
 
     access_policy = doc["access_policy"]
     state.access_policies[access_policy["name"]] = {"name": access_policy["name"],

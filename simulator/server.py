@@ -39,6 +39,7 @@ from sovaudit.simulator.state import SimState
 API_MODULES: tuple[str, ...] = (
     "orgpolicy",
     "resourcemanager",
+    "hierarchy_api",
     "kms",
     "acm",
     "acm_write",

@@ -200,6 +200,18 @@ def projects(target: Target) -> Any:
     return resourcemanager_v3.ProjectsClient(**target.gapic_kwargs())
 
 
+def folders(target: Target) -> Any:
+    from google.cloud import resourcemanager_v3
+
+    return resourcemanager_v3.FoldersClient(**target.gapic_kwargs())
+
+
+def organizations(target: Target) -> Any:
+    from google.cloud import resourcemanager_v3
+
+    return resourcemanager_v3.OrganizationsClient(**target.gapic_kwargs())
+
+
 def storage(target: Target, project: str) -> Any:
     from google.cloud.storage import Client
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sovaudit import cloud
+from sovaudit.audit.collectors import hierarchy
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
 from sovaudit.audit.recorder import CollectionError
 
@@ -27,12 +28,21 @@ def effective_location_policy(ctx: CollectContext) -> None:
 def project_and_audit_config(ctx: CollectContext) -> None:
     client = ctx.client(cloud.projects)
     resource = f"projects/{ctx.project}"
-    ctx.recorder.call("resourcemanager.project", "resourcemanager", "projects.get",
-                      lambda: client.get_project(name=resource, retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
-    ctx.recorder.call("resourcemanager.iam_policy", "resourcemanager", "projects.getIamPolicy",
-                      lambda: client.get_iam_policy(
-                          request={"resource": resource, "options": {"requested_policy_version": 3}},
-                          retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+    project = ctx.recorder.call("resourcemanager.project", "resourcemanager", "projects.get",
+                                lambda: client.get_project(name=resource, retry=None,
+                                                           timeout=REQUEST_TIMEOUT_SECONDS))
+    failure: CollectionError | None = None
+    try:
+        ctx.recorder.call("resourcemanager.iam_policy", "resourcemanager", "projects.getIamPolicy",
+                          lambda: client.get_iam_policy(
+                              request={"resource": resource, "options": {"requested_policy_version": 3}},
+                              retry=None, timeout=REQUEST_TIMEOUT_SECONDS))
+    except CollectionError as error:
+        failure = error   # the ancestors are still read: SOV-01 needs them whatever the project's IAM answered
+    # The folders and organization above: their audit configs and location policies (SEC-05, SOV-01).
+    hierarchy.collect(ctx, str(project.parent or ""))
+    if failure is not None:
+        raise failure
 
 
 def perimeters(ctx: CollectContext) -> None:

@@ -26,17 +26,16 @@ EXAMPLES_PER_PRINCIPAL = 3
 def data_read_logging_problems(configs: IamAuditConfigs) -> list[str]:
     """Why reads of the node's data would not all be in the data-access log ([] when they would be)."""
     problems = []
-    on, exempted = configs.logged("storage.googleapis.com", "DATA_READ")
+    on, _ = configs.logged("storage.googleapis.com", "DATA_READ")
     if not on:
-        problems.append("storage.googleapis.com DATA_READ audit logs are not enabled")
-    elif exempted:
-        problems.append(f"storage.googleapis.com DATA_READ exempts {', '.join(exempted)}")
+        problems.append("storage.googleapis.com DATA_READ audit logs are not enabled at the project, its "
+                        "folders or its organization")
+    else:
+        problems += configs.exemption_problems("storage.googleapis.com", "DATA_READ")
     # BigQuery writes its data-access entries without any auditConfig, but an exemption still hides
     # the exempted principal's reads. Whether an auditConfig can switch them off is unconfirmed
     # (reference §11.5); either way an exemption is the gap that matters, so only exemptions count.
-    _, bq_exempted = configs.logged("bigquery.googleapis.com", "DATA_READ")
-    if bq_exempted:
-        problems.append(f"bigquery.googleapis.com DATA_READ exempts {', '.join(bq_exempted)}")
+    problems += configs.exemption_problems("bigquery.googleapis.com", "DATA_READ")
     return problems
 
 
@@ -87,7 +86,7 @@ def window_reads(entries: Sequence[LogEntry]) -> list[Read]:
                 "{service = \"storage.googleapis.com\", audit_log_config {log_type = \"DATA_READ\"}}",
     frameworks={"GDPR": ["Art. 32", "Art. 44"], "HIPAA": ["164.312(b)", "164.312(a)(1)"],
                 "NIST-800-53": ["AC-3", "AC-6", "AU-2", "AU-6"], "ISO27001-2022": ["A.5.15", "A.8.3", "A.8.15"]},
-    reads=[PURPOSE, "resourcemanager.iam_policy"],
+    reads=[PURPOSE, "resourcemanager.iam_policy", "resourcemanager.folder", "resourcemanager.ancestor_iam"],
     needs_job=True,
 )
 def only_pack_readers(ctx: ControlContext) -> Iterator[Finding]:

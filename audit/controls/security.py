@@ -156,16 +156,15 @@ _BUCKET_IN_NAME = re.compile(r"^projects/_/buckets/([^/]+)(?:/objects/.*)?$")
 def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> list[str]:
     """Why storage/BigQuery data writes by the node would not be in the data-access log ([] when they would be)."""
     problems = []
-    on, exempted = configs.logged("storage.googleapis.com", "DATA_WRITE")
+    on, _ = configs.logged("storage.googleapis.com", "DATA_WRITE")
     if not on:
-        problems.append("storage.googleapis.com DATA_WRITE audit logs are not enabled")
-    elif exempted:
-        problems.append(f"storage.googleapis.com DATA_WRITE exempts {', '.join(exempted)}")
+        problems.append("storage.googleapis.com DATA_WRITE audit logs are not enabled at the project, its "
+                        "folders or its organization")
+    else:
+        problems += configs.exemption_problems("storage.googleapis.com", "DATA_WRITE")
     # BigQuery data-access logs are on by default and cannot be switched off, but principals can be
-    # exempted from them, which would hide the node's own writes.
-    _, bq_exempted = configs.logged("bigquery.googleapis.com", "DATA_WRITE")
-    if bq_exempted:
-        problems.append(f"bigquery.googleapis.com DATA_WRITE exempts {', '.join(bq_exempted)}")
+    # exempted from them (at any level of the hierarchy), which would hide the node's own writes.
+    problems += configs.exemption_problems("bigquery.googleapis.com", "DATA_WRITE")
     return problems
 
 
@@ -177,14 +176,18 @@ def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> l
               "(and with any exemption) nobody can show who read the genomes, and SEC-07's proof is void.",
     remediation="gcloud projects get-iam-policy P > p.yaml; add auditConfigs: [{service: storage.googleapis.com, "
                 "auditLogConfigs: [{logType: DATA_WRITE}, {logType: DATA_READ}]}]; gcloud projects "
-                "set-iam-policy P p.yaml  |  terraform: google_project_iam_audit_config",
+                "set-iam-policy P p.yaml; remove exemptedMembers set on the project's folders or organization "
+                "(gcloud resource-manager folders get-iam-policy / organizations get-iam-policy)  |  terraform: "
+                "google_project_iam_audit_config, google_folder_iam_audit_config, google_organization_iam_audit_config",
     frameworks={"GDPR": ["Art. 30", "Art. 32"], "HIPAA": ["164.312(b)"], "NIST-800-53": ["AU-2", "AU-12"],
                 "ISO27001-2022": ["A.8.15"]},
-    reads=["resourcemanager.iam_policy"],
+    reads=["resourcemanager.iam_policy", "resourcemanager.project", "resourcemanager.folder",
+           "resourcemanager.ancestor_iam"],
 )
 def data_access_logs_enabled(ctx: ControlContext) -> Iterator[Finding]:
     from sovaudit.audit.controls.reads import data_read_logging_problems
 
+    # The project's audit configs and every ancestor's, combined as Google combines them.
     configs = IamAuditConfigs.from_log(ctx.evidence)
     resource = f"projects/{ctx.policy.project}"
     # DATA_READ too: SEC-07's proof that only the pack's principals read the data rests on it.
@@ -192,8 +195,10 @@ def data_access_logs_enabled(ctx: ControlContext) -> Iterator[Finding]:
     if problems:
         yield Finding.fail(resource, "; ".join(problems), configs.evidence)
     else:
-        yield Finding.ok(resource, "storage DATA_WRITE and DATA_READ logging is on with no exemptions; BigQuery "
-                         "data-access logs are always on with no exemptions", configs.evidence)
+        where = {t: ", ".join(configs.enabled_at("storage.googleapis.com", t)) for t in ("DATA_WRITE", "DATA_READ")}
+        yield Finding.ok(resource, f"storage DATA_WRITE logging is on (set at {where['DATA_WRITE']}) and DATA_READ "
+                         f"(set at {where['DATA_READ']}) with no exemptions at any level; BigQuery data-access logs "
+                         "are always on with no exemptions", configs.evidence)
 
 
 def _written_buckets(entry: LogEntry) -> tuple[str, ...]:
@@ -310,7 +315,7 @@ class _EgressJudge:
     frameworks={"GDPR": ["Art. 44", "Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53": ["SC-7", "AC-4", "AU-6"],
                 "ISO27001-2022": ["A.8.12", "A.5.14"]},
     reads=["logging.data_writes", "resourcemanager.iam_policy", "logging.sinks", "logging.exclusions",
-           "logging.buckets", "logging.config_changes"],
+           "logging.buckets", "logging.config_changes", "resourcemanager.folder", "resourcemanager.ancestor_iam"],
     needs_job=True,
 )
 def no_egress(ctx: ControlContext) -> Iterator[Finding]:

@@ -42,6 +42,7 @@ from sovaudit.audit.views_access import (
     project_buckets,
     project_dataset_ids,
 )
+from sovaudit.audit.views_hierarchy import LocationChain
 from sovaudit.policies.pack import PolicyPack
 
 GDPR_TRANSFER = ["Art. 44", "Art. 46"]
@@ -52,42 +53,135 @@ GDPR_TRANSFER = ["Art. 44", "Art. 46"]
     title="Org policy restricts resource locations to the jurisdiction",
     rationale="constraints/gcp.resourceLocations is what stops anyone in the project from creating storage or "
               "compute elsewhere; if its effective value allows all locations, or any location outside the "
-              "jurisdiction, sovereignty rests on every engineer's good behaviour.",
+              "jurisdiction, sovereignty rests on every engineer's good behaviour. The effective value is merged "
+              "from the project, its folders and its organization, so each rule is traced to the level that sets "
+              "it: a wider list on a folder the project inherits, a reset to the default, an allowAll, a rule "
+              "whose tag condition lets matching resources elsewhere, or a restriction that exists only as a "
+              "dry run (which enforces nothing) each leave the node open.",
     remediation="gcloud org-policies set-policy policy.yaml   # spec.rules: [{values: {allowedValues: "
-                "['in:us-central1-locations']}}] on projects/PROJECT  |  terraform: google_org_policy_policy "
-                "name=projects/PROJECT/policies/gcp.resourceLocations",
+                "['in:us-central1-locations']}}] on projects/PROJECT, without reset, conditions or a dry-run-only "
+                "spec, and the same on the folders above it (gcloud org-policies describe gcp.resourceLocations "
+                "--folder=F)  |  terraform: google_org_policy_policy name=projects/PROJECT/policies/gcp.resourceLocations",
     frameworks={"GDPR": GDPR_TRANSFER, "NIST-800-53": ["SA-9(5)", "CM-7"], "ISO27001-2022": ["A.5.23", "A.5.34"]},
-    reads=["orgpolicy.effective"],
+    reads=["orgpolicy.effective", "orgpolicy.level", "resourcemanager.project", "resourcemanager.folder"],
 )
 def location_policy_restricts(ctx: ControlContext) -> Iterator[Finding]:
     policy = LocationPolicy.from_log(ctx.evidence)
     pack = ctx.policy
     resource = policy.name or f"projects/{pack.project}/policies/gcp.resourceLocations"
+    chain: LocationChain | None
+    try:
+        chain = LocationChain.from_log(ctx.evidence)
+    except EvidenceIncomplete as exc:
+        chain = None
+        yield Finding.error(resource, f"where the effective rules come from cannot be shown: {exc.message}",
+                            exc.evidence_ids)
+    evidence = policy.evidence + (chain.evidence if chain else ())
+    effective_fails = False
+    for finding in _judge_effective(policy, pack, resource, chain, evidence):
+        effective_fails = effective_fails or finding.outcome == Outcome.FAIL
+        yield finding
+    if chain is not None:
+        yield from _judge_chain(chain, pack, resource, effective_fails)
+
+
+def _set_at(chain: LocationChain | None, value: str) -> str:
+    levels = chain.origins(value) if chain else ()
+    return f" (set at {', '.join(levels)})" if levels else ""
+
+
+def _judge_effective(policy: LocationPolicy, pack: PolicyPack, resource: str, chain: LocationChain | None,
+                     evidence: tuple[str, ...]) -> Iterator[Finding]:
+    """The merged value getEffectivePolicy answers, each allowed value traced to its level."""
     if policy.allow_all:
-        yield Finding.fail(resource, "the effective policy has allowAll: resources may be created in any location",
-                           policy.evidence)
+        where = ""
+        if chain is not None:
+            levels = [lv.level for lv in chain.in_force()
+                      if lv.spec and (lv.spec.reset or any(r.allow_all for r in lv.spec.rules))]
+            where = (f" (from {', '.join(levels)})" if levels else
+                     " (no level of the hierarchy enforces the constraint: its default, ALLOW, applies)"
+                     if chain.reaches_default() else "")
+        yield Finding.fail(resource, "the effective policy has allowAll: resources may be created in any location"
+                           + where, evidence)
         return
     if policy.deny_all:
         yield Finding.ok(resource, "the effective policy has denyAll: no location-bound resource can be created",
-                         policy.evidence)
+                         evidence)
         return
     if not policy.allowed_values:
         yield Finding.fail(resource, "the effective policy lists no allowedValues, so the constraint default (ALLOW) "
-                           "admits every location that is not denied", policy.evidence)
+                           "admits every location that is not denied", evidence)
         return
     for value in policy.allowed_values:
         try:
             members = locations.expand([value])
         except locations.UnknownLocationGroup as exc:
-            yield Finding.error(resource, f"cannot judge allowed value {value!r}: {exc}", policy.evidence)
+            yield Finding.error(resource, f"cannot judge allowed value {value!r}{_set_at(chain, value)}: {exc}",
+                                evidence)
             continue
         outside = sorted(m for m in members if not pack.allows_location(m))
         if outside:
             shown = ", ".join(outside[:6]) + (f" and {len(outside) - 6} more" if len(outside) > 6 else "")
-            yield Finding.fail(resource, f"allowed value {value!r} admits locations outside the jurisdiction "
-                               f"{pack.jurisdiction.name!r}: {shown}", policy.evidence)
+            yield Finding.fail(resource, f"allowed value {value!r}{_set_at(chain, value)} admits locations outside "
+                               f"the jurisdiction {pack.jurisdiction.name!r}: {shown}", evidence)
         else:
-            yield Finding.ok(resource, f"allowed value {value!r} stays inside the jurisdiction", policy.evidence)
+            yield Finding.ok(resource, f"allowed value {value!r}{_set_at(chain, value)} stays inside the "
+                             "jurisdiction", evidence)
+
+
+def _outside(values: tuple[str, ...], pack: PolicyPack) -> list[str]:
+    """The allowed values that admit a location outside the jurisdiction (an unknown group counts)."""
+    found = []
+    for value in values:
+        try:
+            members = locations.expand([value])
+        except locations.UnknownLocationGroup:
+            found.append(value)
+            continue
+        if any(not pack.allows_location(m) for m in members):
+            found.append(value)
+    return found
+
+
+def _judge_chain(chain: LocationChain, pack: PolicyPack, resource: str, effective_fails: bool) -> Iterator[Finding]:
+    """Rules of the levels in force that widen the policy whatever getEffectivePolicy shows."""
+    for level in chain.in_force():
+        spec = level.spec
+        if spec is None:
+            continue
+        evidence = level.evidence
+        if spec.reset:
+            yield Finding.fail(resource, f"{level.level} resets gcp.resourceLocations (reset: true): every policy set "
+                               "above it is ignored and the constraint default, ALLOW, applies", evidence)
+        for rule in spec.rules:
+            condition = (f" under the condition {rule.condition_title + ': ' if rule.condition_title else ''}"
+                         f"{rule.condition!r}") if rule.condition else ""
+            if rule.allow_all:
+                yield Finding.fail(resource, f"{level.level} sets allowAll{condition}: resources it covers may be "
+                                   "created in any location", evidence)
+            elif rule.condition:
+                outside = _outside(rule.allowed, pack)
+                if outside:
+                    # Google evaluates the condition per resource and drops it from the effective policy; a
+                    # resource carrying the tag may be created where the rule allows, whatever the
+                    # unconditional rules say.
+                    yield Finding.fail(resource, f"{level.level} has a conditional rule{condition} that allows "
+                                       f"{', '.join(outside)} outside the jurisdiction {pack.jurisdiction.name!r}: "
+                                       "any resource the condition matches may be created there", evidence)
+                else:
+                    yield Finding.ok(resource, f"{level.level} has a conditional rule{condition} that "
+                                     f"{rule.describe()}, inside the jurisdiction", evidence)
+    for level in chain.levels:
+        if level.dry_run is None:
+            continue
+        rules = "; ".join(r.describe() for r in level.dry_run.rules) or ("reset" if level.dry_run.reset else "nothing")
+        if effective_fails:
+            only = "exists only as" if level.spec is None or not level.spec.sets_something else "is set as"
+            yield Finding.fail(resource, f"the restriction at {level.level} ({rules}) {only} a dryRunSpec: a dry run "
+                               "is audit-only and enforces nothing", level.evidence)
+        else:
+            yield Finding.ok(resource, f"{level.level} also holds a dryRunSpec ({rules}); it enforces nothing and is "
+                             "not counted", level.evidence)
 
 
 # ------------------------------------------------------------------------------------------------

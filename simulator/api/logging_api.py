@@ -27,22 +27,27 @@ _LOG_NAME = re.compile(r"(projects|organizations|folders|billingAccounts)/([^/]+
 _PAYLOADS = ("textPayload", "jsonPayload", "protoPayload")
 
 
-def _scope(req: SimRequest, resource_names: list[str]) -> bool:
-    """Whether the request covers this node's project; other parents the caller cannot read → 403."""
-    covers = False
+def _scope(req: SimRequest, resource_names: list[str]) -> tuple[str, ...]:
+    """The logName prefixes the request covers: the node's project, and the folders and organization
+    above it (simulator/hierarchy.py: their own Admin Activity logs hold changes made there); other
+    parents the caller cannot read → 403."""
+    from sovaudit.simulator import hierarchy
+
+    covers: list[str] = []
+    ancestors = set(hierarchy.ancestors(req.state)) | {req.state.organization}
     for name in resource_names:
         parts = name.split("/")
         if len(parts) < 2:
             raise rpc_error(400, f"Invalid resource name: {name!r}.")
         kind, ident = parts[0], parts[1]
         if kind == "projects" and ident in {req.state.project_id, req.state.project_number}:
-            covers = True
-        elif kind == "organizations" and f"organizations/{ident}" == req.state.organization:
-            continue   # its own log (perimeter changes, simulator/api/acm_write.py) is read in _matched
+            covers.append(f"projects/{req.state.project_id}/")
+        elif kind in ("organizations", "folders") and f"{kind}/{ident}" in ancestors:
+            covers.append(f"{kind}/{ident}/")
         else:
             raise rpc_error(403, f"The caller does not have permission to read logs of {name}.",
                             status="PERMISSION_DENIED")
-    return covers
+    return tuple(dict.fromkeys(covers))
 
 
 def _token(offset: int, query_key: str) -> str:
@@ -91,8 +96,7 @@ def list_entries(req: SimRequest) -> dict[str, Any]:
     page_size = min(page_size or DEFAULT_PAGE_SIZE, int(req.state.options.get("max_page_size") or MAX_PAGE_SIZE))
     query_key = hashlib.sha256(json.dumps([sorted(resource_names), filter_text, order_by]).encode()).hexdigest()[:16]
     offset = _offset(body["pageToken"], query_key) if body.get("pageToken") else 0
-    organization = req.state.organization if req.state.organization in resource_names else ""
-    matched = _matched(req, query_key, log_filter, order_by, covers, organization, filter_text)
+    matched = _matched(req, query_key, log_filter, order_by, covers, filter_text)
     chunk = matched[offset:offset + page_size]
     result: dict[str, Any] = {}
     if chunk:
@@ -138,8 +142,8 @@ def _log_name_index(state: Any, version: int) -> dict[str, list[dict[str, Any]]]
     return index
 
 
-def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, covers: bool,
-             organization: str = "", filter_text: str = "") -> list[dict[str, Any]]:
+def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str,
+             covers: tuple[str, ...], filter_text: str = "") -> list[dict[str, Any]]:
     """Every entry the query selects, sorted; cached per query while the log does not grow.
 
     Paging a 100 000-entry log re-ran the filter over every entry for every page; the log is
@@ -149,22 +153,18 @@ def _matched(req: SimRequest, query_key: str, log_filter: Any, order_by: str, co
         version = len(req.state.log_entries)
         cache: dict[tuple[str, int], list[dict[str, Any]]] = req.state.extras.setdefault("logging_queries", {})
         hit = cache.get((query_key, version))
-        # The node's entries.list sees its own project's logs only; entries Google wrote into another
-        # project (a write into that project's bucket) are that project's.
-        own = f"projects/{req.state.project_id}/"
-        # The organization's own log (named in resourceNames) holds org-level changes such as ACM's.
-        org_own = f"{organization}/logs/" if organization else "\0"
-        names = _leading_log_names(filter_text) if hit is None else None
-        if hit is not None:
+        # The node's entries.list sees its own project's logs (and its ancestors' when asked); entries
+        # Google wrote into another project (a write into that project's bucket) are that project's.
+        names = _leading_log_names(filter_text) if covers and hit is None else None
+        if not covers or hit is not None:
             candidates = []
         elif names is not None:
             # Every entry the filter can select carries one of these logNames: only those are tested.
             index = _log_name_index(req.state, version)
             candidates = [e for name in names for e in index.get(name, ())
-                          if (covers and e.get("logName", "").startswith(own)) or e.get("logName", "").startswith(org_own)]
+                          if e.get("logName", "").startswith(covers)]
         else:
-            candidates = [e for e in req.state.log_entries
-                          if (covers and e.get("logName", "").startswith(own)) or e.get("logName", "").startswith(org_own)]
+            candidates = [e for e in req.state.log_entries if e.get("logName", "").startswith(covers)]
     if hit is not None:
         return hit
     try:

@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any
 
-from sovaudit.simulator import admin_audit, audit_log, clock
+from sovaudit.simulator import admin_audit, audit_log, clock, hierarchy
 from sovaudit.simulator.api._common import page, paged_body, require_project
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 
@@ -84,14 +84,13 @@ def _check(req: SimRequest) -> str:
 
 def get_effective_policy(req: SimRequest) -> dict[str, Any]:
     constraint = _check(req)
-    with req.state.lock:
-        stored = req.state.org_policies.get(constraint)
-        rules = copy.deepcopy(stored["spec"].get("rules", [])) if stored else []
-    if not rules:
-        rules = [{"allowAll": True}] if CONSTRAINTS[constraint].get("listConstraint") is not None else [{}]
-    # The effective policy carries no etag, updateTime or conditions.
-    for rule in rules:
-        rule.pop("condition", None)
+    # Merged over the project's folders and organization (simulator/hierarchy.py); the effective policy
+    # carries no etag, updateTime or conditions.
+    if CONSTRAINTS[constraint].get("listConstraint") is not None:
+        default_allow = CONSTRAINTS[constraint].get("constraintDefault") != "DENY"
+        rules = hierarchy.effective_list(req.state, constraint, default_allow=default_allow).rules()
+    else:
+        rules = hierarchy.effective_boolean_rules(req.state, constraint)
     return {"name": _policy_name(req, constraint), "spec": {"rules": rules}}
 
 
@@ -190,6 +189,9 @@ def _store(req: SimRequest, constraint: str, body: Any, *, method: str) -> dict[
     etag = hashlib.sha256(json.dumps([constraint, spec, now]).encode()).hexdigest()[:16]
     stored = {"name": _policy_name(req, constraint), "spec": {"etag": etag, "updateTime": now, **spec},
               "etag": etag}
+    if isinstance(body.get("dryRunSpec"), dict):   # audit-only: stored and served, never enforced
+        stored["dryRunSpec"] = {"etag": etag, "updateTime": now,
+                                **_validated_spec(constraint, body["dryRunSpec"])}
     with req.state.lock:
         req.state.org_policies[constraint] = stored
     _audit(req, method, constraint, request=body, response=stored)

@@ -941,7 +941,8 @@ def _data_access(req: SimRequest, method: str, bucket: str, name: str | None, *,
                                         caller_ip=req.http.remote_addr or "private", project=owner)
         return
     # objects.list names the bucket itself, not an object.
-    if write or not audit_log.data_access_enabled(state, "storage.googleapis.com", "DATA_READ", owner):
+    if write or not audit_log.data_access_enabled(state, "storage.googleapis.com", "DATA_READ", owner,
+                                                  _principal(req)):
         return
     audit_log.record(state, audit_log.audit_entry(
         state, log_id=audit_log.DATA_ACCESS, service="storage.googleapis.com", method=method,

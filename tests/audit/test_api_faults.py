@@ -67,7 +67,9 @@ def cli_verify(sim: SimServer, *extra: str, deadline: float = 2.0) -> tuple[int,
 # -- Retry-After ------------------------------------------------------------------------------------
 
 def test_two_429s_with_retry_after_1_are_waited_out_then_the_control_passes(sim: SimServer) -> None:
-    sim.state.options["faults"] = [{"api": "orgpolicy", "status": 429, "retry_after": 1, "times": 2}]
+    # Only getEffectivePolicy: SOV-01 also reads the policy set at each level of the hierarchy.
+    sim.state.options["faults"] = [{"api": "orgpolicy", "path": ":getEffectivePolicy$", "status": 429,
+                                    "retry_after": 1, "times": 2}]
     log, result = collect_and_judge(sim, deadline=10)
     attempts = items(log, "orgpolicy.effective")
     assert [i.status for i in attempts] == [429, 429, 200]
@@ -266,9 +268,14 @@ SINGLE_FAULTS = {
     "iam-policy-403": ({"api": "resourcemanager", "path": ":getIamPolicy$", "status": 403},
                        {"SEC-04", "SEC-05", "SEC-07"}),
     # projects.get first, then getIamPolicy in the same collector: neither is known.
-    # SOV-04/SOV-05 need the project number to tell the node's own IAM members from others.
+    # SOV-04/SOV-05 need the project number to tell the node's own IAM members from others; SOV-01
+    # cannot say which folders and organization its effective rules come from without the parent.
     "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
-                    {"INT-02", "SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-04", "SOV-05"}),
+                    {"INT-02", "SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-01", "SOV-04", "SOV-05"}),
+    # An ancestor's audit configs are as much a part of SEC-05's evidence as the project's own.
+    "org-iam-policy-403": ({"api": "resourcemanager", "path": "^/v3/organizations/.*:getIamPolicy$", "status": 403},
+                           {"SEC-04", "SEC-05", "SEC-07"}),
+    "org-location-policy-403": ({"api": "orgpolicy", "path": "^/v2/organizations/", "status": 403}, {"SOV-01"}),
     "log-sinks-403": ({"api": "logging", "path": "/sinks$", "status": 403},
                       {"SEC-04", "SEC-06", "SEC-07", "SEC-08"}),
     "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),

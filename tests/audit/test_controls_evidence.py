@@ -31,6 +31,9 @@ SERVICE_METHOD = {
     "orgpolicy": ("orgpolicy", "policies.getEffectivePolicy"),
     "resourcemanager.project": ("cloudresourcemanager", "projects.get"),
     "resourcemanager.iam_policy": ("cloudresourcemanager", "projects.getIamPolicy"),
+    "resourcemanager.folder": ("cloudresourcemanager", "folders.get"),
+    "resourcemanager.ancestor_iam": ("cloudresourcemanager", "organizations.getIamPolicy"),
+    "orgpolicy.level": ("orgpolicy", "policies.get"),
     "acm": ("accesscontextmanager", "servicePerimeters.list"),
     "storage.bucket": ("storage", "buckets.get"),
     "storage.bucket_iam": ("storage", "buckets.getIamPolicy"),
@@ -292,6 +295,14 @@ class NodeEvidence:
             {"role": "roles/batch.jobsEditor", "members": [f"serviceAccount:{pack.service_account}"]}],
             "auditConfigs": [{"service": "storage.googleapis.com", "auditLogConfigs": [
                 {"logType": "DATA_WRITE"}, {"logType": "DATA_READ"}]}]})
+        # The project sits directly under its organization, which sets neither audit configs nor a
+        # location policy (a 404 at the organization level means "no policy here").
+        self.set("resourcemanager.ancestor_iam:organizations/161803398874", {"version": 1, "etag": "BwYl2Q6Zz0E="})
+        self.set("orgpolicy.level:project", {"name": f"projects/{number}/policies/gcp.resourceLocations",
+                                             "spec": {"rules": [{"values": {"allowedValues":
+                                                                            list(pack.jurisdiction.allowed_policy_values)}}]}})
+        self.set("orgpolicy.level:organizations/161803398874",
+                 {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}, 404)
         self.set("acm.perimeters", {"servicePerimeters": [{
             "name": pack.perimeter.name, "title": pack.perimeter.name.rsplit("/", 1)[1],
             "status": {"resources": [f"projects/{number}"],

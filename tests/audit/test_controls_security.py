@@ -192,7 +192,7 @@ def test_sec05_fails_when_a_reader_is_exempted_from_bigquery_read_logs(node: Nod
     node.body("resourcemanager.iam_policy")["auditConfigs"].append(
         {"service": "bigquery.googleapis.com", "auditLogConfigs": [
             {"logType": "DATA_READ", "exemptedMembers": ["user:qc@example.org"]}]})
-    assert "bigquery.googleapis.com DATA_READ exempts user:qc@example.org" in failures(node.run("SEC-05"))[0]
+    assert "exempts user:qc@example.org from bigquery.googleapis.com DATA_READ" in failures(node.run("SEC-05"))[0]
 
 
 def test_sec04_errors_when_no_writes_were_logged_at_all(node: NodeEvidence) -> None:

@@ -254,6 +254,21 @@ class IamAuditConfigs:
             by_level.setdefault(level or "the project", []).append(member)
         return [f"{level} exempts {', '.join(members)} from {service} {log_type}" for level, members in by_level.items()]
 
+    def data_access_problems(self, log_type: str) -> list[str]:
+        """Why the node's storage and BigQuery data access of `log_type` (DATA_WRITE or DATA_READ) would not
+        all be in the data-access log ([] when it would be): the absence proofs of SEC-04 and SEC-07."""
+        problems = []
+        on, _ = self.logged("storage.googleapis.com", log_type)
+        if not on:
+            problems.append(f"storage.googleapis.com {log_type} audit logs are not enabled at the project, its "
+                            "folders or its organization")
+        else:
+            problems += self.exemption_problems("storage.googleapis.com", log_type)
+        # BigQuery writes its data-access entries without any auditConfig (whether one can switch them off is
+        # unconfirmed, reference §11.5), but an exemption at any level still hides the exempted principal.
+        problems += self.exemption_problems("bigquery.googleapis.com", log_type)
+        return problems
+
 
 # Service perimeters and access levels: sovaudit.audit.views_perimeter.
 

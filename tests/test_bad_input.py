@@ -112,7 +112,7 @@ def recorded_bundle_missing_evidence(tmp: Path) -> None:
         server.stop()
     (run,) = (tmp / "src").glob("run-*")
     run.rename(tmp / "src" / "run")
-    (lost,) = (tmp / "src" / "run" / "evidence").glob("*orgpolicy*")
+    (lost,) = (tmp / "src" / "run" / "evidence").glob("*orgpolicy-policies.getEffectivePolicy*")
     lost.rename(tmp / "lost.json")
 
 

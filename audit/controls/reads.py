@@ -23,22 +23,6 @@ PURPOSE = "logging.data_reads"
 EXAMPLES_PER_PRINCIPAL = 3
 
 
-def data_read_logging_problems(configs: IamAuditConfigs) -> list[str]:
-    """Why reads of the node's data would not all be in the data-access log ([] when they would be)."""
-    problems = []
-    on, _ = configs.logged("storage.googleapis.com", "DATA_READ")
-    if not on:
-        problems.append("storage.googleapis.com DATA_READ audit logs are not enabled at the project, its "
-                        "folders or its organization")
-    else:
-        problems += configs.exemption_problems("storage.googleapis.com", "DATA_READ")
-    # BigQuery writes its data-access entries without any auditConfig, but an exemption still hides
-    # the exempted principal's reads. Whether an auditConfig can switch them off is unconfirmed
-    # (reference §11.5); either way an exemption is the gap that matters, so only exemptions count.
-    problems += configs.exemption_problems("bigquery.googleapis.com", "DATA_READ")
-    return problems
-
-
 @dataclass(frozen=True)
 class Read:
     """One read in the window: who, what, when."""
@@ -121,7 +105,7 @@ def only_pack_readers(ctx: ControlContext) -> Iterator[Finding]:
         yield Finding.fail(resource, f"{principal} is not among the pack's readers and read {len(found)} time(s), "
                            f"{objects} distinct object(s)/table(s), in {window}: {examples}{more}",
                            tuple(dict.fromkeys(i for r in found for i in r.evidence)))
-    problems = data_read_logging_problems(configs)
+    problems = configs.data_access_problems("DATA_READ")
     routing = absence_proof_problems(ctx.evidence, ctx.policy)
     if problems or routing:
         see = " and ".join(c for c, found in (("SEC-05", problems), ("SEC-08", routing)) if found)

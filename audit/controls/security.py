@@ -153,21 +153,6 @@ STORAGE_WRITES = STORAGE_WRITE_METHODS
 _BUCKET_IN_NAME = re.compile(r"^projects/_/buckets/([^/]+)(?:/objects/.*)?$")
 
 
-def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> list[str]:
-    """Why storage/BigQuery data writes by the node would not be in the data-access log ([] when they would be)."""
-    problems = []
-    on, _ = configs.logged("storage.googleapis.com", "DATA_WRITE")
-    if not on:
-        problems.append("storage.googleapis.com DATA_WRITE audit logs are not enabled at the project, its "
-                        "folders or its organization")
-    else:
-        problems += configs.exemption_problems("storage.googleapis.com", "DATA_WRITE")
-    # BigQuery data-access logs are on by default and cannot be switched off, but principals can be
-    # exempted from them (at any level of the hierarchy), which would hide the node's own writes.
-    problems += configs.exemption_problems("bigquery.googleapis.com", "DATA_WRITE")
-    return problems
-
-
 @control(
     id="SEC-05", pillar=Pillar.CONTROLS, severity=Severity.HIGH,
     title="Data-access audit logs record storage and BigQuery writes and reads",
@@ -185,13 +170,12 @@ def data_write_logging_problems(configs: IamAuditConfigs, pack: PolicyPack) -> l
            "resourcemanager.ancestor_iam"],
 )
 def data_access_logs_enabled(ctx: ControlContext) -> Iterator[Finding]:
-    from sovaudit.audit.controls.reads import data_read_logging_problems
 
     # The project's audit configs and every ancestor's, combined as Google combines them.
     configs = IamAuditConfigs.from_log(ctx.evidence)
     resource = f"projects/{ctx.policy.project}"
     # DATA_READ too: SEC-07's proof that only the pack's principals read the data rests on it.
-    problems = data_write_logging_problems(configs, ctx.policy) + data_read_logging_problems(configs)
+    problems = configs.data_access_problems("DATA_WRITE") + configs.data_access_problems("DATA_READ")
     if problems:
         yield Finding.fail(resource, "; ".join(problems), configs.evidence)
     else:
@@ -324,7 +308,7 @@ def no_egress(ctx: ControlContext) -> Iterator[Finding]:
     entries = log_entries(ctx.evidence, "logging.data_writes")
     log_ids = ctx.evidence.by_purpose("logging.data_writes").ids
     window = ctx.scope.window_text
-    problems = data_write_logging_problems(configs, pack)
+    problems = configs.data_access_problems("DATA_WRITE")
     judge = _EgressJudge(pack)
     findings: list[Finding] = []
     for entry in entries:

@@ -94,10 +94,18 @@ def _outside_values(values: Iterable[Any], pack: PolicyPack) -> list[str]:
 
 def _org_policy(entry: LogEntry, pack: PolicyPack) -> tuple[str, str]:
     verb = last_segment(entry.method_name).rsplit(".", 1)[-1]
-    constraint = entry.resource_name.rsplit("/", 1)[-1]
+    named = [entry.resource_name, str((entry.request.get("policy") or {}).get("name") or ""),
+             str(entry.request.get("name") or "")]
+    policy_name = next((n for n in named if "/policies/" in n), "")
+    if not policy_name:
+        return UNKNOWN, f"{verb} entry names no policy (resourceName {entry.resource_name!r})"
+    constraint = policy_name.rsplit("/policies/", 1)[-1]
     if verb == "DeletePolicy":
-        return WEAKENED, (f"deleted the policy on constraints/{constraint}: it fell back to the constraint's "
-                          "default (for gcp.resourceLocations: every location allowed)")
+        # Deleting a level's policy hands the constraint to what is inherited from above, or to the
+        # constraint's default at the top; what that allows is the chain's, not this entry's, to say.
+        return WEAKENED, (f"deleted the policy on constraints/{constraint} at {policy_name.split('/policies/')[0]}: "
+                          "the constraint then follows the levels above, or its default (for "
+                          "gcp.resourceLocations: every location allowed)")
     policy = entry.request.get("policy")
     if not isinstance(policy, Mapping):
         return UNKNOWN, f"{verb} entry without the policy it wrote: cannot tell what constraints/{constraint} allowed"

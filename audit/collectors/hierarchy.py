@@ -47,7 +47,12 @@ def ancestors(ctx: CollectContext, parent: str) -> list[str]:
 
 def collect(ctx: CollectContext, parent: str) -> None:
     """IAM policy of every ancestor, then the location policy set at each level."""
-    chain = ancestors(ctx, parent)
+    chain: list[str] = []
+    try:
+        chain = ancestors(ctx, parent)
+        ctx.folders[:] = [level for level in chain if level.startswith("folders/")]
+    finally:
+        ctx.ancestry_read.set()
     clients = {"folders": ctx.client(cloud.folders), "organizations": ctx.client(cloud.organizations)}
     for level in chain:
         kind = level.split("/", 1)[0]

@@ -10,12 +10,14 @@ read their own method families and are not re-judged here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sovaudit import cloud
 from sovaudit.audit.collectors.context import CollectContext, utc_text
 
 PURPOSE = "logging.posture_changes"
+ANCESTRY_WAIT_SECONDS = 30.0
 PAGE_SIZE = 1000
 ACTIVITY = "cloudaudit.googleapis.com%2Factivity"
 
@@ -33,16 +35,20 @@ SERVICE_FILTERS = (
 )
 
 
-def change_filter(project: str, organization: str, start: datetime, end: datetime) -> str:
+def change_filter(project: str, organization: str, start: datetime, end: datetime,
+                  folders: Sequence[str] = ()) -> str:
     logs = [f'logName="projects/{project}/logs/{ACTIVITY}"']
+    # A change made on a folder or the organization above the project (its IAM audit configs, its org
+    # policies) is logged in that level's own Admin Activity log (reference §2, §7).
+    logs += [f'logName="{folder}/logs/{ACTIVITY}"' for folder in folders]
     if organization:
         logs.append(f'logName="{organization}/logs/{ACTIVITY}"')
     return (f"({' OR '.join(logs)}) AND ({' OR '.join(SERVICE_FILTERS)}) "
             f'AND timestamp>="{utc_text(start)}" AND timestamp<="{utc_text(end)}"')
 
 
-def resource_names(project: str, organization: str) -> list[str]:
-    return [f"projects/{project}", *([organization] if organization else [])]
+def resource_names(project: str, organization: str, folders: Sequence[str] = ()) -> list[str]:
+    return [f"projects/{project}", *folders, *([organization] if organization else [])]
 
 
 def collect(ctx: CollectContext, start: datetime, end: datetime) -> None:
@@ -50,10 +56,15 @@ def collect(ctx: CollectContext, start: datetime, end: datetime) -> None:
     client = ctx.client(cloud.logging, ctx.project)
     from google.cloud import logging as cloud_logging
 
-    text = change_filter(ctx.project, organization, start, end)
+    # The folders come from the hierarchy collector (running beside this one); without them in time,
+    # the query still reads the project and the organization.
+    ctx.ancestry_read.wait(timeout=ANCESTRY_WAIT_SECONDS)
+    folders = list(ctx.folders)
+    text = change_filter(ctx.project, organization, start, end, folders)
 
     def list_all() -> int:
-        entries = client.list_entries(resource_names=resource_names(ctx.project, organization), filter_=text,
+        entries = client.list_entries(resource_names=resource_names(ctx.project, organization, folders),
+                                      filter_=text,
                                       order_by=cloud_logging.ASCENDING, page_size=PAGE_SIZE)
         return sum(1 for _ in entries)
 

@@ -28,6 +28,13 @@ def effective_location_policy(ctx: CollectContext) -> None:
 def project_and_audit_config(ctx: CollectContext) -> None:
     client = ctx.client(cloud.projects)
     resource = f"projects/{ctx.project}"
+    try:
+        _project_chain(ctx, client, resource)
+    finally:
+        ctx.ancestry_read.set()   # known or not: the change history must not wait for it any longer
+
+
+def _project_chain(ctx: CollectContext, client: Any, resource: str) -> None:
     project = ctx.recorder.call("resourcemanager.project", "resourcemanager", "projects.get",
                                 lambda: client.get_project(name=resource, retry=None,
                                                            timeout=REQUEST_TIMEOUT_SECONDS))

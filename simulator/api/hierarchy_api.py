@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from sovaudit.simulator import audit_log, clock, hierarchy
+from sovaudit.simulator import admin_audit, audit_log, clock, hierarchy
 from sovaudit.simulator.api._common import paged_body
 from sovaudit.simulator.api.orgpolicy import CONSTRAINTS, _validated_spec
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
@@ -103,18 +103,15 @@ def _effective(kind: str) -> Any:
 
 # ------------------------------------------------------------------------------------------ mutations
 
-def _principal(req: SimRequest) -> str:
-    return req.http.headers.get("X-Sim-Principal") or "anonymous"
-
-
 def _audit(req: SimRequest, resource: str, *, service: str, method: str, permission: str,
-           request: dict[str, Any], response: dict[str, Any] | None) -> None:
-    """An Admin Activity entry in the folder's or organization's own log."""
+           request: dict[str, Any], response: dict[str, Any] | None, resource_name: str = "") -> None:
+    """An Admin Activity entry in the folder's or organization's own log; `resource_name` names the
+    policy for Org Policy calls (`folders/F/policies/C`, as the project-level entries do)."""
     kind, number = resource.split("/", 1)
     resource_type, label = ("folder", "folder_id") if kind == "folders" else ("organization", "organization_id")
     entry = audit_log.audit_entry(
-        req.state, log_id=audit_log.ACTIVITY, service=service, method=method, resource_name=resource,
-        resource_type=resource_type, resource_labels={label: number}, principal=_principal(req),
+        req.state, log_id=audit_log.ACTIVITY, service=service, method=method, resource_name=resource_name or resource,
+        resource_type=resource_type, resource_labels={label: number}, principal=admin_audit.caller(req),
         timestamp=clock.now(), permission=permission, permission_type="ADMIN_WRITE",
         caller_ip=req.http.remote_addr or "127.0.0.1", request=request, response=response)
     entry["logName"] = f"{resource}/logs/{audit_log.ACTIVITY}"
@@ -170,6 +167,7 @@ def _store(req: SimRequest, resource: str, level: dict[str, Any], constraint: st
         level["org_policies"][constraint] = stored
     _audit(req, resource, service="orgpolicy.googleapis.com", method=f"google.cloud.orgpolicy.v2.OrgPolicy.{method}",
            permission=f"orgpolicy.policies.{method.removesuffix('Policy').lower()}",
+           resource_name=f"{resource}/policies/{constraint}",
            request={"@type": f"type.googleapis.com/google.cloud.orgpolicy.v2.{method}Request", "policy": body},
            response={"@type": "type.googleapis.com/google.cloud.orgpolicy.v2.Policy", **stored})
     return copy.deepcopy(stored)
@@ -217,7 +215,7 @@ def _delete_policy(kind: str) -> Any:
             if level["org_policies"].pop(constraint, None) is None:
                 raise rpc_error(404, f"Policy {resource}/policies/{constraint} not found.")
         _audit(req, resource, service="orgpolicy.googleapis.com", method="google.cloud.orgpolicy.v2.OrgPolicy.DeletePolicy",
-               permission="orgpolicy.policies.delete",
+               permission="orgpolicy.policies.delete", resource_name=f"{resource}/policies/{constraint}",
                request={"@type": "type.googleapis.com/google.cloud.orgpolicy.v2.DeletePolicyRequest",
                         "name": f"{resource}/policies/{constraint}"}, response=None)
         return {}

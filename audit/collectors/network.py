@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sovaudit import cloud
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext, utc_text
@@ -27,20 +28,21 @@ NETWORK = "compute.network"
 CHANGES = "logging.network_changes"
 
 
-def routers(ctx: CollectContext) -> None:
-    client = ctx.client(cloud.compute_routers)
+def _list_all(ctx: CollectContext, purpose: str, method: str, factory: Any, call: str) -> None:
+    """Page through one Compute listing of the whole project (`call` is `list` or `aggregated_list`)."""
+    client = ctx.client(factory)
     request = {"project": ctx.project, "max_results": PAGE_SIZE}
-    ctx.recorder.call(ROUTERS, "compute", "routers.aggregatedList",
-                      lambda: sum(1 for _ in client.aggregated_list(request=request, retry=None,
+    ctx.recorder.call(purpose, "compute", method,
+                      lambda: sum(1 for _ in getattr(client, call)(request=request, retry=None,
                                                                    timeout=REQUEST_TIMEOUT_SECONDS)))
 
 
+def routers(ctx: CollectContext) -> None:
+    _list_all(ctx, ROUTERS, "routers.aggregatedList", cloud.compute_routers, "aggregated_list")
+
+
 def routes(ctx: CollectContext) -> None:
-    client = ctx.client(cloud.compute_routes)
-    request = {"project": ctx.project, "max_results": PAGE_SIZE}
-    ctx.recorder.call(ROUTES, "compute", "routes.list",
-                      lambda: sum(1 for _ in client.list(request=request, retry=None,
-                                                         timeout=REQUEST_TIMEOUT_SECONDS)))
+    _list_all(ctx, ROUTES, "routes.list", cloud.compute_routes, "list")
 
 
 def node_network(ctx: CollectContext) -> None:
@@ -53,19 +55,11 @@ def node_network(ctx: CollectContext) -> None:
 
 
 def firewalls(ctx: CollectContext) -> None:
-    client = ctx.client(cloud.compute_firewalls)
-    request = {"project": ctx.project, "max_results": PAGE_SIZE}
-    ctx.recorder.call(FIREWALLS, "compute", "firewalls.list",
-                      lambda: sum(1 for _ in client.list(request=request, retry=None,
-                                                         timeout=REQUEST_TIMEOUT_SECONDS)))
+    _list_all(ctx, FIREWALLS, "firewalls.list", cloud.compute_firewalls, "list")
 
 
 def project_instances(ctx: CollectContext) -> None:
-    client = ctx.client(cloud.compute_instances)
-    request = {"project": ctx.project, "max_results": PAGE_SIZE}
-    ctx.recorder.call(PROJECT_INSTANCES, "compute", "instances.aggregatedList",
-                      lambda: sum(1 for _ in client.aggregated_list(request=request, retry=None,
-                                                                   timeout=REQUEST_TIMEOUT_SECONDS)))
+    _list_all(ctx, PROJECT_INSTANCES, "instances.aggregatedList", cloud.compute_instances, "aggregated_list")
 
 
 def collect(ctx: CollectContext) -> None:

@@ -163,7 +163,7 @@ class _Run:
         status = _RISK_STATUS.get(outcome)
         if status is None:
             return None
-        cid = text(control["id"])
+        cid = _one_line(control["id"]) or "(no id)"
         reason = _one_line(control_reason(control)) or outcome.lower()
         statement = {
             "FAIL": f"The evidence shows the control does not hold: {reason}",
@@ -228,7 +228,7 @@ def assessment_results(result: Mapping[str, Any], manifest: Mapping[str, Any] | 
     found: list[dict[str, Any]] = []
     risks: list[dict[str, Any]] = []
     for control in result["controls"]:
-        cid = text(control["id"])
+        cid = _one_line(control["id"]) or "(no id)"
         outcome = text(control["outcome"])
         reason = _one_line(control_reason(control)) or outcome.lower()
         observation_uuid = _uuid(run.run_id, "observation", cid)
@@ -330,7 +330,7 @@ def poam(result: Mapping[str, Any], manifest: Mapping[str, Any] | None = None) -
         if risk is None:
             continue
         risks.append(risk)
-        cid = text(control["id"])
+        cid = _one_line(control["id"]) or "(no id)"
         outcome = text(control["outcome"])
         if outcome == "WAIVED":
             description = f"Approved deviation until {text((control.get('waiver') or {}).get('expires'))}: {risk['statement']}"

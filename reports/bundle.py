@@ -6,6 +6,7 @@ Layout (DESIGN §6):
       manifest.json          run facts and every evidence item with its sha256
       evidence/NNNN-<service>-<method>.json   raw bytes as received
       result.json  report.html  junit.xml  results.sarif
+      oscal-ar.json  oscal-poam.json (OSCAL; the POA&M only when a control is FAIL, ERROR or WAIVED)
       attestation.intoto.jsonl   DSSE envelope(s), one per line (only when a signer is given)
 
 Everything is written into a hidden staging directory beside the target (`.run-<id>.*.partial`),
@@ -35,6 +36,7 @@ from sovaudit.reports.formats import all_formats
 from sovaudit.reports.html import EvidenceRef, evidence_ref
 from sovaudit.reports.interface import FormatError, check_result
 from sovaudit.reports.json_format import canonical_json
+from sovaudit.reports.oscal import AR_FILE, POAM_FILE, NothingToPlan
 from sovaudit.reports.paths import bundle_file
 from sovaudit.reports.redact import redact as redact_document
 from sovaudit.reports.verify import ENVELOPE_FILE
@@ -180,12 +182,16 @@ def write_bundle(
             item.id: evidence_ref(item.manifest_entry(), item.body if item.id in probe_ids else None) for item in evidence
         }
         try:
-            for fmt in all_formats(refs, key_id):
-                put(fmt.file_name, fmt.render(result))
+            for fmt in all_formats(refs, key_id, manifest):
+                try:
+                    put(fmt.file_name, fmt.render(result))
+                except NothingToPlan:
+                    continue  # nothing open or waived: no POA&M (OSCAL needs at least one item)
         except FormatError as exc:
             raise BundleError(f"cannot render the reports: {exc}") from exc
         if signers:
             first = [RESULT_FILE, "report.html", "junit.xml", "results.sarif", MANIFEST_FILE]
+            first += [name for name in (AR_FILE, POAM_FILE) if name in digests]
             names = first + [item.path for item in evidence]
             statement = build_statement(result, [(name, digests[name]) for name in names], key_id)
             _, envelope = sign_statement(statement, signers)

@@ -96,20 +96,31 @@ def _evidence_beside(result_path: Path, result: dict[str, Any]) -> tuple[dict[st
     return refs, key_id
 
 
+def _manifest_beside(result_path: Path) -> dict[str, Any] | None:
+    """The manifest.json of the bundle a result.json sits in (the OSCAL documents cite its digests)."""
+    try:
+        manifest = json.loads((result_path.parent / "manifest.json").read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 @report.command("render")
 @click.argument("result_json", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "format_name", type=click.Choice(["html", "junit", "sarif", "json"]), default="html",
-              show_default=True, help="Output format.")
+@click.option("--format", "format_name", type=click.Choice(["html", "junit", "sarif", "json", "oscal", "poam"]),
+              default="html", show_default=True,
+              help="Output format; oscal = OSCAL Assessment Results, poam = OSCAL POA&M of open findings and waivers.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE (atomically) instead of stdout.")
 def render_command(result_json: Path, format_name: str, out_path: Path | None) -> None:
-    """Render RESULT_JSON (a sovaudit/result/v1 document) as HTML, JUnit XML, SARIF or canonical JSON.
+    """Render RESULT_JSON (a sovaudit/result/v1 document) as HTML, JUnit XML, SARIF, canonical JSON or OSCAL.
 
     When RESULT_JSON sits in a run bundle, evidence links and probe transcripts come from its manifest.
     """
     from sovaudit.reports.bundle import write_atomic
     from sovaudit.reports.formats import get_format
     from sovaudit.reports.interface import FormatError
+    from sovaudit.reports.oscal import NothingToPlan
 
     try:
         result = json.loads(result_json.read_bytes())
@@ -124,7 +135,11 @@ def render_command(result_json: Path, format_name: str, out_path: Path | None) -
         return
     refs, key_id = _evidence_beside(result_json, result)
     try:
-        data = get_format(format_name, refs, key_id).render(result)
+        data = get_format(format_name, refs, key_id, _manifest_beside(result_json)).render(result)
+    except NothingToPlan as exc:
+        # Not an error of the input: a run with nothing open or waived has no POA&M to write.
+        _say(f"no POA&M written: {exc}", err=True)
+        return
     except FormatError as exc:
         _fail_input(f"{result_json}: {exc}")
         return

@@ -332,6 +332,10 @@ def _bundle_cases() -> list[Case]:
                                             "--format", "sarif"), 2,
              (f"{b}/result-findings-not-a-list.json:", "'controls[0].pillar' must be a string"),
              ("bundles/result-findings-not-a-list.json",)),
+        Case("render-oscal-result-wrong-shape", ("report", "render", f"{b}/result-wrong-shape.json", "--format",
+                                                 "oscal"), 2,
+             (f"{b}/result-wrong-shape.json:", "'controls[0].outcome' is 'MAYBE'"),
+             ("bundles/result-wrong-shape.json",)),
     ]
 
 

@@ -308,7 +308,8 @@ def _people_in_the_logs(sim: SimServer) -> None:
                 payload["authenticationInfo"]["principalEmail"] = BOB
 
 
-REPORT_FILES = ("result.json", "report.html", "junit.xml", "results.sarif", "manifest.json")
+REPORT_FILES = ("result.json", "report.html", "junit.xml", "results.sarif", "manifest.json", "oscal-ar.json",
+                "oscal-poam.json")
 
 
 def test_redact_replaces_people_with_the_same_pseudonym_in_every_run_and_file(

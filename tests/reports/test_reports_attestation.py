@@ -76,7 +76,7 @@ def test_result_is_passed_only_when_every_control_passed():
 
 
 @pytest.mark.parametrize("subject", ["result.json", "report.html", "manifest.json", "junit.xml", "results.sarif",
-                                     "evidence/0002-compute-instances.aggregatedList.json"])
+                                     "oscal-ar.json", "oscal-poam.json", "evidence/0002-compute-instances.aggregatedList.json"])
 def test_one_flipped_byte_in_any_subject_is_named(signed_bundle, subject):
     run, key = signed_bundle
     path = run / subject

@@ -21,7 +21,7 @@ def test_bundle_has_the_designed_layout(tmp_path):
     assert run.name == "run-20261126T161800Z-3f9a1c"
     files = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file())
     assert files == sorted(["manifest.json", "result.json", "report.html", "junit.xml", "results.sarif",
-                            "attestation.intoto.jsonl"] + [item.path for item in make_evidence()])
+                            "oscal-ar.json", "oscal-poam.json", "attestation.intoto.jsonl"] + [item.path for item in make_evidence()])
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["policy"]["sha256"] == "ab" * 32 and manifest["principal"] == "alice@hospital.example"
     assert manifest["notes"] == ["n"]

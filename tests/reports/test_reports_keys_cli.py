@@ -121,7 +121,7 @@ def test_report_verify_exits_0_on_a_good_bundle(signed_run):
     run, public = signed_run
     outcome = CliRunner().invoke(report, ["verify", str(run / "attestation.intoto.jsonl"), "--key", str(public)])
     assert outcome.exit_code == 0, outcome.output
-    assert "VERIFIED: 1 signature(s), 8 subject(s)" in outcome.output
+    assert "VERIFIED: 1 signature(s), 10 subject(s)" in outcome.output
 
 
 def test_report_verify_exits_1_and_names_the_altered_file(signed_run):

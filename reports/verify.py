@@ -25,7 +25,7 @@ from sovaudit.reports.attestation import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT
 from sovaudit.reports.paths import bundle_file
 
 ENVELOPE_FILE = "attestation.intoto.jsonl"
-_NOT_SUBJECTS = {ENVELOPE_FILE}
+_NOT_SUBJECTS = {ENVELOPE_FILE, "attestation.tsr"}  # the RFC 3161 token is over the signature, made after it
 
 
 class EnvelopeError(Exception):

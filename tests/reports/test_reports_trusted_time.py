@@ -235,3 +235,25 @@ def test_an_unreachable_tsa_is_an_error_not_a_silent_unstamped_bundle(tmp_path):
         write_bundle(tmp_path / "out", make_result(), make_evidence(), {}, signer=load_signing_key(pair.private_path),
                      timestamper=partial(request_timestamp, "http://127.0.0.1:9/tsr", timeout=2))
     assert not list((tmp_path / "out").glob("run-*"))
+
+
+def test_verify_with_tsa_against_the_simulator_stamps_the_bundle(sim, tsa, tmp_path):
+    pair = generate_key(tmp_path / "keys", "ed25519", "ops")
+    result = CliRunner().invoke(main, ["verify", "--policy", "us", "--target", sim.url, "--posture-only", "--no-probes",
+                                       "--api-deadline", "5", "--out", str(tmp_path / "out"),
+                                       "--sign-key", str(pair.private_path), "--tsa", tsa.url])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "out").glob("run-*")
+    assert tsa.requests == 1
+    code, out = _verify(run, "--key", str(pair.public_path), "--tsa-root", str(tsa.root_pem))
+    assert code == 0 and "TRUSTED TIME:" in out, out
+
+
+def test_verify_with_a_refusing_tsa_writes_no_bundle_and_exits_2(sim, tmp_path):
+    pair = generate_key(tmp_path / "keys", "ed25519", "ops")
+    result = CliRunner().invoke(main, ["verify", "--policy", "us", "--target", sim.url, "--posture-only", "--no-probes",
+                                       "--api-deadline", "5", "--out", str(tmp_path / "out"),
+                                       "--sign-key", str(pair.private_path), "--tsa", f"{sim.url}/not-a-tsa"])
+    assert result.exit_code == 2, result.output
+    assert "no trusted time, so no bundle was written" in result.output
+    assert not list((tmp_path / "out").glob("run-*"))

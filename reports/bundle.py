@@ -7,6 +7,7 @@ Layout (DESIGN §6):
       evidence/NNNN-<service>-<method>.json   raw bytes as received
       result.json  report.html  junit.xml  results.sarif
       attestation.intoto.jsonl   DSSE envelope(s), one per line (only when a signer is given)
+      attestation.tsr            RFC 3161 timestamp over signature 1 (only with a timestamper)
 
 Everything is written into a hidden staging directory beside the target (`.run-<id>.*.partial`),
 each file through a temporary file and a rename, and the staging directory is renamed to `run-<id>`

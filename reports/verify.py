@@ -228,7 +228,7 @@ def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | No
     `bundle` defaults to the envelope's directory. Raises EnvelopeError when the file is unusable.
     """
     if not keys:
-        raise EnvelopeError("no public key given; pass --key PUB.pem")
+        raise EnvelopeError("no public key given; pass --key PUB.pem (or --trust FILE listing public_key signers)")
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:

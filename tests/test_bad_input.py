@@ -469,6 +469,8 @@ def _trust_cases() -> list[Case]:
         Case("tsa-url-not-http", ("verify", "--policy", "us", "--target", "{dead}", "--out", "{out}",
                                   "--sign-key", "{tmp}/keys/trusted.pem", "--tsa", "ftp://tsa.example/tsr"), 2,
              ("--tsa 'ftp://tsa.example/tsr' is not an http(s) URL",), setup=trusted_key_only),
+        Case("report-verify-no-key-no-trust", ("report", "verify", envelope), 2,
+             ("no public key given",), setup=signed_bundle(["result.json"])),
         Case("demo-tsa-url-not-http", ("demo", "--out", "{out}", "--tsa", "tsa.example"), 2,
              ("--tsa 'tsa.example' is not an http(s) URL",)),
     ]

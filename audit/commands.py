@@ -188,7 +188,7 @@ def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, .
 
 
 def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer: Any,
-                  bundle: bool, redact: bool) -> Path:
+                  bundle: bool, redact: bool, tsa_url: str | None = None) -> Path:
     from sovaudit.reports import bundle as bundle_writer
 
     meta = {
@@ -201,8 +201,29 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer:
         "swept": [{"kind": s.kind, "name": s.name, "deleted": s.deleted} for s in collected.swept],
         "notes": list(collected.notes),
     }
+    timestamper = None
+    if tsa_url:
+        from functools import partial
+
+        from sovaudit.reports.timestamp import request_timestamp
+
+        timestamper = partial(request_timestamp, tsa_url)
     return Path(bundle_writer.write_bundle(out, result.to_json(), collected.evidence, meta, signer=signer,
-                                           pack_tar=bundle, redact=redact))
+                                           pack_tar=bundle, redact=redact, timestamper=timestamper))
+
+
+def _check_tsa(tsa_url: str, *, signed: bool) -> None:
+    """--tsa timestamps a signature: without one, or with a URL that is not http(s), stop (exit 2)
+    before any API call rather than after the audit."""
+    from sovaudit.reports.timestamp import TimestampError, check_tsa_url
+
+    if not signed:
+        raise click.UsageError("--tsa timestamps the attestation's signature: give --sign-key or --kms-key too")
+    try:
+        check_tsa_url(tsa_url)
+    except TimestampError as error:
+        _err(str(error))
+        raise SystemExit(2) from error
 
 
 def signer_from_options(sign_key: str | None, kms_key: str | None, target: Target | None) -> Any:
@@ -248,6 +269,8 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign the attestation with this PEM private key.")
 @click.option("--kms-key", help="Sign with a Cloud KMS key version (projects/…/cryptoKeyVersions/N).")
+@click.option("--tsa", "tsa_url", help="RFC 3161 timestamp authority URL: timestamp the signature (trusted time); "
+                                      "an unreachable or refusing TSA is exit 2 and no bundle is written.")
 @click.option("--bundle", "pack_tar", is_flag=True, help="Also pack the run directory as run-<id>.tar.gz.")
 @click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
 @click.option("--evidence", "evidence_dir", type=click.Path(file_okay=False),
@@ -257,7 +280,7 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
-           api_deadline: float) -> None:
+           api_deadline: float, tsa_url: str | None = None) -> None:
     """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input.
 
     \b
@@ -277,6 +300,8 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
     _check_out_dir(out_dir)
     if (pack_tar or redact or sign_key or kms_key) and not out_dir:
         raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
+    if tsa_url:
+        _check_tsa(tsa_url, signed=bool(sign_key or kms_key))
     pack = _load_pack(policy, project)
     if evidence_dir:
         if job_name or since or until or posture_only or no_probes:
@@ -318,9 +343,16 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
 
         try:
             run_dir = write_outputs(Path(out_dir), result, collected, signer=signer, bundle=pack_tar,
-                                    redact=redact)
+                                    redact=redact, tsa_url=tsa_url)
         except BundleError as error:
             _err(f"could not write the bundle: {error}")
+            raise SystemExit(2) from error
+        except Exception as error:
+            from sovaudit.reports.timestamp import TimestampError
+
+            if not isinstance(error, TimestampError):
+                raise
+            _err(f"no trusted time, so no bundle was written: {error}")
             raise SystemExit(2) from error
         _err(f"evidence bundle: {run_dir}")
     if output_format == "json":

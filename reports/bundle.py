@@ -8,6 +8,7 @@ Layout (DESIGN §6):
       result.json  report.html  junit.xml  results.sarif
       oscal-ar.json  oscal-poam.json (OSCAL; the POA&M only when a control is FAIL, ERROR or WAIVED)
       attestation.intoto.jsonl   DSSE envelope(s), one per line (only when a signer is given)
+      attestation.tsr            RFC 3161 timestamp over signature 1 (only with a timestamper)
 
 Everything is written into a hidden staging directory beside the target (`.run-<id>.*.partial`),
 each file through a temporary file and a rename, and the staging directory is renamed to `run-<id>`
@@ -16,6 +17,7 @@ only at the very end. A crash leaves a `.partial` directory, never a `run-<id>` 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -24,7 +26,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +136,15 @@ def write_bundle(
     *,
     redact: bool = False,
     redact_salt: bytes = b"",
+    timestamper: Callable[[bytes], bytes] | None = None,
 ) -> Path:
     """Write `out_dir/run-<id>/` (and `run-<id>.tar.gz` when `pack_tar`); return the run directory.
 
     `manifest_meta` adds or overrides run facts in manifest.json (the result supplies run_id, target,
     project, policy, tool, principal and times). With `redact`, people's email addresses in the
     result, the reports and the manifest's run facts become pseudonyms; evidence files stay raw.
+    `timestamper` (signature bytes -> DER RFC 3161 reply) adds attestation.tsr beside the envelope;
+    it runs before the bundle is moved into place, so a TSA failure leaves no half-timestamped run.
     """
     out_dir = Path(out_dir)
     try:
@@ -196,6 +201,11 @@ def write_bundle(
             statement = build_statement(result, [(name, digests[name]) for name in names], key_id)
             _, envelope = sign_statement(statement, signers)
             write_atomic(staging / ENVELOPE_FILE, envelope_line(envelope))
+            if timestamper is not None:
+                from sovaudit.reports.timestamp import TIMESTAMP_FILE
+
+                signature = base64.b64decode(envelope["signatures"][0]["sig"])
+                write_atomic(staging / TIMESTAMP_FILE, timestamper(signature))
         _fsync_dir(staging / "evidence")
         _fsync_dir(staging)
         staging.chmod(0o755)

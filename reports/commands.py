@@ -34,25 +34,39 @@ def report() -> None:
 
 @report.command("verify")
 @click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--key", "key_paths", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Public key (PEM) trusted to sign; repeat for several. Every signature must be by one of them.")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Public key (PEM) trusted to sign; repeat for several. Every signature must be by one of them. "
+                   "Needed unless --trust names the keys.")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The run-<id>/ directory holding the subjects (default: the envelope's directory).")
-def verify_command(envelope: Path, key_paths: tuple[Path, ...], bundle_dir: Path | None) -> None:
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trust policy (YAML): trusted signers with validity windows, TSAs, max age, simulated runs, "
+                   "required project/policy. Each rule prints PASS/FAIL; any FAIL is exit 1.")
+@click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM root certificate of a trusted RFC 3161 TSA; checks attestation.tsr offline.")
+def verify_command(envelope: Path, key_paths: tuple[Path, ...], bundle_dir: Path | None,
+                   trust_path: Path | None = None, tsa_roots: tuple[Path, ...] = ()) -> None:
     """Check ENVELOPE's signatures, then every subject's sha256 inside the bundle."""
     from sovaudit.reports.keys import load_public_key
+    from sovaudit.reports.trust_check import TrustInputError, load_trust_inputs, time_and_trust
     from sovaudit.reports.verify import EnvelopeError, verify_envelope_file
 
     try:
-        keys = [load_public_key(path) for path in key_paths]
+        trust, roots, trust_keys = load_trust_inputs(trust_path, tsa_roots)
+        keys = [load_public_key(path) for path in key_paths] + trust_keys
         outcome = verify_envelope_file(envelope, keys, bundle_dir)
-    except (KeyFileError, EnvelopeError) as exc:
+    except (KeyFileError, EnvelopeError, TrustInputError) as exc:
         _fail_input(str(exc))
         return
     for check in outcome.checks:
         _say(f"{'OK ' if check.ok else 'BAD'} {check.what}: {check.reason}")
     for note in outcome.notes:
         _say(f"NOTE {note}")
+    extra = time_and_trust(envelope, bundle_dir or envelope.parent, outcome, trust, roots, bool(tsa_roots))
+    for line in extra.lines:
+        _say(line)
+    if extra.failures:
+        outcome = type(outcome)(outcome.checks + extra.failures, outcome.statements, outcome.notes)
     if outcome.ok:
         subjects = sum(len(s.get("subject") or []) for s in outcome.statements)
         signatures = sum(1 for check in outcome.checks if "signature" in check.what)

@@ -25,7 +25,7 @@ from sovaudit.reports.attestation import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT
 from sovaudit.reports.paths import bundle_file
 
 ENVELOPE_FILE = "attestation.intoto.jsonl"
-_NOT_SUBJECTS = {ENVELOPE_FILE}
+_NOT_SUBJECTS = {ENVELOPE_FILE, "attestation.tsr"}  # the RFC 3161 token is over the signature, made after it
 
 
 class EnvelopeError(Exception):
@@ -228,7 +228,7 @@ def verify_envelope_file(path: Path, keys: Sequence[SSlibKey], bundle: Path | No
     `bundle` defaults to the envelope's directory. Raises EnvelopeError when the file is unusable.
     """
     if not keys:
-        raise EnvelopeError("no public key given; pass --key PUB.pem")
+        raise EnvelopeError("no public key given; pass --key PUB.pem (or --trust FILE listing public_key signers)")
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:

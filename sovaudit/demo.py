@@ -28,7 +28,10 @@ RECORDED_JOB = "preprocess-genomes-001"
 @click.option("--files", type=click.IntRange(1, 50), default=3, show_default=True, help="VCFs in the cohort.")
 @click.option("--records", type=click.IntRange(10, 1_000_000), default=3000, show_default=True,
               help="Records per synthetic VCF.")
-def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, records: int) -> None:
+@click.option("--tsa", "tsa_url", help="RFC 3161 timestamp authority URL: give the bundle trusted time "
+                                      "(an unreachable TSA is exit 2 and no bundle is written).")
+def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, records: int,
+         tsa_url: str | None = None) -> None:
     """Run the pipeline on the embedded simulator, verify it, and write a signed bundle."""
     from sovaudit.audit.commands import (
         _check_out_dir,
@@ -45,6 +48,10 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
     from sovaudit.simulator.node import NodeFileError
 
     _check_out_dir(out_dir)
+    if tsa_url:
+        from sovaudit.audit.commands import _check_tsa
+
+        _check_tsa(tsa_url, signed=True)  # the demo always signs
     out = Path(out_dir)
     try:
         policy = _scenario_policy(node, scenarios, out)
@@ -63,7 +70,14 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
                                        probes=True, since=None, until=None, api_deadline=5.0)
         # The private half lives only in memory: the demo's bundle can be verified, never re-signed.
         signer = throwaway_signer("ed25519")
-        run_dir = write_outputs(out, result, collected, signer=signer, bundle=False, redact=False)
+        from sovaudit.reports.timestamp import TimestampError
+
+        try:
+            run_dir = write_outputs(out, result, collected, signer=signer, bundle=False, redact=False,
+                                    tsa_url=tsa_url)
+        except TimestampError as error:
+            _err(f"no trusted time, so no bundle was written: {error}")
+            raise SystemExit(2) from error
         public_key = write_public_key(signer, run_dir.parent / f"{run_dir.name}.pub.pem")
     print_summary(result.to_json())
     click.echo(f"\ndemo took {time.monotonic() - started:.0f}s; evidence bundle: {run_dir}")

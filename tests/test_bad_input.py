@@ -424,7 +424,63 @@ def _cli_cases() -> list[Case]:
     ]
 
 
-CASES = _policy_cases() + _vcf_cases() + _key_cases() + _envelope_cases() + _bundle_cases() + _cli_cases()
+def _then(*setups: Setup) -> Setup:
+    def setup(tmp: Path) -> None:
+        for step in setups:
+            step(tmp)
+
+    return setup
+
+
+def _tsa_root(tmp: Path) -> None:
+    """A PEM root certificate at {tmp}/tsa-root.pem (a CA that issued no timestamp here)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bad-input TSA root")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    (tmp / "tsa-root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _trust_cases() -> list[Case]:
+    envelope = "{tmp}/run/attestation.intoto.jsonl"
+    bad_trust = (b"schema: sovaudit/trust-policy/v1\nsigners:\n  - name: ops\n    keyid: NOT-HEX\n"
+                 b"    valid_from: 2026-01-01T00:00:00Z\n")
+    return [
+        Case("trust-policy-malformed", ("report", "verify", envelope, "--trust", "{tmp}/trust.yaml"), 2,
+             ("{tmp}/trust.yaml:4: signers[0].keyid: expected 64 lower-case hex digits",),
+             setup=_then(signed_bundle(["result.json"]), write_files({"trust.yaml": bad_trust}))),
+        Case("trust-policy-unknown-field", ("report", "verify", envelope, "--trust", "{tmp}/trust.yaml"), 2,
+             ("{tmp}/trust.yaml:2: allow_simulate: unknown field",),
+             setup=_then(signed_bundle(["result.json"]),
+                         write_files({"trust.yaml": b"schema: sovaudit/trust-policy/v1\nallow_simulate: true\n"}))),
+        Case("timestamp-corrupt", ("report", "verify", envelope, "--key", "{tmp}/keys/trusted.pub.pem",
+                                   "--tsa-root", "{tmp}/tsa-root.pem"), 1,
+             ("BAD timestamp: the timestamp is not a DER RFC 3161 reply", "FAILED"),
+             setup=_then(signed_bundle(["result.json"]), _tsa_root,
+                         write_files({"run/attestation.tsr": b"\x30\x82\x01\x00not a TimeStampResp"}))),
+        Case("tsa-root-not-pem", ("report", "verify", envelope, "--key", "{tmp}/keys/trusted.pub.pem",
+                                  "--tsa-root", "{tmp}/run/result.json"), 2,
+             ("TSA root {tmp}/run/result.json is not a PEM certificate",), setup=signed_bundle(["result.json"])),
+        Case("tsa-url-not-http", ("verify", "--policy", "us", "--target", "{dead}", "--out", "{out}",
+                                  "--sign-key", "{tmp}/keys/trusted.pem", "--tsa", "ftp://tsa.example/tsr"), 2,
+             ("--tsa 'ftp://tsa.example/tsr' is not an http(s) URL",), setup=trusted_key_only),
+        Case("report-verify-no-key-no-trust", ("report", "verify", envelope), 2,
+             ("no public key given",), setup=signed_bundle(["result.json"])),
+        Case("demo-tsa-url-not-http", ("demo", "--out", "{out}", "--tsa", "tsa.example"), 2,
+             ("--tsa 'tsa.example' is not an http(s) URL",)),
+    ]
+
+
+CASES = _policy_cases() + _vcf_cases() + _key_cases() + _envelope_cases() + _bundle_cases() + _cli_cases() + _trust_cases()
 
 
 def _expand(text: str, tmp: Path) -> str:

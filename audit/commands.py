@@ -250,14 +250,18 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 @click.option("--kms-key", help="Sign with a Cloud KMS key version (projects/…/cryptoKeyVersions/N).")
 @click.option("--bundle", "pack_tar", is_flag=True, help="Also pack the run directory as run-<id>.tar.gz.")
 @click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
-@click.option("--evidence", "evidence_dir", type=click.Path(file_okay=False),
-              help="Re-evaluate a bundle offline instead of collecting (no network, no probes).")
+@click.option("--evidence", "evidence_dir", type=click.Path(),
+              help="Re-evaluate a bundle (run-<id>/ or its .tar.gz) offline instead of collecting (no network, no "
+                   "probes); --out DIR writes the re-evaluated bundle.")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="With --evidence: check the bundle's attestation with this public key (PEM) first and refuse "
+                   "an unsigned, tampered or foreign-signed bundle; repeat for several keys.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
 def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
-           api_deadline: float) -> None:
+           key_paths: tuple[str, ...], api_deadline: float) -> None:
     """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input.
 
     \b
@@ -277,13 +281,19 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
     _check_out_dir(out_dir)
     if (pack_tar or redact or sign_key or kms_key) and not out_dir:
         raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
+    if key_paths and not evidence_dir:
+        raise click.UsageError("--key checks a received bundle: it applies to --evidence only")
     pack = _load_pack(policy, project)
     if evidence_dir:
         if job_name or since or until or posture_only or no_probes:
             raise click.UsageError("--evidence re-evaluates a bundle as recorded: scope options do not apply")
+        if sign_key or kms_key or pack_tar or redact:
+            raise click.UsageError("--evidence writes the re-evaluated bundle unsigned under --out; "
+                                   "--sign-key, --kms-key, --bundle and --redact do not apply")
         from sovaudit.audit.reverify import reverify
 
-        exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
+        exit_code = reverify(Path(evidence_dir), pack, output_format=output_format,
+                             key_paths=tuple(Path(k) for k in key_paths), out_dir=Path(out_dir) if out_dir else None)
         raise SystemExit(exit_code)
     target = parse_target(target_text)
     window_start, window_end = _parse_time(since, "--since"), _parse_time(until, "--until")

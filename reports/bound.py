@@ -63,6 +63,11 @@ class StatementFacts:
         return lines
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else an empty one (a hostile statement may put anything there)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -70,12 +75,12 @@ def _text(value: Any) -> str:
 def statement_facts(statement: Mapping[str, Any], signer_key_ids: Sequence[str] = ()) -> StatementFacts:
     """The facts of a statement; fields absent from an older statement are shown as unknown, and a
     statement that does not say whether it was simulated is judged by its target (fail closed)."""
-    predicate = statement.get("predicate") if isinstance(statement.get("predicate"), Mapping) else {}
-    ext = predicate.get(EXTENSION_KEY) if isinstance(predicate.get(EXTENSION_KEY), Mapping) else {}
-    policy = ext.get("policy") if isinstance(ext.get("policy"), Mapping) else {}
-    scope = ext.get("scope") if isinstance(ext.get("scope"), Mapping) else {}
-    window = scope.get("window") if isinstance(scope.get("window"), Mapping) else {}
-    counts_raw = ext.get("counts") if isinstance(ext.get("counts"), Mapping) else {}
+    predicate = _map(statement.get("predicate"))
+    ext = _map(predicate.get(EXTENSION_KEY))
+    policy = _map(ext.get("policy"))
+    scope = _map(ext.get("scope"))
+    window = _map(scope.get("window"))
+    counts_raw = _map(ext.get("counts"))
     counts = {str(k): int(v) for k, v in counts_raw.items() if isinstance(v, int)}
     if not counts:
         counts = {"PASS": len(predicate.get("passedTests") or []), "WARNED": len(predicate.get("warnedTests") or []),
@@ -141,7 +146,7 @@ def binding_checks(statement: Mapping[str, Any], bundle: Path, received_as: Path
     if not isinstance(manifest, Mapping):
         checks.append(Check("manifest.json", False, problem or "manifest.json is not a JSON object"))
     else:
-        policy = manifest.get("policy") if isinstance(manifest.get("policy"), Mapping) else {}
+        policy = _map(manifest.get("policy"))
         checks.append(_compare("manifest.json", [
             ("run_id", manifest.get("run_id"), facts.run_id), ("project", manifest.get("project"), facts.project),
             ("target", manifest.get("target"), facts.target),
@@ -152,7 +157,7 @@ def binding_checks(statement: Mapping[str, Any], bundle: Path, received_as: Path
     if not isinstance(result, Mapping):
         checks.append(Check("result.json", False, problem or "result.json is not a JSON object"))
     else:
-        predicate = statement.get("predicate") if isinstance(statement.get("predicate"), Mapping) else {}
+        predicate = _map(statement.get("predicate"))
         signed_outcomes = {"passed": sorted(predicate.get("passedTests") or []),
                            "failed": sorted(predicate.get("failedTests") or [])}
         outcomes = {"passed": sorted(str(c.get("id")) for c in result.get("controls") or []

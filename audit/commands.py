@@ -333,6 +333,10 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
             _err(f"could not write the bundle: {error}")
             raise SystemExit(2) from error
         _err(f"evidence bundle: {run_dir}")
+        if signer is None:
+            _err("note: the bundle is UNSIGNED (no --sign-key/--kms-key): nothing vouches for its contents")
+    if target.kind != "gcp":
+        _err(f"SIMULATED: {target_text} is the local simulator; this run is not evidence about a real node")
     if output_format == "json":
         click.echo(json.dumps(document, indent=2))
     else:

@@ -196,3 +196,29 @@ def test_a_file_that_is_not_an_archive_is_bad_input(tmp_path):
     fake.write_bytes(b"not gzip at all")
     outcome = _verify(fake, generate_key(tmp_path / "k").public_path)
     assert outcome.exit_code == 2 and "not a readable tar.gz" in outcome.output
+
+
+def test_the_html_of_a_simulated_run_carries_the_banner_and_a_real_one_does_not(tmp_path):
+    run, _ = _signed(tmp_path)
+    page = (run / "report.html").read_text()
+    assert "SIMULATED — not evidence about a real node" in page and "<title>[SIMULATED]" in page
+    real, _ = _signed(tmp_path / "real", make_result() | {"target": "gcp"})
+    assert "SIMULATED" not in (real / "report.html").read_text()
+
+
+def test_the_html_indexes_every_evidence_file_with_its_digest(tmp_path):
+    run, _ = _signed(tmp_path)
+    page = (run / "report.html").read_text()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["evidence"]
+    for entry in manifest["evidence"]:
+        assert f'<td class="mono">{entry["path"]}</td><td class="mono">{entry["sha256"]}</td>' in page
+
+
+def test_an_unsigned_page_says_it_is_unsigned_and_points_to_no_attestation(tmp_path):
+    run = write_bundle(tmp_path / "out", make_result(), make_evidence(), {})
+    page = (run / "report.html").read_text()
+    assert "This bundle is unsigned" in page
+    assert "attestation.intoto.jsonl" not in page
+    signed, _ = _signed(tmp_path / "s")
+    assert "This bundle is unsigned" not in (signed / "report.html").read_text()

@@ -201,8 +201,12 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer:
         "swept": [{"kind": s.kind, "name": s.name, "deleted": s.deleted} for s in collected.swept],
         "notes": list(collected.notes),
     }
+    try:
+        policy_bytes: bytes | None = Path(result.policy_path).read_bytes()
+    except OSError:
+        policy_bytes = None  # e.g. a shipped pack inside a zip; the statement still carries its digest
     return Path(bundle_writer.write_bundle(out, result.to_json(), collected.evidence, meta, signer=signer,
-                                           pack_tar=bundle, redact=redact))
+                                           pack_tar=bundle, redact=redact, policy_bytes=policy_bytes))
 
 
 def signer_from_options(sign_key: str | None, kms_key: str | None, target: Target | None) -> Any:

@@ -130,6 +130,13 @@ def binding_checks(statement: Mapping[str, Any], bundle: Path, received_as: Path
     missing = [name for name in ("result.json", "manifest.json") if name not in subjects]
     checks.append(Check("bound files", not missing,
                         f"not signed: {', '.join(missing)}" if missing else "result.json and manifest.json are subjects"))
+    policy_subject = [s for s in statement.get("subject") or []
+                      if isinstance(s, Mapping) and s.get("name") == "policy.yaml"]
+    if policy_subject:
+        digest = _text(_map(policy_subject[0].get("digest")).get("sha256"))
+        ok = bool(facts.policy_sha256) and digest == facts.policy_sha256
+        checks.append(Check("policy.yaml", ok, "is the pack the verdict was judged against" if ok
+                            else f"its sha256 is {digest}, the signed policy sha256 is {facts.policy_sha256!r}"))
     if not facts.run_id:
         checks.append(Check("run id", False, "the signed statement names no run id"))
         return checks

@@ -91,3 +91,22 @@ def test_an_unsigned_bundle_is_refused_with_a_key(sim_factory: Callable[..., Sim
     (run / "attestation.intoto.jsonl").unlink()
     refused = _reverify(run, "--key", str(key))
     assert refused.exit_code == 1 and "REFUSED: unsigned" in refused.output
+
+
+def test_the_policy_pack_is_a_signed_subject_of_a_real_run(sim_factory: Callable[..., SimServer],
+                                                           tmp_path: Path) -> None:
+    run, key = _signed_run(sim_factory(), tmp_path)
+    from sovaudit.policies.pack import resolve_policy
+
+    pack = resolve_policy("us")
+    assert (run / "policy.yaml").read_bytes() == Path(pack.path).read_bytes()
+    envelope = json.loads((run / "attestation.intoto.jsonl").read_text())
+    import base64
+
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    assert subjects["policy.yaml"] == pack.sha256
+    # An edited pack is caught like any other subject.
+    (run / "policy.yaml").write_bytes(b"# looser rules\n" + (run / "policy.yaml").read_bytes())
+    checked = CliRunner().invoke(main, ["report", "verify", str(run), "--key", str(key)])
+    assert checked.exit_code == 1 and "policy.yaml" in checked.output

@@ -201,6 +201,10 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer:
         "swept": [{"kind": s.kind, "name": s.name, "deleted": s.deleted} for s in collected.swept],
         "notes": list(collected.notes),
     }
+    try:
+        policy_bytes: bytes | None = Path(result.policy_path).read_bytes()
+    except OSError:
+        policy_bytes = None  # e.g. a shipped pack inside a zip; the statement still carries its digest
     timestamper = None
     if tsa_url:
         from functools import partial
@@ -209,7 +213,8 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer:
 
         timestamper = partial(request_timestamp, tsa_url)
     return Path(bundle_writer.write_bundle(out, result.to_json(), collected.evidence, meta, signer=signer,
-                                           pack_tar=bundle, redact=redact, timestamper=timestamper))
+                                           pack_tar=bundle, redact=redact, timestamper=timestamper,
+                                           policy_bytes=policy_bytes))
 
 
 def _check_tsa(tsa_url: str, *, signed: bool) -> None:
@@ -273,14 +278,18 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
                                       "an unreachable or refusing TSA is exit 2 and no bundle is written.")
 @click.option("--bundle", "pack_tar", is_flag=True, help="Also pack the run directory as run-<id>.tar.gz.")
 @click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
-@click.option("--evidence", "evidence_dir", type=click.Path(file_okay=False),
-              help="Re-evaluate a bundle offline instead of collecting (no network, no probes).")
+@click.option("--evidence", "evidence_dir", type=click.Path(),
+              help="Re-evaluate a bundle (run-<id>/ or its .tar.gz) offline instead of collecting (no network, no "
+                   "probes); --out DIR writes the re-evaluated bundle.")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="With --evidence: check the bundle's attestation with this public key (PEM) first and refuse "
+                   "an unsigned, tampered or foreign-signed bundle; repeat for several keys.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
 def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
-           api_deadline: float, tsa_url: str | None = None) -> None:
+           key_paths: tuple[str, ...], api_deadline: float, tsa_url: str | None = None) -> None:
     """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input.
 
     \b
@@ -302,13 +311,19 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
         raise click.UsageError("--bundle, --redact, --sign-key and --kms-key need --out DIR")
     if tsa_url:
         _check_tsa(tsa_url, signed=bool(sign_key or kms_key))
+    if key_paths and not evidence_dir:
+        raise click.UsageError("--key checks a received bundle: it applies to --evidence only")
     pack = _load_pack(policy, project)
     if evidence_dir:
         if job_name or since or until or posture_only or no_probes:
             raise click.UsageError("--evidence re-evaluates a bundle as recorded: scope options do not apply")
+        if sign_key or kms_key or pack_tar or redact:
+            raise click.UsageError("--evidence writes the re-evaluated bundle unsigned under --out; "
+                                   "--sign-key, --kms-key, --bundle and --redact do not apply")
         from sovaudit.audit.reverify import reverify
 
-        exit_code = reverify(Path(evidence_dir), pack, output_format=output_format)
+        exit_code = reverify(Path(evidence_dir), pack, output_format=output_format,
+                             key_paths=tuple(Path(k) for k in key_paths), out_dir=Path(out_dir) if out_dir else None)
         raise SystemExit(exit_code)
     target = parse_target(target_text)
     window_start, window_end = _parse_time(since, "--since"), _parse_time(until, "--until")
@@ -355,6 +370,10 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
             _err(f"no trusted time, so no bundle was written: {error}")
             raise SystemExit(2) from error
         _err(f"evidence bundle: {run_dir}")
+        if signer is None:
+            _err("note: the bundle is UNSIGNED (no --sign-key/--kms-key): nothing vouches for its contents")
+    if target.kind != "gcp":
+        _err(f"SIMULATED: {target_text} is the local simulator; this run is not evidence about a real node")
     if output_format == "json":
         click.echo(json.dumps(document, indent=2))
     else:

@@ -8,6 +8,7 @@ ERROR naming the file, and the run says it no longer matches.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,30 @@ def _time(text: Any) -> datetime:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
-def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -> int:
+def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table",
+             key_paths: Sequence[Path] = (), out_dir: Path | None = None) -> int:
+    """Re-evaluate the bundle at `run_dir` (a run-<id>/ directory or its .tar.gz as received).
+
+    With `key_paths` the attestation is checked first and a bundle that is unsigned, tampered or
+    signed by another key is refused (exit 1) before anything is called reproduced; without them the
+    output says loudly that authenticity was NOT checked. `out_dir` receives the re-evaluated bundle.
+    """
+    from sovaudit.reports.archive import ArchiveError, opened_bundle
+
+    try:
+        with opened_bundle(run_dir) as opened:
+            return _reverify(opened, pack, output_format=output_format, key_paths=key_paths, out_dir=out_dir)
+    except ArchiveError as error:
+        click.echo(f"cannot re-verify: {error}", err=True)
+        return 2
+
+
+def _reverify(run_dir: Path, pack: PolicyPack, *, output_format: str, key_paths: Sequence[Path],
+              out_dir: Path | None) -> int:
     from sovaudit.audit.commands import print_summary
     from sovaudit.audit.engine import judge
     from sovaudit.audit.models import Scope
+    from sovaudit.reports.authenticity import AuthenticityError, check_authenticity
     from sovaudit.reports.bundle import BundleError, load_bundle
     from sovaudit.reports.view import terminal_safe
 
@@ -37,6 +58,25 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -
         hint = f"; give a run directory inside it, e.g. --evidence {terminal_safe(str(runs[-1]))}" if runs else ""
         click.echo(f"cannot re-verify: {error}{hint}", err=True)
         return 2
+    if key_paths:
+        try:
+            refusal = check_authenticity(run_dir, key_paths)
+        except AuthenticityError as error:
+            click.echo(terminal_safe(f"cannot re-verify: {error}"), err=True)
+            return 2
+        if refusal:
+            line = terminal_safe(f"REFUSED: {refusal}; the re-evaluation of this bundle proves nothing")
+            click.echo(line)
+            click.echo(line, err=True)
+            return 1
+        authenticity = "checked: the attestation verifies with the given key(s) and binds this bundle"
+        click.echo(f"authenticity {authenticity}", err=True)
+    else:
+        authenticity = "NOT checked: no --key was given; the bundle may have been edited and re-evaluated to match"
+        warning = f"WARNING: the bundle's authenticity was {authenticity}"
+        click.echo(warning, err=True)
+        if output_format != "json":
+            click.echo(warning)
     for item in evidence:
         if item.status == 0 and item.body.startswith(b"evidence file"):
             click.echo(terminal_safe(f"evidence problem: {item.body.decode('utf-8', 'replace')}"), err=True)
@@ -58,10 +98,22 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table") -
     if output_format == "json":
         import json
 
-        click.echo(json.dumps(document | {"reverify": {"matches": not mismatches, "differences": mismatches}},
-                              indent=2))
+        click.echo(json.dumps(document | {"reverify": {"matches": not mismatches, "differences": mismatches,
+                                                       "authenticity": authenticity}}, indent=2))
     else:
         print_summary(document)
+    if out_dir is not None:
+        from sovaudit.reports.bundle import BundleError, write_bundle
+
+        meta = {key: manifest[key] for key in ("run_id", "target", "project", "policy", "tool", "principal",
+                                                "started_at", "finished_at", "scope") if key in manifest}
+        meta["notes"] = [f"re-evaluated offline from {run_dir.name}; authenticity {authenticity}"]
+        try:
+            written = write_bundle(out_dir, document, evidence, meta)
+        except BundleError as error:
+            click.echo(terminal_safe(f"could not write the re-evaluated bundle: {error}"), err=True)
+            return 2
+        click.echo(terminal_safe(f"re-evaluated bundle: {written}"), err=True)
     if recorded is None:
         click.echo("result.json is missing from the bundle: nothing to compare with", err=True)
         return max(result.exit_code, 3) if result.exit_code != 1 else 1

@@ -39,6 +39,37 @@ def summarise_tests(result: Mapping[str, Any]) -> tuple[str, list[str], list[str
     return verdict, passed, warned, failed
 
 
+def is_simulated_target(target: Any) -> bool:
+    """True unless the target is Google itself: `--target` is `gcp` or a loopback simulator URL
+    (cloud.Target.parse refuses anything else), so anything but the exact string "gcp" is a rehearsal.
+    Fail closed: an unknown or missing target counts as simulated, never as real."""
+    return target != "gcp"
+
+
+def _signed_scope(scope: Any) -> dict[str, Any]:
+    scope = scope if isinstance(scope, Mapping) else {}
+    window = scope.get("window") if isinstance(scope.get("window"), Mapping) else {}
+    jobs = [str(ref.get("job")) for ref in scope.get("jobs") or [] if isinstance(ref, Mapping) and ref.get("job")]
+    if not jobs and scope.get("job"):
+        jobs = [str(scope["job"])]
+    return {"jobs": jobs, "postureOnly": bool(scope.get("posture_only")),
+            "window": {"start": window.get("start"), "end": window.get("end")}}
+
+
+def _counts(result: Mapping[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for control in result.get("controls") or []:
+        outcome = str(control.get("outcome"))
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _now_rfc3339() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def build_statement(
     result: Mapping[str, Any],
     subjects: Iterable[tuple[str, str]],
@@ -72,6 +103,12 @@ def build_statement(
         "policy": {"name": policy.get("name"), "sha256": policy.get("sha256")},
         "incompleteControls": [str(c.get("id")) for c in result.get("controls") or [] if c.get("outcome") == "ERROR"],
         "signingKeyId": signing_key_id,
+        # Issue 12 (R1): what a verifier must see bound to the signature, not only read from files.
+        "runId": result.get("run_id"),
+        "simulated": is_simulated_target(result.get("target")),
+        "scope": _signed_scope(result.get("scope")),
+        "counts": _counts(result),
+        "signedAt": _now_rfc3339(),
     }
     return {
         "_type": STATEMENT_TYPE,

@@ -46,6 +46,7 @@ from sovaudit.reports.verify import ENVELOPE_FILE
 MANIFEST_SCHEMA = "sovaudit/manifest/v1"
 MANIFEST_FILE = "manifest.json"
 RESULT_FILE = "result.json"
+POLICY_FILE = "policy.yaml"  # the pack the run was judged against, byte for byte (a signed subject)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _EVIDENCE_NAME = re.compile(r"^evidence/[A-Za-z0-9][A-Za-z0-9._-]*\.json$")
 _FROM_RESULT = ("run_id", "target", "project", "policy", "tool", "principal", "started_at", "finished_at", "scope")
@@ -137,6 +138,7 @@ def write_bundle(
     redact: bool = False,
     redact_salt: bytes = b"",
     timestamper: Callable[[bytes], bytes] | None = None,
+    policy_bytes: bytes | None = None,
 ) -> Path:
     """Write `out_dir/run-<id>/` (and `run-<id>.tar.gz` when `pack_tar`); return the run directory.
 
@@ -145,6 +147,9 @@ def write_bundle(
     result, the reports and the manifest's run facts become pseudonyms; evidence files stay raw.
     `timestamper` (signature bytes -> DER RFC 3161 reply) adds attestation.tsr beside the envelope;
     it runs before the bundle is moved into place, so a TSA failure leaves no half-timestamped run.
+    `policy_bytes`, the pack file as loaded, is written as policy.yaml and signed with the rest, so a
+    reader can see (and re-run against) exactly the rules that were applied; its sha256 must be the
+    result's policy.sha256, or the bundle would carry a pack other than the one the verdict used.
     """
     out_dir = Path(out_dir)
     try:
@@ -155,6 +160,11 @@ def write_bundle(
     if not _RUN_ID.match(run_id):
         raise BundleError(f"run id {run_id!r} is not usable as a directory name (letters, digits, . _ - only)")
     _check_evidence(evidence)
+    if policy_bytes is not None:
+        declared = str((result.get("policy") or {}).get("sha256", ""))
+        if hashlib.sha256(policy_bytes).hexdigest() != declared:
+            raise BundleError(f"the policy pack given has sha256 {hashlib.sha256(policy_bytes).hexdigest()}, "
+                              f"the result was judged against {declared}: the pack changed during the run")
     final = out_dir / f"run-{run_id}"
     if final.exists():
         raise BundleError(f"{final} already exists; a bundle is never overwritten — choose another --out")
@@ -175,6 +185,8 @@ def write_bundle(
 
         for item in evidence:
             put(item.path, item.body)
+        if policy_bytes is not None:
+            put(POLICY_FILE, policy_bytes)
         manifest = build_manifest(result, evidence, manifest_meta)
         try:
             put(MANIFEST_FILE, canonical_json(manifest))
@@ -197,7 +209,7 @@ def write_bundle(
         if signers:
             first = [RESULT_FILE, "report.html", "junit.xml", "results.sarif", MANIFEST_FILE]
             first += [name for name in (AR_FILE, POAM_FILE) if name in digests]
-            names = first + [item.path for item in evidence]
+            names = first + ([POLICY_FILE] if policy_bytes is not None else []) + [item.path for item in evidence]
             statement = build_statement(result, [(name, digests[name]) for name in names], key_id)
             _, envelope = sign_statement(statement, signers)
             write_atomic(staging / ENVELOPE_FILE, envelope_line(envelope))

@@ -33,46 +33,108 @@ def report() -> None:
 
 
 @report.command("verify")
-@click.argument("envelope", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("envelope", type=click.Path(path_type=Path))
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Public key (PEM) trusted to sign; repeat for several. Every signature must be by one of them. "
                    "Needed unless --trust names the keys.")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The run-<id>/ directory holding the subjects (default: the envelope's directory).")
+@click.option("--expect-project", help="FAIL unless the signed run is of this project.")
+@click.option("--expect-job", "expect_jobs", multiple=True, help="FAIL unless the signed run judged this Batch job; "
+              "repeat for several.")
+@click.option("--not-before", help="FAIL unless the signed run finished at or after this RFC 3339 time.")
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Trust policy (YAML): trusted signers with validity windows, TSAs, max age, simulated runs, "
                    "required project/policy. Each rule prints PASS/FAIL; any FAIL is exit 1.")
 @click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="PEM root certificate of a trusted RFC 3161 TSA; checks attestation.tsr offline.")
 def verify_command(envelope: Path, key_paths: tuple[Path, ...], bundle_dir: Path | None,
+                   expect_project: str | None, expect_jobs: tuple[str, ...], not_before: str | None,
                    trust_path: Path | None = None, tsa_roots: tuple[Path, ...] = ()) -> None:
-    """Check ENVELOPE's signatures, then every subject's sha256 inside the bundle."""
+    """Check ENVELOPE's signatures, every subject's sha256, and that the bundle is the signed run.
+
+    ENVELOPE is attestation.intoto.jsonl, a run-<id>/ directory, or the run-<id>.tar.gz as received
+    (extracted safely into a temporary directory that is removed afterwards).
+    """
+    from sovaudit.reports.archive import ArchiveError, is_archive, opened_bundle
+    from sovaudit.reports.bound import parse_rfc3339
+
+    threshold = None
+    if not_before is not None:
+        try:
+            threshold = parse_rfc3339(not_before)
+        except ValueError as exc:
+            _fail_input(f"--not-before: {exc}")
+            return
+    received = envelope
+    try:
+        if is_archive(envelope) or envelope.is_dir():
+            if bundle_dir is not None:
+                _fail_input("--bundle applies to an envelope file; a directory or archive is its own bundle")
+                return
+            with opened_bundle(envelope) as run_dir:
+                _verify_in(run_dir / "attestation.intoto.jsonl", key_paths, run_dir, received,
+                           expect_project, expect_jobs, threshold, trust_path, tsa_roots)
+        else:
+            _verify_in(envelope, key_paths, bundle_dir, received, expect_project, expect_jobs, threshold,
+                       trust_path, tsa_roots)
+    except ArchiveError as exc:
+        _fail_input(str(exc))
+
+
+def _verify_in(envelope: Path, key_paths: tuple[Path, ...], bundle_dir: Path | None, received: Path,
+               expect_project: str | None, expect_jobs: tuple[str, ...], threshold: Any,
+               trust_path: Path | None = None, tsa_roots: tuple[Path, ...] = ()) -> None:
+    from sovaudit.reports.bound import binding_checks, expectation_checks, statement_facts
     from sovaudit.reports.keys import load_public_key
     from sovaudit.reports.trust_check import TrustInputError, load_trust_inputs, time_and_trust
-    from sovaudit.reports.verify import EnvelopeError, verify_envelope_file
+    from sovaudit.reports.verify import Check, EnvelopeError, parse_envelope, verify_envelope_file
 
+    bundle = bundle_dir if bundle_dir is not None else envelope.parent
+    if not envelope.exists() and (bundle / "manifest.json").is_file():
+        _say(f"UNSIGNED: {bundle.name} carries no {envelope.name}; nothing vouches for its contents", err=True)
+        _say(f"FAILED: the bundle is unsigned (no {envelope.name})")
+        raise SystemExit(1)
     try:
         trust, roots, trust_keys = load_trust_inputs(trust_path, tsa_roots)
         keys = [load_public_key(path) for path in key_paths] + trust_keys
         outcome = verify_envelope_file(envelope, keys, bundle_dir)
+        key_ids = [keyid for line in envelope.read_bytes().splitlines() if line.strip()
+                   for keyid, _ in parse_envelope(line).signatures]
     except (KeyFileError, EnvelopeError, TrustInputError) as exc:
         _fail_input(str(exc))
         return
-    for check in outcome.checks:
+    checks = list(outcome.checks)
+    facts = [statement_facts(statement, key_ids) for statement in outcome.statements]
+    for statement, fact in zip(outcome.statements, facts, strict=True):
+        checks.extend(binding_checks(statement, bundle.resolve() if bundle.name in ("", ".") else bundle, received))
+        checks.extend(expectation_checks(fact, project=expect_project, jobs=expect_jobs, not_before=threshold))
+    if not outcome.statements and (expect_project or expect_jobs or threshold):
+        checks.append(Check("expectations", False, "not checked: no signed statement could be read"))
+    for check in checks:
         _say(f"{'OK ' if check.ok else 'BAD'} {check.what}: {check.reason}")
     for note in outcome.notes:
         _say(f"NOTE {note}")
-    extra = time_and_trust(envelope, bundle_dir or envelope.parent, outcome, trust, roots, bool(tsa_roots))
+    # Trusted time (attestation.tsr) and the regulator's trust policy, once signatures and subjects are known.
+    extra = time_and_trust(envelope, bundle, outcome, trust, roots, bool(tsa_roots))
     for line in extra.lines:
         _say(line)
-    if extra.failures:
-        outcome = type(outcome)(outcome.checks + extra.failures, outcome.statements, outcome.notes)
-    if outcome.ok:
+    checks.extend(extra.failures)
+    for fact in facts:
+        _say("signed statement:")
+        for line in fact.lines():
+            _say(f"  {line}")
+    if any(fact.simulated for fact in facts):
+        _say("SIMULATED: the signed run was against the local simulator, not a real Google Cloud node", err=True)
+    failures = [check for check in checks if not check.ok]
+    if checks and not failures:
         subjects = sum(len(s.get("subject") or []) for s in outcome.statements)
         signatures = sum(1 for check in outcome.checks if "signature" in check.what)
         click.echo(f"VERIFIED: {signatures} signature(s), {subjects} subject(s)")
+        if any(fact.simulated for fact in facts):
+            click.echo("SIMULATED: a rehearsal on the local simulator — not evidence about a real node")
         return
-    _say(f"FAILED: {len(outcome.failures)} problem(s); first: {outcome.failures[0].what}: {outcome.failures[0].reason}")
+    _say(f"FAILED: {len(failures)} problem(s); first: {failures[0].what}: {failures[0].reason}")
     raise SystemExit(1)
 
 

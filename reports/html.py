@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from sovaudit.reports.attestation import is_simulated_target
 from sovaudit.reports.interface import FormatError, ResultFormat, check_result
 from sovaudit.reports.view import (
     FRAMEWORK_TITLES,
@@ -45,6 +46,7 @@ class EvidenceRef:
     status: int | str = ""
     request_body: str = ""
     response_excerpt: str = ""
+    sha256: str = ""  # the manifest's digest, shown in the page's evidence index
 
 
 def _pretty(body: Any) -> str:
@@ -77,6 +79,7 @@ def evidence_ref(entry: Mapping[str, Any], body: bytes | None = None) -> Evidenc
         status=entry.get("status", ""),
         request_body=_pretty(request.get("body")),
         response_excerpt=_pretty(body) if body is not None else "",
+        sha256=str(entry.get("sha256", "")),
     )
 
 
@@ -141,6 +144,10 @@ class HtmlFormat(ResultFormat):
                 evidence=self.evidence,
                 evidence_link=self._evidence_link,
                 signing_key_id=self.signing_key_id,
+                simulated=is_simulated_target(result.get("target")),
+                # Only plain evidence/ names: a hostile manifest's path is never shown as if it were a file.
+                evidence_index=sorted((ref for ref in self.evidence.values() if _SAFE_EVIDENCE_PATH.match(ref.path)),
+                                      key=lambda ref: ref.path),
             )
         except jinja2.TemplateError as exc:
             raise FormatError(f"cannot render {TEMPLATE}: {exc}") from exc

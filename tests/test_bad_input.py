@@ -122,6 +122,23 @@ def trusted_key_only(tmp: Path) -> None:
     generate_key(tmp / "keys", "ed25519", "trusted")
 
 
+def _tar_with(name: str, symlink_to: str = "") -> bytes:
+    """A gzip tar archive with one hostile member: `name` as a file, or as a symlink to `symlink_to`."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo(name)
+        if symlink_to:
+            info.type, info.linkname = tarfile.SYMTYPE, symlink_to
+            archive.addfile(info)
+        else:
+            info.size = 2
+            archive.addfile(info, io.BytesIO(b"{}"))
+    return buffer.getvalue()
+
+
 def write_files(files: dict[str, bytes]) -> Setup:
     def setup(tmp: Path) -> None:
         for name, data in files.items():
@@ -321,8 +338,22 @@ def _bundle_cases() -> list[Case]:
              setup=write_files({"out/run-20261126T180000Z-abcdef/manifest.json": b"{}"})),
         Case("bundle-directory-missing", (*evidence, "{tmp}/absent"), 2,
              ("{tmp}/absent is not a directory",)),
-        Case("bundle-tarball-given", (*evidence, "{tmp}/run.tar.gz"), 2,
-             ("--evidence", "{tmp}/run.tar.gz", "is a file"), setup=write_files({"run.tar.gz": b"\x1f\x8b"})),
+        Case("bundle-tarball-truncated", (*evidence, "{tmp}/run.tar.gz"), 2,
+             ("{tmp}/run.tar.gz is not a readable tar.gz archive",), setup=write_files({"run.tar.gz": b"\x1f\x8b"})),
+        Case("bundle-tarball-symlink", (*evidence, "{tmp}/run-x.tar.gz"), 2,
+             ("member 'run-x/manifest.json' refused: a symbolic link",),
+             setup=write_files({"run-x.tar.gz": _tar_with("run-x/manifest.json", "/etc/passwd")})),
+        Case("bundle-tarball-escape", ("report", "verify", "{tmp}/run-x.tar.gz", "--key", "{tmp}/k.pub.pem"), 2,
+             ("member 'run-x/../../evil.json' refused", "'..'"),
+             setup=write_files({"run-x.tar.gz": _tar_with("run-x/../../evil.json")})),
+        Case("bundle-tarball-absolute", ("report", "verify", "{tmp}/run-x.tar.gz", "--key", "{tmp}/k.pub.pem"), 2,
+             ("member '/tmp/evil.json' refused: an absolute path",),
+             setup=write_files({"run-x.tar.gz": _tar_with("/tmp/evil.json")})),
+        Case("bundle-key-without-evidence", ("verify", "--policy", "us", "--key", "{tmp}/k.pub.pem"), 2,
+             ("--key checks a received bundle: it applies to --evidence only",)),
+        Case("report-verify-not-before-naive", ("report", "verify", "{tmp}/run", "--key", "{tmp}/k.pub.pem",
+                                                "--not-before", "2026-12-01"), 2,
+             ("--not-before", "has no time zone")),
         Case("render-result-not-json", ("report", "render", f"{b}/result-not-json.json"), 2,
              (f"{b}/result-not-json.json is not JSON",), ("bundles/result-not-json.json",)),
         Case("render-result-wrong-shape", ("report", "render", f"{b}/result-wrong-shape.json"), 2,

@@ -367,11 +367,13 @@ def test_report_verify_prints_a_hostile_file_name_escaped(tmp_path: Path) -> Non
     from sovaudit.reports.attestation import build_statement, envelope_line, sign_statement
     from sovaudit.reports.keys import generate_key, load_signing_key
 
-    run = tmp_path / "run"
+    run = tmp_path / "run-r1"  # a bundle bound to its statement (name, manifest, result), so only the note differs
     run.mkdir()
-    (run / "result.json").write_text("{}")
+    files = {"result.json": b'{"run_id": "r1", "controls": []}', "manifest.json": b'{"run_id": "r1", "evidence": []}'}
+    for name, data in files.items():
+        (run / name).write_bytes(data)
     statement = build_statement({"run_id": "r1", "controls": []},
-                                [("result.json", hashlib.sha256(b"{}").hexdigest())])
+                                [(name, hashlib.sha256(data).hexdigest()) for name, data in files.items()])
     pair = generate_key(tmp_path / "keys", "ed25519")
     _, envelope = sign_statement(statement, [load_signing_key(pair.private_path)])
     (run / "attestation.intoto.jsonl").write_bytes(envelope_line(envelope))

@@ -35,14 +35,15 @@ def reverify(run_dir: Path, pack: PolicyPack, *, output_format: str = "table",
 
     try:
         with opened_bundle(run_dir) as opened:
-            return _reverify(opened, pack, output_format=output_format, key_paths=key_paths, out_dir=out_dir)
+            return _reverify(opened, pack, output_format=output_format, key_paths=key_paths, out_dir=out_dir,
+                             received_as=Path(run_dir))
     except ArchiveError as error:
         click.echo(f"cannot re-verify: {error}", err=True)
         return 2
 
 
 def _reverify(run_dir: Path, pack: PolicyPack, *, output_format: str, key_paths: Sequence[Path],
-              out_dir: Path | None) -> int:
+              out_dir: Path | None, received_as: Path | None = None) -> int:
     from sovaudit.audit.commands import print_summary
     from sovaudit.audit.engine import judge
     from sovaudit.audit.models import Scope
@@ -60,7 +61,7 @@ def _reverify(run_dir: Path, pack: PolicyPack, *, output_format: str, key_paths:
         return 2
     if key_paths:
         try:
-            refusal = check_authenticity(run_dir, key_paths)
+            refusal = check_authenticity(run_dir, key_paths, received_as)
         except AuthenticityError as error:
             click.echo(terminal_safe(f"cannot re-verify: {error}"), err=True)
             return 2

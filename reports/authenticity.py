@@ -19,7 +19,7 @@ class AuthenticityError(Exception):
     """The check itself cannot run (a key file that cannot be read, an envelope that is not DSSE)."""
 
 
-def check_authenticity(run_dir: Path, key_paths: Sequence[Path]) -> str:
+def check_authenticity(run_dir: Path, key_paths: Sequence[Path], received_as: Path | None = None) -> str:
     """'' when the bundle's attestation verifies with one of `key_paths` and binds the bundle;
     otherwise why not, starting with `unsigned:`, `untrusted key:` or `tampered:`."""
     from sovaudit.reports.bound import binding_checks
@@ -44,7 +44,7 @@ def check_authenticity(run_dir: Path, key_paths: Sequence[Path]) -> str:
     if not outcome.statements:
         return f"tampered: {ENVELOPE_FILE} holds no readable signed statement"
     for statement in outcome.statements:
-        for check in binding_checks(statement, run_dir):
+        for check in binding_checks(statement, run_dir, received_as):
             if not check.ok:
                 return f"tampered: {check.what}: {check.reason}"
     for note in outcome.notes:

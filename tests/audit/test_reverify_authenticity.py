@@ -80,6 +80,10 @@ def test_a_genuine_bundle_reverifies_with_its_key_from_the_archive_and_out_write
     again = json.loads((written / "result.json").read_text())
     assert {c["id"]: c["outcome"] for c in again["controls"]} == {c["id"]: c["outcome"] for c in recorded["controls"]}
     assert (written / "report.html").is_file()
+    # An archive renamed to pass for another run is refused as tampered.
+    renamed = archive.rename(archive.with_name("run-20300101T000000Z-aaaaaa.tar.gz"))
+    posing = _reverify(renamed, "--key", str(key))
+    assert posing.exit_code == 1 and "REFUSED: tampered: archive name" in posing.output
     # A foreign key is named as such, not as tampering.
     stranger = generate_key(tmp_path / "stranger").public_path
     foreign = _reverify(run, "--key", str(stranger))

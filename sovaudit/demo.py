@@ -84,7 +84,8 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
     click.echo(f"report:          {run_dir / 'report.html'}")
     click.echo("verify the signature and every file digest:")
     click.echo(f"  sovaudit report verify {run_dir / 'attestation.intoto.jsonl'} --key {public_key}")
-    click.echo(f"re-evaluate offline:\n  sovaudit verify --evidence {run_dir} --policy {policy}")
+    # With --key the re-evaluation checks the attestation first, so an edited bundle is refused, not reproduced.
+    click.echo(f"re-evaluate offline:\n  sovaudit verify --evidence {run_dir} --policy {policy} --key {public_key}")
     raise SystemExit(result.exit_code)
 
 

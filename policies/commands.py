@@ -1,6 +1,11 @@
-"""`sovaudit policy validate FILE...`: every problem of every pack, with file, line and field; exit 2 on any."""
+"""`sovaudit policy validate FILE...`: every problem of every pack, with file, line and field; exit 2 on any.
+
+Waivers that load but deserve attention (expired, expiring within 30 days, blanket) are warnings on
+stderr with exit 0; `--strict` makes them errors (exit 2) for CI gates that want no such waiver."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import click
 
@@ -12,11 +17,15 @@ def policy() -> None:
 
 @policy.command("validate")
 @click.argument("files", nargs=-1, required=True)
-def validate(files: tuple[str, ...]) -> None:
+@click.option("--strict", is_flag=True,
+              help="Treat waiver warnings (expired, expiring within 30 days, blanket) as errors (exit 2).")
+def validate(files: tuple[str, ...], strict: bool) -> None:
     """Validate policy packs (paths, or the shipped 'us' / 'eu')."""
     from sovaudit.policies.pack import PolicyError, resolve_policy
+    from sovaudit.policies.waiver_lint import waiver_warnings
 
     failed = False
+    today = date.today()
     for name in files:
         try:
             pack = resolve_policy(name)
@@ -24,6 +33,13 @@ def validate(files: tuple[str, ...]) -> None:
             failed = True
             for error in getattr(exc, "errors", (exc,)):
                 click.echo(PolicyError.__str__(error))
+            continue
+        warnings = waiver_warnings(pack, today)
+        label = "error" if strict else "warning"
+        for warning in warnings:
+            click.echo(f"{label}: {PolicyError.__str__(warning)}", err=True)
+        if strict and warnings:
+            failed = True
             continue
         click.echo(f"{pack.path}: OK ({pack.name}, {len(pack.waivers)} waivers, sha256 {pack.sha256[:12]})")
     if failed:

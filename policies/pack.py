@@ -278,6 +278,19 @@ def validate_policy(path: str | Path) -> list[PolicyError]:
     return _load(Path(path))[1]
 
 
+def field_lines(path: str | Path) -> dict[str, int]:
+    """The YAML line of every field of a pack (`waivers[0].expires` -> 12), for notes that point at a line.
+
+    Goes through the same checker as loading, so paths are spelled as in the errors."""
+    checker = _Checker(str(path))
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    checker.document(root)
+    return dict(checker.lines)
+
+
 def _load(path: Path) -> tuple[PolicyPack | None, list[PolicyError]]:
     file = str(path)
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -66,10 +68,23 @@ def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batc
 
 @sim.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def scenarios(as_json: bool) -> None:
-    """List the scenarios and the controls each must make fail (or error)."""
+@click.option("--policy", "policy_for", metavar="NAME",
+              help="Instead of listing, write the policy pack scenario NAME needs for `verify --policy`.")
+@click.option("--node", type=click.Choice(["us", "eu"]), default="us", show_default=True,
+              help="With --policy: the node whose shipped pack the overlay merges into.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --policy: write the pack to this file (default: stdout).")
+def scenarios(as_json: bool, policy_for: str | None, node: str, out: Path | None) -> None:
+    """List the scenarios and the controls each must make fail (or error).
+
+    With --policy NAME, write the node's shipped pack merged with the scenario's `policy:` overlay
+    (waivers, confidential machine type...), so `sim serve --scenario NAME` plus
+    `verify --policy FILE` reproduces the declared outcome outside the matrix."""
     from sovaudit.simulator.node import NodeFileError, list_scenarios
 
+    if policy_for is not None:
+        _write_scenario_policy(policy_for, node, out)
+        return
     try:
         found = list_scenarios()
     except NodeFileError as exc:
@@ -84,3 +99,31 @@ def scenarios(as_json: bool) -> None:
         errors = f"  errors: {', '.join(sc.errors)}" if sc.errors else ""
         click.echo(f"{sc.name:<{width}}  fails: {fails}{errors}")
         click.echo(f"{'':<{width}}  {sc.description}")
+
+
+def _write_scenario_policy(name: str, node: str, out: Path | None) -> None:
+    """Write the pack a scenario needs; the merge is the matrix's own (scenario_policy_file), not a copy."""
+    from sovaudit.policies.pack import resolve_policy
+    from sovaudit.simulator.matrix import scenario_policy_file
+    from sovaudit.simulator.node import NodeFileError, load_scenario
+
+    try:
+        scenario = load_scenario(name)
+        with tempfile.TemporaryDirectory(prefix="sovaudit-policy-") as directory:
+            merged = scenario_policy_file(scenario, node, Path(directory))
+            if merged is None:
+                shipped = Path(resolve_policy(node).path)
+                click.echo(f"scenario {scenario.name} has no policy overlay: the shipped {node} pack "
+                           f"({shipped}) is the one it needs", err=True)
+                text = shipped.read_text(encoding="utf-8")
+            else:
+                text = merged.read_text(encoding="utf-8")
+    except (NodeFileError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}: run `sovaudit sim serve --node {node} --scenario {scenario.name}` and "
+               f"`sovaudit verify --policy {out}`", err=True)

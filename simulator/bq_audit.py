@@ -90,7 +90,10 @@ def _job_config(job: Mapping[str, Any]) -> dict[str, Any]:
         config["queryConfig"] = section
     elif kind == "LOAD":
         load = configuration.get("load") or {}
-        section = {"sourceUris": list(load.get("sourceUris") or [])}
+        # A load from an upload (the pipeline's media upload) has no sourceUris; Google's JSON omits an
+        # empty repeated field rather than emitting [].
+        load_uris = [str(uri) for uri in load.get("sourceUris") or []]
+        section = {"sourceUris": load_uris} if load_uris else {}
         destination = _table_ref_path(load.get("destinationTable"), project)
         if destination:
             section["destinationTable"] = destination

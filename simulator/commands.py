@@ -15,6 +15,22 @@ from typing import Any
 
 import click
 
+# The runner `sim serve` gives the simulator's Batch unless --stub-tasks: the same real task code the
+# demo runs (a fresh `sovaudit pipeline task` process per task), named as `module:function` so that
+# it stays a picklable top-level function and the simulator package imports no pipeline code itself.
+REAL_TASK_RUNNER = "sovaudit.pipeline.simrunner:run_task"
+
+
+def serve_task_runner(stub_tasks: bool) -> Any:
+    """The task runner `sim serve` starts the simulator with: the real task code by default, so a
+    submitted job reads its inputs, writes manifests and loads rows, and a missing input fails the
+    task and the job as on Google; None (the simulator's fast stub that only sleeps) with --stub-tasks."""
+    if stub_tasks:
+        return None
+    from sovaudit.simulator.batch_runner import resolve_runner
+
+    return resolve_runner(REAL_TASK_RUNNER)
+
 
 @click.group()
 def sim() -> None:
@@ -32,13 +48,24 @@ def sim() -> None:
 @click.option("--batch-refusal", type=click.Choice(["submit", "fail"]), default="submit", show_default=True,
               help="How Batch refuses a job outside the allowed locations: at submit (400 FAILED_PRECONDITION) "
                    "or by failing the accepted job with no VM created.")
-def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batch_refusal: str) -> None:
-    """Serve one simulated node until interrupted (Ctrl-C)."""
+@click.option("--stub-tasks", is_flag=True,
+              help="Do not run submitted Batch jobs' task code: every task sleeps briefly and succeeds (a "
+                   "script runnable's trailing `exit N` decides its code). Faster, but a job writes no "
+                   "manifests and loads no rows, and a missing input is not noticed.")
+def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batch_refusal: str,
+          stub_tasks: bool = False) -> None:
+    """Serve one simulated node until interrupted (Ctrl-C).
+
+    Submitted Batch jobs run the real pipeline task code (`sovaudit pipeline task`, as in `sovaudit
+    demo`): a job reads its gs:// inputs, writes manifests and loads BigQuery rows, and an input that
+    does not exist fails its task and the job. --stub-tasks keeps the fast stub runner instead.
+    """
     from sovaudit.simulator import start
     from sovaudit.simulator.node import NodeFileError
 
     try:
-        server = start(node=node, scenarios=scenarios, job_tasks=job_tasks, port=port, batch_refusal=batch_refusal)
+        server = start(node=node, scenarios=scenarios, job_tasks=job_tasks, port=port, batch_refusal=batch_refusal,
+                       task_runner=serve_task_runner(stub_tasks))
     except NodeFileError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
@@ -48,7 +75,8 @@ def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batc
     state = server.state
     applied = ", ".join(state.scenarios) or "none"
     click.echo(f"sovaudit simulator: node {state.project_id} ({state.region}), scenarios: {applied}", err=True)
-    click.echo(f"seeded job preprocess-genomes-001 with {job_tasks} task(s); try:", err=True)
+    click.echo(f"seeded job preprocess-genomes-001 with {job_tasks} task(s); submitted jobs run "
+               + ("stub tasks (--stub-tasks)" if stub_tasks else "the real pipeline task code") + "; try:", err=True)
     click.echo(f"  curl {server.url}/v2/projects/{state.project_id}/policies/gcp.resourceLocations:getEffectivePolicy",
                err=True)
     click.echo(server.url)   # stdout: the endpoint, for scripts

@@ -4,12 +4,16 @@ jobs.insert and jobs.query, and the audit entries Google writes for each (and wh
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from google.api_core import exceptions
 from google.cloud import bigquery
 
+from sovaudit import cloud
 from sovaudit.simulator.server import SimServer
 from tests.simulator.test_bigquery import client_for as _client
 
@@ -214,3 +218,28 @@ def _list_inference() -> Any:
     options = ParquetOptions()
     options.enable_list_inference = True
     return options
+
+
+def test_a_load_from_an_upload_omits_the_empty_source_uris_in_its_audit_entry(sim_factory: Any) -> None:
+    """Google's JSON omits an empty repeated field: a media-upload load (the pipeline's) has no
+    `sourceUris` in its jobInsertion loadConfig, where a gs:// load names its files."""
+    node = sim_factory()
+    client = client_for(node, "loader@example.org")
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"chrom": ["chr1"]}), buffer)
+    config = bigquery.LoadJobConfig(source_format="PARQUET")
+    table = f"{PROJECT}.hospital_data.uploaded"
+    client.load_table_from_file(io.BytesIO(buffer.getvalue()), table, job_id="load_upload",
+                                job_config=config).result()
+    storage = cloud.storage(cloud.Target.parse(node.url), PROJECT)
+    storage.bucket(f"{PROJECT}-processed").blob("rows.parquet").upload_from_string(buffer.getvalue())
+    client.load_table_from_uri(f"gs://{PROJECT}-processed/rows.parquet", table, job_id="load_uri",
+                               job_config=config).result()
+
+    def load_config(job_id: str) -> dict:
+        insertion = job_entries(node, job_id, "jobInsertion")[0]["protoPayload"]["metadata"]["jobInsertion"]
+        return dict(insertion["job"]["jobConfig"]["loadConfig"])
+
+    uploaded = load_config("load_upload")
+    assert "sourceUris" not in uploaded and uploaded["destinationTable"].endswith("/tables/uploaded")
+    assert load_config("load_uri")["sourceUris"] == [f"gs://{PROJECT}-processed/rows.parquet"]

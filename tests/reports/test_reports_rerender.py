@@ -31,3 +31,22 @@ def test_every_format_re_renders_the_bundle_byte_for_byte(sim_factory, tmp_path:
                                           "--out", str(again)])
         assert rendered.exit_code == 0, rendered.output
         assert again.read_bytes() == (run / file_name).read_bytes(), f"{format_name} differs from {file_name}"
+
+
+def test_a_real_bundle_is_ready_for_ci(sim_factory, tmp_path: Path) -> None:
+    """The bundle's JUnit names this machine and real times; its SARIF has only alerts, each placed."""
+    import json
+    import socket
+    from xml.etree import ElementTree as ET
+
+    server = sim_factory("us", ("bq-copy-to-foreign-dataset",))
+    ran = CliRunner().invoke(verify, ["--policy", "us", "--target", server.url, "--out", str(tmp_path / "out")])
+    assert ran.exit_code == 1, ran.output
+    [run] = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    suite = ET.parse(run / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("hostname") == socket.gethostname()
+    assert float(suite.get("time") or 0) > 0
+    log = json.loads((run / "results.sarif").read_text())
+    results = log["runs"][0]["results"]
+    assert results and all(r["kind"] == "fail" for r in results)
+    assert all(r["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1 for r in results)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -245,4 +246,6 @@ def judge(evidence: EvidenceLog, pack: PolicyPack, scope: Scope, *, run_id: str,
         policy_path=str(pack.path), policy_sha256=str(pack.sha256), tool_version=__version__,
         principal=principal, started_at=started_at, finished_at=finished_at, scope=scope,
         controls=tuple(results), probes=tuple(probe_records(context)),
+        # The machine that judged (JUnit's testsuite hostname); recorded so a re-render elsewhere is identical.
+        hostname=socket.gethostname(),
     )

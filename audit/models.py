@@ -115,6 +115,9 @@ class ControlResult:
     findings: tuple[Finding, ...]
     severity: Severity
     waiver: Waiver | None = None
+    #: wall-clock seconds the engine spent judging this control (None when not measured, e.g. a
+    #: result read back from an older result.json); JUnit reports it as the testcase time.
+    duration_seconds: float | None = None
 
     @property
     def id(self) -> str:
@@ -133,6 +136,7 @@ class ControlResult:
             "findings": [f.to_json() for f in self.findings],
             "evidence": list(self.evidence),
             "waiver": self.waiver.to_json() if self.waiver is not None else None,
+            **({"duration_seconds": self.duration_seconds} if self.duration_seconds is not None else {}),
         }
 
     @classmethod
@@ -148,8 +152,10 @@ class ControlResult:
         w = data.get("waiver")
         waiver = Waiver(w["control"], w["resource"], w["owner"], w["justification"],
                         date.fromisoformat(w["expires"])) if w else None
+        duration = data.get("duration_seconds")
         return cls(meta, Outcome(data["outcome"]), tuple(Finding.from_json(f) for f in data.get("findings", ())),
-                   Severity(data["severity"]), waiver)
+                   Severity(data["severity"]), waiver,
+                   float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None)
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,8 @@ class RunResult:
     controls: tuple[ControlResult, ...]
     probes: tuple[ProbeRecord, ...] = field(default_factory=tuple)
     tool_name: str = "sovaudit"
+    #: the machine the audit ran on (socket.gethostname()), never the target URL; "" when unknown.
+    hostname: str = ""
 
     @property
     def summary(self) -> dict[str, int]:
@@ -305,6 +313,7 @@ class RunResult:
             "project": self.project,
             "policy": {"name": self.policy_name, "path": self.policy_path, "sha256": self.policy_sha256},
             "tool": {"name": self.tool_name, "version": self.tool_version},
+            **({"hostname": self.hostname} if self.hostname else {}),
             "principal": self.principal,
             "started_at": _time(self.started_at),
             "finished_at": _time(self.finished_at),
@@ -332,6 +341,7 @@ class RunResult:
             controls=tuple(ControlResult.from_json(c) for c in data.get("controls", ())),
             probes=tuple(ProbeRecord.from_json(p) for p in data.get("probes", ())),
             tool_name=tool.get("name", "sovaudit"),
+            hostname=str(data.get("hostname") or ""),
         )
 
 

@@ -199,9 +199,14 @@ def write_bundle(
             item.id: evidence_ref(item.manifest_entry(), item.body if item.id in probe_ids else None) for item in evidence
         }
         try:
-            for fmt in all_formats(refs, key_id, manifest):
+            # Render from the document exactly as result.json stores it (canonical bytes read back), the
+            # same input `report render result.json` sees, so every format re-renders byte for byte:
+            # key order (sorted), tuples as lists and any other in-memory detail cannot differ.
+            stored = json.loads(canonical_json(dict(result)))
+            stored_manifest = json.loads(canonical_json(manifest))  # as manifest.json beside it reads back
+            for fmt in all_formats(refs, key_id, stored_manifest):
                 try:
-                    put(fmt.file_name, fmt.render(result))
+                    put(fmt.file_name, fmt.render(stored))
                 except NothingToPlan:
                     continue  # nothing open or waived: no POA&M (OSCAL needs at least one item)
         except FormatError as exc:

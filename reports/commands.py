@@ -188,7 +188,9 @@ def _manifest_beside(result_path: Path) -> dict[str, Any] | None:
               help="Output format; oscal = OSCAL Assessment Results, poam = OSCAL POA&M of open findings and waivers.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE (atomically) instead of stdout.")
-def render_command(result_json: Path, format_name: str, out_path: Path | None) -> None:
+@click.option("--sarif-all", is_flag=True,
+              help="SARIF only: emit passing and not-applicable findings too (default: FAIL, ERROR, WAIVED).")
+def render_command(result_json: Path, format_name: str, out_path: Path | None, sarif_all: bool) -> None:
     """Render RESULT_JSON (a sovaudit/result/v1 document) as HTML, JUnit XML, SARIF, canonical JSON or OSCAL.
 
     When RESULT_JSON sits in a run bundle, evidence links and probe transcripts come from its manifest.
@@ -197,6 +199,7 @@ def render_command(result_json: Path, format_name: str, out_path: Path | None) -
     from sovaudit.reports.formats import get_format
     from sovaudit.reports.interface import FormatError
     from sovaudit.reports.oscal import NothingToPlan
+    from sovaudit.reports.sarif import SarifFormat
 
     try:
         result = json.loads(result_json.read_bytes())
@@ -211,7 +214,10 @@ def render_command(result_json: Path, format_name: str, out_path: Path | None) -
         return
     refs, key_id = _evidence_beside(result_json, result)
     try:
-        data = get_format(format_name, refs, key_id, _manifest_beside(result_json)).render(result)
+        fmt = get_format(format_name, refs, key_id, _manifest_beside(result_json))
+        if sarif_all and isinstance(fmt, SarifFormat):
+            fmt = SarifFormat(fmt.evidence_paths, include_passes=True)
+        data = fmt.render(result)
     except NothingToPlan as exc:
         # Not an error of the input: a run with nothing open or waived has no POA&M to write.
         _say(f"no POA&M written: {exc}", err=True)

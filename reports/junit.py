@@ -18,6 +18,19 @@ def _clean(value: Any) -> str:
     return strip_control_chars(text(value))
 
 
+def _seconds(control: Mapping[str, Any]) -> float:
+    """The control's recorded duration_seconds; 0 when the result predates it or the value is unusable."""
+    value = control.get("duration_seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        return 0.0
+    return float(value)
+
+
+def _time(seconds: float) -> str:
+    # JUnit's time is decimal seconds; six places keep microseconds and a stable text for re-rendering.
+    return f"{seconds:.6f}"
+
+
 def _details(control: Mapping[str, Any]) -> str:
     lines = []
     for finding in findings(control):
@@ -46,21 +59,25 @@ class JunitFormat(ResultFormat):
         }
         policy = result.get("policy") or {}
         suite_name = f"sovaudit {_clean(policy.get('name')) or 'policy'}"
-        root = ET.Element("testsuites", {"name": "sovaudit", **totals, "time": "0"})
+        total_time = _time(sum(_seconds(control) for control in controls))
+        root = ET.Element("testsuites", {"name": "sovaudit", **totals, "time": total_time})
         suite = ET.SubElement(
             root,
             "testsuite",
             {
                 "name": suite_name,
                 **totals,
-                "time": "0",
+                "time": total_time,
                 "timestamp": _clean(result.get("started_at")),
-                "hostname": _clean(result.get("target")),
+                # The machine that ran the audit, as recorded in the result (never the target URL, which
+                # is a property below); "localhost" for results that predate the field, as JUnit needs one.
+                "hostname": _clean(result.get("hostname")) or "localhost",
             },
         )
         properties = ET.SubElement(suite, "properties")
         for key, value in (
             ("run_id", result.get("run_id")),
+            ("target", result.get("target")),
             ("verdict", result.get("verdict")),
             ("project", result.get("project")),
             ("policy_sha256", policy.get("sha256")),
@@ -76,7 +93,7 @@ class JunitFormat(ResultFormat):
                 {
                     "classname": f"sovaudit.{pillar}",
                     "name": f"{_clean(control['id'])}: {_clean(control.get('title'))}".rstrip(": "),
-                    "time": "0",
+                    "time": _time(_seconds(control)),
                 },
             )
             outcome = control["outcome"]

@@ -4,6 +4,16 @@ Our "locations" are cloud resources, not source files, so each result carries a 
 whose fully qualified name is the resource name; when the bundle's evidence paths are known, the
 evidence files are attached as related (physical) locations relative to the bundle.
 
+GitHub code scanning refuses a result without a physical location (an artifactLocation uri and a
+region whose startLine is at least 1), so every result's first location is the policy pack the run
+was judged against, as the bundle stores it (`policy.yaml`, line 1): the rule that was broken lives
+there; the cloud resource stays in the same location's logicalLocations. A partial fingerprint of
+rule and resource keeps two resources of one rule two alerts (GitHub would otherwise hash line 1).
+
+By default only what needs attention is emitted: FAIL, ERROR and WAIVED findings (passes and
+not-applicable ones would flood the alert list); `include_passes` (`report render --sarif-all`) emits
+every finding. Rules are always emitted for every control, so a clean run still names what it checked.
+
 ERROR (incomplete evidence) is emitted as kind "fail", level "error": SARIF's "open" kind would
 force level "none", and dashboards would then show an unprovable control as harmless.
 WAIVED findings are emitted as failures with an accepted external suppression naming the owner.
@@ -11,6 +21,7 @@ WAIVED findings are emitted as failures with an accepted external suppression na
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +34,10 @@ _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "not
 # GitHub code scanning reads this property to rank security results (0.0–10.0).
 _SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
 _KIND = {"PASS": "pass", "FAIL": "fail", "ERROR": "fail", "WAIVED": "fail", "NOT_APPLICABLE": "notApplicable"}
+#: the finding outcomes a default (attention-only) log carries
+_ATTENTION = frozenset({"FAIL", "ERROR", "WAIVED"})
+#: the bundle's copy of the policy pack (reports.bundle.POLICY_FILE), each result's physical location
+POLICY_ARTIFACT = "policy.yaml"
 
 
 class SarifFormat(ResultFormat):
@@ -30,8 +45,9 @@ class SarifFormat(ResultFormat):
     file_name = "results.sarif"
     media_type = "application/sarif+json"
 
-    def __init__(self, evidence_paths: Mapping[str, str] | None = None) -> None:
+    def __init__(self, evidence_paths: Mapping[str, str] | None = None, include_passes: bool = False) -> None:
         self.evidence_paths = dict(evidence_paths or {})
+        self.include_passes = include_passes
 
     def render(self, result: Mapping[str, Any]) -> bytes:
         check_result(result)
@@ -40,10 +56,11 @@ class SarifFormat(ResultFormat):
         results: list[dict[str, Any]] = []
         for index, control in enumerate(controls):
             control_findings = findings(control)
-            if control_findings:
-                results.extend(self._result(control, index, f) for f in control_findings)
-            else:
-                results.append(self._result(control, index, None))
+            chosen: list[Mapping[str, Any] | None] = list(control_findings) if control_findings else [None]
+            for finding in chosen:
+                outcome = text(finding.get("outcome")) if finding else text(control["outcome"])
+                if self.include_passes or outcome in _ATTENTION:
+                    results.append(self._result(control, index, finding))
         tool = result.get("tool") or {}
         driver: dict[str, Any] = {"name": text(tool.get("name")) or "sovaudit", "rules": rules}
         if tool.get("version"):
@@ -117,10 +134,16 @@ class SarifFormat(ResultFormat):
             "properties": {"outcome": finding_outcome, "controlOutcome": outcome},
         }
         resource = text(finding.get("resource")) if finding else ""
+        location: dict[str, Any] = {
+            "physicalLocation": {"artifactLocation": {"uri": POLICY_ARTIFACT}, "region": {"startLine": 1}},
+        }
         if resource:
-            sarif_result["locations"] = [
-                {"logicalLocations": [{"fullyQualifiedName": resource, "name": resource.rsplit("/", 1)[-1], "kind": "resource"}]}
+            location["logicalLocations"] = [
+                {"fullyQualifiedName": resource, "name": resource.rsplit("/", 1)[-1], "kind": "resource"}
             ]
+        sarif_result["locations"] = [location]
+        identity = f"{control['id']}\n{resource}".encode()
+        sarif_result["partialFingerprints"] = {"primaryLocationLineHash": hashlib.sha256(identity).hexdigest()}
         evidence_ids = (finding.get("evidence") if finding else None) or control.get("evidence") or []
         related = [
             {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -14,6 +15,7 @@ from sovaudit.audit.evaluate import aggregate, evaluate, probe_records
 from sovaudit.audit.models import (
     ControlContext,
     ControlMeta,
+    ControlResult,
     Finding,
     Outcome,
     Pillar,
@@ -169,6 +171,21 @@ def test_every_control_has_metadata_frameworks_and_reads() -> None:
     assert get("SEC-04").meta.needs_job and get("SOV-02").meta.probe
 
 
+def test_each_control_records_the_seconds_its_judgement_took(node: NodeEvidence) -> None:
+    def slow(ctx: ControlContext) -> Iterator[Finding]:
+        time.sleep(0.05)
+        yield Finding.ok("r", "fine")
+
+    slow_result, quick_result = evaluate(node.context(), [fake_control(slow), fake_control(lambda ctx: [])])
+    assert slow_result.duration_seconds is not None and 0.05 <= slow_result.duration_seconds < 5
+    assert quick_result.duration_seconds is not None and quick_result.duration_seconds < slow_result.duration_seconds
+    assert slow_result.to_json()["duration_seconds"] == slow_result.duration_seconds
+    # A result without the field (older result.json) reads back as "not measured" and writes no field.
+    legacy = {k: v for k, v in slow_result.to_json().items() if k != "duration_seconds"}
+    assert ControlResult.from_json(legacy).duration_seconds is None and "duration_seconds" not in \
+        ControlResult.from_json(legacy).to_json()
+
+
 # ---- result.json --------------------------------------------------------------------------------
 
 def run_result(node: NodeEvidence) -> RunResult:
@@ -191,7 +208,8 @@ def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) 
     assert data["scope"]["window"] == {"start": "2026-11-26T15:00:00Z", "end": "2026-11-26T16:00:00Z"}
     control_json = data["controls"][0]
     assert set(control_json) == {"id", "title", "pillar", "severity", "outcome", "rationale", "remediation",
-                                 "frameworks", "findings", "evidence", "waiver"}
+                                 "frameworks", "findings", "evidence", "waiver", "duration_seconds"}
+    assert all(isinstance(c["duration_seconds"], float) and c["duration_seconds"] >= 0 for c in data["controls"])
     assert set(control_json["findings"][0]) == {"outcome", "resource", "message", "evidence"}
     assert len(data["probes"]) == 6 and all(p["refused"] and p["cleanup"] == "not needed" for p in data["probes"])
     assert RunResult.from_json(data).to_json() == data

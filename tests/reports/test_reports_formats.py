@@ -150,3 +150,86 @@ def test_the_sample_result_matches_the_shipped_result_schema(result):
     validator.validate(json.loads(JsonFormat().render(result)))
     result["controls"][0]["pillar"] = "vibes"
     assert not validator.is_valid(result)
+
+
+def _github_accepts(log: dict) -> None:
+    """GitHub code scanning's documented upload requirements, checked one by one."""
+    assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-schema-2.1.0.json")
+    for run in log["runs"]:
+        assert run["tool"]["driver"]["name"]
+        for sarif_result in run["results"]:
+            assert sarif_result["ruleId"] and sarif_result["message"]["text"]
+            physical = sarif_result["locations"][0]["physicalLocation"]
+            assert physical["artifactLocation"]["uri"]
+            assert isinstance(physical["region"]["startLine"], int) and physical["region"]["startLine"] >= 1
+
+
+@pytest.mark.parametrize("include_passes", [False, True])
+def test_sarif_meets_github_code_scanning_requirements(result, include_passes):
+    schema = json.loads(SARIF_SCHEMA.read_text())
+    log = json.loads(SarifFormat({ref.id: ref.path for ref in refs().values()}, include_passes).render(result))
+    jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).validate(log)
+    _github_accepts(log)
+    assert all(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "policy.yaml"
+               for r in log["runs"][0]["results"])
+
+
+def test_sarif_schema_refuses_a_region_without_a_real_line():
+    schema = json.loads(SARIF_SCHEMA.read_text())
+    bad = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [
+        {"message": {"text": "m"}, "locations": [{"physicalLocation": {"artifactLocation": {"uri": "policy.yaml"},
+                                                                         "region": {"startLine": 0}}}]}]}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_sarif_emits_only_what_needs_attention_unless_asked_for_everything(result):
+    default = json.loads(SarifFormat().render(result))["runs"][0]
+    everything = json.loads(SarifFormat(include_passes=True).render(result))["runs"][0]
+    assert {r["properties"]["outcome"] for r in default["results"]} <= {"FAIL", "ERROR", "WAIVED"}
+    assert {r["ruleId"] for r in default["results"]} >= {"SEC-02", "SEC-05", "SOV-04"}
+    assert "SOV-01" not in {r["ruleId"] for r in default["results"]}  # a pass
+    assert {"pass", "notApplicable"} <= {r["kind"] for r in everything["results"]}
+    assert len(everything["results"]) > len(default["results"])
+    # Every control keeps its rule, so a clean run still names what it checked.
+    assert len(default["tool"]["driver"]["rules"]) == len(result["controls"])
+
+
+def test_sarif_fingerprints_tell_two_resources_of_one_rule_apart(result):
+    failing = result["controls"][1]
+    first = dict(failing["findings"][0])
+    failing["findings"] = [first, {**first, "resource": "projects/p/buckets/other"}]
+    log = json.loads(SarifFormat().render(result))
+    hashes = [r["partialFingerprints"]["primaryLocationLineHash"] for r in log["runs"][0]["results"]
+              if r["ruleId"] == failing["id"]]
+    assert len(hashes) == 2 and len(set(hashes)) == 2
+
+
+def test_sarif_location_is_the_bundles_policy_file():
+    from sovaudit.reports.bundle import POLICY_FILE
+    from sovaudit.reports.sarif import POLICY_ARTIFACT
+
+    assert POLICY_ARTIFACT == POLICY_FILE
+
+
+def test_junit_reports_measured_times_and_the_auditing_host(result):
+    result["hostname"] = "ci-runner-7"
+    for index, control in enumerate(result["controls"]):
+        control["duration_seconds"] = 0.25 * (index + 1)
+    root = ET.fromstring(JunitFormat().render(result))
+    suite = root.find("testsuite")
+    assert suite.get("hostname") == "ci-runner-7"
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert properties["target"] == result["target"]
+    times = [float(case.get("time")) for case in root.iter("testcase")]
+    assert times == [0.25 * (i + 1) for i in range(len(result["controls"]))]
+    assert float(suite.get("time")) == pytest.approx(sum(times)) == float(root.get("time"))
+
+
+@pytest.mark.parametrize("bad", [None, -1, "3", float("nan"), True])
+def test_junit_never_writes_a_url_as_hostname_or_an_unusable_time(result, bad):
+    result["controls"][0]["duration_seconds"] = bad
+    root = ET.fromstring(JunitFormat().render(result))
+    suite = root.find("testsuite")
+    assert suite.get("hostname") == "localhost" and "://" not in suite.get("hostname")
+    assert root.find("testsuite/testcase").get("time") == "0.000000"

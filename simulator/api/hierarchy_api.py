@@ -37,19 +37,12 @@ def _level(req: SimRequest, kind: str) -> tuple[str, dict[str, Any]]:
     return resource, level
 
 
-def _get(kind: str) -> Any:
+def _read(kind: str, part: str) -> Any:
+    """A handler serving one stored part of a folder or the organization ("resource" or "iam_policy")."""
     def handler(req: SimRequest) -> dict[str, Any]:
         _, level = _level(req, kind)
         with req.state.lock:
-            return copy.deepcopy(level["resource"])
-    return handler
-
-
-def _get_iam(kind: str) -> Any:
-    def handler(req: SimRequest) -> dict[str, Any]:
-        _, level = _level(req, kind)
-        with req.state.lock:
-            return copy.deepcopy(level["iam_policy"])
+            return copy.deepcopy(level[part])
     return handler
 
 
@@ -225,9 +218,9 @@ def _delete_policy(kind: str) -> Any:
 def register(router: Router) -> None:
     for kind in ("folders", "organizations"):
         message = "Folder" if kind == "folders" else "Organization"
-        router.add("GET", f"/v3/{kind}/<id>", _get(kind), api="resourcemanager",
+        router.add("GET", f"/v3/{kind}/<id>", _read(kind, "resource"), api="resourcemanager",
                    response_type=f"{RM_TYPES}:{message}")
-        router.add("POST", f"/v3/{kind}/<id>:getIamPolicy", _get_iam(kind), api="resourcemanager",
+        router.add("POST", f"/v3/{kind}/<id>:getIamPolicy", _read(kind, "iam_policy"), api="resourcemanager",
                    response_type=IAM_POLICY)
         base = f"/v2/{kind}/<id>/policies"
         router.add("GET", f"{base}/<constraint>:getEffectivePolicy", _effective(kind), api="orgpolicy",

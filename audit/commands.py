@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sovaudit import interrupts
 from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 if TYPE_CHECKING:
@@ -156,20 +157,6 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
                   f"run {escape(terminal_safe(result['run_id']))}")
 
 
-def _terminate_like_interrupt() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so probes still delete what they created (`finally` runs)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, ...] | None, posture_only: bool,
                probes: bool, since: datetime | None, until: datetime | None, api_deadline: float,
                run_id: str | None = None) -> tuple[RunResult, Collected]:
@@ -286,6 +273,7 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
                    "an unsigned, tampered or foreign-signed bundle; repeat for several keys.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
+@interrupts.guarded("before a verdict; nothing was attested and no bundle was written")
 def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
@@ -322,6 +310,8 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
                                    "--sign-key, --kms-key, --bundle and --redact do not apply")
         from sovaudit.audit.reverify import reverify
 
+        if out_dir:
+            interrupts.own_output(Path(out_dir))
         exit_code = reverify(Path(evidence_dir), pack, output_format=output_format,
                              key_paths=tuple(Path(k) for k in key_paths), out_dir=Path(out_dir) if out_dir else None)
         raise SystemExit(exit_code)
@@ -331,7 +321,8 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
         raise click.BadParameter(f"--since {since} is not before --until {until}: the audit-log window is empty",
                                  param_hint="--since")
     require_credentials(target)
-    _terminate_like_interrupt()
+    interrupts.set_outcome("before a verdict; nothing was attested and no bundle was written (probe resources "
+                           f"left behind, if any: `sovaudit cleanup --policy {policy} --target {target_text}`)")
     # Load the key first: a bad key must stop the run before any probe touches the cloud.
     signer = signer_from_options(sign_key, kms_key, target)
     require_listening(target)
@@ -345,17 +336,11 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
         raise click.BadParameter(str(error), param_hint="--since/--until") from error
     except BadScope as error:
         raise click.BadParameter(str(error), param_hint="--job") from error
-    except KeyboardInterrupt as interrupt:
-        # Click's default for Ctrl-C/SIGTERM is exit 1, which a CI gate reads as "a control failed";
-        # nothing was judged, so the honest code is 3 (incomplete).
-        _err(f"interrupted ({interrupt or 'Ctrl-C'}) before a verdict: nothing was judged and no bundle was written; "
-             f"running probes deleted what they created (`sovaudit cleanup --policy {policy} --target "
-             f"{target_text}` removes any leftover)")
-        raise SystemExit(3) from interrupt
     document = result.to_json()
     if out_dir:
         from sovaudit.reports.bundle import BundleError
 
+        interrupts.own_output(Path(out_dir))
         try:
             run_dir = write_outputs(Path(out_dir), result, collected, signer=signer, bundle=pack_tar,
                                     redact=redact, tsa_url=tsa_url)
@@ -369,6 +354,7 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
                 raise
             _err(f"no trusted time, so no bundle was written: {error}")
             raise SystemExit(2) from error
+        interrupts.done_writing()
         _err(f"evidence bundle: {run_dir}")
         if signer is None:
             _err("note: the bundle is UNSIGNED (no --sign-key/--kms-key): nothing vouches for its contents")

@@ -13,12 +13,12 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sovaudit import __version__
+from sovaudit import __version__, interrupts
 from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # Independent questions run concurrently; the APIs are I/O bound and rate limits are generous.
 COLLECTOR_THREADS = 8
+# After Ctrl-C/SIGTERM, how long the running probe may take to delete what it created (announced on stderr).
+PROBE_CLEANUP_SECONDS = 10.0
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -179,13 +181,16 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     try:
         key_futures = [pool.submit(_guard, "buckets/dataset", source, progress) for source in key_sources]
         futures = [pool.submit(_guard, label, fn, progress) for label, fn in tasks]
+        probing = None
         if options.probes:
-            futures.append(pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress)), progress))
-        key_names = [name for future in key_futures for name in (future.result() or [])]
-        if key_names:
-            futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), progress))
-        for future in futures:
-            future.result()
+            probing = pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress)), progress)
+            futures.append(probing)
+        with interrupts.on_interrupt(_probe_cleanup_step(ctx, probing)):
+            key_names = [name for future in key_futures for name in (future.result() or [])]
+            if key_names:
+                futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), progress))
+            for future in futures:
+                future.result()
     except BaseException:
         # Interrupted: start nothing new, but let running probes finish their `finally` deletions.
         ctx.stopping.set()
@@ -196,6 +201,24 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     finished = datetime.now(UTC)
     progress(f"collected {recorder.request_count()} API exchanges in {(finished - started).total_seconds():.1f}s")
     return Collected(recorder.log(), scope, started, finished, tuple(swept), tuple(notes))
+
+
+def _probe_cleanup_step(ctx: CollectContext, probing: Future[Any] | None) -> interrupts.CleanupStep:
+    """What Ctrl-C/SIGTERM still waits for: the running probe deleting what it created, bounded."""
+
+    def describe() -> str | None:
+        ctx.stopping.set()  # no new probe starts; the running one goes to its `finally` deletion
+        if probing is None or probing.done() or not ctx.live_probes:
+            return None
+        count = len(ctx.live_probes)
+        return (f"deleting {count} probe resource{'s' if count > 1 else ''} "
+                f"(at most {PROBE_CLEANUP_SECONDS:g} s)...")
+
+    def run(seconds: float) -> None:
+        if probing is not None:
+            wait([probing], timeout=seconds)
+
+    return interrupts.CleanupStep(describe=describe, run=run, seconds=PROBE_CLEANUP_SECONDS)
 
 
 def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
@@ -217,7 +240,13 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
         for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):
             if ctx.stopping.is_set():
                 return swept
-            _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), progress)
+            # Marked live for its whole run: it may hold one resource it created until its `finally`.
+            live = f"{probe.__module__}:{region}"
+            ctx.live_probes.add(live)
+            try:
+                _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), progress)
+            finally:
+                ctx.live_probes.discard(live)
     return swept
 
 

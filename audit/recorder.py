@@ -209,18 +209,26 @@ class Recorder:
             self._local.label = previous
 
     def call(self, purpose: str, service: str, method: str, fn: Callable[[], T],
-             *, retry: bool = True) -> T:
+             *, retry: bool = True, cleanup: bool = False) -> T:
         """Run `fn` (which makes one or more HTTP calls) under a purpose, retrying as the module says.
 
         A failed attempt's items are kept but renamed `<purpose>#attempt-N`, so the purpose itself
         always holds exactly the pages of the last attempt: views never double count a retried list.
         `retry=False` is for calls that must not repeat (a probe's create).
+
+        Once the run is interrupted (`interrupts.STOP`), a call starts no new attempt and a retry wait
+        ends at once, so no retry loop outlives Ctrl-C/SIGTERM; `cleanup=True` (deleting a probe
+        resource) keeps retrying, within the bound the interrupt announced.
         """
+        from sovaudit import interrupts
+
         label = _Label(purpose, service, method)
         started = self._clock()
         attempt = 0
         while True:
             attempt += 1
+            if interrupts.interrupted() and not cleanup:
+                raise CollectionError(purpose, f"{service} {method}: not called: the run was interrupted")
             mark = len(self._items)
             self._local.answer = None
             try:
@@ -243,7 +251,11 @@ class Recorder:
                             self._exhausted.add(service)
                     raise CollectionError(purpose, message) from exc
                 self._supersede(purpose, mark, attempt)
-                time.sleep(decision)
+                if cleanup:
+                    time.sleep(decision)
+                elif interrupts.sleep(decision):
+                    raise CollectionError(purpose, f"{service} {method}: retry abandoned: the run was "
+                                                   "interrupted") from exc
 
     @staticmethod
     def _retryable(answer: _Answer) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
+from sovaudit import interrupts
 from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
@@ -127,6 +128,7 @@ def plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> None:
 @click.option("--job-id", help="Batch job id (default: derived from the run id).")
 @click.option("--no-follow", is_flag=True, help="Submit and return; do not wait for the job.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up following after this many seconds.")
+@interrupts.guarded("before the job was confirmed submitted; `sovaudit pipeline status` shows whether it was")
 def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None, no_follow: bool,
            timeout: float | None, **kw: Any) -> None:
     """Create the template if absent, submit the job and follow it to the end."""
@@ -153,6 +155,8 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
         _err(f"error: the job was not created: {type(error).__name__}: {error}")
         raise SystemExit(1) from error
     _err(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
+    interrupts.set_outcome(f"while following {job.name}: the job keeps running on Batch "
+                           f"(`sovaudit pipeline status {job.name.rsplit('/', 1)[-1]} --follow`)")
     click.echo(job.name)
     if no_follow:
         return
@@ -229,6 +233,7 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
 @click.option("--target", default="gcp", show_default=True)
 @click.option("--follow", "follow_job", is_flag=True, help="Wait until the job ends.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="With --follow: give up after this many seconds.")
+@interrupts.guarded("while reading the job: it keeps running on Batch")
 def status(job: str, policy: str, target: str, follow_job: bool, timeout: float | None) -> None:
     """Show a job's state, task counts and latest events (JOB: id or full name)."""
     from sovaudit.pipeline import submit as submitting
@@ -262,6 +267,7 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
 @click.option("--run-id", help="Run id (default: new); with the input digest it fixes each load job id.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), help="Reference FASTA for --check-ref.")
 @click.option("--vep-command", help="VEP command line (optional).")
+@interrupts.guarded("before every task finished: none of its outputs are kept")
 def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: str | None, policy: str,
               table: str | None, run_id: str | None, reference: str | None, vep_command: str | None) -> None:
     """Run the task over local VCFs (or gs:// with --load's target) in a process pool."""
@@ -286,7 +292,14 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
         raise click.UsageError("gs:// inputs need --load TARGET (it names the project and the endpoint)")
     _check_local_inputs(vcfs)
     out = Path(out_dir)
+    # An interrupted run leaves --out as it found it: what this run added goes (a partial Parquet too).
+    interrupts.own_output(out)
     created = _missing_ancestor(out)
+    if created is not None:
+        interrupts.new_path(created)
+    if load_target:
+        interrupts.set_outcome("before every task finished: its outputs were removed; rows already loaded stay "
+                               f"in {kwargs['table']}")
     config = config_for(list(vcfs), out, run_id, reference=reference,
                         vep_command=tuple(shlex.split(vep_command or "")), **kwargs)
 
@@ -301,6 +314,7 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
     finally:
         if created is not None:
             _remove_if_empty(out, created)
+    interrupts.done_writing()
     click.echo(json.dumps({"run_id": run_id, "out": str(out_dir), "succeeded": len(outcome.reports),
                            "failed": len(outcome.failures),
                            "records_in": sum(r.records_in for r in outcome.reports),

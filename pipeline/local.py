@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sovaudit.interrupts import quiet_child
 from sovaudit.pipeline.errors import PipelineError
 from sovaudit.pipeline.task import TaskConfig, TaskReport, output_stem, run_task
 
@@ -73,7 +74,8 @@ def run_local(base: TaskConfig, workers: int = 1,
     else:
         # spawn: a forked copy of a process that already runs Arrow thread pools is not safe.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # quiet_child: the terminal's Ctrl-C reaches every worker; the command ends them (sovaudit/interrupts.py).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=quiet_child) as pool:
             futures = [pool.submit(_one, config, stem) for config, stem in zip(configs, stems, strict=True)]
             for future in as_completed(futures):
                 results.append(future.result())

@@ -111,7 +111,11 @@ def make_executor(runner: TaskRunner, parallelism: int) -> Executor:
     workers = max(1, parallelism)
     if runner is default_runner or not _picklable(runner):
         return ThreadPoolExecutor(max_workers=min(workers, 32), thread_name_prefix="sim-batch-task")
-    return ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 2))
+    from sovaudit.interrupts import quiet_child
+
+    # Workers ignore the terminal's Ctrl-C (and so do the task processes they start): the command that
+    # runs the simulator ends them on an interrupt (sovaudit/interrupts.py), without a traceback each.
+    return ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), initializer=quiet_child)
 
 
 def run_attempt(runner: TaskRunner, invocation: TaskInvocation) -> TaskOutcome:

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from sovaudit import interrupts
+
 # The runner `sim serve` gives the simulator's Batch unless --stub-tasks: the same real task code the
 # demo runs (a fresh `sovaudit pipeline task` process per task), named as `module:function` so that
 # it stays a picklable top-level function and the simulator package imports no pipeline code itself.
@@ -52,6 +54,7 @@ def sim() -> None:
               help="Do not run submitted Batch jobs' task code: every task sleeps briefly and succeeds (a "
                    "script runnable's trailing `exit N` decides its code). Faster, but a job writes no "
                    "manifests and loads no rows, and a missing input is not noticed.")
+@interrupts.guarded(": the simulator stopped")
 def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batch_refusal: str,
           stub_tasks: bool = False) -> None:
     """Serve one simulated node until interrupted (Ctrl-C).
@@ -82,16 +85,10 @@ def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batc
     click.echo(server.url)   # stdout: the endpoint, for scripts
     sys.stdout.flush()
 
-    def _stop(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
+    # Ctrl-C/SIGTERM end the process here (sovaudit/interrupts.py): the task processes of running jobs are
+    # ended with it and the server's threads die with the process, so there is nothing to unwind.
+    while True:
         signal.pause() if hasattr(signal, "pause") else server._thread.join()  # noqa: SLF001
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
 
 
 @sim.command()

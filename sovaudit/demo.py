@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from sovaudit import interrupts
+
 RECORDED_JOB = "preprocess-genomes-001"
 
 
@@ -30,6 +32,7 @@ RECORDED_JOB = "preprocess-genomes-001"
               help="Records per synthetic VCF.")
 @click.option("--tsa", "tsa_url", help="RFC 3161 timestamp authority URL: give the bundle trusted time "
                                       "(an unreachable TSA is exit 2 and no bundle is written).")
+@interrupts.guarded("before a verdict; nothing was attested and no bundle was written")
 def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, records: int,
          tsa_url: str | None = None) -> None:
     """Run the pipeline on the embedded simulator, verify it, and write a signed bundle."""
@@ -53,6 +56,7 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
 
         _check_tsa(tsa_url, signed=True)  # the demo always signs
     out = Path(out_dir)
+    interrupts.own_output(out)
     try:
         policy = _scenario_policy(node, scenarios, out)
         server = start_simulator(node=node, scenarios=list(scenarios), task_runner=run_task)
@@ -79,6 +83,7 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
             _err(f"no trusted time, so no bundle was written: {error}")
             raise SystemExit(2) from error
         public_key = write_public_key(signer, run_dir.parent / f"{run_dir.name}.pub.pem")
+        interrupts.done_writing()
     print_summary(result.to_json())
     click.echo(f"\ndemo took {time.monotonic() - started:.0f}s; evidence bundle: {run_dir}")
     click.echo(f"report:          {run_dir / 'report.html'}")
@@ -112,6 +117,7 @@ def _run_pipeline(target: object, pack: object, out: Path, files: int, records: 
     from sovaudit.pipeline.submit import run_pipeline, upload_inputs
     from sovaudit.pipeline.synth import demo_inputs
 
+    interrupts.own_output(out / "inputs")
     paths = demo_inputs(out / "inputs", count=files, records=records)
     _err(f"generated {len(paths)} synthetic VCFs ({records} records each) in {out / 'inputs'}")
     uris = upload_inputs(target, pack, paths)

@@ -25,6 +25,8 @@ class CollectContext:
     run_id: str
     # Set when the run is interrupted (Ctrl-C, SIGTERM): no new probe starts, running ones clean up.
     stopping: threading.Event = field(default_factory=threading.Event, compare=False)
+    # Probes running now (each may hold one resource it created): what an interrupt waits to delete.
+    live_probes: set[str] = field(default_factory=set, compare=False)
     # The folders above the project, nearest first (hierarchy.ancestors), once known; INT-02's one
     # change-history query names their Admin Activity logs too. `ancestry_read` is set either way.
     folders: list[str] = field(default_factory=list, compare=False)

@@ -39,7 +39,7 @@ def delete(ctx: CollectContext, purpose: str, service: str, method: str, call: C
     from sovaudit.audit.recorder import CollectionError
 
     try:
-        ctx.recorder.call(purpose, service, method, call)
+        ctx.recorder.call(purpose, service, method, call, cleanup=True)
         return True
     except CollectionError as error:
         return isinstance(error.__cause__, exceptions.NotFound)

@@ -71,7 +71,7 @@ def _await_failure(ctx: CollectContext, client: Any, name: str, uid: str, region
         state = job.status.state.name
         if state in {"FAILED", "SUCCEEDED", "CANCELLED"}:
             break
-        time.sleep(POLL_SECONDS)
+        ctx.stopping.wait(POLL_SECONDS)  # an interrupt ends the wait, then the job is deleted
     instances = ctx.client(cloud.compute_instances)
     request = {"project": ctx.project, "filter": f'labels.batch-job-uid = "{uid}"', "max_results": 500}
     try:

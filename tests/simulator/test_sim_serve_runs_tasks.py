@@ -43,7 +43,9 @@ def _serve(*extra: str) -> tuple[subprocess.Popen[str], str]:
 def _stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
     stderr = process.communicate(timeout=20)[1]
-    assert process.returncode == 0, stderr
+    # Stopped by a signal: exit 3 and one line, like every interrupted command (sovaudit/interrupts.py).
+    assert process.returncode == 3, stderr
+    assert "interrupted by SIGTERM: the simulator stopped" in stderr
     return stderr
 
 

@@ -295,8 +295,6 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
     # An interrupted run leaves --out as it found it: what this run added goes (a partial Parquet too).
     interrupts.own_output(out)
     created = _missing_ancestor(out)
-    if created is not None:
-        interrupts.new_path(created)
     if load_target:
         interrupts.set_outcome("before every task finished: its outputs were removed; rows already loaded stay "
                                f"in {kwargs['table']}")

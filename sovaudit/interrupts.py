@@ -126,13 +126,19 @@ def remove_new_entries(directory: Path) -> None:
 
 
 def own_output(directory: Path) -> None:
-    """On interrupt, leave `directory` as this run found it: remove it when the run creates it, else
-    remove what the run added to it (a bundle's staging directory, a run-<id>/, a partial Parquet)."""
-    directory = Path(directory)
+    """On interrupt, leave `directory` as this run found it: remove it (and the parents the run
+    creates for it) when it does not exist yet, else remove what the run added to it (a bundle's
+    staging directory, a run-<id>/, a partial Parquet)."""
+    directory = Path(directory).absolute()
     if directory.exists():
         remove_new_entries(directory)
-    else:
-        new_path(directory)
+        return
+    outermost = directory
+    for parent in directory.parents:
+        if parent.exists():
+            break
+        outermost = parent
+    new_path(outermost)
 
 
 def done_writing() -> None:

@@ -373,6 +373,7 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
 @click.option("--target", "target_text", default="gcp", show_default=True,
               help="'gcp' or the simulator's http://127.0.0.1:PORT.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
+@interrupts.guarded("before every leftover probe resource was looked at; run `sovaudit cleanup` again")
 def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
     """Delete probe resources left behind by interrupted runs: only those named and labelled as probes
     whose Admin Activity create entry names this verifier; others are kept and reported (exit 1)."""

@@ -41,6 +41,14 @@ class LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module_name), attribute)
         return command
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # Every command follows one interrupt rule (sovaudit/interrupts.py): exit 3, no child process left,
+        # nothing half-written kept, one line naming the signal. Long commands say more with @guarded.
+        from sovaudit import interrupts
+
+        with interrupts.guard("before it finished"):
+            return super().invoke(ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Use the short help kept here so that --help imports no subcommand module.
         rows = [(name, SUBCOMMANDS[name][1]) for name in sorted(SUBCOMMANDS)]

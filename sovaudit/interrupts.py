@@ -189,8 +189,17 @@ def guarded(outcome: str) -> Callable[[F], F]:
 def guard(outcome: str) -> Iterator[None]:
     """Install the handlers for the duration of the block (main thread only; elsewhere a no-op)."""
     global _guard
-    if threading.current_thread() is not threading.main_thread() or _guard is not None:
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    if _guard is not None:
+        # Already guarded (the front door guards every command): the command's own words apply inside.
+        enclosing = _guard.outcome
+        _guard.outcome = outcome
+        try:
+            yield
+        finally:
+            _guard.outcome = enclosing
         return
     _guard = _Guard(owner_pid=os.getpid(), outcome=outcome)
     _set_subreaper(True)

@@ -352,12 +352,13 @@ def _reap() -> None:
             pass
 
 
-def end_descendants(grace: float = CHILD_GRACE_SECONDS) -> None:
-    """SIGTERM every descendant, SIGKILL what is left after `grace`, reap what was ours."""
+def end_descendants(grace: float = CHILD_GRACE_SECONDS, root: int | None = None) -> None:
+    """SIGTERM every descendant of `root` (default: this process), SIGKILL what is left after `grace`,
+    reap what was ours."""
     if not os.path.isdir("/proc"):
         return
     for number in (signal.SIGTERM, signal.SIGKILL):
-        pids = descendants()
+        pids = descendants(root)
         if not pids:
             break
         for pid in pids:
@@ -366,7 +367,7 @@ def end_descendants(grace: float = CHILD_GRACE_SECONDS) -> None:
         until = time.monotonic() + grace
         while time.monotonic() < until:
             _reap()
-            if not descendants():
+            if not descendants(root):
                 break
             time.sleep(0.02)
     _reap()

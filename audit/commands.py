@@ -340,7 +340,8 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
     if out_dir:
         from sovaudit.reports.bundle import BundleError
 
-        interrupts.own_output(Path(out_dir))
+        # Only this run's names: another run may be writing its bundle into the same --out.
+        interrupts.own_output(Path(out_dir), (f"run-{result.run_id}", f".run-{result.run_id}."))
         try:
             run_dir = write_outputs(Path(out_dir), result, collected, signer=signer, bundle=pack_tar,
                                     redact=redact, tsa_url=tsa_url)

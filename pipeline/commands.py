@@ -273,7 +273,7 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
     """Run the task over local VCFs (or gs:// with --load's target) in a process pool."""
     import shlex
 
-    from sovaudit.pipeline.local import config_for
+    from sovaudit.pipeline.local import config_for, unique_stems
     from sovaudit.pipeline.local import run_local as run
     from sovaudit.pipeline.spec import DEFAULT_TABLE, check_node_table, check_run_id, check_table, new_run_id
 
@@ -292,8 +292,10 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
         raise click.UsageError("gs:// inputs need --load TARGET (it names the project and the endpoint)")
     _check_local_inputs(vcfs)
     out = Path(out_dir)
-    # An interrupted run leaves --out as it found it: what this run added goes (a partial Parquet too).
-    interrupts.own_output(out)
+    # An interrupted run leaves --out as it found it: what this run added goes (a partial Parquet too),
+    # only under this run's output names (NAME.parquet, NAME.manifest.json, .NAME.parquet.partial-PID).
+    stems = unique_stems(list(vcfs))
+    interrupts.own_output(out, tuple(f"{stem}." for stem in stems) + tuple(f".{stem}." for stem in stems))
     created = _missing_ancestor(out)
     if load_target:
         interrupts.set_outcome("before every task finished: its outputs were removed; rows already loaded stay "

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from sovaudit import interrupts
 from sovaudit.reports.keys import KEY_TYPES, KeyFileError
 
 
@@ -229,6 +230,8 @@ def render_command(result_json: Path, format_name: str, out_path: Path | None, s
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
+        # The temporary file write_atomic renames into place, should an interrupt come first.
+        interrupts.own_output(out_path.parent, (f".{out_path.name}.",))
         try:
             write_atomic(out_path, data)
         except OSError as exc:

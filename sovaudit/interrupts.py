@@ -68,8 +68,9 @@ class _Guard:
     outcome: str                      # "before a verdict; nothing was attested", etc.
     steps: list[CleanupStep] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
-    # Directories whose entries that appear after the snapshot are this run's (run-local's --out).
-    snapshots: list[tuple[Path, frozenset[str]]] = field(default_factory=list)
+    # (directory, entries before, name prefixes): entries that appear after the snapshot and start with
+    # one of the prefixes (any name when empty) are this run's.
+    snapshots: list[tuple[Path, frozenset[str], tuple[str, ...]]] = field(default_factory=list)
     deadline: float = 0.0
     signal_name: str = ""
     finishing: threading.Lock = field(default_factory=threading.Lock)
@@ -117,21 +118,23 @@ def new_path(path: Path) -> Path:
     return Path(path)
 
 
-def remove_new_entries(directory: Path) -> None:
-    """On interrupt, remove every entry of `directory` that is not there now (what this run added)."""
+def remove_new_entries(directory: Path, prefixes: tuple[str, ...] = ()) -> None:
+    """On interrupt, remove the entries of `directory` that are not there now (what this run added);
+    with `prefixes`, only those whose name starts with one of them, so that another run writing into
+    the same directory at the same time (two CI jobs sharing an --out) loses nothing."""
     if _guard is not None:
-        directory = Path(directory)
+        directory = Path(directory).absolute()
         before = frozenset(os.listdir(directory)) if directory.is_dir() else frozenset()
-        _guard.snapshots.append((directory, before))
+        _guard.snapshots.append((directory, before, tuple(prefixes)))
 
 
-def own_output(directory: Path) -> None:
+def own_output(directory: Path, prefixes: tuple[str, ...] = ()) -> None:
     """On interrupt, leave `directory` as this run found it: remove it (and the parents the run
     creates for it) when it does not exist yet, else remove what the run added to it (a bundle's
-    staging directory, a run-<id>/, a partial Parquet)."""
+    staging directory, a run-<id>/, a partial Parquet), limited to names with `prefixes` if given."""
     directory = Path(directory).absolute()
     if directory.exists():
-        remove_new_entries(directory)
+        remove_new_entries(directory, prefixes)
         return
     outermost = directory
     for parent in directory.parents:
@@ -270,15 +273,18 @@ def _finish(guard: _Guard) -> None:
         while True:
             time.sleep(1)
     end_descendants()
-    added = [directory / name for directory, before in guard.snapshots if directory.is_dir()
-             for name in sorted(set(os.listdir(directory)) - before)]
+    added = [directory / name for directory, before, prefixes in guard.snapshots if directory.is_dir()
+             for name in sorted(set(os.listdir(directory)) - before)
+             if not prefixes or name.startswith(prefixes)]
     removed = [path for path in (*added, *guard.paths) if _remove(path)]
     named = ", ".join(str(path) for path in removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
     where = f"; removed what it half-wrote: {named}" if removed else ""
     separator = "" if guard.outcome[:1] in {":", ";", ","} else " "
     _write(f"interrupted by {guard.signal_name or 'a signal'}{separator}{guard.outcome}{where}")
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
+    if threading.current_thread() is threading.main_thread():
+        # Not from the watchdog: the main thread may hold stdout's lock mid-write, and would never let go.
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
     os._exit(EXIT_INTERRUPTED)
 
 

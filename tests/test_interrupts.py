@@ -171,12 +171,26 @@ def test_sigterm_during_collection_with_an_api_retrying_stops_at_once(
         running: Callable[..., Running], sim_factory: Callable[..., SimServer], tmp_path: Path) -> None:
     # Logging answers 503 for ever: before, verify waited out its retry loops (~56 s) after the signal.
     sim = sim_factory(scenarios=["fault-logging-down"])
-    run = running("verify", "--policy", "us", "--target", sim.url, "--no-probes", "--out", str(tmp_path / "runs"))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run = running("verify", "--policy", "us", "--target", sim.url, "--no-probes", "--out", str(runs))
     run.wait_for_line("resolving the jobs in scope")
+    # Another gate sharing --out finishes its bundle meanwhile: an interrupt of this run must not touch it.
+    (runs / "run-20990101T000000Z-0000aa").mkdir()
     time.sleep(1.0)  # the log queries are being retried now
     elapsed = run.interrupt(signal.SIGTERM, group=False)
     assert_interrupted(run, "SIGTERM", elapsed)
-    assert not (tmp_path / "runs").exists()
+    assert [p.name for p in runs.iterdir()] == ["run-20990101T000000Z-0000aa"]
+
+
+def test_ctrl_c_in_verify_with_a_new_out_folder_leaves_no_folder(
+        running: Callable[..., Running], sim_factory: Callable[..., SimServer], tmp_path: Path) -> None:
+    sim = sim_factory(scenarios=["fault-logging-down"])
+    run = running("verify", "--policy", "us", "--target", sim.url, "--no-probes", "--out", str(tmp_path / "a" / "b"))
+    run.wait_for_line("resolving the jobs in scope")
+    elapsed = run.interrupt(signal.SIGINT, group=True)
+    assert_interrupted(run, "SIGINT", elapsed)
+    assert not (tmp_path / "a").exists()
 
 
 def test_ctrl_c_during_a_probe_deletes_it_within_the_announced_bound(

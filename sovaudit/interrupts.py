@@ -39,11 +39,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from sovaudit.process_tree import end_descendants, set_subreaper
+
 EXIT_INTERRUPTED = 3
 # What a guarded command may spend between the signal and its exit, apart from announced cleanup.
 BUDGET_SECONDS = 1.5
-# How long descendants get to end on SIGTERM before SIGKILL.
-CHILD_GRACE_SECONDS = 0.4
 
 # Set on the first SIGINT/SIGTERM: retry loops and pollers wait on it instead of sleeping.
 STOP = threading.Event()
@@ -151,12 +151,6 @@ def done_writing() -> None:
         _guard.snapshots.clear()
 
 
-def keep(path: Path) -> None:
-    """The command finished writing `path`: an interrupt from now on must not remove it."""
-    if _guard is not None:
-        _guard.paths = [p for p in _guard.paths if p != Path(path)]
-
-
 @contextlib.contextmanager
 def on_interrupt(step: CleanupStep) -> Iterator[None]:
     """While the block runs, an interrupt first runs `step` (bounded by `step.seconds`)."""
@@ -205,14 +199,14 @@ def guard(outcome: str) -> Iterator[None]:
             _guard.outcome = enclosing
         return
     _guard = _Guard(owner_pid=os.getpid(), outcome=outcome)
-    _set_subreaper(True)
+    set_subreaper(True)
     previous = {number: signal.signal(number, _handle) for number in _SIGNALS}
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        _set_subreaper(False)
+        set_subreaper(False)
         _guard = None
 
 
@@ -305,75 +299,3 @@ def _write(line: str) -> None:
     # os.write, not print: the handler may run while the main thread is inside a print to stderr.
     with contextlib.suppress(OSError):
         os.write(2, (line + "\n").encode("utf-8", "replace"))
-
-
-# -- processes -------------------------------------------------------------------------------------
-
-def _set_subreaper(on: bool) -> None:
-    """Linux: orphaned descendants are re-parented to this process, so none escapes `end_descendants`."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1 if on else 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-def _parents() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) for every process visible in /proc."""
-    table: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                text = stat.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
-        table[int(entry)] = (int(fields[1]), fields[0])
-    return table
-
-
-def descendants(root: int | None = None) -> list[int]:
-    """Live (not zombie) descendants of `root` (default: this process)."""
-    root = os.getpid() if root is None else root
-    table = _parents()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _state) in table.items():
-        children.setdefault(parent, []).append(pid)
-    found: list[int] = []
-    stack = list(children.get(root, ()))
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, ()))
-    return [pid for pid in found if table[pid][1] != "Z"]
-
-
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-
-
-def end_descendants(grace: float = CHILD_GRACE_SECONDS, root: int | None = None) -> None:
-    """SIGTERM every descendant of `root` (default: this process), SIGKILL what is left after `grace`,
-    reap what was ours."""
-    if not os.path.isdir("/proc"):
-        return
-    for number in (signal.SIGTERM, signal.SIGKILL):
-        pids = descendants(root)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, number)
-        until = time.monotonic() + grace
-        while time.monotonic() < until:
-            _reap()
-            if not descendants(root):
-                break
-            time.sleep(0.02)
-    _reap()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from sovaudit import interrupts
+from sovaudit import interrupts, process_tree
 from sovaudit.audit.recorder import CollectionError, Recorder
 from sovaudit.simulator.server import SimServer
 
@@ -58,14 +58,14 @@ def test_end_descendants_ends_a_whole_tree_including_grandchildren() -> None:
     parent = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 30 & sleep 30 & wait"])
     try:
         deadline = time.monotonic() + 5
-        while len(interrupts.descendants(parent.pid)) < 2:
+        while len(process_tree.descendants(parent.pid)) < 2:
             assert time.monotonic() < deadline, "the grandchildren did not start"
             time.sleep(0.02)
-        grandchildren = interrupts.descendants(parent.pid)
+        grandchildren = process_tree.descendants(parent.pid)
         began = time.monotonic()
-        interrupts.end_descendants(root=parent.pid)
+        process_tree.end_descendants(root=parent.pid)
         assert time.monotonic() - began < 2
-        assert interrupts.descendants(parent.pid) == []
+        assert process_tree.descendants(parent.pid) == []
         for pid in grandchildren:
             state = _state(pid)
             assert state in {None, "Z"}, f"grandchild {pid} still {state}"

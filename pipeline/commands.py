@@ -154,9 +154,9 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
     except Exception as error:  # a refusal by the API (location policy, permissions): say it, exit 1
         _err(f"error: the job was not created: {type(error).__name__}: {error}")
         raise SystemExit(1) from error
-    _err(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
     interrupts.set_outcome(f"while following {job.name}: the job keeps running on Batch "
                            f"(`sovaudit pipeline status {job.name.rsplit('/', 1)[-1]} --follow`)")
+    _err(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
     click.echo(job.name)
     if no_follow:
         return

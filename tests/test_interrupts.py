@@ -225,3 +225,23 @@ def test_sim_serve_stops_on_ctrl_c_with_its_task_workers(running: Callable[..., 
     elapsed = run.interrupt(signal.SIGINT, group=True)
     stderr = assert_interrupted(run, "SIGINT", elapsed)
     assert "interrupted by SIGINT: the simulator stopped" in stderr
+
+
+def test_ctrl_c_while_following_a_submitted_job_says_the_job_keeps_running(
+        running: Callable[..., Running], sim_factory: Callable[..., SimServer]) -> None:
+    release = threading.Event()
+
+    def slow_task(invocation: object) -> object:
+        # The simulator's runner contract: a task that runs until the test ends (a lambda stays on threads).
+        release.wait(30)
+        return type("Outcome", (), {"exit_code": 0, "log_lines": []})()
+
+    sim = sim_factory(task_runner=lambda invocation: slow_task(invocation))
+    try:
+        run = running("pipeline", "submit", "--target", sim.url, "--inputs", "gs://fed-node-us-raw-vcfs/a.vcf.gz")
+        run.wait_for_line("submitted ")
+        elapsed = run.interrupt(signal.SIGINT, group=True)
+        stderr = assert_interrupted(run, "SIGINT", elapsed)
+        assert "the job keeps running on Batch" in stderr
+    finally:
+        release.set()

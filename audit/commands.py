@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sovaudit.progress import quiet_option
 from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, .
     options = engine.VerifyOptions(target=target, pack=pack, jobs=names, posture_only=posture_only,
                                    probes=probes, since=since, until=until, api_deadline_seconds=api_deadline,
                                    **({"run_id": run_id} if run_id else {}))
-    collected = engine.collect(options, progress=_err)
+    collected = engine.collect(options)
     result = engine.judge(collected.evidence, pack, collected.scope, run_id=options.run_id, target=str(target),
                           principal=principal(target), started_at=collected.started_at,
                           finished_at=collected.finished_at)
@@ -286,6 +287,7 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
                    "an unsigned, tampered or foreign-signed bundle; repeat for several keys.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
+@quiet_option
 def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
@@ -387,6 +389,7 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
 @click.option("--target", "target_text", default="gcp", show_default=True,
               help="'gcp' or the simulator's http://127.0.0.1:PORT.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
+@quiet_option
 def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
     """Delete probe resources left behind by interrupted runs: only those named and labelled as probes
     whose Admin Activity create entry names this verifier; others are kept and reported (exit 1)."""

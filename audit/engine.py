@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
+from sovaudit import progress as progress_lines
 from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
@@ -82,11 +83,10 @@ class EmptyWindow(ValueError):
     never looked at, so the run stops before any probe or log query."""
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
+def collect(options: VerifyOptions, progress: Progress = progress_lines.say,
+            warn: Progress = progress_lines.warn) -> Collected:
+    """Collect the evidence. `progress` hears what the run is waiting for (silenced by --quiet);
+    `warn` hears what went wrong or is left out, which --quiet must not hide."""
     started = datetime.now(UTC)
     recorder = Recorder(deadline_seconds=options.api_deadline_seconds)
     ctx = CollectContext(options.target, options.pack, recorder, options.run_id)
@@ -107,10 +107,10 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             raise BadScope(f"{missing}; check the id with `sovaudit pipeline status` or omit --job") from missing
         except job.JobNotFound as missing:
             notes.append(str(missing))
-            progress(f"job not found: {missing}")
+            warn(f"job not found: {missing}")
         except CollectionError as error:
             notes.append(str(error))
-            progress(f"could not read the job: {error}")
+            warn(f"could not read the job: {error}")
 
     judged = resolved.jobs if resolved else ()
     job_scope: job.JobScope | None = judged[0] if judged else None
@@ -124,10 +124,13 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             f"the audit-log window {window_start.isoformat()} .. {window_end.isoformat()} is empty "
             f"({flags} against job {job_scope.name if job_scope else options.job}'s run); "
             "pass a --since before the --until, or omit one to use the job's own start/end")
+    for line in _scope_lines(f"projects/{ctx.project}/locations/{ctx.region}/jobs/", named, judged,
+                             window_start, window_end):
+        progress(line)
     for gap in resolved.gaps if resolved else ():
-        progress(f"window gap: {gap}")
+        warn(f"window gap: {gap}")
     for other in resolved.not_judged if resolved else ():
-        progress(f"not judged: {other}")
+        warn(f"not judged: {other}")
     scope = Scope(
         job=job_scope.name if job_scope else (named[0] if named else None),
         job_uid=job_scope.uid if job_scope else None,
@@ -177,13 +180,13 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     swept: list[SweptResource] = []
     pool = ThreadPoolExecutor(max_workers=COLLECTOR_THREADS)
     try:
-        key_futures = [pool.submit(_guard, "buckets/dataset", source, progress) for source in key_sources]
-        futures = [pool.submit(_guard, label, fn, progress) for label, fn in tasks]
+        key_futures = [pool.submit(_guard, "buckets/dataset", source, warn) for source in key_sources]
+        futures = [pool.submit(_guard, label, fn, warn) for label, fn in tasks]
         if options.probes:
-            futures.append(pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress)), progress))
+            futures.append(pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress, warn)), warn))
         key_names = [name for future in key_futures for name in (future.result() or [])]
         if key_names:
-            futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), progress))
+            futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), warn))
         for future in futures:
             future.result()
     except BaseException:
@@ -198,7 +201,26 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     return Collected(recorder.log(), scope, started, finished, tuple(swept), tuple(notes))
 
 
-def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
+def _scope_lines(parent: str, named: tuple[str, ...], judged: tuple[job.JobScope, ...], start: datetime | None,
+                 end: datetime | None) -> list[str]:
+    """Say which jobs the run judges and over which window: a job picked by default must be named, or
+    a user cannot tell that the gate looked at yesterday's run rather than today's."""
+    lines = []
+    for index, picked in enumerate(judged):
+        if named:
+            why = "named with --job"
+        elif len(judged) == 1:
+            why = "newest pipeline job; use --job to choose"
+        else:
+            why = f"pipeline job {index + 1} of {len(judged)} in the search window; use --job to choose"
+        lines.append(f"job: {parent}{picked.name} ({why})")
+    if start is not None and end is not None:
+        lines.append(f"window: {start.isoformat()} .. {end.isoformat()} (audit logs are read over this span; "
+                     "--since/--until set it)")
+    return lines
+
+
+def _probe(ctx: CollectContext, progress: Progress, warn: Progress) -> list[SweptResource]:
     from sovaudit.audit.probes import batch as batch_probe
     from sovaudit.audit.probes import bigquery as dataset_probe
     from sovaudit.audit.probes import cleanup
@@ -208,7 +230,7 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
     swept = cleanup.sweep(ctx, regions)
     for item in swept:
         if item.kept:
-            progress(f"KEPT a probe-labelled {item.kind} {item.name}: not provably this tool's own ({item.kept})")
+            warn(f"KEPT a probe-labelled {item.kind} {item.name}: not provably this tool's own ({item.kept})")
         else:
             progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
                      f"({'deleted' if item.deleted else 'NOT deleted'})")
@@ -217,18 +239,18 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
         for probe in (batch_probe.run, bucket_probe.run, dataset_probe.run):
             if ctx.stopping.is_set():
                 return swept
-            _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), progress)
+            _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), warn)
     return swept
 
 
-def _guard(label: str, fn: Callable[[], Any], progress: Progress) -> Any:
+def _guard(label: str, fn: Callable[[], Any], warn: Progress) -> Any:
     """Run one collector; failures are already evidence, so they are reported and never raised."""
     try:
         return fn()
     except CollectionError as error:
-        progress(f"could not collect {label}: {error.message}")
+        warn(f"could not collect {label}: {error.message}")
     except Exception as exc:  # a collector bug must not abort the run: its controls will be ERROR
-        progress(f"collector {label} failed: {exc!r}")
+        warn(f"collector {label} failed: {exc!r}")
         traceback.print_exc(file=sys.stderr)
     return None
 

@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
+from sovaudit import progress
+from sovaudit.progress import quiet_option
 from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
@@ -127,6 +129,7 @@ def plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> None:
 @click.option("--job-id", help="Batch job id (default: derived from the run id).")
 @click.option("--no-follow", is_flag=True, help="Submit and return; do not wait for the job.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up following after this many seconds.")
+@quiet_option
 def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None, no_follow: bool,
            timeout: float | None, **kw: Any) -> None:
     """Create the template if absent, submit the job and follow it to the end."""
@@ -144,7 +147,7 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
         built = replace(built, job_id=job_id)
     try:
         outcome = submitting.ensure_template(resolved, pack, built)
-        _err(f"instance template {built.template_name}: {outcome}")
+        progress.say(f"instance template {built.template_name}: {outcome}")
         job = submitting.create_job(resolved, pack, built)
     except submitting.SubmitError as error:
         _err(f"error: {error}")
@@ -152,7 +155,7 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
     except Exception as error:  # a refusal by the API (location policy, permissions): say it, exit 1
         _err(f"error: the job was not created: {type(error).__name__}: {error}")
         raise SystemExit(1) from error
-    _err(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
+    progress.say(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
     click.echo(job.name)
     if no_follow:
         return
@@ -195,8 +198,10 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
     from sovaudit.pipeline import submit as submitting
     from sovaudit.reports.view import terminal_safe
 
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+    console = Console(stderr=True, quiet=progress.is_quiet())
+    progress.say(f"following {name} until it ends (Ctrl-C stops following; the job keeps running)")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                  disable=progress.is_quiet()) as bar:
         progress_id = bar.add_task("tasks", total=None)
 
         def update(current: Any) -> None:
@@ -229,6 +234,7 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
 @click.option("--target", default="gcp", show_default=True)
 @click.option("--follow", "follow_job", is_flag=True, help="Wait until the job ends.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="With --follow: give up after this many seconds.")
+@quiet_option
 def status(job: str, policy: str, target: str, follow_job: bool, timeout: float | None) -> None:
     """Show a job's state, task counts and latest events (JOB: id or full name)."""
     from sovaudit.pipeline import submit as submitting
@@ -262,6 +268,7 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
 @click.option("--run-id", help="Run id (default: new); with the input digest it fixes each load job id.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), help="Reference FASTA for --check-ref.")
 @click.option("--vep-command", help="VEP command line (optional).")
+@quiet_option
 def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: str | None, policy: str,
               table: str | None, run_id: str | None, reference: str | None, vep_command: str | None) -> None:
     """Run the task over local VCFs (or gs:// with --load's target) in a process pool."""
@@ -292,7 +299,7 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
 
     def show(result: Any) -> None:
         if hasattr(result, "log_line"):
-            _err(result.log_line())
+            progress.say(result.log_line())
         else:
             _err(f"FAILED task {result.task_index}: {result.message}")
 

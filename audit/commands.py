@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -111,16 +110,21 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
     return moment
 
 
+# A finding's message in the console table is cut here (a Google error quoted in full took 15 lines at
+# 80 columns); the whole message stays in result.json and the HTML report.
+DETAIL_CHARS = 160
+
+
 def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
     """A table per pillar on stdout: what a security engineer reads first."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
+    from sovaudit import terminal
     from sovaudit.reports.view import terminal_safe
 
-    console = Console(file=stream or sys.stdout, width=120)
+    console = terminal.console(stream)
     styles = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold yellow", "WAIVED": "cyan",
               "NOT_APPLICABLE": "dim"}
     for pillar in ("sovereignty", "confidential", "controls", "integrity"):
@@ -128,13 +132,18 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
         if not rows:
             continue
         table = Table(title=f"{pillar}", title_justify="left", expand=False)
-        table.add_column("control")
-        table.add_column("outcome")
-        table.add_column("title")
-        table.add_column("detail", overflow="fold", max_width=60)
+        # id and outcome never wrap; title and detail share what the terminal leaves (fold: a long
+        # resource name with no spaces still breaks rather than pushing the border off screen).
+        table.add_column("control", no_wrap=True)
+        table.add_column("outcome", no_wrap=True)
+        table.add_column("title", overflow="fold", ratio=2)
+        table.add_column("detail", overflow="fold", ratio=3, max_width=60)
         for control in rows:
             shown = [f for f in control["findings"] if f["outcome"] == control["outcome"]] or control["findings"]
             detail = shown[0]["message"] if shown else ""
+            if len(detail) > DETAIL_CHARS:
+                # The table is the first look; the full message is in result.json and the HTML report.
+                detail = detail[:DETAIL_CHARS - 1].rstrip() + "…"
             if len(shown) > 1:
                 detail += f" (+{len(shown) - 1} more)"
             outcome = control["outcome"]

@@ -284,8 +284,9 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
     if load_target:
         pack = _pack(policy)
         _checked(lambda value: check_node_table(pack, value), table)
-        require_credentials(parse_target(load_target))
-        require_listening(parse_target(load_target))
+        loaded_into = parse_target(load_target, "--load")
+        require_credentials(loaded_into, "--load")
+        require_listening(loaded_into, "--load")
         kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
                   "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",
                   "output_bucket": pack.buckets.output}

@@ -529,13 +529,13 @@ class _Checker:
                            "serviceAccount:batch-runner@PROJECT.iam.gserviceaccount.com")
 
     def check_region(self, path: str, region: str) -> bool:
+        """A region sovaudit can place (its zones, its location groups); an unknown one fails closed."""
         if not locations.looks_like_region(region):
             self.error(self.line(path), path, f"{region!r} does not look like a region",
                        "regions are spelled like us-central1 or europe-west4; zones and multi-regions are not regions")
             return False
         if region not in locations.REGION_ZONES:
-            self.error(self.line(path), path, f"unknown region {region!r}",
-                       "add it to sovaudit.audit.locations.REGION_ZONES if Google has opened it")
+            self.error(self.line(path), path, f"unknown region {region!r}", unknown_region_hint(region))
             return False
         return True
 
@@ -786,3 +786,17 @@ def _log_routing(log: dict[str, Any], allowed_regions: tuple[str, ...]) -> LogRo
         allowed_exclusions=tuple(AllowedExclusion(e["name"], e["filter"].strip())
                                  for e in log.get("allowed_exclusions") or ()),
     )
+
+
+def unknown_region_hint(region: str) -> str:
+    """What a user can do about a region sovaudit does not know: fix a typo (the nearest known names),
+    or, for a region Google opened after this release, upgrade. Never "edit the package": a pack cannot
+    teach sovaudit a region's zones, and guessing them would let a VM in an unknown zone pass."""
+    import difflib
+
+    near = difflib.get_close_matches(region, sorted(locations.REGION_ZONES), n=3, cutoff=0.6)
+    known = near or sorted(r for r in locations.REGION_ZONES if r.split("-")[0] == region.split("-")[0])[:6]
+    listed = f"did you mean {' or '.join(known)}? " if near else (f"known regions like it: {', '.join(known)}; "
+                                                                  if known else "")
+    return (f"{listed}`sovaudit policy regions` lists every region this release knows; a region Google opened "
+            "since needs a newer sovaudit (pip install -U sovaudit)")

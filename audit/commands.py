@@ -75,6 +75,13 @@ def _check_out_dir(out_dir: str | None) -> None:
                     pass
 
 
+def _given(ctx: click.Context, *names: str) -> bool:
+    """Whether the user typed any of these options (or set them by environment), not just got the default."""
+    from click.core import ParameterSource
+
+    return any(ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT) for name in names)
+
+
 def _load_pack(policy: str, project: str | None) -> PolicyPack:
     from sovaudit.policies.pack import PolicyError, is_project_id, resolve_policy
 
@@ -290,7 +297,8 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 @click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
 @click.option("--evidence", "evidence_dir", type=click.Path(),
               help="Re-evaluate a bundle (run-<id>/ or its .tar.gz) offline instead of collecting (no network, no "
-                   "probes); --out DIR writes the re-evaluated bundle.")
+                   "probes); --out DIR writes the re-evaluated bundle. --target and the scope options are "
+                   "refused with it (exit 2).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="With --evidence: check the bundle's attestation with this public key (PEM) first and refuse "
                    "an unsigned, tampered or foreign-signed bundle; repeat for several keys.")
@@ -328,6 +336,12 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
     if evidence_dir:
         if job_name or since or until or posture_only or no_probes:
             raise click.UsageError("--evidence re-evaluates a bundle as recorded: scope options do not apply")
+        if _given(click.get_current_context(), "target_text", "api_deadline"):
+            # Refused rather than ignored: a user who adds --target expects the node to be asked, and a
+            # silent offline answer would read as a fresh verdict about it.
+            raise click.UsageError("--evidence re-evaluates a recorded bundle offline and calls no API: "
+                                   "--target and --api-deadline do not apply (drop them, or drop --evidence "
+                                   "to verify the node again)")
         if sign_key or kms_key or pack_tar or redact:
             raise click.UsageError("--evidence writes the re-evaluated bundle unsigned under --out; "
                                    "--sign-key, --kms-key, --bundle and --redact do not apply")

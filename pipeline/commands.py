@@ -104,6 +104,8 @@ def _build_plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> tuple[Any, A
     listed = _inputs(inputs + tuple(kw.pop("more_inputs", ()) or ()))
     if not listed:
         raise click.UsageError("name the input VCFs: --inputs gs://bucket/object,... (or list them as arguments)")
+    # One check for plan and submit: a plan must never show a job that submit would refuse.
+    _check_node_inputs(pack, listed)
     options = PlanOptions(inputs=listed, tasks=kw["tasks"], parallelism=kw["parallelism"],
                           machine_type=kw["machine_type"], provisioning=kw["provisioning"].upper(),
                           image=kw["image"], max_run_duration=kw["max_run_duration"], retries=kw["retries"],
@@ -138,9 +140,7 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
     from sovaudit.pipeline import submit as submitting
 
     resolved = parse_target(target)
-    named = inputs + tuple(kw.get("more_inputs", ()) or ())
     pack, built = _build_plan(policy, inputs, **kw)
-    _check_node_inputs(pack, _inputs(named))
     require_credentials(resolved)
     require_listening(resolved)
     if job_id:

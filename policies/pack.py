@@ -282,10 +282,21 @@ def field_lines(path: str | Path) -> dict[str, int]:
     """The YAML line of every field of a pack (`waivers[0].expires` -> 12), for notes that point at a line.
 
     Goes through the same checker as loading, so paths are spelled as in the errors."""
-    checker = _Checker(str(path))
     try:
-        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return field_lines_in(text, str(path))
+
+
+def field_lines_in(text: str, name: str = "policy.yaml") -> dict[str, int]:
+    """`field_lines` of a pack's text (a bundle's policy.yaml, read from bytes); {} when it is not YAML."""
+    checker = _Checker(name)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if root is None:
         return {}
     checker.document(root)
     return dict(checker.lines)

@@ -215,7 +215,8 @@ def _scope_lines(parent: str, named: tuple[str, ...], judged: tuple[job.JobScope
             why = f"pipeline job {index + 1} of {len(judged)} in the search window; use --job to choose"
         lines.append(f"job: {parent}{picked.name} ({why})")
     if start is not None and end is not None:
-        lines.append(f"window: {start.isoformat()} .. {end.isoformat()} (audit logs are read over this span; "
+        shown = [moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for moment in (start, end)]
+        lines.append(f"window: {shown[0]} .. {shown[1]} (audit logs are read over this span; "
                      "--since/--until set it)")
     return lines
 

@@ -304,6 +304,8 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
         else:
             _err(f"FAILED task {result.task_index}: {result.message}")
 
+    progress.say(f"processing {len(vcfs)} input(s) with {workers} worker(s) into {out_dir}; each line below is "
+                 "one finished input")
     try:
         outcome = run(config, workers=workers, progress=show)
     finally:

@@ -4,6 +4,7 @@ and --quiet (global or per command) silences progress but never the verdict or t
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner, Result
@@ -35,7 +36,8 @@ def test_a_retried_call_and_the_job_picked_by_default_are_said_on_stderr_only(si
     assert retries[0].startswith("orgpolicy.policies.getEffectivePolicy: 429 RESOURCE_EXHAUSTED, retry 1 in 1 s")
     assert "retry 2 in 1 s" in retries[1]
     assert f"job: {JOB_NAME} (newest pipeline job; use --job to choose)" in lines
-    assert any(line.startswith("window: ") and " .. " in line for line in lines), result.stderr
+    assert any(re.fullmatch(r"window: \S+Z \.\. \S+Z \(audit logs are read over this span; --since/--until set it\)",
+                            line) for line in lines), result.stderr
 
 
 def test_a_job_named_with_job_is_said_as_named(sim: SimServer) -> None:
@@ -67,3 +69,16 @@ def test_short_waits_are_not_worth_a_line(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err == ""
     progress.retrying("compute.instances.get", "503 UNAVAILABLE", 5, 3.6, 60.0, 2.0)
     assert capsys.readouterr().err.startswith("compute.instances.get: 503 UNAVAILABLE, retry 5 in 4 s")
+
+
+def test_an_accepted_probe_job_is_said_while_it_is_awaited_and_deleted(sim_factory) -> None:  # type: ignore[no-untyped-def]
+    # Batch accepts the probe job and fails it afterwards: the run waits on it, then deletes it.
+    sim = sim_factory("us", batch_refusal="fail")
+    result = CliRunner().invoke(main, ["verify", "--policy", "us", "--target", sim.url, "--format", "json"],
+                                catch_exceptions=False)
+    json.loads(result.stdout)
+    lines = result.stderr.splitlines()
+    accepted = [line for line in lines if line.startswith("probe job ") and " was accepted in " in line]
+    deleted = [line for line in lines if line.startswith("deleting probe projects/fed-node-us/locations/")]
+    assert len(accepted) == 2 and len(deleted) == 2, result.stderr  # one per probe region
+    assert all("(batch jobs.delete)" in line for line in deleted)

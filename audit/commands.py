@@ -117,9 +117,9 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
     return moment
 
 
-# A finding's message in the console table is cut here (a Google error quoted in full took 15 lines at
+# A finding's message in the console table is cut here (a Google error quoted in full took 20 lines at
 # 80 columns); the whole message stays in result.json and the HTML report.
-DETAIL_CHARS = 160
+DETAIL_CHARS = 320
 
 
 def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
@@ -150,7 +150,9 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
             detail = shown[0]["message"] if shown else ""
             if len(detail) > DETAIL_CHARS:
                 # The table is the first look; the full message is in result.json and the HTML report.
-                detail = detail[:DETAIL_CHARS - 1].rstrip() + "…"
+                # Cut in the middle: the head says what is wrong, the tail often names the resource.
+                head = DETAIL_CHARS * 2 // 3
+                detail = detail[:head].rstrip() + " … " + detail[-(DETAIL_CHARS - head - 3):].lstrip()
             if len(shown) > 1:
                 detail += f" (+{len(shown) - 1} more)"
             outcome = control["outcome"]

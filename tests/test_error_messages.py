@@ -102,3 +102,12 @@ def test_policy_regions_lists_the_regions_a_pack_may_name() -> None:
     rows = dict(line.split("\t") for line in result.output.splitlines())
     assert rows["us-central1"].split() == ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
     assert "europe-west4" in rows
+
+
+def test_a_malformed_key_file_is_named_without_the_librarys_boilerplate(tmp_path: Path) -> None:
+    bad = tmp_path / "operator.pub.pem"
+    bad.write_bytes(b"\x00\x01 not pem")
+    result = CliRunner().invoke(main, ["report", "verify", str(tmp_path / "x.jsonl"), "--key", str(bad)])
+    assert result.exit_code == 2
+    assert f"public key {bad} is not a PEM public key" in result.output
+    assert "cryptography.io" not in result.output and "Unable to load PEM file" not in result.output

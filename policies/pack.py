@@ -40,7 +40,9 @@ class PolicyError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}: {self.field or '<document>'}: {self.message}"
+        # Line 0 means the file has no line to point at (it could not be read at all): no ":0: <document>".
+        text = (f"{self.file}: {self.message}" if self.line == 0 and not self.field
+                else f"{self.file}:{self.line}: {self.field or '<document>'}: {self.message}")
         return f"{text} ({self.hint})" if self.hint else text
 
 

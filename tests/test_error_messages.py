@@ -111,3 +111,11 @@ def test_a_malformed_key_file_is_named_without_the_librarys_boilerplate(tmp_path
     assert result.exit_code == 2
     assert f"public key {bad} is not a PEM public key" in result.output
     assert "cryptography.io" not in result.output and "Unable to load PEM file" not in result.output
+
+
+def test_a_policy_file_that_does_not_exist_is_named_without_a_line_0(tmp_path: Path) -> None:
+    missing = tmp_path / "our-node.yaml"
+    result = CliRunner().invoke(main, ["verify", "--policy", str(missing), "--target", "http://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{missing}: cannot read the pack: No such file or directory"), result.stderr
+    assert ":0:" not in result.stderr and "<document>" not in result.stderr

@@ -22,8 +22,9 @@ def list_controls(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.meta.to_json() for c in catalogue], indent=2, ensure_ascii=False))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from sovaudit import terminal
 
     table = Table(title=f"sovaudit controls ({len(catalogue)})")
     for column in ("id", "pillar", "severity", "title", "frameworks", "reads"):
@@ -34,4 +35,4 @@ def list_controls(as_json: bool) -> None:
         frameworks = "; ".join(f"{name} {', '.join(refs)}" for name, refs in c.meta.frameworks.items())
         table.add_row(c.meta.id, c.meta.pillar.value, c.meta.severity.value, c.meta.title + kind,
                       frameworks, ", ".join(c.meta.reads))
-    Console().print(table)
+    terminal.console().print(table)

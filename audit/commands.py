@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sovaudit import interrupts
+from sovaudit.progress import quiet_option
 from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 if TYPE_CHECKING:
@@ -76,6 +76,13 @@ def _check_out_dir(out_dir: str | None) -> None:
                     pass
 
 
+def _given(ctx: click.Context, *names: str) -> bool:
+    """Whether the user typed any of these options (or set them by environment), not just got the default."""
+    from click.core import ParameterSource
+
+    return any(ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT) for name in names)
+
+
 def _load_pack(policy: str, project: str | None) -> PolicyPack:
     from sovaudit.policies.pack import PolicyError, is_project_id, resolve_policy
 
@@ -111,16 +118,21 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
     return moment
 
 
+# A finding's message in the console table is cut here (a Google error quoted in full took 20 lines at
+# 80 columns); the whole message stays in result.json and the HTML report.
+DETAIL_CHARS = 320
+
+
 def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
     """A table per pillar on stdout: what a security engineer reads first."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
+    from sovaudit import terminal
     from sovaudit.reports.view import terminal_safe
 
-    console = Console(file=stream or sys.stdout, width=120)
+    console = terminal.console(stream)
     styles = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold yellow", "WAIVED": "cyan",
               "NOT_APPLICABLE": "dim"}
     for pillar in ("sovereignty", "confidential", "controls", "integrity"):
@@ -128,13 +140,20 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
         if not rows:
             continue
         table = Table(title=f"{pillar}", title_justify="left", expand=False)
-        table.add_column("control")
-        table.add_column("outcome")
-        table.add_column("title")
-        table.add_column("detail", overflow="fold", max_width=60)
+        # id and outcome never wrap; title and detail share what the terminal leaves (fold: a long
+        # resource name with no spaces still breaks rather than pushing the border off screen).
+        table.add_column("control", no_wrap=True)
+        table.add_column("outcome", no_wrap=True)
+        table.add_column("title", overflow="fold", ratio=2)
+        table.add_column("detail", overflow="fold", ratio=3, max_width=60)
         for control in rows:
             shown = [f for f in control["findings"] if f["outcome"] == control["outcome"]] or control["findings"]
             detail = shown[0]["message"] if shown else ""
+            if len(detail) > DETAIL_CHARS:
+                # The table is the first look; the full message is in result.json and the HTML report.
+                # Cut in the middle: the head says what is wrong, the tail often names the resource.
+                head = DETAIL_CHARS * 2 // 3
+                detail = detail[:head].rstrip() + " … " + detail[-(DETAIL_CHARS - head - 3):].lstrip()
             if len(shown) > 1:
                 detail += f" (+{len(shown) - 1} more)"
             outcome = control["outcome"]
@@ -167,7 +186,7 @@ def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, .
     options = engine.VerifyOptions(target=target, pack=pack, jobs=names, posture_only=posture_only,
                                    probes=probes, since=since, until=until, api_deadline_seconds=api_deadline,
                                    **({"run_id": run_id} if run_id else {}))
-    collected = engine.collect(options, progress=_err)
+    collected = engine.collect(options)
     result = engine.judge(collected.evidence, pack, collected.scope, run_id=options.run_id, target=str(target),
                           principal=principal(target), started_at=collected.started_at,
                           finished_at=collected.finished_at)
@@ -267,13 +286,15 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
 @click.option("--redact", is_flag=True, help="Replace principal emails in reports with stable pseudonyms.")
 @click.option("--evidence", "evidence_dir", type=click.Path(),
               help="Re-evaluate a bundle (run-<id>/ or its .tar.gz) offline instead of collecting (no network, no "
-                   "probes); --out DIR writes the re-evaluated bundle.")
+                   "probes); --out DIR writes the re-evaluated bundle. --target and the scope options are "
+                   "refused with it (exit 2).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="With --evidence: check the bundle's attestation with this public key (PEM) first and refuse "
                    "an unsigned, tampered or foreign-signed bundle; repeat for several keys.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a call may spend retrying transient API errors before its controls are ERROR.")
 @interrupts.guarded("before a verdict; nothing was attested and no bundle was written")
+@quiet_option
 def verify(policy: str, project: str | None, target_text: str, job_names: tuple[str, ...], posture_only: bool,
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
@@ -305,6 +326,12 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
     if evidence_dir:
         if job_name or since or until or posture_only or no_probes:
             raise click.UsageError("--evidence re-evaluates a bundle as recorded: scope options do not apply")
+        if _given(click.get_current_context(), "target_text", "api_deadline"):
+            # Refused rather than ignored: a user who adds --target expects the node to be asked, and a
+            # silent offline answer would read as a fresh verdict about it.
+            raise click.UsageError("--evidence re-evaluates a recorded bundle offline and calls no API: "
+                                   "--target and --api-deadline do not apply (drop them, or drop --evidence "
+                                   "to verify the node again)")
         if sign_key or kms_key or pack_tar or redact:
             raise click.UsageError("--evidence writes the re-evaluated bundle unsigned under --out; "
                                    "--sign-key, --kms-key, --bundle and --redact do not apply")
@@ -375,6 +402,7 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
               help="'gcp' or the simulator's http://127.0.0.1:PORT.")
 @click.option("--api-deadline", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
 @interrupts.guarded("before every leftover probe resource was looked at; run `sovaudit cleanup` again")
+@quiet_option
 def cleanup(policy: str, project: str | None, target_text: str, api_deadline: float) -> None:
     """Delete probe resources left behind by interrupted runs: only those named and labelled as probes
     whose Admin Activity create entry names this verifier; others are kept and reported (exit 1)."""

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__, interrupts
+from sovaudit import progress as progress_lines
 from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
@@ -84,11 +85,10 @@ class EmptyWindow(ValueError):
     never looked at, so the run stops before any probe or log query."""
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
+def collect(options: VerifyOptions, progress: Progress = progress_lines.say,
+            warn: Progress = progress_lines.warn) -> Collected:
+    """Collect the evidence. `progress` hears what the run is waiting for (silenced by --quiet);
+    `warn` hears what went wrong or is left out, which --quiet must not hide."""
     started = datetime.now(UTC)
     recorder = Recorder(deadline_seconds=options.api_deadline_seconds)
     ctx = CollectContext(options.target, options.pack, recorder, options.run_id)
@@ -109,10 +109,10 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             raise BadScope(f"{missing}; check the id with `sovaudit pipeline status` or omit --job") from missing
         except job.JobNotFound as missing:
             notes.append(str(missing))
-            progress(f"job not found: {missing}")
+            warn(f"job not found: {missing}")
         except CollectionError as error:
             notes.append(str(error))
-            progress(f"could not read the job: {error}")
+            warn(f"could not read the job: {error}")
 
     judged = resolved.jobs if resolved else ()
     job_scope: job.JobScope | None = judged[0] if judged else None
@@ -126,10 +126,13 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
             f"the audit-log window {window_start.isoformat()} .. {window_end.isoformat()} is empty "
             f"({flags} against job {job_scope.name if job_scope else options.job}'s run); "
             "pass a --since before the --until, or omit one to use the job's own start/end")
+    for line in _scope_lines(f"projects/{ctx.project}/locations/{ctx.region}/jobs/", named, judged,
+                             window_start, window_end):
+        progress(line)
     for gap in resolved.gaps if resolved else ():
-        progress(f"window gap: {gap}")
+        warn(f"window gap: {gap}")
     for other in resolved.not_judged if resolved else ():
-        progress(f"not judged: {other}")
+        warn(f"not judged: {other}")
     scope = Scope(
         job=job_scope.name if job_scope else (named[0] if named else None),
         job_uid=job_scope.uid if job_scope else None,
@@ -179,16 +182,16 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     swept: list[SweptResource] = []
     pool = ThreadPoolExecutor(max_workers=COLLECTOR_THREADS)
     try:
-        key_futures = [pool.submit(_guard, "buckets/dataset", source, progress) for source in key_sources]
-        futures = [pool.submit(_guard, label, fn, progress) for label, fn in tasks]
+        key_futures = [pool.submit(_guard, "buckets/dataset", source, warn) for source in key_sources]
+        futures = [pool.submit(_guard, label, fn, warn) for label, fn in tasks]
         probing = None
         if options.probes:
-            probing = pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress)), progress)
+            probing = pool.submit(_guard, "probes", lambda: swept.extend(_probe(ctx, progress, warn)), warn)
             futures.append(probing)
         with interrupts.on_interrupt(_probe_cleanup_step(ctx, probing)):
             key_names = [name for future in key_futures for name in (future.result() or [])]
             if key_names:
-                futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), progress))
+                futures.append(pool.submit(_guard, "KMS keys", lambda: posture.kms_keys(ctx, key_names), warn))
             for future in futures:
                 future.result()
     except BaseException:
@@ -221,7 +224,27 @@ def _probe_cleanup_step(ctx: CollectContext, probing: Future[Any] | None) -> int
     return interrupts.CleanupStep(describe=describe, run=run, seconds=PROBE_CLEANUP_SECONDS)
 
 
-def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
+def _scope_lines(parent: str, named: tuple[str, ...], judged: tuple[job.JobScope, ...], start: datetime | None,
+                 end: datetime | None) -> list[str]:
+    """Say which jobs the run judges and over which window: a job picked by default must be named, or
+    a user cannot tell that the gate looked at yesterday's run rather than today's."""
+    lines = []
+    for index, picked in enumerate(judged):
+        if named:
+            why = "named with --job"
+        elif len(judged) == 1:
+            why = "newest pipeline job; use --job to choose"
+        else:
+            why = f"pipeline job {index + 1} of {len(judged)} in the search window; use --job to choose"
+        lines.append(f"job: {parent}{picked.name} ({why})")
+    if start is not None and end is not None:
+        shown = [moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for moment in (start, end)]
+        lines.append(f"window: {shown[0]} .. {shown[1]} (audit logs are read over this span; "
+                     "--since/--until set it)")
+    return lines
+
+
+def _probe(ctx: CollectContext, progress: Progress, warn: Progress) -> list[SweptResource]:
     from sovaudit.audit.probes import batch as batch_probe
     from sovaudit.audit.probes import bigquery as dataset_probe
     from sovaudit.audit.probes import cleanup
@@ -231,7 +254,7 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
     swept = cleanup.sweep(ctx, regions)
     for item in swept:
         if item.kept:
-            progress(f"KEPT a probe-labelled {item.kind} {item.name}: not provably this tool's own ({item.kept})")
+            warn(f"KEPT a probe-labelled {item.kind} {item.name}: not provably this tool's own ({item.kept})")
         else:
             progress(f"swept a probe left by an earlier run: {item.kind} {item.name} "
                      f"({'deleted' if item.deleted else 'NOT deleted'})")
@@ -244,20 +267,20 @@ def _probe(ctx: CollectContext, progress: Progress) -> list[SweptResource]:
             live = f"{probe.__module__}:{region}"
             ctx.live_probes.add(live)
             try:
-                _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), progress)
+                _guard(f"probe {probe.__module__} {region}", functools.partial(probe, ctx, region), warn)
             finally:
                 ctx.live_probes.discard(live)
     return swept
 
 
-def _guard(label: str, fn: Callable[[], Any], progress: Progress) -> Any:
+def _guard(label: str, fn: Callable[[], Any], warn: Progress) -> Any:
     """Run one collector; failures are already evidence, so they are reported and never raised."""
     try:
         return fn()
     except CollectionError as error:
-        progress(f"could not collect {label}: {error.message}")
+        warn(f"could not collect {label}: {error.message}")
     except Exception as exc:  # a collector bug must not abort the run: its controls will be ERROR
-        progress(f"collector {label} failed: {exc!r}")
+        warn(f"collector {label} failed: {exc!r}")
         traceback.print_exc(file=sys.stderr)
     return None
 

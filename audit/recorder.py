@@ -38,6 +38,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from sovaudit import progress
 from sovaudit.audit.evidence import EvidenceItem, EvidenceLog
 
 T = TypeVar("T")
@@ -70,6 +71,23 @@ class _Answer:
     status: int
     retry_after: str | None
     paged: bool   # the request carried a page token (a continuation page of a listing)
+    reason: str = ""  # "503 UNAVAILABLE": the status and Google's error status, for the progress line
+
+
+def _reason(status: int, body: bytes) -> str:
+    """`503 UNAVAILABLE` from an error answer: the HTTP status and the `error.status` of Google's error
+    body when it has one (Storage's JSON API has none; the HTTP reason stands in then)."""
+    import json
+
+    word = ""
+    try:
+        error = json.loads(body).get("error")
+        word = str(error.get("status") or "") if isinstance(error, dict) else ""
+    except (ValueError, AttributeError):
+        pass
+    if not word:
+        word = http.client.responses.get(status, "").upper().replace(" ", "_")
+    return f"{status} {word}".strip()
 
 
 def _carries_page_token(request: Mapping[str, Any]) -> bool:
@@ -184,8 +202,9 @@ class Recorder:
         if label is None:
             return response
         request = _request_record(response.request)
+        reason = _reason(response.status_code, response.content) if response.status_code >= 400 else ""
         self._local.answer = _Answer(response.status_code, response.headers.get("Retry-After"),
-                                     _carries_page_token(request))
+                                     _carries_page_token(request), reason)
         self._append(label, request, response.status_code, response.content)
         return response
 
@@ -251,6 +270,9 @@ class Recorder:
                             self._exhausted.add(service)
                     raise CollectionError(purpose, message) from exc
                 self._supersede(purpose, mark, attempt)
+                progress.retrying(f"{service}.{method}", answer.reason if answer and answer.status
+                                  else f"no answer ({type(exc).__name__})", attempt, decision,
+                                  self.deadline_seconds, self._clock() - started)
                 if cleanup:
                     time.sleep(decision)
                 elif interrupts.sleep(decision):

@@ -15,7 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
-from sovaudit import interrupts
+from sovaudit import interrupts, progress
+from sovaudit.progress import quiet_option
 from sovaudit.target_option import parse_target, require_credentials, require_listening
 
 PROVISIONING = click.Choice(["STANDARD", "SPOT"], case_sensitive=False)
@@ -103,6 +104,8 @@ def _build_plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> tuple[Any, A
     listed = _inputs(inputs + tuple(kw.pop("more_inputs", ()) or ()))
     if not listed:
         raise click.UsageError("name the input VCFs: --inputs gs://bucket/object,... (or list them as arguments)")
+    # One check for plan and submit: a plan must never show a job that submit would refuse.
+    _check_node_inputs(pack, listed)
     options = PlanOptions(inputs=listed, tasks=kw["tasks"], parallelism=kw["parallelism"],
                           machine_type=kw["machine_type"], provisioning=kw["provisioning"].upper(),
                           image=kw["image"], max_run_duration=kw["max_run_duration"], retries=kw["retries"],
@@ -129,6 +132,7 @@ def plan(policy: str, inputs: tuple[str, ...], **kw: Any) -> None:
 @click.option("--no-follow", is_flag=True, help="Submit and return; do not wait for the job.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up following after this many seconds.")
 @interrupts.guarded("before the job was confirmed submitted; `sovaudit pipeline status` shows whether it was")
+@quiet_option
 def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None, no_follow: bool,
            timeout: float | None, **kw: Any) -> None:
     """Create the template if absent, submit the job and follow it to the end."""
@@ -137,16 +141,14 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
     from sovaudit.pipeline import submit as submitting
 
     resolved = parse_target(target)
-    named = inputs + tuple(kw.get("more_inputs", ()) or ())
     pack, built = _build_plan(policy, inputs, **kw)
-    _check_node_inputs(pack, _inputs(named))
     require_credentials(resolved)
     require_listening(resolved)
     if job_id:
         built = replace(built, job_id=job_id)
     try:
         outcome = submitting.ensure_template(resolved, pack, built)
-        _err(f"instance template {built.template_name}: {outcome}")
+        progress.say(f"instance template {built.template_name}: {outcome}")
         job = submitting.create_job(resolved, pack, built)
     except submitting.SubmitError as error:
         _err(f"error: {error}")
@@ -156,7 +158,7 @@ def submit(policy: str, inputs: tuple[str, ...], target: str, job_id: str | None
         raise SystemExit(1) from error
     interrupts.set_outcome(f"while following {job.name}: the job keeps running on Batch "
                            f"(`sovaudit pipeline status {job.name.rsplit('/', 1)[-1]} --follow`)")
-    _err(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
+    progress.say(f"submitted {job.name} (uid {job.uid}, run {built.run_id})")
     click.echo(job.name)
     if no_follow:
         return
@@ -199,8 +201,10 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
     from sovaudit.pipeline import submit as submitting
     from sovaudit.reports.view import terminal_safe
 
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+    console = Console(stderr=True, quiet=progress.is_quiet())
+    progress.say(f"following {name} until it ends (Ctrl-C stops following; the job keeps running)")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                  disable=progress.is_quiet()) as bar:
         progress_id = bar.add_task("tasks", total=None)
 
         def update(current: Any) -> None:
@@ -234,6 +238,7 @@ def _follow(target: Any, pack: Any, name: str, timeout: float | None) -> Any:
 @click.option("--follow", "follow_job", is_flag=True, help="Wait until the job ends.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="With --follow: give up after this many seconds.")
 @interrupts.guarded("while reading the job: it keeps running on Batch")
+@quiet_option
 def status(job: str, policy: str, target: str, follow_job: bool, timeout: float | None) -> None:
     """Show a job's state, task counts and latest events (JOB: id or full name)."""
     from sovaudit.pipeline import submit as submitting
@@ -268,6 +273,7 @@ def status(job: str, policy: str, target: str, follow_job: bool, timeout: float 
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), help="Reference FASTA for --check-ref.")
 @click.option("--vep-command", help="VEP command line (optional).")
 @interrupts.guarded("before every task finished: none of its outputs are kept")
+@quiet_option
 def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: str | None, policy: str,
               table: str | None, run_id: str | None, reference: str | None, vep_command: str | None) -> None:
     """Run the task over local VCFs (or gs:// with --load's target) in a process pool."""
@@ -283,8 +289,9 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
     if load_target:
         pack = _pack(policy)
         _checked(lambda value: check_node_table(pack, value), table)
-        require_credentials(parse_target(load_target))
-        require_listening(parse_target(load_target))
+        loaded_into = parse_target(load_target, "--load")
+        require_credentials(loaded_into, "--load")
+        require_listening(loaded_into, "--load")
         kwargs = {"target": load_target, "project": pack.project, "location": pack.region,
                   "table": table or f"{pack.project}.{pack.dataset}.{DEFAULT_TABLE}",
                   "output_bucket": pack.buckets.output}
@@ -305,10 +312,12 @@ def run_local(vcfs: tuple[str, ...], out_dir: str, workers: int, load_target: st
 
     def show(result: Any) -> None:
         if hasattr(result, "log_line"):
-            _err(result.log_line())
+            progress.say(result.log_line())
         else:
             _err(f"FAILED task {result.task_index}: {result.message}")
 
+    progress.say(f"processing {len(vcfs)} input(s) with {workers} worker(s) into {out_dir}; each line below is "
+                 "one finished input")
     try:
         outcome = run(config, workers=workers, progress=show)
     finally:

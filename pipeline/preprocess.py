@@ -142,12 +142,25 @@ def indexed_reference(reference: Path, workdir: Path) -> Path:
     if not os.access(reference.parent, os.W_OK):
         target = workdir / reference.name
         target.symlink_to(reference.resolve())
+    previous = pysam.set_verbosity(0)  # htslib's own "[E::fai_build_core]" line would repeat ours, unattributed
     try:
         pysam.faidx(str(target))
     except pysam.SamtoolsError as error:
-        raise ToolError(f"cannot index reference {reference}: {error} (a compressed reference must be bgzip'ed)"
+        raise ToolError(f"cannot index reference {reference}: {_samtools_reason(error, target, reference)} "
+                        "(is it a FASTA file? a compressed reference must be bgzip'ed)"
                         ) from error
+    finally:
+        pysam.set_verbosity(previous)
     return target
+
+
+def _samtools_reason(error: Exception, used: Path, reference: Path) -> str:
+    """samtools' own words from a ``SamtoolsError`` (whose str() is a Python repr of
+    "samtools returned with error 1: stdout=, stderr=..."), naming the user's reference, not a link."""
+    text = str(getattr(error, "value", error))
+    text = text.split("stderr=", 1)[-1].strip()
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text.replace(str(used), str(reference)) or "samtools could not index it"
 
 
 def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOptions, workdir: Path,
@@ -155,7 +168,7 @@ def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOption
     if options.reference is not None:
         options = replace(options, reference=indexed_reference(Path(options.reference), workdir))
     lines = header.with_lines(extra_header or [])
-    input_header = variant_header(lines, workdir)
+    input_header = variant_header(lines, workdir, str(source))
     already_annotated = any(tag in input_header.info for tag in CSQ_TAGS)
     norm_options = NormalizeOptions(reference=options.reference, check_ref=options.check_ref)
     if options.vep_command and not already_annotated:
@@ -163,7 +176,7 @@ def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOption
         stats = normalize_to_file(source, normalized, norm_options, workdir, header, extra_header=extra_header)
         annotated = run_vep(options.vep_command, normalized, workdir / "annotated.vcf.gz")
         vep_header = read_header(annotated)
-        layout = layout_from_header(variant_header(vep_header.lines, workdir))
+        layout = layout_from_header(variant_header(vep_header.lines, workdir, f"the VEP output for {source}"))
         stream = stream_records(annotated, None, layout.query_format(), workdir, vep_header)
         rows = _convert(stream, layout, out, options, csq_from_row=True)
         return stats, rows, True, layout

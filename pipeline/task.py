@@ -170,7 +170,10 @@ def _run_in(config: TaskConfig, out_dir: Path, stem: str | None) -> TaskReport:
         source = _fetch(config, uri, Path(tmp))
         reference = _fetch(config, config.reference, Path(tmp)) if config.reference else None
         options = PreprocessOptions(reference=reference, vep_command=config.vep_command)
-        result = preprocess(source, out_dir / f"{stem}.parquet", options)
+        try:
+            result = preprocess(source, out_dir / f"{stem}.parquet", options)
+        except PipelineError as error:
+            raise _as_named(error, {source: uri, reference: config.reference}) from error
     job_id, rows_loaded = "", 0
     if config.table:
         job_id = load_job_id(config.run_id, result.sha256)
@@ -186,6 +189,24 @@ def _run_in(config: TaskConfig, out_dir: Path, stem: str | None) -> TaskReport:
         raise PipelineError(f"{uri}: load job {job_id} wrote {rows_loaded} rows but normalization produced "
                             f"{result.records_normalized}; the manifest records both for INT-01")
     return report
+
+
+def _as_named(error: PipelineError, copies: dict[Path | None, str | None]) -> PipelineError:
+    """The same error naming the user's gs:// URI instead of the task's downloaded copy in a temporary
+    directory, which the person fixing the file has never seen."""
+    renames = {str(copy): name for copy, name in copies.items() if copy is not None and name and str(copy) != name}
+    if not renames:
+        return error
+    if isinstance(error, VcfInputError):
+        path = renames.get(error.path, error.path)
+        reason = error.reason
+        for copy, name in renames.items():
+            reason = reason.replace(copy, name)
+        return VcfInputError(path, reason, record=error.record, hint=error.hint)
+    text = str(error)
+    for copy, name in renames.items():
+        text = text.replace(copy, name)
+    return type(error)(text)
 
 
 def _report(config: TaskConfig, uri: str, result: PreprocessResult, job_id: str, rows_loaded: int,

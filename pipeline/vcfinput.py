@@ -128,6 +128,12 @@ def read_header(path: Path) -> InputHeader:
                     if match:
                         contigs.append(match.group(1))
                 if line.startswith("#CHROM"):
+                    duplicated = _duplicate_samples(line)
+                    if duplicated:
+                        # htslib refuses this header with a message that does not say why.
+                        raise VcfInputError(str(path), f"sample name {duplicated!r} appears twice in the #CHROM "
+                                            "line", record=f"line {len(lines)}",
+                                            hint="every sample column needs its own name")
                     break
                 if not line.startswith("##"):
                     raise VcfInputError(str(path), "the header ends without a #CHROM line",
@@ -143,8 +149,12 @@ def read_header(path: Path) -> InputHeader:
     return InputHeader(path=path, lines=tuple(lines), contigs=tuple(contigs), compression=detect_compression(path))
 
 
-def variant_header(lines: list[str] | tuple[str, ...], workdir: Path) -> Any:
-    """htslib's reading of a header (a ``pysam.VariantHeader``), the same one bcftools will use."""
+def variant_header(lines: list[str] | tuple[str, ...], workdir: Path, named: str) -> Any:
+    """htslib's reading of a header (a ``pysam.VariantHeader``), the same one bcftools will use.
+
+    ``named`` is what the user knows the header as (their file, or "the VEP output of their file"):
+    htslib reads a copy in the task's temporary directory, and its errors name that copy as a Python
+    bytes repr, which means nothing to the person who has to fix the file."""
     import pysam
 
     # ``workdir`` is the task's private temporary directory; the handle is closed before htslib reads.
@@ -156,10 +166,33 @@ def variant_header(lines: list[str] | tuple[str, ...], workdir: Path) -> Any:
         with pysam.VariantFile(str(header_path)) as handle:
             return handle.header.copy()
     except (OSError, ValueError) as error:
-        raise VcfInputError(str(header_path), f"htslib cannot read the header: {error}") from error
+        raise VcfInputError(named, "htslib cannot read the header: "
+                            f"{_without_internal_names(str(error), header_path)}",
+                            hint="check each ## line is complete (<...> closed, quotes balanced) and every "
+                                 "sample name is unique; `bcftools view -h FILE` shows the same error") from error
     finally:
         pysam.set_verbosity(previous)
         header_path.unlink(missing_ok=True)
+
+
+def _duplicate_samples(chrom_line: str) -> str | None:
+    """The first sample name the #CHROM line repeats (htslib refuses such a header without saying why)."""
+    seen: set[str] = set()
+    for name in chrom_line.split("\t")[9:]:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _without_internal_names(message: str, internal: Path) -> str:
+    """pysam's message minus the temporary copy's name and Python reprs (``file `b'/tmp/..'` ``,
+    ``(mode=`b'r'`)``): what is left is htslib's reason."""
+    message = re.sub(r"file `b?'[^`]*'` ?", "", message)
+    message = re.sub(r" ?\(mode=`b?'[^`]*'`\)", "", message)
+    message = message.replace(str(internal), "the header")
+    message = re.sub(r"\bb'([^']*)'", r"\1", message)
+    return message.strip() or "not a valid VCF header"
 
 
 _CHROM_RE = re.compile(rb"^([^#\t\n][^\t\n]*)\t", re.MULTILINE)

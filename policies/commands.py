@@ -44,3 +44,15 @@ def validate(files: tuple[str, ...], strict: bool) -> None:
         click.echo(f"{pack.path}: OK ({pack.name}, {len(pack.waivers)} waivers, sha256 {pack.sha256[:12]})")
     if failed:
         raise SystemExit(2)
+
+
+@policy.command("regions")
+def regions() -> None:
+    """List the regions a pack may name (jurisdiction.allowed_regions, probe_regions) and their zones.
+
+    A region missing here is one this release cannot place: a pack naming it is refused, since an
+    unknown region's zones cannot be told apart from a foreign one's."""
+    from sovaudit.audit.locations import REGION_ZONES
+
+    for region in sorted(REGION_ZONES):
+        click.echo(f"{region}\t{' '.join(f'{region}-{zone}' for zone in REGION_ZONES[region])}")

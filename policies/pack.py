@@ -40,7 +40,9 @@ class PolicyError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}: {self.field or '<document>'}: {self.message}"
+        # Line 0 means the file has no line to point at (it could not be read at all): no ":0: <document>".
+        text = (f"{self.file}: {self.message}" if self.line == 0 and not self.field
+                else f"{self.file}:{self.line}: {self.field or '<document>'}: {self.message}")
         return f"{text} ({self.hint})" if self.hint else text
 
 
@@ -282,10 +284,21 @@ def field_lines(path: str | Path) -> dict[str, int]:
     """The YAML line of every field of a pack (`waivers[0].expires` -> 12), for notes that point at a line.
 
     Goes through the same checker as loading, so paths are spelled as in the errors."""
-    checker = _Checker(str(path))
     try:
-        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return field_lines_in(text, str(path))
+
+
+def field_lines_in(text: str, name: str = "policy.yaml") -> dict[str, int]:
+    """`field_lines` of a pack's text (a bundle's policy.yaml, read from bytes); {} when it is not YAML."""
+    checker = _Checker(name)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if root is None:
         return {}
     checker.document(root)
     return dict(checker.lines)
@@ -529,13 +542,13 @@ class _Checker:
                            "serviceAccount:batch-runner@PROJECT.iam.gserviceaccount.com")
 
     def check_region(self, path: str, region: str) -> bool:
+        """A region sovaudit can place (its zones, its location groups); an unknown one fails closed."""
         if not locations.looks_like_region(region):
             self.error(self.line(path), path, f"{region!r} does not look like a region",
                        "regions are spelled like us-central1 or europe-west4; zones and multi-regions are not regions")
             return False
         if region not in locations.REGION_ZONES:
-            self.error(self.line(path), path, f"unknown region {region!r}",
-                       "add it to sovaudit.audit.locations.REGION_ZONES if Google has opened it")
+            self.error(self.line(path), path, f"unknown region {region!r}", unknown_region_hint(region))
             return False
         return True
 
@@ -786,3 +799,17 @@ def _log_routing(log: dict[str, Any], allowed_regions: tuple[str, ...]) -> LogRo
         allowed_exclusions=tuple(AllowedExclusion(e["name"], e["filter"].strip())
                                  for e in log.get("allowed_exclusions") or ()),
     )
+
+
+def unknown_region_hint(region: str) -> str:
+    """What a user can do about a region sovaudit does not know: fix a typo (the nearest known names),
+    or, for a region Google opened after this release, upgrade. Never "edit the package": a pack cannot
+    teach sovaudit a region's zones, and guessing them would let a VM in an unknown zone pass."""
+    import difflib
+
+    near = difflib.get_close_matches(region, sorted(locations.REGION_ZONES), n=3, cutoff=0.6)
+    known = near or sorted(r for r in locations.REGION_ZONES if r.split("-")[0] == region.split("-")[0])[:6]
+    listed = f"did you mean {' or '.join(known)}? " if near else (f"known regions like it: {', '.join(known)}; "
+                                                                  if known else "")
+    return (f"{listed}`sovaudit policy regions` lists every region this release knows; a region Google opened "
+            "since needs a newer sovaudit (pip install -U sovaudit)")

@@ -40,6 +40,7 @@ from sovaudit.reports.interface import FormatError, check_result
 from sovaudit.reports.json_format import canonical_json
 from sovaudit.reports.oscal import AR_FILE, POAM_FILE, NothingToPlan
 from sovaudit.reports.paths import bundle_file
+from sovaudit.reports.policy_lines import PolicyLines
 from sovaudit.reports.redact import redact as redact_document
 from sovaudit.reports.verify import ENVELOPE_FILE
 
@@ -204,7 +205,8 @@ def write_bundle(
             # key order (sorted), tuples as lists and any other in-memory detail cannot differ.
             stored = json.loads(canonical_json(dict(result)))
             stored_manifest = json.loads(canonical_json(manifest))  # as manifest.json beside it reads back
-            for fmt in all_formats(refs, key_id, stored_manifest):
+            # SARIF points each result at a line of policy.yaml: read from the bytes stored, as a re-render does.
+            for fmt in all_formats(refs, key_id, stored_manifest, PolicyLines.of(policy_bytes)):
                 try:
                     put(fmt.file_name, fmt.render(stored))
                 except NothingToPlan:

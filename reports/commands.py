@@ -182,6 +182,18 @@ def _manifest_beside(result_path: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+def _policy_lines_beside(result_path: Path) -> Any:
+    """The lines of the policy.yaml in the bundle a result.json sits in (SARIF's startLine): the same
+    bytes the bundle was rendered from, so the re-render is byte for byte."""
+    from sovaudit.reports.bundle import POLICY_FILE
+    from sovaudit.reports.policy_lines import PolicyLines
+
+    try:
+        return PolicyLines.of((result_path.parent / POLICY_FILE).read_bytes())
+    except OSError:
+        return PolicyLines()
+
+
 @report.command("render")
 @click.argument("result_json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "format_name", type=click.Choice(["html", "junit", "sarif", "json", "oscal", "poam"]),
@@ -215,9 +227,9 @@ def render_command(result_json: Path, format_name: str, out_path: Path | None, s
         return
     refs, key_id = _evidence_beside(result_json, result)
     try:
-        fmt = get_format(format_name, refs, key_id, _manifest_beside(result_json))
+        fmt = get_format(format_name, refs, key_id, _manifest_beside(result_json), _policy_lines_beside(result_json))
         if sarif_all and isinstance(fmt, SarifFormat):
-            fmt = SarifFormat(fmt.evidence_paths, include_passes=True)
+            fmt = SarifFormat(fmt.evidence_paths, include_passes=True, policy_lines=fmt.policy_lines)
         data = fmt.render(result)
     except NothingToPlan as exc:
         # Not an error of the input: a run with nothing open or waived has no POA&M to write.

@@ -10,6 +10,7 @@ from sovaudit.reports.interface import ResultFormat
 from sovaudit.reports.json_format import JsonFormat
 from sovaudit.reports.junit import JunitFormat
 from sovaudit.reports.oscal import OscalFormat, PoamFormat
+from sovaudit.reports.policy_lines import PolicyLines
 from sovaudit.reports.sarif import SarifFormat
 
 FORMAT_NAMES = ("json", "html", "junit", "sarif", "oscal", "poam")
@@ -19,12 +20,14 @@ def all_formats(
     evidence: Mapping[str, EvidenceRef] | None = None,
     signing_key_id: str | None = None,
     manifest: Mapping[str, Any] | None = None,
+    policy_lines: PolicyLines | None = None,
 ) -> list[ResultFormat]:
     """Every format, in the order a bundle writes them, sharing what they know of the evidence.
 
-    The OSCAL documents read the manifest itself (evidence digests and collection times)."""
+    The OSCAL documents read the manifest itself (evidence digests and collection times); SARIF reads
+    the lines of the bundle's policy.yaml (`PolicyLines.of(its bytes)`)."""
     paths = {eid: ref.path for eid, ref in (evidence or {}).items()}
-    return [JsonFormat(), HtmlFormat(evidence, signing_key_id), JunitFormat(), SarifFormat(paths),
+    return [JsonFormat(), HtmlFormat(evidence, signing_key_id), JunitFormat(), SarifFormat(paths, False, policy_lines),
             OscalFormat(manifest), PoamFormat(manifest)]
 
 
@@ -33,8 +36,9 @@ def get_format(
     evidence: Mapping[str, EvidenceRef] | None = None,
     signing_key_id: str | None = None,
     manifest: Mapping[str, Any] | None = None,
+    policy_lines: PolicyLines | None = None,
 ) -> ResultFormat:
-    for fmt in all_formats(evidence, signing_key_id, manifest):
+    for fmt in all_formats(evidence, signing_key_id, manifest, policy_lines):
         if fmt.name == name:
             return fmt
     raise KeyError(f"unknown format {name!r}; choose one of {', '.join(FORMAT_NAMES)}")

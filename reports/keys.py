@@ -143,10 +143,20 @@ def load_signing_key(path: Path, password: bytes | None = None) -> CryptoSigner:
         raise KeyFileError(f"signing key {path} is not encrypted but a password was given") from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(
-            f"signing key {path} is not a PEM private key sovaudit can read (or the password is wrong): {exc}"
+            f"signing key {path} is not a PEM private key sovaudit can read (or the password is wrong): "
+            f"{pem_reason(exc)}"
         ) from exc
     public = sslib_public_key(private_key.public_key(), f"signing key {path}")
     return CryptoSigner(private_key, public)
+
+
+def pem_reason(exc: Exception) -> str:
+    """cryptography's complaint without its boilerplate ("Unable to load PEM file. See https://... for more
+    details."): the part that says what is wrong with the user's file."""
+    import re
+
+    text = re.sub(r"Unable to load PEM file\. See \S+ for more details\.\s*", "", str(exc)).strip()
+    return text or "the file is not PEM (-----BEGIN ...----- / -----END ...----- around base64)"
 
 
 def load_public_key(path: Path) -> SSlibKey:
@@ -159,7 +169,7 @@ def load_public_key(path: Path) -> SSlibKey:
     try:
         public_key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyFileError(f"public key {path} is not a PEM public key: {exc}") from exc
+        raise KeyFileError(f"public key {path} is not a PEM public key: {pem_reason(exc)}") from exc
     return sslib_public_key(public_key, f"public key {path}")
 
 

@@ -6,8 +6,10 @@ evidence files are attached as related (physical) locations relative to the bund
 
 GitHub code scanning refuses a result without a physical location (an artifactLocation uri and a
 region whose startLine is at least 1), so every result's first location is the policy pack the run
-was judged against, as the bundle stores it (`policy.yaml`, line 1): the rule that was broken lives
-there; the cloud resource stays in the same location's logicalLocations. A partial fingerprint of
+was judged against, as the bundle stores it (`policy.yaml`), at the line of the field the control
+holds the node to (`reports/policy_lines.py`; a waived result at its waiver; line 1 when the bundle
+carries no pack): the rule that was broken lives there; the cloud resource stays in the same
+location's logicalLocations. A partial fingerprint of
 rule and resource keeps two resources of one rule two alerts (GitHub would otherwise hash line 1).
 
 By default only what needs attention is emitted: FAIL, ERROR and WAIVED findings (passes and
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sovaudit.reports.interface import ResultFormat, check_result
+from sovaudit.reports.policy_lines import PolicyLines
 from sovaudit.reports.view import control_reason, findings, text, waiver_text
 
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -45,9 +48,11 @@ class SarifFormat(ResultFormat):
     file_name = "results.sarif"
     media_type = "application/sarif+json"
 
-    def __init__(self, evidence_paths: Mapping[str, str] | None = None, include_passes: bool = False) -> None:
+    def __init__(self, evidence_paths: Mapping[str, str] | None = None, include_passes: bool = False,
+                 policy_lines: PolicyLines | None = None) -> None:
         self.evidence_paths = dict(evidence_paths or {})
         self.include_passes = include_passes
+        self.policy_lines = policy_lines or PolicyLines()
 
     def render(self, result: Mapping[str, Any]) -> bytes:
         check_result(result)
@@ -135,7 +140,8 @@ class SarifFormat(ResultFormat):
         }
         resource = text(finding.get("resource")) if finding else ""
         location: dict[str, Any] = {
-            "physicalLocation": {"artifactLocation": {"uri": POLICY_ARTIFACT}, "region": {"startLine": 1}},
+            "physicalLocation": {"artifactLocation": {"uri": POLICY_ARTIFACT},
+                                 "region": {"startLine": self.policy_lines.line_for(control)}},
         }
         if resource:
             location["logicalLocations"] = [

@@ -145,7 +145,9 @@ def load_roots(paths: Sequence[str]) -> list[x509.Certificate]:
         try:
             roots.extend(x509.load_pem_x509_certificates(data))
         except ValueError as exc:
-            raise TimestampError(f"TSA root {path} is not a PEM certificate: {exc}") from exc
+            from sovaudit.reports.keys import pem_reason
+
+            raise TimestampError(f"TSA root {path} is not a PEM certificate: {pem_reason(exc)}") from exc
     return roots
 
 

@@ -6,6 +6,7 @@ a traceback: they are user input.
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import sys
@@ -73,7 +74,12 @@ def serve(port: int, node: str, scenarios: tuple[str, ...], job_tasks: int, batc
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     except OSError as exc:
-        click.echo(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", err=True)
+        if exc.errno == errno.EADDRINUSE:
+            click.echo(f"error: port {port} is in use; choose another with --port (--port 0 picks a free one)",
+                       err=True)
+        else:
+            click.echo(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another with "
+                       "--port", err=True)
         raise SystemExit(2) from None
     state = server.state
     applied = ", ".join(state.scenarios) or "none"

@@ -156,6 +156,20 @@ class _QuietHandler(WSGIRequestHandler):
         return None
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Raise the bind's own OSError (EADDRINUSE, EACCES) before Werkzeug tries: Werkzeug prints its
+    own lines to stderr and exits the process, which a library must not do and a user should not read."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As Werkzeug's server does: a port in TIME_WAIT from an earlier run is free to serve on.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class SimServer:
     """A running simulator; use as a context manager. `url` is what clients get as api_endpoint.
 
@@ -178,6 +192,7 @@ class SimServer:
             live.task_runner = task_runner
         self.state = live
         self.app = SimApp(live, router or build_router())
+        _check_bindable(host, port)
         try:
             self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                        request_handler=_QuietHandler)

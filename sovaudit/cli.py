@@ -59,6 +59,13 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sovaudit")
-def main() -> None:
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print no progress on stderr (errors, warnings and the verdict still print); "
+                   "every long-running command also takes --quiet itself.")
+def main(quiet: bool) -> None:
     """Prove that a Google Cloud sovereign node keeps data sovereignty, confidential
     computing and security controls, with evidence a regulator can re-check."""
+    from sovaudit import progress
+
+    # Set on every invocation (not only when given), so one in-process run cannot silence the next.
+    progress.set_quiet(quiet)

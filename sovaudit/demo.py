@@ -16,7 +16,8 @@ from pathlib import Path
 
 import click
 
-from sovaudit import interrupts
+from sovaudit import interrupts, progress
+from sovaudit.progress import quiet_option
 
 RECORDED_JOB = "preprocess-genomes-001"
 
@@ -33,6 +34,7 @@ RECORDED_JOB = "preprocess-genomes-001"
 @click.option("--tsa", "tsa_url", help="RFC 3161 timestamp authority URL: give the bundle trusted time "
                                       "(an unreachable TSA is exit 2 and no bundle is written).")
 @interrupts.guarded("before a verdict; nothing was attested and no bundle was written")
+@quiet_option
 def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, records: int,
          tsa_url: str | None = None) -> None:
     """Run the pipeline on the embedded simulator, verify it, and write a signed bundle."""
@@ -66,7 +68,7 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
     pack = _load_pack(policy, None)
     started = time.monotonic()
     with server:
-        _err(f"simulator for node {node!r} listening on {server.url}"
+        progress.say(f"simulator for node {node!r} listening on {server.url}"
              + (f" with scenario(s) {', '.join(scenarios)}" if scenarios else ""))
         target = Target.parse(server.url)
         job_name = RECORDED_JOB if scenarios else _run_pipeline(target, pack, out, files, records)
@@ -119,12 +121,12 @@ def _run_pipeline(target: object, pack: object, out: Path, files: int, records: 
 
     interrupts.own_output(out / "inputs")
     paths = demo_inputs(out / "inputs", count=files, records=records)
-    _err(f"generated {len(paths)} synthetic VCFs ({records} records each) in {out / 'inputs'}")
+    progress.say(f"generated {len(paths)} synthetic VCFs ({records} records each) in {out / 'inputs'}")
     uris = upload_inputs(target, pack, paths)
-    _err(f"uploaded to gs://{pack.buckets.input}/ (the node's raw bucket)")  # type: ignore[attr-defined]
+    progress.say(f"uploaded to gs://{pack.buckets.input}/ (the node's raw bucket)")  # type: ignore[attr-defined]
     plan, final = run_pipeline(target, pack, uris, timeout=300, poll_seconds=0.5,
-                               on_update=lambda s: _err(f"job {s.state}: {s.counts}"),
-                               on_log=lambda line: _err(f"  task log: {line}"))
+                               on_update=lambda s: progress.say(f"job {s.state}: {s.counts}"),
+                               on_log=lambda line: progress.say(f"  task log: {line}"))
     if final.state != "SUCCEEDED":
         for event in final.events:
             _err(f"  {event}")

@@ -15,10 +15,12 @@ def parse_target(text: str, option: str = "--target") -> Target:
     try:
         return Target.parse(text)
     except TargetError as error:
-        raise click.BadParameter(str(error), param_hint=option) from error
+        # Target.parse speaks of --target; a command that takes the endpoint under another name (run-local's
+        # --load) must name the option the user typed.
+        raise click.BadParameter(str(error).replace("--target", option), param_hint=option) from error
 
 
-def require_credentials(target: Target) -> None:
+def require_credentials(target: Target, option: str = "--target") -> None:
     """Against Google, find Application Default Credentials before any call: without them every call
     fails and the run would end as a column of ERRORs or a traceback (a CI gate would read exit 1 as a
     failed control) instead of a clear exit 2 saying how to log in."""
@@ -29,16 +31,17 @@ def require_credentials(target: Target) -> None:
     try:
         target.credentials()
     except GoogleAuthError as error:
-        click.echo(f"--target gcp: no usable Application Default Credentials: {error}\n"
+        click.echo(f"{option} gcp: no usable Application Default Credentials: {error}\n"
                    "  log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
                    "to a service account key file (see docs/permissions.md for the roles it needs)", err=True)
         raise SystemExit(2) from error
 
 
-def require_listening(target: Target) -> None:
+def require_listening(target: Target, option: str = "--target") -> None:
     """Against the simulator, check that something listens before the first call: a wrong port (or a
     `sim serve` never started) otherwise spends the whole retry deadline on every API, minutes, and
-    ends as a column of ERRORs instead of a clear exit 2."""
+    ends as a column of ERRORs instead of a clear exit 2. `option` is the option the user gave the
+    endpoint with (`--load` for run-local), so the message names what they typed."""
     if not target.is_sim or not target.endpoint:
         return
     import socket
@@ -49,17 +52,17 @@ def require_listening(target: Target) -> None:
     try:
         with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=2.0) as connection:
             if parsed.scheme == "https":
-                _require_tls(target.endpoint, connection, parsed.hostname or "127.0.0.1")
+                _require_tls(target.endpoint, connection, parsed.hostname or "127.0.0.1", option)
             return
     except ConnectionRefusedError as error:
-        click.echo(f"--target {target.endpoint}: nothing is listening there (connection refused); start the "
+        click.echo(f"{option} {target.endpoint}: nothing is listening there (connection refused); start the "
                    f"simulator with `sovaudit sim serve --port {port}` or fix the port", err=True)
         raise SystemExit(2) from error
     except OSError:
         return  # slow or odd, but not known dead: let the calls and their retries decide
 
 
-def _require_tls(endpoint: str, connection: object, hostname: str) -> None:
+def _require_tls(endpoint: str, connection: object, hostname: str, option: str) -> None:
     """An https:// target must present a certificate the clients will accept. Otherwise every call
     fails the same handshake and is retried until the deadline (minutes) to end as a column of
     ERRORs; a certificate problem is bad input, so exit 2 at once with the TLS error."""
@@ -72,6 +75,6 @@ def _require_tls(endpoint: str, connection: object, hostname: str) -> None:
         with context.wrap_socket(connection, server_hostname=hostname):
             return
     except (ssl.SSLError, ssl.CertificateError) as error:
-        click.echo(f"--target {endpoint}: the TLS handshake failed ({error}); the clients would refuse it on "
+        click.echo(f"{option} {endpoint}: the TLS handshake failed ({error}); the clients would refuse it on "
                    "every call. Fix the certificate, or use the simulator's plain http://127.0.0.1:PORT", err=True)
         raise SystemExit(2) from error

@@ -51,3 +51,13 @@ def sim_factory() -> Iterator[Callable[..., SimServer]]:
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _progress_not_quiet() -> Iterator[None]:
+    """`--quiet` is process-wide (sovaudit/progress.py): a test that passes it must not silence the next."""
+    from sovaudit import progress
+
+    progress.set_quiet(False)
+    yield
+    progress.set_quiet(False)

@@ -36,8 +36,11 @@ def delete(ctx: CollectContext, purpose: str, service: str, method: str, call: C
     """
     from google.api_core import exceptions
 
+    from sovaudit import progress
     from sovaudit.audit.recorder import CollectionError
 
+    # A probe that was accepted exists in a forbidden region until this returns: say so while it runs.
+    progress.say(f"deleting probe {purpose.removeprefix('probe.cleanup:')} ({service} {method})")
     try:
         ctx.recorder.call(purpose, service, method, call, cleanup=True)
         return True

@@ -60,6 +60,10 @@ def run(ctx: CollectContext, region: str) -> None:
 
 
 def _await_failure(ctx: CollectContext, client: Any, name: str, uid: str, region: str) -> None:
+    from sovaudit import progress
+
+    progress.say(f"probe job {name} was accepted in {region}: waiting up to {FAILURE_WAIT_SECONDS:.0f} s for "
+                 "Batch to fail it citing the location constraint")
     deadline = time.monotonic() + FAILURE_WAIT_SECONDS
     while time.monotonic() < deadline and not ctx.stopping.is_set():
         try:

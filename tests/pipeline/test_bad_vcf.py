@@ -164,6 +164,6 @@ def test_reading_a_header_leaves_no_file_and_no_open_descriptor(tmp_path: Path) 
     with tempfile.TemporaryDirectory() as private:
         fds = len(os.listdir("/proc/self/fd"))
         for _ in range(20):
-            variant_header(header.lines, Path(private))
+            variant_header(header.lines, Path(private), "input.vcf")
         assert len(os.listdir("/proc/self/fd")) == fds
         assert os.listdir(private) == []

@@ -115,18 +115,18 @@ def test_a_confidential_field_on_the_instance_policy_fails_cc01() -> None:
     (["--image", "repo/task:1\n--privileged"], "--image"),
 ])
 def test_plan_refuses_options_that_cannot_make_a_confidential_job(extra: list[str], complaint: str) -> None:
-    result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://b/a.vcf.gz,gs://b/b.vcf.gz", *extra])
+    result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://fed-node-us-raw-vcfs/a.vcf.gz,gs://fed-node-us-raw-vcfs/b.vcf.gz", *extra])
     assert result.exit_code == 2
     assert complaint in result.output
 
 
 def test_inputs_may_be_listed_as_arguments_or_in_a_list_file(tmp_path: Path) -> None:
     listing = tmp_path / "inputs.txt"
-    listing.write_text("# cohort\ngs://b/x.vcf.gz\ngs://b/y.vcf.gz\n")
-    result = CliRunner().invoke(pipeline, ["plan", "--inputs", str(listing), "gs://b/z.vcf.gz"])
+    listing.write_text("# cohort\ngs://fed-node-us-raw-vcfs/x.vcf.gz\ngs://fed-node-us-raw-vcfs/y.vcf.gz\n")
+    result = CliRunner().invoke(pipeline, ["plan", "--inputs", str(listing), "gs://fed-node-us-raw-vcfs/z.vcf.gz"])
     assert result.exit_code == 0, result.output
     variables = json.loads(result.output)["job"]["taskGroups"][0]["taskSpec"]["environment"]["variables"]
-    assert json.loads(variables["INPUT_URIS"]) == ["gs://b/x.vcf.gz", "gs://b/y.vcf.gz", "gs://b/z.vcf.gz"]
+    assert json.loads(variables["INPUT_URIS"]) == ["gs://fed-node-us-raw-vcfs/x.vcf.gz", "gs://fed-node-us-raw-vcfs/y.vcf.gz", "gs://fed-node-us-raw-vcfs/z.vcf.gz"]
     none = CliRunner().invoke(pipeline, ["plan"])
     assert none.exit_code == 2 and "name the input VCFs" in none.output
 
@@ -134,5 +134,16 @@ def test_inputs_may_be_listed_as_arguments_or_in_a_list_file(tmp_path: Path) -> 
 @pytest.mark.parametrize("extra", [["--image", "ubuntu:22.04"], ["--image", "gcr.io/p/task@sha256:" + "a" * 64],
                                    ["--table", "fed-node-us.hospital_data.variants_2026"], ["--run-id", "cohort_7-b"]])
 def test_plan_accepts_well_formed_image_table_and_run_id(extra: list[str]) -> None:
-    result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://b/a.vcf.gz", *extra])
+    result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://fed-node-us-raw-vcfs/a.vcf.gz", *extra])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("given", "where"), [("/data/cohort/a.vcf.gz", "a local path"),
+                                              ("gs://other-node-bucket/a.vcf.gz", "bucket 'other-node-bucket'")])
+def test_plan_refuses_the_inputs_submit_refuses_with_the_same_message(given: str, where: str) -> None:
+    planned = CliRunner().invoke(pipeline, ["plan", "--policy", "us", "--inputs", given])
+    submitted = CliRunner().invoke(pipeline, ["submit", "--policy", "us", "--inputs", given,
+                                              "--target", "http://127.0.0.1:1"])
+    assert planned.exit_code == submitted.exit_code == 2
+    assert f"{given} is {where}, not in the node's buckets" in planned.output
+    assert planned.output.replace("plan", "submit") == submitted.output

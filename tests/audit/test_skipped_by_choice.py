@@ -177,3 +177,16 @@ def test_a_waived_run_says_warned_in_the_banner_like_its_attestation(tmp_path: P
     assert first.xpath(".//*[@class='word']")[0].text_content() == "WARNED"
     reason = first.get_element_by_id("verdict-reason").text_content()
     assert "accepted by waiver: SOV-04" in reason and "data-protection-officer@example.org" in reason
+
+
+def test_report_verify_tells_the_regulator_what_was_not_proven(sim: SimServer, tmp_path: Path) -> None:
+    from sovaudit.reports.keys import generate_key
+
+    key = generate_key(tmp_path / "keys", "ed25519", "auditor")
+    _, run_dir = verify(sim, tmp_path, "--no-probes", "--job", "preprocess-genomes-001",
+                        "--sign-key", str(key.private_path))
+    checked = CliRunner().invoke(main, ["report", "verify", str(run_dir / "attestation.intoto.jsonl"),
+                                        "--key", str(key.public_path)], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+    assert re.search(r"verdict: +WARNED", checked.output), checked.output
+    assert "NOT proven:   SOV-02, SOV-03 (not run by the auditor's choice)" in checked.output

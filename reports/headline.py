@@ -52,8 +52,15 @@ def _controls(result: Mapping[str, Any], outcome: str) -> list[Mapping[str, Any]
     return [c for c in result.get("controls") or [] if isinstance(c, Mapping) and c.get("outcome") == outcome]
 
 
+#: controls named with their reason in the verdict line; the rest are named by id only, so a run with
+#: many failures still has a banner one can read (every control keeps its card below)
+_NAMED_LIMIT = 5
+
+
 def _named(controls: list[Mapping[str, Any]]) -> str:
-    return "; ".join(f"{text(c.get('id'))} {_short(control_reason(c))}".rstrip() for c in controls)
+    named = "; ".join(f"{text(c.get('id'))} {_short(control_reason(c))}".rstrip() for c in controls[:_NAMED_LIMIT])
+    rest = controls[_NAMED_LIMIT:]
+    return f"{named}; and {_ids(rest)}" if rest else named
 
 
 def _ids(controls: list[Mapping[str, Any]]) -> str:

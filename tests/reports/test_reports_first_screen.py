@@ -93,3 +93,12 @@ def test_the_footer_points_only_into_the_bundle_and_shows_no_policy_path() -> No
     links = html.fromstring(page.encode()).xpath("//a/@href")
     assert all(link.startswith(("#", "evidence/")) or link in ("attestation.intoto.jsonl", "policy.yaml")
                for link in links), links
+
+
+def test_a_run_with_many_failures_names_each_failing_control_once() -> None:
+    result = make_result()
+    template = next(c for c in result["controls"] if c["outcome"] == "FAIL")
+    result["controls"] = [template | {"id": f"SEC-{n:02d}"} for n in range(1, 9)]
+    reason = verdict_reason(result)
+    assert reason.count("has an external address") == 5
+    assert reason.endswith("; and SEC-06, SEC-07, SEC-08")

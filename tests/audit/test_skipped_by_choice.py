@@ -190,3 +190,15 @@ def test_report_verify_tells_the_regulator_what_was_not_proven(sim: SimServer, t
     assert checked.exit_code == 0, checked.output
     assert re.search(r"verdict: +WARNED", checked.output), checked.output
     assert "NOT proven:   SOV-02, SOV-03 (not run by the auditor's choice)" in checked.output
+
+
+def test_a_skipped_run_re_renders_byte_for_byte(no_probes_run: tuple[Result, Path], tmp_path: Path) -> None:
+    _, run_dir = no_probes_run
+    files = {"json": "result.json", "html": "report.html", "junit": "junit.xml", "sarif": "results.sarif",
+             "oscal": "oscal-ar.json"}
+    for format_name, file_name in files.items():
+        again = tmp_path / f"again.{format_name}"
+        rendered = CliRunner().invoke(main, ["report", "render", str(run_dir / "result.json"), "--format",
+                                             format_name, "--out", str(again)], catch_exceptions=False)
+        assert rendered.exit_code == 0, rendered.output
+        assert again.read_bytes() == (run_dir / file_name).read_bytes(), f"{format_name} differs from {file_name}"

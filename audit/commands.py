@@ -1,7 +1,8 @@
 """`sovaudit verify`, `sovaudit cleanup` and `sovaudit demo`: options in, engine and reports wired.
 
-Exit codes (DESIGN §8): 0 all pass/waived/not applicable, 1 a control failed, 3 incomplete
-(an ERROR and no FAIL), 2 bad usage or input.
+Exit codes (DESIGN §8): 0 PASS or WARNED (controls waived, not applicable, or SKIPPED by
+--no-probes/--posture-only: the gate passes and every report names what was not proven), 1 a
+control failed, 3 incomplete (an ERROR and no FAIL), 2 bad usage or input.
 """
 
 from __future__ import annotations
@@ -130,11 +131,20 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
     from rich.text import Text
 
     from sovaudit import terminal
+    from sovaudit.reports.headline import headline
     from sovaudit.reports.view import terminal_safe
 
     console = terminal.console(stream)
     styles = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold yellow", "WAIVED": "cyan",
-              "NOT_APPLICABLE": "dim"}
+              "NOT_APPLICABLE": "dim", "SKIPPED": "yellow"}
+    verdict_styles = {"PASS": "bold green", "FAIL": "bold red", "INCOMPLETE": "bold yellow", "WARNED": "bold yellow"}
+    head = headline(result)
+    # The first screen: what was audited, when, by whom, against what, and the verdict with its reason.
+    for label, value in (("node", f"{head.node} · policy {head.policy}"), ("target", head.target),
+                         ("jobs", f"{head.jobs} · window {head.window}"),
+                         ("run", f"{head.run_id} · generated {head.generated_at} by {head.principal}")):
+        console.print(Text(terminal_safe(f"{label:>7}: {value}")))
+    console.print(Text(terminal_safe(f"verdict: {head.verdict_line}"), style=verdict_styles.get(head.verdict, "bold")))
     for pillar in ("sovereignty", "confidential", "controls", "integrity"):
         rows = [c for c in result["controls"] if c["pillar"] == pillar]
         if not rows:
@@ -172,8 +182,9 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
     for line in scope.get("window_gaps") or ():
         console.print(Text(terminal_safe(f"window gap: {line}"), style="bold yellow"))
     summary = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
-    console.print(f"verdict: [bold]{escape(terminal_safe(result['verdict']))}[/] ({escape(terminal_safe(summary))}) "
+    console.print(f"verdict: [bold]{escape(terminal_safe(head.verdict))}[/] ({escape(terminal_safe(summary))}) "
                   f"run {escape(terminal_safe(result['run_id']))}")
+    console.print(Text(terminal_safe(f"    why: {head.reason}"), style=verdict_styles.get(head.verdict, "")))
 
 
 def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, ...] | None, posture_only: bool,
@@ -194,7 +205,8 @@ def run_verify(*, pack: PolicyPack, target: Target, job_name: str | tuple[str, .
 
 
 def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer: Any,
-                  bundle: bool, redact: bool, tsa_url: str | None = None) -> Path:
+                  bundle: bool, redact: bool, tsa_url: str | None = None,
+                  policy_file: str | Path | None = None) -> Path:
     from sovaudit.reports import bundle as bundle_writer
 
     meta = {
@@ -208,7 +220,9 @@ def write_outputs(out: Path, result: RunResult, collected: Collected, *, signer:
         "notes": list(collected.notes),
     }
     try:
-        policy_bytes: bytes | None = Path(result.policy_path).read_bytes()
+        # result.policy_path is only the file's name (never an absolute local path in a report); the
+        # bytes come from the file the pack was loaded from.
+        policy_bytes: bytes | None = Path(policy_file or result.policy_path).read_bytes()
     except OSError:
         policy_bytes = None  # e.g. a shipped pack inside a zip; the statement still carries its digest
     timestamper = None
@@ -268,8 +282,10 @@ def signer_from_options(sign_key: str | None, kms_key: str | None, target: Targe
                    "every job carrying the pack's pipeline labels whose life overlaps --since/--until, or, without "
                    "them, [newest such job's creation - the pack's scope.lookback (24h), now]; pipeline jobs seen "
                    "but not judged are named in the result.")
-@click.option("--posture-only", is_flag=True, help="Check the node without a job; job controls are NOT_APPLICABLE.")
-@click.option("--no-probes", is_flag=True, help="Skip the active negative tests (SOV-02, SOV-03 become NOT_APPLICABLE).")
+@click.option("--posture-only", is_flag=True, help="Check the node without a job; job controls are SKIPPED (not "
+                                                 "proven) and the verdict is at best WARNED (exit 0).")
+@click.option("--no-probes", is_flag=True, help="Skip the active negative tests: SOV-02, SOV-03 are SKIPPED (not "
+                                              "proven) and the verdict is at best WARNED (exit 0).")
 @click.option("--since", help="Start of the audit-log window (RFC 3339); default: the first judged job's creation "
                                 "minus a margin. A window starting after a judged job's creation makes the "
                                 "window-dependent controls ERROR.")
@@ -299,7 +315,7 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
            no_probes: bool, since: str | None, until: str | None, out_dir: str | None, output_format: str,
            sign_key: str | None, kms_key: str | None, pack_tar: bool, redact: bool, evidence_dir: str | None,
            key_paths: tuple[str, ...], api_deadline: float, tsa_url: str | None = None) -> None:
-    """Prove the node keeps its promises; exit 0 pass, 1 fail, 3 incomplete, 2 bad input.
+    """Prove the node keeps its promises; exit 0 pass or warned, 1 fail, 3 incomplete, 2 bad input.
 
     \b
     Scope: with --job (repeatable) exactly those jobs are judged. Without it, every Batch job
@@ -371,7 +387,7 @@ def verify(policy: str, project: str | None, target_text: str, job_names: tuple[
         interrupts.own_output(Path(out_dir), (f"run-{result.run_id}", f".run-{result.run_id}."))
         try:
             run_dir = write_outputs(Path(out_dir), result, collected, signer=signer, bundle=pack_tar,
-                                    redact=redact, tsa_url=tsa_url)
+                                    redact=redact, tsa_url=tsa_url, policy_file=pack.path)
         except BundleError as error:
             _err(f"could not write the bundle: {error}")
             raise SystemExit(2) from error

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__, interrupts
@@ -285,6 +286,13 @@ def _guard(label: str, fn: Callable[[], Any], warn: Progress) -> Any:
     return None
 
 
+def portable_policy_path(path: str) -> str:
+    """The pack's file name only: reports travel to regulators, and an absolute path names the
+    auditor's home, virtualenv or install directory without identifying the policy (its name and
+    sha256 do; the bundle carries the pack itself as policy.yaml)."""
+    return PurePath(str(path).replace("\\", "/")).name if path else ""
+
+
 def judge(evidence: EvidenceLog, pack: PolicyPack, scope: Scope, *, run_id: str, target: str,
           principal: str, started_at: datetime, finished_at: datetime, today: date | None = None) -> RunResult:
     """Pure: evaluate every registered control on the evidence. Same input, same outcomes."""
@@ -295,9 +303,10 @@ def judge(evidence: EvidenceLog, pack: PolicyPack, scope: Scope, *, run_id: str,
     results = evaluate(context)
     return RunResult(
         run_id=run_id, target=target, project=str(pack.project), policy_name=str(pack.name),
-        policy_path=str(pack.path), policy_sha256=str(pack.sha256), tool_version=__version__,
+        policy_path=portable_policy_path(pack.path), policy_sha256=str(pack.sha256), tool_version=__version__,
         principal=principal, started_at=started_at, finished_at=finished_at, scope=scope,
         controls=tuple(results), probes=tuple(probe_records(context)),
         # The machine that judged (JUnit's testsuite hostname); recorded so a re-render elsewhere is identical.
         hostname=socket.gethostname(),
+        jurisdiction=str(pack.jurisdiction.name), regions=tuple(pack.jurisdiction.allowed_regions),
     )

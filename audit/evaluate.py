@@ -1,9 +1,10 @@
 """Run the catalogue over a ControlContext and turn findings into control results.
 
 This is where fail-closed is enforced for every control at once: missing evidence and crashes
-become ERROR findings, a control with no findings is ERROR, NOT_APPLICABLE is only ever decided
-here (from the scope, with its reason), and waivers only soften FAIL findings they match while in
-force.
+become ERROR findings, a control with no findings is ERROR, SKIPPED (not run by the user's choice:
+--no-probes, --posture-only) is only ever decided here from the scope, with the option named, and
+waivers only soften FAIL findings they match while in force. NOT_APPLICABLE stays for "the policy
+says this control does not apply"; a choice on the command line never reads as that.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sovaudit.audit.registry import RegisteredControl, all_controls
 from sovaudit.audit.views import EvidenceIncomplete
 from sovaudit.policies.pack import Waiver
 
-_PRECEDENCE = (Outcome.FAIL, Outcome.ERROR, Outcome.WAIVED, Outcome.PASS, Outcome.NOT_APPLICABLE)
+_PRECEDENCE = (Outcome.FAIL, Outcome.ERROR, Outcome.WAIVED, Outcome.SKIPPED, Outcome.PASS, Outcome.NOT_APPLICABLE)
 
 
 def evaluate(ctx: ControlContext, controls: Iterable[RegisteredControl] | None = None) -> list[ControlResult]:
@@ -44,15 +45,16 @@ def aggregate(findings: Iterable[Finding]) -> Outcome:
     return next(o for o in _PRECEDENCE if o in outcomes)
 
 
-def not_applicable_reason(meta: ControlMeta, scope: Scope) -> str:
-    """Why the scope excludes this control ('' when it applies)."""
-    why = "; ".join(scope.reasons)
+def skipped_reason(meta: ControlMeta, scope: Scope) -> str:
+    """Why the user's choice of scope leaves this control unrun ('' when it runs).
+
+    The message always starts "not run by choice: --OPTION" so every report can say which option
+    left which promise unproven.
+    """
     if meta.probe and not scope.probes_enabled:
-        return f"not applicable to a run without probes — {why}" if why else \
-            "probes are disabled for this run (--no-probes)"
+        return "not run by choice: --no-probes skipped the active negative test, so this promise was not proven"
     if meta.needs_job and scope.posture_only:
-        return f"not applicable to a posture-only run — {why}" if why else \
-            "posture-only run: no Batch job is in scope, so job controls do not apply"
+        return ("not run by choice: --posture-only judged no Batch job, so this job's promise was not proven")
     return ""
 
 
@@ -67,9 +69,9 @@ def evaluate_control(ctx: ControlContext, registered: RegisteredControl) -> Cont
 def _evaluate_control(ctx: ControlContext, registered: RegisteredControl) -> ControlResult:
     meta = registered.meta
     severity = Severity(ctx.policy.severity_overrides.get(meta.id, meta.severity.value))
-    reason = not_applicable_reason(meta, ctx.scope)
+    reason = skipped_reason(meta, ctx.scope)
     if reason:
-        return ControlResult(meta, Outcome.NOT_APPLICABLE, (Finding.not_applicable(meta.id, reason),), severity)
+        return ControlResult(meta, Outcome.SKIPPED, (Finding.skipped(meta.id, reason),), severity)
     if meta.needs_job and not ctx.scope.job:
         finding = Finding.error(meta.id, "no Batch job is in scope, so this job control cannot be evaluated; pass "
                                 "--job NAME or --posture-only")

@@ -27,6 +27,9 @@ class Outcome(StrEnum):
     ERROR = "ERROR"
     WAIVED = "WAIVED"
     NOT_APPLICABLE = "NOT_APPLICABLE"
+    #: not run because the user chose so (--no-probes, --posture-only): nothing was proven, and unlike
+    #: NOT_APPLICABLE (the policy says the control does not apply) the run is WARNED, never a clean PASS.
+    SKIPPED = "SKIPPED"
 
 
 class Pillar(StrEnum):
@@ -73,6 +76,10 @@ class Finding:
     @classmethod
     def not_applicable(cls, resource: str, message: str, evidence: Iterable[str] | str = ()) -> Finding:
         return cls(Outcome.NOT_APPLICABLE, resource, message, _ids(evidence))
+
+    @classmethod
+    def skipped(cls, resource: str, message: str, evidence: Iterable[str] | str = ()) -> Finding:
+        return cls(Outcome.SKIPPED, resource, message, _ids(evidence))
 
     def to_json(self) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "resource": self.resource, "message": self.message,
@@ -281,6 +288,10 @@ class RunResult:
     tool_name: str = "sovaudit"
     #: the machine the audit ran on (socket.gethostname()), never the target URL; "" when unknown.
     hostname: str = ""
+    #: the node's jurisdiction (the pack's jurisdiction.name) and its allowed regions, so a report's
+    #: first screen says what node was audited without the pack at hand; empty in older results.
+    jurisdiction: str = ""
+    regions: tuple[str, ...] = ()
 
     @property
     def summary(self) -> dict[str, int]:
@@ -291,17 +302,20 @@ class RunResult:
 
     @property
     def verdict(self) -> str:
-        """FAIL beats INCOMPLETE beats PASS; a run with no control results is INCOMPLETE, never PASS."""
-        outcomes = {r.outcome for r in self.controls}
-        if Outcome.FAIL in outcomes:
-            return "FAIL"
-        if Outcome.ERROR in outcomes or not self.controls:
-            return "INCOMPLETE"
-        return "PASS"
+        """FAIL beats INCOMPLETE beats WARNED beats PASS; a run with no control results is INCOMPLETE.
+
+        WARNED (a control waived, skipped by choice or not applicable) is what the attestation's
+        test-result predicate says for the same controls, so the banner and the signature agree.
+        """
+        from sovaudit.reports.view import verdict_of
+
+        return verdict_of(r.outcome.value for r in self.controls)
 
     @property
     def exit_code(self) -> int:
-        return {"PASS": 0, "FAIL": 1, "INCOMPLETE": 3}[self.verdict]
+        # WARNED exits 0 like the waivers it covers: the gate passes, every format names what was not
+        # proven, and the signed attestation says WARNED with the skipped controls listed.
+        return {"PASS": 0, "WARNED": 0, "FAIL": 1, "INCOMPLETE": 3}[self.verdict]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -311,6 +325,8 @@ class RunResult:
             "exit_code": self.exit_code,
             "target": self.target,
             "project": self.project,
+            **({"node": {"project": self.project, "jurisdiction": self.jurisdiction,
+                         "regions": list(self.regions)}} if self.jurisdiction or self.regions else {}),
             "policy": {"name": self.policy_name, "path": self.policy_path, "sha256": self.policy_sha256},
             "tool": {"name": self.tool_name, "version": self.tool_version},
             **({"hostname": self.hostname} if self.hostname else {}),
@@ -342,6 +358,8 @@ class RunResult:
             probes=tuple(ProbeRecord.from_json(p) for p in data.get("probes", ())),
             tool_name=tool.get("name", "sovaudit"),
             hostname=str(data.get("hostname") or ""),
+            jurisdiction=str((data.get("node") or {}).get("jurisdiction") or ""),
+            regions=tuple(str(r) for r in (data.get("node") or {}).get("regions") or ()),
         )
 
 

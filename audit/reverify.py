@@ -130,12 +130,30 @@ def _reverify(run_dir: Path, pack: PolicyPack, *, output_format: str, key_paths:
 def _compare(recorded: dict[str, Any] | None, fresh: dict[str, Any]) -> list[str]:
     if recorded is None:
         return []
+    legacy = _predates_skipped(recorded)
     before = {c["id"]: c["outcome"] for c in recorded.get("controls", [])}
     after = {c["id"]: c["outcome"] for c in fresh["controls"]}
     lines = []
     for control_id in sorted(set(before) | set(after)):
-        if before.get(control_id) != after.get(control_id):
-            lines.append(f"{control_id}: recorded {before.get(control_id)}, re-evaluated {after.get(control_id)}")
-    if recorded.get("verdict") != fresh["verdict"]:
+        was, now = before.get(control_id), after.get(control_id)
+        # A bundle written before SKIPPED existed recorded a control left out by --no-probes or
+        # --posture-only as NOT_APPLICABLE; the same evidence and scope now read SKIPPED. Same judgement.
+        if legacy and (was, now) == ("NOT_APPLICABLE", "SKIPPED"):
+            continue
+        if was != now:
+            lines.append(f"{control_id}: recorded {was}, re-evaluated {now}")
+    verdict_before, verdict_after = recorded.get("verdict"), fresh["verdict"]
+    # Before WARNED existed, a run whose controls were all PASS, WAIVED or NOT_APPLICABLE said PASS
+    # (its attestation already said WARNED); with the outcomes matched above, that is the same verdict.
+    if legacy and (verdict_before, verdict_after) == ("PASS", "WARNED"):
+        verdict_before = "WARNED"
+    if verdict_before != verdict_after:
         lines.append(f"verdict: recorded {recorded.get('verdict')}, re-evaluated {fresh['verdict']}")
     return lines
+
+
+def _predates_skipped(recorded: dict[str, Any]) -> bool:
+    """Whether result.json was written before the SKIPPED outcome and the WARNED verdict existed: its
+    summary (which counts every outcome the writer knew) has no SKIPPED member."""
+    summary = recorded.get("summary")
+    return isinstance(summary, dict) and "SKIPPED" not in summary

@@ -15,6 +15,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
 from sovaudit.reports.json_format import canonical_json
+from sovaudit.reports.view import FAILED_OUTCOMES, WARNED_OUTCOMES
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
@@ -22,8 +23,8 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 EXTENSION_KEY = "sovaudit"
 
 _PASSED = ("PASS",)
-_WARNED = ("WAIVED", "NOT_APPLICABLE")  # the gate passes, but a reader must see them
-_FAILED = ("FAIL", "ERROR")  # ERROR is incomplete evidence: never a pass
+_WARNED = WARNED_OUTCOMES  # the gate passes, but a reader must see them (SKIPPED: not proven by choice)
+_FAILED = FAILED_OUTCOMES  # ERROR is incomplete evidence: never a pass
 
 
 def summarise_tests(result: Mapping[str, Any]) -> tuple[str, list[str], list[str], list[str]]:
@@ -33,6 +34,7 @@ def summarise_tests(result: Mapping[str, Any]) -> tuple[str, list[str], list[str
     failed: list[str] = []
     for control in result.get("controls") or []:
         outcome = control.get("outcome")
+        # Anything unknown is failed: an outcome this verifier cannot read proves nothing.
         target = passed if outcome in _PASSED else warned if outcome in _WARNED else failed
         target.append(str(control.get("id")))
     verdict = "FAILED" if failed else "WARNED" if warned else "PASSED"
@@ -102,6 +104,9 @@ def build_statement(
         "verifier": {"name": str(tool.get("name") or "sovaudit"), "version": version, "principal": result.get("principal")},
         "policy": {"name": policy.get("name"), "sha256": policy.get("sha256")},
         "incompleteControls": [str(c.get("id")) for c in result.get("controls") or [] if c.get("outcome") == "ERROR"],
+        # Not run by the user's choice (--no-probes, --posture-only): signed, so nobody can present
+        # the run as having proven them.
+        "skippedControls": [str(c.get("id")) for c in result.get("controls") or [] if c.get("outcome") == "SKIPPED"],
         "signingKeyId": signing_key_id,
         # Issue 12 (R1): what a verifier must see bound to the signature, not only read from files.
         "runId": result.get("run_id"),

@@ -43,6 +43,11 @@ class StatementFacts:
     started_at: str
     finished_at: str
     policy_sha256: str
+    #: controls the run did not execute by the auditor's choice (--no-probes, --posture-only): not proven
+    not_proven: tuple[str, ...] = ()
+    #: the test-result predicate's own result (PASSED/WARNED/FAILED); an older statement's `verdict`
+    #: said PASS for a waived run while this said WARNED
+    attested_result: str = ""
 
     def lines(self) -> list[str]:
         """Human-readable lines, one fact each (the order a regulator reads them in)."""
@@ -54,10 +59,14 @@ class StatementFacts:
             f"job(s):       {', '.join(self.jobs) or '(none: posture only)'}",
             f"audit window: {self.window_start or 'unbounded'} .. {self.window_end or 'unbounded'}",
             f"target:       {self.target}{'  (SIMULATED)' if self.simulated else ''}",
-            f"verdict:      {self.verdict} ({counts})",
+            f"verdict:      {self.verdict} ({counts})"
+            + (f"; attested result {self.attested_result}"
+               if self.verdict == "PASS" and self.attested_result not in ("", "PASSED") else ""),
             f"signer key:   {', '.join(self.signer_key_ids) or '(none)'}",
             f"signed at:    {self.signed_at or '(not recorded)'}",
         ]
+        if self.not_proven:
+            lines.insert(7, f"NOT proven:   {', '.join(self.not_proven)} (not run by the auditor's choice)")
         if self.simulated:
             lines.append("SIMULATED: this run was against the local simulator — not evidence about a real node")
         return lines
@@ -102,6 +111,8 @@ def statement_facts(statement: Mapping[str, Any], signer_key_ids: Sequence[str] 
         started_at=_text(ext.get("startedAt")),
         finished_at=_text(ext.get("finishedAt")),
         policy_sha256=_text(policy.get("sha256")),
+        not_proven=tuple(str(c) for c in ext.get("skippedControls") or [] if isinstance(c, str)),
+        attested_result=_text(predicate.get("result")),
     )
 
 

@@ -17,9 +17,11 @@ import jinja2
 from markupsafe import Markup, escape
 
 from sovaudit.reports.attestation import is_simulated_target
+from sovaudit.reports.headline import headline
 from sovaudit.reports.interface import FormatError, ResultFormat, check_result
 from sovaudit.reports.view import (
     FRAMEWORK_TITLES,
+    OUTCOMES,
     PILLAR_TITLES,
     PILLARS,
     findings,
@@ -133,7 +135,8 @@ class HtmlFormat(ResultFormat):
                 policy=result.get("policy") or {},
                 tool=result.get("tool") or {},
                 scope=result.get("scope") or {},
-                outcomes=("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE"),
+                outcomes=OUTCOMES,
+                head=headline(result),
                 counts=summary(result),
                 pillars=pillars,
                 probes=[p for p in result.get("probes") or [] if isinstance(p, Mapping)],

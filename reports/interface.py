@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 RESULT_SCHEMA = "sovaudit/result/v1"
-OUTCOMES = ("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE")
+OUTCOMES = ("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE", "SKIPPED")
 
 
 class FormatError(Exception):

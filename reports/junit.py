@@ -1,7 +1,7 @@
 """JUnit XML: one testcase per control, so any CI system shows the gate's verdict natively.
 
-FAIL → <failure>, ERROR → <error> (incomplete evidence is never a pass), WAIVED and NOT_APPLICABLE →
-<skipped> carrying the reason. Built with ElementTree so every attribute and text is escaped.
+FAIL → <failure>, ERROR → <error> (incomplete evidence is never a pass), WAIVED, NOT_APPLICABLE and
+SKIPPED (not run by choice: --no-probes, --posture-only) → <skipped> carrying the outcome and reason. Built with ElementTree so every attribute and text is escaped.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class JunitFormat(ResultFormat):
             "tests": str(len(controls)),
             "failures": str(counts["FAIL"]),
             "errors": str(counts["ERROR"]),
-            "skipped": str(counts["WAIVED"] + counts["NOT_APPLICABLE"]),
+            "skipped": str(counts["WAIVED"] + counts["NOT_APPLICABLE"] + counts["SKIPPED"]),
         }
         policy = result.get("policy") or {}
         suite_name = f"sovaudit {_clean(policy.get('name')) or 'policy'}"
@@ -104,7 +104,7 @@ class JunitFormat(ResultFormat):
             elif outcome == "ERROR":
                 element = ET.SubElement(case, "error", {"message": reason, "type": "INCOMPLETE"})
                 element.text = _details(control)
-            elif outcome in ("WAIVED", "NOT_APPLICABLE"):
+            elif outcome in ("WAIVED", "NOT_APPLICABLE", "SKIPPED"):
                 ET.SubElement(case, "skipped", {"message": f"{outcome}: {reason}"})
             details = _details(control)
             if details and outcome == "PASS":

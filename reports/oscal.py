@@ -19,6 +19,10 @@ Choices, each because OSCAL or its tools leave no other honest reading:
   (reason fail) with a `deviation-approved` risk whose deadline is the end of the waiver's last day.
   NOT_APPLICABLE → an observation only, no finding: OSCAL's finding states are satisfied or
   not-satisfied, and calling an unjudged control satisfied would overstate the run.
+  SKIPPED (not run by the user's choice: --no-probes, --posture-only) → a finding on the objective,
+  not-satisfied with reason `other` and remarks "not assessed": the assessment chose not to test
+  the objective, so OSCAL's only honest state is "not shown to be satisfied". No risk and no POA&M
+  item: nothing was found wrong, and the AR names the option that left it unassessed.
 * Arrays OSCAL requires to be non-empty are omitted when empty; a POA&M needs at least one item, so
   a run with nothing open and nothing waived has no POA&M (`NothingToPlan`).
 """
@@ -270,8 +274,10 @@ def assessment_results(result: Mapping[str, Any], manifest: Mapping[str, Any] | 
         if outcome == "NOT_APPLICABLE":
             continue
         status: dict[str, Any] = {"state": "satisfied" if outcome == "PASS" else "not-satisfied",
-                                  "reason": {"PASS": "pass", "ERROR": "other"}.get(outcome, "fail")}
-        if outcome == "ERROR":
+                                  "reason": {"PASS": "pass", "ERROR": "other", "SKIPPED": "other"}.get(outcome, "fail")}
+        if outcome == "SKIPPED":
+            status["remarks"] = f"Not assessed: not run by the user's choice, so not proven. {reason}"
+        elif outcome == "ERROR":
             status["remarks"] = f"Incomplete: the evidence could not be collected; never a pass. {reason}"
         elif outcome == "WAIVED":
             status["remarks"] = f"Fails; accepted by a waiver. {reason}"

@@ -12,9 +12,10 @@ carries no pack): the rule that was broken lives there; the cloud resource stays
 location's logicalLocations. A partial fingerprint of
 rule and resource keeps two resources of one rule two alerts (GitHub would otherwise hash line 1).
 
-By default only what needs attention is emitted: FAIL, ERROR and WAIVED findings (passes and
-not-applicable ones would flood the alert list); `include_passes` (`report render --sarif-all`) emits
-every finding. Rules are always emitted for every control, so a clean run still names what it checked.
+By default only what needs attention is emitted: FAIL, ERROR and WAIVED findings (passes,
+not-applicable and skipped-by-choice ones would flood the alert list; a skipped control is not a
+failure); `include_passes` (`report render --sarif-all`) emits every finding, SKIPPED ones as kind
+"review", level "none". Rules are always emitted for every control, so a clean run still names what it checked.
 
 ERROR (incomplete evidence) is emitted as kind "fail", level "error": SARIF's "open" kind would
 force level "none", and dashboards would then show an unprovable control as harmless.
@@ -36,7 +37,10 @@ SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/s
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
 # GitHub code scanning reads this property to rank security results (0.0–10.0).
 _SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
-_KIND = {"PASS": "pass", "FAIL": "fail", "ERROR": "fail", "WAIVED": "fail", "NOT_APPLICABLE": "notApplicable"}
+# SKIPPED (not run by the user's choice) is "review": nothing was evaluated, so it is neither a failure
+# nor "notApplicable" (the policy's word), and a human must decide whether the unproven promise is acceptable.
+_KIND = {"PASS": "pass", "FAIL": "fail", "ERROR": "fail", "WAIVED": "fail", "NOT_APPLICABLE": "notApplicable",
+         "SKIPPED": "review"}
 #: the finding outcomes a default (attention-only) log carries
 _ATTENTION = frozenset({"FAIL", "ERROR", "WAIVED"})
 #: the bundle's copy of the policy pack (reports.bundle.POLICY_FILE), each result's physical location
@@ -91,6 +95,8 @@ class SarifFormat(ResultFormat):
                 "window": (result.get("scope") or {}).get("window") or {},
                 "notJudged": [text(x) for x in (result.get("scope") or {}).get("not_judged") or ()],
                 "windowGaps": [text(x) for x in (result.get("scope") or {}).get("window_gaps") or ()],
+                # Not run by choice (--no-probes, --posture-only): named even in an attention-only log.
+                "skippedControls": [text(c.get("id")) for c in controls if c.get("outcome") == "SKIPPED"],
             },
         }
         log = {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}

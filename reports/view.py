@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 PILLARS = ("sovereignty", "confidential", "controls", "integrity")
@@ -20,6 +20,38 @@ FRAMEWORK_TITLES = {
     "NIST-800-53": "NIST SP 800-53",
     "ISO27001-2022": "ISO/IEC 27001:2022",
 }
+
+#: every control outcome, in the order the reports list them
+OUTCOMES = ("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE", "SKIPPED")
+#: outcomes that let a gate pass but leave something unproven or accepted: the run is WARNED
+#: (in-toto test-result `warnedTests`). SKIPPED counts whatever the control's severity: a promise
+#: the user chose not to test is not proven, and severity does not change that.
+WARNED_OUTCOMES = ("WAIVED", "NOT_APPLICABLE", "SKIPPED")
+#: outcomes that fail the gate (ERROR is incomplete evidence: never a pass)
+FAILED_OUTCOMES = ("FAIL", "ERROR")
+
+
+def verdict_of(outcomes: Iterable[Any]) -> str:
+    """FAIL beats INCOMPLETE beats WARNED beats PASS; no outcome at all is INCOMPLETE, never PASS.
+
+    The one rule behind result.json's `verdict`, every report's banner and the attestation's
+    `result` (PASSED/WARNED/FAILED), so no two of them can disagree about a run.
+    """
+    seen = {str(o) for o in outcomes}
+    if "FAIL" in seen:
+        return "FAIL"
+    if not seen or "ERROR" in seen or not seen <= set(OUTCOMES):
+        # An outcome nobody knows (a newer or edited result) is not proof of anything.
+        return "INCOMPLETE"
+    if seen & set(WARNED_OUTCOMES):
+        return "WARNED"
+    return "PASS"
+
+
+def result_verdict(result: Mapping[str, Any]) -> str:
+    """The verdict of a result dict, recomputed from its controls (a result.json written before
+    WARNED existed says PASS for a waived run; the banner must say what the attestation says)."""
+    return verdict_of(c.get("outcome") for c in result.get("controls") or [] if isinstance(c, Mapping))
 
 
 def text(value: Any) -> str:
@@ -53,6 +85,8 @@ def control_reason(control: Mapping[str, Any]) -> str:
         return f"{message} (and {more} more)" if more > 0 else message
     if outcome == "NOT_APPLICABLE":
         return "the policy says this control does not apply"
+    if outcome == "SKIPPED":
+        return "not run by choice: nothing was proven"
     return text(outcome).lower().replace("_", " ")
 
 
@@ -62,7 +96,7 @@ def findings(control: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def summary(result: Mapping[str, Any]) -> dict[str, int]:
     """Counts per outcome, computed from the controls (never trusted from the summary field)."""
-    counts = {outcome: 0 for outcome in ("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE")}
+    counts = {outcome: 0 for outcome in OUTCOMES}
     for control in result.get("controls") or []:
         outcome = control.get("outcome")
         if outcome in counts:

@@ -80,7 +80,7 @@ def demo(out_dir: str, scenarios: tuple[str, ...], node: str, files: int, record
 
         try:
             run_dir = write_outputs(out, result, collected, signer=signer, bundle=False, redact=False,
-                                    tsa_url=tsa_url)
+                                    tsa_url=tsa_url, policy_file=pack.path)
         except TimestampError as error:
             _err(f"no trusted time, so no bundle was written: {error}")
             raise SystemExit(2) from error

@@ -83,25 +83,34 @@ def test_every_control_errors_on_an_empty_evidence_log(node: NodeEvidence) -> No
     assert {r.id: r.outcome for r in results} == {r.id: Outcome.ERROR for r in results}
 
 
-# ---- NOT_APPLICABLE -----------------------------------------------------------------------------
+# ---- SKIPPED (not run by the user's choice) -----------------------------------------------------
 
-def test_posture_only_makes_job_controls_not_applicable_with_the_reason(node: NodeEvidence) -> None:
+def test_posture_only_skips_job_controls_naming_the_option(node: NodeEvidence) -> None:
     scope = Scope(posture_only=True, reasons=("--posture-only given",))
     results = {r.id: r for r in evaluate(node.context(scope))}
     job_controls = [c.meta.id for c in all_controls() if c.meta.needs_job]
-    assert len(job_controls) == 11 and "INT-02" in job_controls
+    assert len(job_controls) >= 11 and "INT-02" in job_controls
     for control_id in job_controls:
-        assert results[control_id].outcome == Outcome.NOT_APPLICABLE
-        assert "posture-only run" in results[control_id].findings[0].message
-        assert "--posture-only given" in results[control_id].findings[0].message
+        # SKIPPED, never NOT_APPLICABLE: the policy did not say the control does not apply, the user chose.
+        assert results[control_id].outcome == Outcome.SKIPPED
+        assert results[control_id].findings[0].message.startswith("not run by choice: --posture-only")
     assert results["SOV-01"].outcome == Outcome.PASS
 
 
-def test_no_probes_makes_probe_controls_not_applicable(node: NodeEvidence) -> None:
+def test_no_probes_skips_probe_controls_naming_the_option(node: NodeEvidence) -> None:
     results = {r.id: r for r in evaluate(node.context(job_scope(probes_enabled=False)))}
-    assert results["SOV-02"].outcome == Outcome.NOT_APPLICABLE
-    assert "--no-probes" in results["SOV-03"].findings[0].message
+    assert results["SOV-02"].outcome == Outcome.SKIPPED
+    assert results["SOV-03"].findings[0].message.startswith("not run by choice: --no-probes")
     assert probe_records(node.context(job_scope(probes_enabled=False))) == []
+
+
+def test_a_run_with_a_skipped_critical_control_is_warned_never_pass(node: NodeEvidence) -> None:
+    ctx = node.context(job_scope(probes_enabled=False))
+    result = dataclasses.replace(run_result(node), controls=tuple(evaluate(ctx)))
+    assert result.verdict == "WARNED" and result.exit_code == 0
+    data = result.to_json()
+    assert data["verdict"] == "WARNED" and data["summary"]["SKIPPED"] == 2
+    assert RunResult.from_json(data).to_json() == data
 
 
 def test_job_controls_error_when_no_job_is_in_scope_without_posture_only(node: NodeEvidence) -> None:
@@ -216,7 +225,10 @@ def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) 
 
 
 @pytest.mark.parametrize(("outcomes", "verdict", "code"), [
-    ({Outcome.PASS, Outcome.WAIVED, Outcome.NOT_APPLICABLE}, "PASS", 0),
+    ({Outcome.PASS}, "PASS", 0),
+    ({Outcome.PASS, Outcome.WAIVED, Outcome.NOT_APPLICABLE}, "WARNED", 0),
+    ({Outcome.PASS, Outcome.SKIPPED}, "WARNED", 0),
+    ({Outcome.PASS, Outcome.SKIPPED, Outcome.ERROR}, "INCOMPLETE", 3),
     ({Outcome.PASS, Outcome.ERROR, Outcome.FAIL}, "FAIL", 1),
     ({Outcome.PASS, Outcome.ERROR}, "INCOMPLETE", 3),
 ])

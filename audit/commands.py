@@ -162,8 +162,8 @@ def print_summary(result: dict[str, Any], *, stream: Any = None) -> None:
             if len(detail) > DETAIL_CHARS:
                 # The table is the first look; the full message is in result.json and the HTML report.
                 # Cut in the middle: the head says what is wrong, the tail often names the resource.
-                head = DETAIL_CHARS * 2 // 3
-                detail = detail[:head].rstrip() + " … " + detail[-(DETAIL_CHARS - head - 3):].lstrip()
+                kept = DETAIL_CHARS * 2 // 3
+                detail = detail[:kept].rstrip() + " … " + detail[-(DETAIL_CHARS - kept - 3):].lstrip()
             if len(shown) > 1:
                 detail += f" (+{len(shown) - 1} more)"
             outcome = control["outcome"]

@@ -4,6 +4,7 @@ Confidential VM boots (seeded workers, instances.insert, instances.start), and n
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from google.auth.credentials import AnonymousCredentials
@@ -11,6 +12,7 @@ from google.cloud import compute_v1
 from google.cloud import logging as cloud_logging
 
 from sovaudit import cloud
+from sovaudit.simulator import clock
 from sovaudit.simulator.server import SimServer
 
 LOG = "compute.googleapis.com%2Fshielded_vm_integrity"
@@ -102,5 +104,15 @@ def test_insert_and_start_through_compute_write_a_report_per_boot(sim_factory: C
 
 def test_entries_write_stamps_the_receive_time_not_the_claimed_one(sim_factory: Callable[..., SimServer]) -> None:
     sim = sim_factory(scenarios=["attestation-forged-after-run"])
-    forged = [e for e in launch_reports(sim).values() if e["receiveTimestamp"][:16] != e["timestamp"][:16]]
-    assert len(forged) == 1   # written ~80 minutes after the boot it claims
+    lag = {vm_id: clock.parse(e["receiveTimestamp"]) - clock.parse(e["timestamp"])
+           for vm_id, e in launch_reports(sim).items()}
+    forged = [vm_id for vm_id, late in lag.items() if late > timedelta(minutes=30)]
+    assert len(forged) == 1 and all(late < timedelta(seconds=5) for v, late in lag.items() if v not in forged)
+    # the claimed time is the VM's boot (Compute's -08:00 timestamp, normalized to UTC), ~80 minutes earlier
+    vm = next(vm for vm in seeded_vms(sim) if vm["id"] == forged[0])
+    assert clock.parse(launch_reports(sim)[forged[0]]["timestamp"]) == clock.parse(vm["lastStartTimestamp"])
+
+
+def test_clock_parse_keeps_an_offset_after_a_fraction() -> None:
+    assert clock.parse("2026-12-07T03:48:09.737-08:00") == clock.parse("2026-12-07T11:48:09.737Z")
+    assert clock.parse("2026-12-07T03:48:09.123456789Z").microsecond == 123456

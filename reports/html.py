@@ -27,6 +27,7 @@ from sovaudit.reports.view import (
     findings,
     framework_matrix,
     summary,
+    vm_attestation_rows,
 )
 
 TEMPLATE = "report.html.j2"
@@ -144,6 +145,7 @@ class HtmlFormat(ResultFormat):
                 matrix=framework_matrix(result),
                 framework_titles=FRAMEWORK_TITLES,
                 findings=findings,
+                vm_rows=vm_attestation_rows(result),
                 evidence=self.evidence,
                 evidence_link=self._evidence_link,
                 signing_key_id=self.signing_key_id,

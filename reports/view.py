@@ -94,6 +94,28 @@ def findings(control: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [f for f in control.get("findings") or [] if isinstance(f, Mapping)]
 
 
+# The per-VM view of the confidential pillar: CC-02 judges each VM's configuration, CC-04 its launch
+# attestation report; both name the VM by the same resource, so a row is one VM.
+VM_CONFIGURATION, VM_ATTESTATION = "CC-02", "CC-04"
+
+
+def vm_attestation_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per VM with its configuration finding (CC-02) beside its launch attestation finding (CC-04),
+    read from result.json alone so a re-rendered report shows the same table. Findings that are not
+    about one VM (a project-level ERROR, a change to a VM) stay in their control's card."""
+    by_control = {c.get("id"): findings(c) for c in result.get("controls") or [] if isinstance(c, Mapping)}
+    rows: dict[str, dict[str, Any]] = {}
+    for control_id, column in ((VM_CONFIGURATION, "configuration"), (VM_ATTESTATION, "attestation")):
+        for finding in by_control.get(control_id, []):
+            resource = text(finding.get("resource"))
+            if "/instances/" not in resource:
+                continue
+            row = rows.setdefault(resource, {"resource": resource, "configuration": None, "attestation": None})
+            if row[column] is None:   # the VM's own finding comes first; later ones are changes to it
+                row[column] = finding
+    return [rows[k] for k in sorted(rows)]
+
+
 def summary(result: Mapping[str, Any]) -> dict[str, int]:
     """Counts per outcome, computed from the controls (never trusted from the summary field)."""
     counts = {outcome: 0 for outcome in OUTCOMES}

@@ -55,8 +55,9 @@ ACTION_SPEC = s.Struct(
 # Late placeholders, resolved when an action is played (the run's VM names depend on the seeded job uid,
 # and fingerprints change with every mutation): ${vm:N} the name of the run's VM of task N,
 # ${vm_zone:N} its zone, ${vm_fingerprint:N} / ${vm_label_fingerprint:N} / ${vm_nic0_fingerprint:N}
-# the fingerprints Google demands back on update / setLabels / updateNetworkInterface.
-_LATE = re.compile(r"\$\{(vm|vm_zone|vm_fingerprint|vm_label_fingerprint|vm_nic0_fingerprint):(\d+)\}")
+# the fingerprints Google demands back on update / setLabels / updateNetworkInterface, ${vm_id:N} its
+# numeric id and ${vm_boot_time:N} its lastStartTimestamp (what a forged Shielded VM integrity entry names).
+_LATE = re.compile(r"\$\{(vm|vm_zone|vm_id|vm_boot_time|vm_fingerprint|vm_label_fingerprint|vm_nic0_fingerprint):(\d+)\}")
 
 
 def _resolve_late(value: Any, state: SimState) -> Any:
@@ -75,6 +76,10 @@ def _resolve_late(value: Any, state: SimState) -> Any:
                 return zone
             with state.lock:
                 vm = state.instances.get((zone, name)) or {}
+                if kind == "vm_id":
+                    return str(vm.get("id", ""))
+                if kind == "vm_boot_time":
+                    return str(vm.get("lastStartTimestamp", ""))
                 if kind == "vm_fingerprint":
                     return str(vm.get("fingerprint", ""))
                 if kind == "vm_label_fingerprint":

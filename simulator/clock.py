@@ -61,7 +61,8 @@ def parse(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     if "." in value:   # Python < 3.11-style parsers choke on nanoseconds; keep microseconds
         head, _, tail = value.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
+        # Only the fraction's own digits: an offset's (`-08:00`, Compute's style) must stay an offset.
+        digits = tail[:len(tail) - len(tail.lstrip("0123456789"))]
         offset = tail[len(digits):]
         value = f"{head}.{digits[:6].ljust(6, '0')}{offset}"
     moment = datetime.fromisoformat(value)

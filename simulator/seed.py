@@ -26,7 +26,7 @@ from typing import Any
 
 import google_crc32c
 
-from sovaudit.simulator import audit_log, clock
+from sovaudit.simulator import audit_log, clock, integrity_log
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.actions import ACTION_SPEC
 from sovaudit.simulator.state import SimState, StoredObject
@@ -68,6 +68,15 @@ SEED_SPEC = s.Struct(optional={
                                        optional={"project": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id"),
                                                  "task_index": s.Integer(minimum=0)})),
     "noise": s.Boolean(),
+    # What the hardware reported at a seeded VM's first boot (simulator/integrity_log.py), by task index
+    # (modulo the task count) or "all": `omit: true` (no launch attestation event although the VM is
+    # configured as SEV), or `set` edits of the sevLaunchAttestationReportEvent (dotted paths, e.g.
+    # `integrityEvaluationPassed: false`, `sevPolicy.debugEnabled: true`; null deletes the field).
+    "launch_attestation": s.ListOf(s.Struct(
+        required={"index": s.Check(s.AnyValue(), lambda v: None if v == "all" or (
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0) else "must be a task index or \"all\"")},
+        optional={"omit": s.Boolean(),
+                  "set": s.MapOf(s.AnyValue(), key_pattern=r"[A-Za-z0-9_.]+", min_items=1)})),
     # An insider's API calls replayed through the REST handlers after seeding (simulator/actions.py).
     "actions": s.ListOf(ACTION_SPEC),
     # Project log exclusions in force only while the run is recorded (created before it, deleted after
@@ -124,6 +133,7 @@ class SeedOptions:
     transient_exclusions: Sequence[Mapping[str, Any]] = ()
     network_changes: Sequence[Mapping[str, Any]] = ()
     extra_jobs: Sequence[Mapping[str, Any]] = ()
+    launch_attestation: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -399,6 +409,8 @@ class _Seeder:
                 set_path(instance, path, value)
                 set_path(request_body, path, value)
         self.state.instances[(zone, name)] = instance
+        integrity_log.record_boot(self.state, instance, inserted + timedelta(seconds=19),
+                                  knob=self._attestation_knob(index))
         operation_name = f"operation-{int(inserted.timestamp() * 1000)}-{_h(name) % 16**13:013x}-{instance_id[-8:]}"
         operation = {"id": str(_h("op", name) % 9_000_000_000_000_000_000), "name": operation_name,
                      "operationType": "insert", "progress": 0, "status": "RUNNING",
@@ -413,6 +425,15 @@ class _Seeder:
                                       principal=audit_log.cloudservices_account(self.state), timestamp=inserted,
                                       links=[{"type": "MEMBER_OF", "source": mig}])
         return self_link
+
+    def _attestation_knob(self, index: int) -> dict[str, Any]:
+        """The scenario's staging of this VM's launch attestation event (merged, later entries win)."""
+        knob: dict[str, Any] = {}
+        for staged in self.opts.launch_attestation:
+            if staged["index"] == "all" or int(staged["index"]) % self.opts.job_tasks == index:
+                knob["omit"] = bool(staged.get("omit", knob.get("omit", False)))
+                knob["set"] = {**knob.get("set", {}), **dict(staged.get("set") or {})}
+        return knob
 
     def _delete_vms(self, indexes: set[int] | None) -> None:
         """What Cloud Batch does when a job ends (every VM) or replaces a worker (those of `indexes`): its

@@ -425,6 +425,9 @@ def create_instance(state: SimState, zone: str, body: Mapping[str, Any], *, prin
     request_body = dict(audit_request if audit_request is not None else body)
     _audit_instance(state, "insert", zone, stored, principal=principal, request_body=request_body,
                     operation=operation, links=links)
+    from sovaudit.simulator import integrity_log
+
+    integrity_log.record_boot(state, stored, clock.now())   # the VM boots as the insert completes
     return stored, operation
 
 

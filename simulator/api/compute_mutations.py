@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sovaudit.simulator import clock
+from sovaudit.simulator import clock, integrity_log
 from sovaudit.simulator.api import compute
 from sovaudit.simulator.http import Router, SimRequest, classic_error
 from sovaudit.simulator.state import SimState
@@ -321,7 +321,12 @@ def start_instance(request: SimRequest) -> dict[str, Any]:
         instance["status"] = "RUNNING"
         instance["lastStartTimestamp"] = compute.timestamp()
 
-    return mutate(request, "start", change, audit_body={})
+    operation = mutate(request, "start", change, audit_body={})
+    with request.state.lock:
+        started = copy.deepcopy(request.state.instances.get((request.path_args["zone"], request.path_args["instance"])))
+    if started:
+        integrity_log.record_boot(request.state, started, clock.now())   # each boot writes its own events
+    return operation
 
 
 # Fields `update` applies (module docstring); those marked stopped-only need a TERMINATED instance.

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import re
+from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -226,7 +227,9 @@ def write_entries(req: SimRequest) -> dict[str, Any]:
             else:
                 entry["timestamp"] = clock.rfc3339(clock.now())
             entry.setdefault("severity", "DEFAULT")
-            entry.pop("receiveTimestamp", None)
+            # Logging stamps when it received the entry, whatever time the writer claims for it: a
+            # backdated entry shows its lateness here (CC-04 reads it).
+            entry["receiveTimestamp"] = clock.rfc3339(clock.now() + timedelta(milliseconds=40))
             prepared.append(entry)
         except Exception as exc:  # collect per-entry errors for partialSuccess
             if not body.get("partialSuccess"):

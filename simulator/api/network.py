@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from sovaudit.simulator import clock
+from sovaudit.simulator import clock, integrity_log
 from sovaudit.simulator.api import compute
 from sovaudit.simulator.api.compute import (
     _check_project,
@@ -751,6 +751,7 @@ def seed_changes(state: SimState, changes: Any, start: Any) -> None:
             audit_log.instance_insert(state, instance=instance, request_body={"name": name, **request},
                                       operation=operation, principal=principal, timestamp=when,
                                       done_after=timedelta(seconds=20))
+            integrity_log.record_boot(state, instance, when + timedelta(seconds=19))
             continue
         if collection == "instances":
             resource_name = f"projects/{state.project_id}/zones/{zone}/instances/{name}"

@@ -6,7 +6,8 @@ HTTP method and URL path, and its body validated against the method's response s
 schema does not know, JSON types as discovery encodes them (int64 as a string of digits), enum
 values. Error answers must be Google's envelope. Audit entries in `entries.list` answers are parsed
 into the AuditLog proto (google-cloud-audit-log), and BigQuery's metadata into
-BigQueryAuditMetadata, rejecting unknown fields and bad enum names.
+BigQueryAuditMetadata, rejecting unknown fields and bad enum names. Shielded VM integrity entries
+(jsonPayload IntegrityEvent, no published proto) are held to the documented example's fields.
 
 The project's own tests use this, so they never depend on tooling outside the checkout.
 """
@@ -178,6 +179,50 @@ def _audit_defects(entry: Mapping[str, Any], item: str, path: str) -> list[Defec
     return defects
 
 
+# The Shielded VM integrity log's IntegrityEvent (gcp-escape-routes.md §8.1): no proto is published, so
+# the documented example's fields are the schema. bootCounter is an int64 (a JSON string of digits).
+INTEGRITY_EVENT = "type.googleapis.com/cloud_integrity.IntegrityEvent"
+SEV_POLICY_BITS = {"debugEnabled": bool, "domainOnly": bool, "esRequired": bool, "keySharingAllowed": bool,
+                   "minApiMajor": int, "minApiMinor": int, "sendAllowed": bool, "sevOnly": bool}
+BOOT_REPORTS = ("earlyBootReportEvent", "lateBootReportEvent")
+
+
+def _integrity_defects(entry: Mapping[str, Any], item: str, path: str) -> list[Defect]:
+    payload = entry.get("jsonPayload")
+    if not isinstance(payload, Mapping) or payload.get("@type") != INTEGRITY_EVENT:
+        return []
+    where = f"{path}.jsonPayload"
+    defects = []
+    if not str(entry.get("logName", "")).endswith("/logs/compute.googleapis.com%2Fshielded_vm_integrity"):
+        defects.append(Defect(item, f"{path}.logName", "an IntegrityEvent belongs to the shielded_vm_integrity log"))
+    resource = entry.get("resource") or {}
+    if resource.get("type") != "gce_instance" or set(resource.get("labels") or {}) != {
+            "instance_id", "project_id", "zone"}:
+        defects.append(Defect(item, f"{path}.resource", "must be gce_instance with instance_id, project_id, zone"))
+    if not isinstance(payload.get("bootCounter"), str) or not _INT64.fullmatch(payload["bootCounter"]):
+        defects.append(Defect(item, f"{where}.bootCounter", "an int64 is a JSON string of digits"))
+    for key, value in payload.items():
+        if key in {"@type", "bootCounter"}:
+            continue
+        if key == "sevLaunchAttestationReportEvent" and isinstance(value, Mapping):
+            unknown = set(value) - {"integrityEvaluationPassed", "sevPolicy"}
+            if unknown or not isinstance(value.get("integrityEvaluationPassed"), bool):
+                defects.append(Defect(item, f"{where}.{key}", f"unknown fields {sorted(unknown)} or a non-bool "
+                                                               "integrityEvaluationPassed"))
+            for bit, value_type in SEV_POLICY_BITS.items():
+                given = (value.get("sevPolicy") or {}).get(bit)
+                if given is not None and type(given) is not value_type:
+                    defects.append(Defect(item, f"{where}.{key}.sevPolicy.{bit}", f"must be a {value_type.__name__}"))
+            if set(value.get("sevPolicy") or {}) - set(SEV_POLICY_BITS):
+                defects.append(Defect(item, f"{where}.{key}.sevPolicy", "unknown policy bit"))
+        elif key in BOOT_REPORTS and isinstance(value, Mapping):
+            if not isinstance(value.get("policyEvaluationPassed"), bool):
+                defects.append(Defect(item, f"{where}.{key}", "a boot report carries policyEvaluationPassed"))
+        else:
+            defects.append(Defect(item, f"{where}.{key}", "not a documented IntegrityEvent field"))
+    return defects
+
+
 def _error_defects(service: str, status: int, body: Any, item: str) -> list[Defect]:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or set(body) != {"error"}:
@@ -233,4 +278,5 @@ def check_bundle(run_dir: Path) -> tuple[list[Defect], int]:
         if service == "logging" and isinstance(body, dict):
             for index, entry in enumerate(body.get("entries") or []):
                 defects += _audit_defects(entry, label, f"$.entries[{index}]")
+                defects += _integrity_defects(entry, label, f"$.entries[{index}]")
     return defects, checked

@@ -109,7 +109,7 @@ def test_cc02_fails_when_a_deleted_vm_was_inserted_without_sev(node: NodeEvidenc
 def test_cc02_does_not_count_another_jobs_insert_as_a_deleted_vm(node: NodeEvidence) -> None:
     node.set("compute.job_instances", NO_VMS)
     for entry in node.body("logging.instance_inserts")["entries"]:
-        if "labels" in entry["protoPayload"]["request"]:
+        if "labels" in entry.get("protoPayload", {}).get("request", {}):
             entry["protoPayload"]["request"]["labels"] = {"batch-job-uid": "another-job"}
     assert node.run("CC-02").outcome == Outcome.ERROR
 
@@ -146,7 +146,7 @@ def test_cc03_errors_when_the_log_holds_no_inserts(node: NodeEvidence) -> None:
 
 def test_cc03_ignores_the_last_operation_entries_that_carry_only_the_type(node: NodeEvidence) -> None:
     entries = node.body("logging.instance_inserts")["entries"]
-    node.set("logging.instance_inserts", {"entries": [e for e in entries if e["operation"].get("last")]})
+    node.set("logging.instance_inserts", {"entries": [e for e in entries if e.get("operation", {}).get("last")]})
     assert node.run("CC-03").outcome == Outcome.ERROR
 
 

@@ -175,6 +175,22 @@ class NodeEvidence:
             },
         }
 
+    def launch_entry(self, vm: dict[str, Any], boot_counter: str = "0") -> dict[str, Any]:
+        """The SEV launch attestation report Google writes into the Shielded VM integrity log (CC-04)."""
+        return {
+            "insertId": f"att{vm['id']}-{boot_counter}",
+            "jsonPayload": {"@type": "type.googleapis.com/cloud_integrity.IntegrityEvent", "bootCounter": boot_counter,
+                            "sevLaunchAttestationReportEvent": {"integrityEvaluationPassed": True, "sevPolicy": {
+                                "debugEnabled": False, "domainOnly": False, "esRequired": False,
+                                "keySharingAllowed": False, "minApiMajor": 0, "minApiMinor": 0, "sendAllowed": True,
+                                "sevOnly": True}}},
+            "logName": f"projects/{self.project}/logs/compute.googleapis.com%2Fshielded_vm_integrity",
+            "resource": {"type": "gce_instance", "labels": {"instance_id": vm["id"], "project_id": self.project,
+                                                            "zone": vm["zone"].rsplit("/", 1)[1]}},
+            "severity": "NOTICE", "timestamp": "2026-11-26T15:02:32.407511786Z",
+            "receiveTimestamp": "2026-11-26T15:02:34.422303036Z",
+        }
+
     def write_entry(self, bucket: str, obj: str, principal: str | None = None) -> dict[str, Any]:
         return {
             "logName": f"projects/{self.project}/logs/cloudaudit.googleapis.com%2Fdata_access",
@@ -372,7 +388,8 @@ class NodeEvidence:
                                                  "message": "There are no results for scope 'zones/us-east1-b' on this page."}}
         self.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": items})
         self.set("logging.instance_inserts",
-                 {"entries": [e for vm in vms for e in (self.insert_entry(vm), self.insert_entry(vm, first=False))]})
+                 {"entries": [*(e for vm in vms for e in (self.insert_entry(vm), self.insert_entry(vm, first=False))),
+                              *(self.launch_entry(vm) for vm in vms)]})   # one query brings both (CC-04)
         self.set("logging.data_writes", {"entries": [
             *(self.write_entry(pack.buckets.output, self.manifest_name(i)) for i in range(self.task_count)),
             self.bq_write_entry(project, pack.dataset)]})

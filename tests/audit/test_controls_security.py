@@ -96,7 +96,7 @@ def vms_gone(node: NodeEvidence) -> list[dict]:
     """Empty the VM listing (Batch deleted the VMs); return the insert request bodies that remain."""
     node.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": {}})
     return [e["protoPayload"]["request"] for e in node.body("logging.instance_inserts")["entries"]
-            if "name" in e["protoPayload"]["request"]]
+            if "name" in e.get("protoPayload", {}).get("request", {})]
 
 
 def test_sec02_passes_on_the_insert_bodies_when_the_vms_are_gone(node: NodeEvidence) -> None:

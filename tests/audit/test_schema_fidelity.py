@@ -75,3 +75,28 @@ def test_planted_defects_are_each_found(tmp_path: Path) -> None:
     assert ("0007", "$") in found
     assert ("0008", "$") in found
     assert len(defects) == 8, [str(d) for d in defects]
+
+
+def _integrity(payload: dict[str, Any], **entry: Any) -> dict[str, Any]:
+    return {"entries": [{"logName": "projects/p/logs/compute.googleapis.com%2Fshielded_vm_integrity",
+                         "jsonPayload": {"@type": "type.googleapis.com/cloud_integrity.IntegrityEvent", **payload},
+                         "resource": {"type": "gce_instance", "labels": {"instance_id": "1", "project_id": "p",
+                                                                         "zone": "us-central1-a"}},
+                         "severity": "NOTICE", "timestamp": "2026-12-07T10:00:00Z", **entry}]}
+
+
+def test_integrity_events_are_held_to_the_documented_shape(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:1/v2/entries:list"
+    good = {"bootCounter": "0", "sevLaunchAttestationReportEvent": {
+        "integrityEvaluationPassed": True, "sevPolicy": {"debugEnabled": False, "minApiMajor": 0}}}
+    run = _bundle(tmp_path, [
+        ("logging", "entries.list", "POST", url, 200, _integrity(good)),
+        ("logging", "entries.list", "POST", url, 200, _integrity({**good, "bootCounter": 0})),
+        ("logging", "entries.list", "POST", url, 200, _integrity({"bootCounter": "0", "sevLaunchAttestationReportEvent": {
+            "integrityEvaluationPassed": True, "sevPolicy": {"debugEnabled": "false"}}})),
+        ("logging", "entries.list", "POST", url, 200, _integrity({"bootCounter": "0", "lateBootReportEvent": {
+            "integrityEvaluationPassed": True}})),
+        ("logging", "entries.list", "POST", url, 200, _integrity(good, resource={"type": "gce_instance", "labels": {}})),
+    ])
+    defects, _ = check_bundle(run)
+    assert sorted(d.item[:4] for d in defects) == ["0002", "0003", "0004", "0005"]

@@ -20,7 +20,7 @@ from sovaudit.simulator.server import SimServer
 CLEAN = "preprocess-genomes-001"
 EARLIER = "preprocess-genomes-000"
 # What the window-dependent controls read; each must ERROR when the window leaves part of a job out.
-WINDOW_CONTROLS = {"SEC-04", "SEC-06", "SEC-07", "SEC-08", "SEC-09", "CC-03"}
+WINDOW_CONTROLS = {"SEC-04", "SEC-06", "SEC-07", "SEC-08", "SEC-09", "CC-03", "CC-04"}
 
 
 def verify(sim: SimServer, *extra: str) -> tuple[int, dict[str, Any]]:

@@ -152,6 +152,11 @@ def test_insert_query_leaves_only_the_bodiless_last_entries_on_the_server(
     listed = [entry.to_api_repr() for entry in client.list_entries(
         resource_names=[f"projects/{state.project_id}"], filter_=query, order_by=cloud_logging.ASCENDING)]
     assert not any((e.get("operation") or {}).get("last") for e in listed)
+    # The same query brings each VM's launch attestation report (CC-04), and nothing else of that log.
+    launches = [e for e in listed if "jsonPayload" in e]
+    listed = [e for e in listed if "jsonPayload" not in e]
+    assert len(launches) == len(seed.instances)
+    assert all("sevLaunchAttestationReportEvent" in e["jsonPayload"] for e in launches)
     names = {e["protoPayload"]["request"].get("name") for e in listed}
     assert names == {link.rsplit("/", 1)[-1] for link in seed.instances} | {"odd-one"}
     assert all(set(e["protoPayload"]["request"]) - {"@type"} for e in listed), "every listed insert has a body"

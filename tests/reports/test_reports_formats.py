@@ -233,3 +233,23 @@ def test_junit_never_writes_a_url_as_hostname_or_an_unusable_time(result, bad):
     suite = root.find("testsuite")
     assert suite.get("hostname") == "localhost" and "://" not in suite.get("hostname")
     assert root.find("testsuite/testcase").get("time") == "0.000000"
+
+
+def test_html_shows_each_vms_configuration_beside_its_launch_attestation(result):
+    vm = "projects/fed-node-us/zones/us-central1-a/instances/worker-0"
+    other = "projects/fed-node-us/zones/us-central1-b/instances/worker-1"
+    base = next(c for c in result["controls"])
+    result = {**result, "controls": [*result["controls"],
+        {**base, "id": "CC-02", "pillar": "confidential", "outcome": "PASS", "findings": [
+            {"outcome": "PASS", "resource": vm, "message": "worker-0: SEV on n2d-standard-4", "evidence": ["0001"]},
+            {"outcome": "PASS", "resource": other, "message": "worker-1: SEV on n2d-standard-4", "evidence": []}]},
+        {**base, "id": "CC-04", "pillar": "confidential", "outcome": "FAIL", "findings": [
+            {"outcome": "FAIL", "resource": vm, "message": "worker-0: sevPolicy.debugEnabled is true",
+             "evidence": ["0002"]},
+            {"outcome": "ERROR", "resource": "projects/fed-node-us", "message": "not about one VM", "evidence": []}]}]}
+    html = HtmlFormat().render(result).decode()
+    table = html.split('id="vm-attestation"', 1)[1].split("</section>", 1)[0]
+    row = table.split(vm, 1)[1].split("</tr>", 1)[0]
+    assert "SEV on n2d-standard-4" in row and "sevPolicy.debugEnabled is true" in row
+    assert "no finding" in table.split(other, 1)[1].split("</tr>", 1)[0]   # worker-1 has no CC-04 finding here
+    assert "not about one VM" not in table

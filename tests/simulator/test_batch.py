@@ -134,6 +134,13 @@ def test_job_vms_come_from_the_template_with_batch_labels_and_confidential_compu
         assert payload["request"]["links"][0]["type"] == "MEMBER_OF"
         assert "/instanceGroupManagers/" in payload["request"]["links"][0]["source"]
         assert payload["request"]["confidentialInstanceConfig"]["enableConfidentialCompute"] is True
+    # Each Confidential VM Batch created booted and got Google's launch attestation report (CC-04).
+    ids = " OR ".join(f'resource.labels.instance_id="{vm.id}"' for vm in vms)
+    reports = list(logging_client.list_entries(filter_=(
+        f'logName="projects/{PROJECT}/logs/compute.googleapis.com%2Fshielded_vm_integrity" AND ({ids}) '
+        'AND jsonPayload.sevLaunchAttestationReportEvent:* AND timestamp>="2020-01-01T00:00:00Z"')))
+    assert sorted(r.resource.labels["instance_id"] for r in reports) == sorted(str(vm.id) for vm in vms)
+    assert all(r.payload["sevLaunchAttestationReportEvent"]["integrityEvaluationPassed"] is True for r in reports)
 
 
 def test_policy_job_without_no_external_ip_gets_access_configs_and_is_not_confidential(sim_shared: SimServer) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
 from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
+from sovaudit.audit.collectors import assured_workloads as aw_collector
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
@@ -144,6 +145,11 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
         ("log routing", lambda: logging_config.collect(ctx)),
         ("network egress posture", lambda: network.collect(ctx)),
     ]
+    if options.pack.assured_workload:
+        # SOV-09: only when the pack names a workload (two requests); otherwise no call is made.
+        aw_start = window_start
+        tasks.append(("Assured Workloads workload", lambda: aw_collector.workload(ctx)))
+        tasks.append(("Assured Workloads violations", lambda: aw_collector.violations(ctx, aw_start)))
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
     # Access family (SOV-04/SOV-05 scope and IAM, SEC-07 reads).
     tasks.append(("bucket IAM", lambda: access.bucket_iam(ctx)))

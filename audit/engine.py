@@ -147,7 +147,9 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
     ]
     if options.pack.assured_workload:
         # SOV-09: only when the pack names a workload (two requests); otherwise no call is made.
-        aw_start = window_start
+        # From the earliest of the window and the judged jobs' creation: a narrowed --since must not drop a
+        # violation the run lived under (SOV-09 judges over the same span).
+        aw_start = min([window_start, *(j.created for j in judged)]) if window_start is not None else None
         tasks.append(("Assured Workloads workload", lambda: aw_collector.workload(ctx)))
         tasks.append(("Assured Workloads violations", lambda: aw_collector.violations(ctx, aw_start)))
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]

@@ -236,6 +236,8 @@ RUNTIME_OPTIONS_SPEC = s.Struct(optional={
     "latency": s.MapOf(s.Integer(minimum=0), key_pattern=r"[a-z_]+"),   # api -> milliseconds
     "batch_refusal": s.OneOf(("submit", "fail")),
     "max_page_size": s.Integer(minimum=1),
+    # Assured Workloads violations.list pages of at most this many (paging without slowing every other API).
+    "aw_page_size": s.Integer(minimum=1),
 })
 
 SCENARIO_SPEC = s.Struct(

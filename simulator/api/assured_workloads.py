@@ -25,7 +25,7 @@ from typing import Any
 
 from sovaudit.simulator import clock
 from sovaudit.simulator import schema as s
-from sovaudit.simulator.api._common import paged_body
+from sovaudit.simulator.api._common import decode_token, encode_token, paged_body
 from sovaudit.simulator.http import Router, SimRequest, rpc_error
 from sovaudit.simulator.state import SimState
 
@@ -179,6 +179,14 @@ def list_violations(req: SimRequest) -> dict[str, Any]:
         found = [copy.deepcopy(v) for entry in chosen for v in entry["violations"] if _active(v, start, end)]
     # Google's default order: begin_time descending.
     found.sort(key=lambda v: str(v.get("beginTime") or ""), reverse=True)
+    limit = req.state.options.get("aw_page_size")
+    if limit:
+        offset = decode_token(req.arg("pageToken")) if req.arg("pageToken") else 0
+        size = min(int(limit), int(req.arg("pageSize") or 100))
+        body: dict[str, Any] = {"violations": found[offset:offset + size]} if found[offset:offset + size] else {}
+        if offset + size < len(found):
+            body["nextPageToken"] = encode_token(offset + size)
+        return body
     return paged_body(req, "violations", found, default_size=100)
 
 

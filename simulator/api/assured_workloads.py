@@ -119,7 +119,7 @@ def _violation(state: SimState, workload: str, spec: dict[str, Any], created: da
 def _workloads(req: SimRequest) -> dict[str, dict[str, Any]]:
     org = f"organizations/{req.path_args['org']}"
     if org != req.state.organization:
-        raise rpc_error(403, f"Permission 'assuredworkloads.workloads.get' denied on resource '{org}' (or it may not "
+        raise rpc_error(403, f"Permission 'assuredworkloads.workload.get' denied on resource '{org}' (or it may not "
                              "exist).", status="PERMISSION_DENIED")
     return dict(req.state.extras.get(_EXTRA) or {})
 

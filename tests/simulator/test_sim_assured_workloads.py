@@ -99,3 +99,15 @@ def test_compliance_status_counts_the_unresolved_violations(sim_factory: Callabl
     session, base = cloud.assured_workloads_session(Target.parse(sim.url))
     workload = session.get(f"{base}/v1/{US}", timeout=10).json()
     assert workload["complianceStatus"] == {"acknowledgedViolationCount": 1}
+
+
+def test_the_html_report_lists_the_violation_in_the_sovereignty_section() -> None:
+    from sovaudit.reports.html import HtmlFormat
+    from sovaudit.simulator.matrix import run_row
+    from sovaudit.simulator.node import load_scenario
+
+    row = run_row(load_scenario("aw-violation-exception"))
+    page = HtmlFormat().render(row.document).decode()
+    sovereignty = page.split("<h2>Data sovereignty</h2>", 1)[1].split("<h2>", 1)[0]
+    assert 'id="SOV-09"' in sovereignty
+    assert f"{US}/violations/2004" in sovereignty and "mallory@example.org" in sovereignty

@@ -15,9 +15,9 @@ run's window or is still open, and judges it:
   non-compliant state is still in place.
 - any other state: FAIL — a state this version does not know is not evidence of resolution.
 
-The workload must govern the node's project (listed in `resources[]` as CONSUMER_PROJECT, or one of
-the project's folders as CONSUMER_FOLDER), else FAIL: a clean workload elsewhere proves nothing
-about this node. Resource monitoring off means Google does not report resource violations, so an
+The workload must govern the node's project (the project sits under the workload's CONSUMER_FOLDER;
+for a workload listing no folder, the project is its CONSUMER_PROJECT), else FAIL: a clean workload
+elsewhere, or one the project was moved out of, proves nothing about this node. Resource monitoring off means Google does not report resource violations, so an
 empty list proves nothing for resources: FAIL. A workload or listing that cannot be read is ERROR.
 Google's own count of open violations (`complianceStatus`) must be covered by the listing, else
 ERROR. No sovaudit waiver can hide any of this (audit/waivers.py refuses, and says so).
@@ -97,10 +97,14 @@ def assured_workload_violations(ctx: ControlContext) -> Iterator[Finding]:
 
 
 def run_window(ctx: ControlContext) -> tuple[datetime | None, datetime | None]:
-    """From the earliest of the window's start and each judged job's creation (a narrowed --since must not
-    hide a violation the job lived under) to the window's end (None: open-ended, i.e. now)."""
+    """From the earliest of the window's start and each judged job's creation to the latest of the window's
+    end and each judged job's end (None: open-ended, i.e. now): a narrowed --since/--until must not hide a
+    violation the run lived under."""
     starts = [moment for moment in (ctx.scope.window_start, *(ref.created for ref in ctx.scope.jobs)) if moment]
-    return (min(starts) if starts else None), ctx.scope.window_end
+    if ctx.scope.window_end is None or any(ref.ended is None for ref in ctx.scope.jobs):
+        return (min(starts) if starts else None), None   # a job still running: up to now
+    end = max([ctx.scope.window_end, *(ref.ended for ref in ctx.scope.jobs if ref.ended)])
+    return (min(starts) if starts else None), end
 
 
 def _window_text(start: datetime | None, end: datetime | None) -> str:
@@ -124,17 +128,7 @@ def _judge_workload(workload: Workload, ctx: ControlContext) -> Iterator[Finding
         yield Finding.error(name, f"whether the workload governs the node's project cannot be shown: {exc.message}",
                             workload.evidence + exc.evidence_ids)
     else:
-        governing = {f"{GOVERNING_TYPES[r.resource_type]}{r.resource_id}" for r in workload.resources
-                     if r.resource_type in GOVERNING_TYPES and r.resource_id.isdigit()}
-        covered = sorted(governing & {ancestry.project, *ancestry.ancestors})
-        evidence = workload.evidence + ancestry.evidence
-        if covered:
-            yield Finding.ok(name, f"the workload governs {ancestry.project} (through {', '.join(covered)})", evidence)
-        else:
-            listed = ", ".join(f"{r.resource_type} {r.resource_id}" for r in workload.resources) or "none"
-            yield Finding.fail(name, f"the workload does not govern the node's project {ancestry.project} nor any "
-                               f"folder above it (its resources: {listed}): the pack names a workload whose "
-                               "verdict says nothing about this node", evidence)
+        yield _governs(workload, ancestry, name)
     if not workload.resource_monitoring_enabled:
         yield Finding.fail(name, "resourceMonitoringEnabled is not true: Google does not report resource "
                            "violations for this workload, so an empty list proves nothing about resources",
@@ -143,6 +137,34 @@ def _judge_workload(workload: Workload, ctx: ControlContext) -> Iterator[Finding
     yield Finding.ok(name, f"workload {workload.display_name or name}: compliance regime {regime}"
                      + (f", partner {workload.partner}" if workload.partner not in ("", "PARTNER_UNSPECIFIED") else ""),
                      workload.evidence)
+
+
+def _governs(workload: Workload, ancestry: Ancestry, name: str) -> Finding:
+    """Whether the workload's boundary holds the project. The boundary is the workload's folder
+    (CONSUMER_FOLDER): when one is listed, it must be above the project — a project listed among
+    `resources[]` (which records what was created with the workload) but moved out of that folder is
+    no longer governed. Only a workload listing no folder is judged by CONSUMER_PROJECT alone."""
+    evidence = workload.evidence + ancestry.evidence
+    folders = {f"folders/{r.resource_id}" for r in workload.resources
+               if r.resource_type == "CONSUMER_FOLDER" and r.resource_id.isdigit()}
+    projects = {f"projects/{r.resource_id}" for r in workload.resources
+                if r.resource_type == "CONSUMER_PROJECT" and r.resource_id.isdigit()}
+    listed = ", ".join(f"{r.resource_type} {r.resource_id}" for r in workload.resources) or "none"
+    if folders:
+        above = sorted(folders & set(ancestry.ancestors))
+        if above:
+            return Finding.ok(name, f"the workload governs {ancestry.project} (it sits under the workload's folder "
+                              f"{', '.join(above)})", evidence)
+        moved = " although the project is listed among its resources (moved out of the folder?)" \
+            if ancestry.project in projects else ""
+        chain = " > ".join(ancestry.ancestors) or "no parent"
+        return Finding.fail(name, f"the node's project {ancestry.project} is not under the workload's folder "
+                            f"{', '.join(sorted(folders))} (its ancestors: {chain}){moved}: the workload's verdict "
+                            "says nothing about this node", evidence)
+    if ancestry.project in projects:
+        return Finding.ok(name, f"the workload governs {ancestry.project} (listed as CONSUMER_PROJECT)", evidence)
+    return Finding.fail(name, f"the workload does not govern the node's project {ancestry.project} (its resources: "
+                        f"{listed}): the pack names a workload whose verdict says nothing about this node", evidence)
 
 
 def judge_violation(v: Violation, start: datetime | None, end: datetime | None) -> Finding:

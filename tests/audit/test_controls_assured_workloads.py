@@ -125,7 +125,18 @@ def test_sov09_accepts_a_workload_folder_above_the_project(node: NodeEvidence) -
     node.body("assuredworkloads.workload")["resources"] = [{"resourceId": "4242", "resourceType": 4}]
     result = node.run("SOV-09")
     assert result.outcome == Outcome.PASS
-    assert "through folders/4242" in result.findings[0].message
+    assert "under the workload's folder folders/4242" in result.findings[0].message
+
+
+def test_sov09_fails_when_the_project_was_moved_out_of_the_workload_folder(node: NodeEvidence) -> None:
+    # resources[] still lists the project (it records what was created with the workload), but the project's
+    # parent is now the organization, outside the workload's folder.
+    node.body("assuredworkloads.workload")["resources"] = [{"resourceId": "4242", "resourceType": 4},
+                                                           {"resourceId": "314159265358", "resourceType": 1}]
+    result = node.run("SOV-09")
+    assert result.outcome == Outcome.FAIL
+    assert "not under the workload's folder folders/4242" in result.findings[0].message
+    assert "moved out" in result.findings[0].message
 
 
 def test_sov09_fails_when_resource_monitoring_is_off(node: NodeEvidence) -> None:
@@ -185,6 +196,15 @@ def test_sov09_window_reaches_back_to_the_judged_jobs_creation(node: NodeEvidenc
     scope = job_scope(window_start=WINDOW[0].replace(minute=30),
                       jobs=(JobRef("preprocess-genomes-001", "uid", WINDOW[0], WINDOW[1]),))
     with_violations(node, violation(state="RESOLVED", beginTime="2026-11-26T15:05:00Z", resolveTime=INSIDE))
+    assert node.run("SOV-09", scope=scope).outcome == Outcome.FAIL
+
+
+def test_sov09_window_reaches_forward_to_the_judged_jobs_end(node: NodeEvidence) -> None:
+    # --until cut the window at 15:30 while the job ran until 16:00: a violation of 15:40..15:50 counts.
+    scope = job_scope(window_end=WINDOW[1].replace(hour=15, minute=30),
+                      jobs=(JobRef("preprocess-genomes-001", "uid", WINDOW[0], WINDOW[1]),))
+    with_violations(node, violation(state="RESOLVED", beginTime="2026-11-26T15:40:00Z",
+                                    resolveTime="2026-11-26T15:50:00Z"))
     assert node.run("SOV-09", scope=scope).outcome == Outcome.FAIL
 
 

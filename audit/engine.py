@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sovaudit import __version__, interrupts
 from sovaudit import progress as progress_lines
 from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
+from sovaudit.audit.collectors import assured_workloads as aw_collector
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
@@ -150,6 +151,13 @@ def collect(options: VerifyOptions, progress: Progress = progress_lines.say,
         ("log routing", lambda: logging_config.collect(ctx)),
         ("network egress posture", lambda: network.collect(ctx)),
     ]
+    if options.pack.assured_workload:
+        # SOV-09: only when the pack names a workload (two requests); otherwise no call is made.
+        # From the earliest of the window and the judged jobs' creation: a narrowed --since must not drop a
+        # violation the run lived under (SOV-09 judges over the same span).
+        aw_start = min([window_start, *(j.created for j in judged)]) if window_start is not None else None
+        tasks.append(("Assured Workloads workload", lambda: aw_collector.workload(ctx)))
+        tasks.append(("Assured Workloads violations", lambda: aw_collector.violations(ctx, aw_start)))
     key_sources: list[Callable[[], list[str]]] = [lambda: posture.buckets(ctx), lambda: posture.dataset(ctx)]
     # Access family (SOV-04/SOV-05 scope and IAM, SEC-07 reads).
     tasks.append(("bucket IAM", lambda: access.bucket_iam(ctx)))

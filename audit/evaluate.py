@@ -119,6 +119,10 @@ def _apply_waivers(ctx: ControlContext, control_id: str,
             used = used or w
             result.append(replace(finding, outcome=Outcome.WAIVED, message=(
                 f"{finding.message} [waived until {w.expires.isoformat()} by {w.owner}: {w.justification}]")))
+        elif match.refused:
+            w = match.waiver
+            result.append(replace(finding, message=(
+                f"{finding.message} [waiver {w.resource!r} by {w.owner} refused: {match.refused}]")))
         else:
             w = match.waiver
             result.append(replace(finding, message=(

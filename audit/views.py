@@ -56,6 +56,9 @@ PURPOSE_API: dict[str, str] = {
     # the sweep of probe-labelled leftovers (audit/probes/cleanup.py, audit/probe_lookalikes.py)
     "cleanup.list": "batch jobs.list / storage buckets.list / bigquery datasets.list",
     "cleanup.creates": "logging entries.list",
+    # SOV-09 (audit/views_assured_workloads.py)
+    "assuredworkloads.workload": "assuredworkloads workloads.get",
+    "assuredworkloads.violations": "assuredworkloads violations.list",
 }
 
 

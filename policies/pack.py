@@ -233,6 +233,8 @@ class PolicyPack:
     access: Access = field(default_factory=Access)
     logging: LogRouting = LogRouting(allowed_locations=())
     scope: JobScopeRule = JobScopeRule()
+    # SOV-09: the Assured Workloads workload whose violations the audit reconciles ("" = none named).
+    assured_workload: str = ""
 
     @property
     def region(self) -> str:
@@ -343,6 +345,7 @@ _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$")
 _KEY_RING = re.compile(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+$")
 _ACCESS_POLICY = re.compile(r"^accessPolicies/[0-9]+$")
 _PROJECT_NUMBER = re.compile(r"^projects/[0-9]+$")
+_WORKLOAD = re.compile(r"^(organizations/[0-9]+)/locations/([a-z][a-z0-9-]*)/workloads/([A-Za-z0-9_-]+)$")
 _PERIMETER_RESOURCE = re.compile(r"^(projects/[0-9]+|//compute\.googleapis\.com/projects/[^/]+/global/networks/[^/]+)$")
 # Project ids: 6-30 characters, lower-case letters, digits and hyphens, starting with a letter, not ending
 # with a hyphen; legacy domain-scoped projects carry a `domain:` prefix.
@@ -524,6 +527,7 @@ class _Checker:
         self.check_confidential(v.get("confidential") or {})
         self.check_controls(v.get("severity_overrides") or {}, v.get("waivers") or [])
         self.check_members("readers", v.get("readers") or [])
+        self.check_assured_workload(v.get("assured_workload"), v.get("organization"))
         access = v.get("access") or {}
         self.check_members("access.allowed_principals", access.get("allowed_principals") or [])
         for index, domain in enumerate(access.get("allowed_domains") or []):
@@ -724,6 +728,22 @@ class _Checker:
                 self.error(self.line(path), path, f"exclusion {name!r} is listed twice", "keep one entry per name")
             seen.add(name)
 
+    def check_assured_workload(self, name: str | None, organization: str | None) -> None:
+        if name is None:
+            return
+        hint = schema.PACK["assured_workload"].hint
+        match = _WORKLOAD.match(name)
+        if not match:
+            self.error(self.line("assured_workload"), "assured_workload", f"{name!r} is not a workload name", hint)
+        elif match.group(3) == "-":
+            # `-` reads every workload of the location (AIP-159): the pack must name the one that governs the node.
+            self.error(self.line("assured_workload"), "assured_workload",
+                       "'-' stands for every workload; name the one workload that governs the node", hint)
+        elif organization and _ORG.match(organization) and match.group(1) != organization:
+            self.error(self.line("assured_workload"), "assured_workload",
+                       f"the workload belongs to {match.group(1)}, not to the pack's organization {organization}",
+                       "a workload lives in the node's own organization")
+
     def check_controls(self, overrides: dict[str, str], waivers: list[dict[str, Any]]) -> None:
         known = _known_control_ids()
         hint = "see `sovaudit controls list`"
@@ -789,6 +809,7 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
                       tuple((v.get("access") or {}).get("allowed_principals") or ())),
         logging=_log_routing(v.get("logging") or {}, tuple(j["allowed_regions"])),
         scope=JobScopeRule(parse_lookback(str((v.get("scope") or {}).get("lookback") or "")) or DEFAULT_LOOKBACK),
+        assured_workload=str(v.get("assured_workload") or ""),
     )
 
 

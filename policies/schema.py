@@ -119,6 +119,10 @@ PACK: dict[str, Field] = {
             "filter": Field(STR, hint="its filter, exactly as Logging returns it"),
         }),
     }),
+    # SOV-09: the Assured Workloads workload that governs the node; omitted, SOV-09 is NOT_APPLICABLE.
+    "assured_workload": Field(STR, required=False,
+                              hint="organizations/NUMBER/locations/LOCATION/workloads/ID, as "
+                                   "`gcloud assured workloads list` shows it"),
     "severity_overrides": Field(MAP_STR, required=False, hint="control id -> critical|high|medium|low"),
     "waivers": Field(LIST_OBJECT, required=False, fields=WAIVER),
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+from sovaudit.audit.waivers import UNWAIVABLE
 from sovaudit.policies.pack import PolicyError, PolicyPack, field_lines
 
 EXPIRY_NOTICE = timedelta(days=30)
@@ -69,6 +70,11 @@ def waiver_warnings(pack: PolicyPack, today: date) -> list[PolicyError]:
                 pack.path, at("expires"), f"{base}.expires",
                 f"waiver for {waiver.control} expires on {waiver.expires.isoformat()} (in {days} days)",
                 "renew it or fix the finding before then"))
+        if waiver.control in UNWAIVABLE:
+            warnings.append(PolicyError(
+                pack.path, at("control"), f"{base}.control",
+                f"{waiver.control} cannot be waived: {UNWAIVABLE[waiver.control]}; this waiver covers nothing",
+                "remove it"))
         if is_blanket(waiver.resource, pack.project):
             warnings.append(PolicyError(
                 pack.path, at("resource"), f"{base}.resource",

@@ -45,7 +45,8 @@ _CLASSIC_REASON = {400: "badRequest", 403: "forbidden", 404: "notFound", 409: "c
 # The API's own host, for the ErrorInfo `domain` of a gRPC-style permission error.
 _SERVICE_DOMAIN = {"orgpolicy": "orgpolicy.googleapis.com", "resourcemanager": "cloudresourcemanager.googleapis.com",
                    "kms": "cloudkms.googleapis.com", "acm": "accesscontextmanager.googleapis.com",
-                   "logging": "logging.googleapis.com", "batch": "batch.googleapis.com"}
+                   "logging": "logging.googleapis.com", "batch": "batch.googleapis.com",
+                   "assuredworkloads": "assuredworkloads.googleapis.com"}
 
 
 def _fault_rule(fault: Mapping[str, Any]) -> str | None:
@@ -68,7 +69,8 @@ def _fault_rule(fault: Mapping[str, Any]) -> str | None:
 
 # The `api=` names routes register under (simulator/api/*.py); a fault naming another would never fire,
 # and a scenario meant to prove a recovery would pass without having injected anything.
-KNOWN_APIS = ("*", "acm", "batch", "bigquery", "compute", "kms", "logging", "orgpolicy", "resourcemanager", "storage")
+KNOWN_APIS = ("*", "acm", "batch", "bigquery", "compute", "kms", "logging", "orgpolicy", "resourcemanager", "storage",
+              "assuredworkloads")
 
 FAULT_SPEC = s.Check(
     s.Struct(required={"api": s.OneOf(KNOWN_APIS)},

@@ -46,6 +46,7 @@ import yaml
 
 from sovaudit.simulator import hierarchy, log_router
 from sovaudit.simulator import schema as s
+from sovaudit.simulator.api.assured_workloads import WORKLOADS_SPEC
 from sovaudit.simulator.faults import FAULTS_SPEC
 from sovaudit.simulator.seed import SEED_SPEC
 from sovaudit.simulator.state import SimState
@@ -221,6 +222,9 @@ NODE_SPEC = s.Struct(
         "bucket_iam": s.MapOf(s.ListOf(_rest({"role": s.Text(), "members": s.ListOf(s.Text())}))),
         # Other projects' BigQuery datasets (the project listed in foreign_projects): a job of the node
         # may name them as a destination or source, as it could on Google when the perimeter lets it.
+        # Assured Workloads workloads by id (simulator/api/assured_workloads.py): location, complianceRegime,
+        # other Workload REST fields, and `violations` with times relative to the recorded job.
+        "assured_workloads": WORKLOADS_SPEC,
         "foreign_datasets": s.ListOf(s.Struct(required={"project": s.Text(PROJECT_ID, "a project id"),
                                                         "dataset": s.Text(r"[A-Za-z0-9_]+", "a dataset id"),
                                                         "location": s.Text()})),
@@ -232,6 +236,8 @@ RUNTIME_OPTIONS_SPEC = s.Struct(optional={
     "latency": s.MapOf(s.Integer(minimum=0), key_pattern=r"[a-z_]+"),   # api -> milliseconds
     "batch_refusal": s.OneOf(("submit", "fail")),
     "max_page_size": s.Integer(minimum=1),
+    # Assured Workloads violations.list pages of at most this many (paging without slowing every other API).
+    "aw_page_size": s.Integer(minimum=1),
 })
 
 SCENARIO_SPEC = s.Struct(
@@ -623,6 +629,9 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
     from sovaudit.simulator.api.network import seed_network
 
     seed_network(state)
+    from sovaudit.simulator.api import assured_workloads
+
+    assured_workloads.install(state, doc)
     return state
 
 

@@ -235,7 +235,12 @@ def seed(state: SimState, options: SeedOptions | None = None) -> SeededRun:
                                      delete_vms=True, noise=False)
             _Seeder(state, extra_opts, job_id=str(extra["id"]),
                     minutes_before=int(extra.get("minutes_before", 120))).run()
-        return _Seeder(state, opts).run()
+        seeder = _Seeder(state, opts)
+        run = seeder.run()
+        from sovaudit.simulator.api import assured_workloads
+
+        assured_workloads.seed_violations(state, seeder.created)   # times relative to the recorded job
+        return run
 
 
 class _Seeder:

@@ -51,6 +51,7 @@ API_MODULES: tuple[str, ...] = (
     "batch",
     "storage",
     "bigquery",
+    "assured_workloads",
 )
 
 # Response messages of routes registered without `response_type=` (see http.Route): the GAPIC REST

@@ -234,6 +234,26 @@ def logging(target: Target, project: str) -> Any:
                                 client_options=target.client_options())
 
 
+def assured_workloads(target: Target) -> Any:
+    from google.cloud import assuredworkloads_v1
+
+    return assuredworkloads_v1.AssuredWorkloadsServiceClient(**target.gapic_kwargs())
+
+
+ASSURED_WORKLOADS = "https://assuredworkloads.googleapis.com"
+
+
+def assured_workloads_session(target: Target) -> tuple[AuthorizedSession, str]:
+    """Assured Workloads violations: google-cloud-assured-workloads 2.5 serves GetWorkload over REST but
+    raises NotImplementedError for ListViolations/GetViolation on its REST transport (gRPC only), and
+    evidence must be REST JSON, so an authorized session and the REST base URL, as for Access Context
+    Manager. The workload itself is read with the client above."""
+    from google.auth.transport.requests import AuthorizedSession
+
+    base = target.endpoint if target.is_sim else ASSURED_WORKLOADS
+    return AuthorizedSession(target.credentials()), str(base)
+
+
 ACCESS_CONTEXT_MANAGER = "https://accesscontextmanager.googleapis.com"
 
 

@@ -27,6 +27,7 @@ DOCUMENTS = {
     "batch": "batch.v1", "compute": "compute.v1", "logging": "logging.v2", "storage": "storage.v1",
     "bigquery": "bigquery.v2", "accesscontextmanager": "accesscontextmanager.v1",
     "resourcemanager": "cloudresourcemanager.v3", "orgpolicy": "orgpolicy.v2", "kms": "cloudkms.v1",
+    "assuredworkloads": "assuredworkloads.v1",
 }
 # APIs whose errors carry the legacy `errors[]` list; the others must name a google.rpc status.
 CLASSIC_ERRORS = {"storage", "compute", "bigquery"}

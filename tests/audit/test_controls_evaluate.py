@@ -79,8 +79,19 @@ def test_a_control_cannot_waive_itself(node: NodeEvidence) -> None:
 
 def test_every_control_errors_on_an_empty_evidence_log(node: NodeEvidence) -> None:
     node.answers.clear()
-    results = evaluate(node.context())
+    # With a pack that names an Assured Workloads workload, so SOV-09 has something to read too.
+    pack = dataclasses.replace(node.pack, assured_workload="organizations/161803398874/locations/us-central1/"
+                                                          "workloads/genomics-sovereign")
+    results = evaluate(node.context(pack=pack))
     assert {r.id: r.outcome for r in results} == {r.id: Outcome.ERROR for r in results}
+
+
+def test_only_sov09_is_not_applicable_on_an_empty_log_when_the_pack_names_no_workload(node: NodeEvidence) -> None:
+    node.answers.clear()
+    results = {r.id: r for r in evaluate(node.context())}
+    assert {i for i, r in results.items() if r.outcome != Outcome.ERROR} == {"SOV-09"}
+    assert results["SOV-09"].outcome == Outcome.NOT_APPLICABLE
+    assert results["SOV-09"].findings[0].message == "the pack names no Assured Workloads workload"
 
 
 # ---- SKIPPED (not run by the user's choice) -----------------------------------------------------
@@ -212,7 +223,9 @@ def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) 
     data = json.loads(json.dumps(result.to_json()))
     assert list(data) == ["schema", "run_id", "verdict", "exit_code", "target", "project", "policy", "tool",
                           "principal", "started_at", "finished_at", "scope", "summary", "controls", "probes"]
-    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == len(all_controls())
+    # SOV-09 is NOT_APPLICABLE: the us pack names no Assured Workloads workload.
+    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == len(all_controls()) - 1
+    assert data["summary"]["NOT_APPLICABLE"] == 1
     assert data["started_at"] == "2026-11-26T16:18:00Z"
     assert data["scope"]["window"] == {"start": "2026-11-26T15:00:00Z", "end": "2026-11-26T16:00:00Z"}
     control_json = data["controls"][0]
@@ -296,7 +309,11 @@ LAUNCH_GAP_READS = {("CC-04", p) for p in ("logging.sinks", "logging.exclusions"
 
 @pytest.mark.parametrize(("control_id", "purpose"), _read_purposes())
 def test_a_503_on_any_purpose_a_control_reads_makes_it_error_never_pass(control_id: str, purpose: str) -> None:
-    node = NodeEvidence(resolve_policy("us"))
+    pack = resolve_policy("us")
+    if control_id == "SOV-09":   # it reads nothing unless the pack names a workload
+        pack = dataclasses.replace(pack, assured_workload="organizations/161803398874/locations/us-central1/"
+                                                          "workloads/genomics-sovereign")
+    node = NodeEvidence(pack)
     if (control_id, purpose) in VM_FALLBACK_READS:
         node.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": {}})
     if (control_id, purpose) in LAUNCH_GAP_READS:

@@ -42,6 +42,8 @@ def test_the_scenarios_later_issues_rely_on_exist() -> None:
 
 # Scenarios whose point is that verify still passes (a fault survived, a real-cloud behaviour handled).
 PASSING = {"api-slow", "batch-fails-on-policy", "vms-deleted-after-job",
+           # SOV-09: a named, clean workload (and a violation resolved hours before the run) passes
+           "aw-clean-workload-named", "aw-workload-folder-governs",
            # network look-alikes that are not a way out (SEC-09 must not cry wolf)
            "net-private-nat-noise", "net-firewall-not-required",
            # scope and sweep twins: two clean jobs both judged, the verifier's own probe leftover swept

@@ -19,7 +19,17 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__
-from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
+from sovaudit.audit.collectors import (
+    access,
+    attestation,
+    history,
+    integrity,
+    job,
+    logging_config,
+    logs,
+    network,
+    posture,
+)
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
 from sovaudit.audit.evidence import EvidenceLog
@@ -161,6 +171,8 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
                 scope_rules.job_purpose("storage.manifests", judged_job.name, count))))
         uids = tuple(judged_job.uid for judged_job in judged)
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uids)))
+        if options.pack.confidential.in_guest_attestation.enabled:
+            tasks.append(("attestation signing keys", lambda: attestation.signing_keys(ctx)))
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))

@@ -29,6 +29,7 @@ import google_crc32c
 from sovaudit.simulator import audit_log, clock
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.actions import ACTION_SPEC
+from sovaudit.simulator.seed_attestation import ATTESTATION_SPEC, attest_tasks
 from sovaudit.simulator.state import SimState, StoredObject
 
 SEED_SPEC = s.Struct(optional={
@@ -68,6 +69,8 @@ SEED_SPEC = s.Struct(optional={
                                        optional={"project": s.Text(), "table": s.Text(r"[A-Za-z0-9_]+", "a table id"),
                                                  "task_index": s.Integer(minimum=0)})),
     "noise": s.Boolean(),
+    # Tokens the tasks stored for CC-05, changed per task index (simulator/seed_attestation.py).
+    "attestation": ATTESTATION_SPEC,
     # An insider's API calls replayed through the REST handlers after seeding (simulator/actions.py).
     "actions": s.ListOf(ACTION_SPEC),
     # Project log exclusions in force only while the run is recorded (created before it, deleted after
@@ -124,6 +127,7 @@ class SeedOptions:
     transient_exclusions: Sequence[Mapping[str, Any]] = ()
     network_changes: Sequence[Mapping[str, Any]] = ()
     extra_jobs: Sequence[Mapping[str, Any]] = ()
+    attestation: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -270,6 +274,10 @@ class _Seeder:
             instances.append(self._vm(index, template, overrides.get(index, [])))
             tasks.append(self._task_outputs(index, missing.get(index, 0)))
         self.tasks = tasks
+        attest_tasks(self.state, run_id=self.run_id, vm_links=instances,
+                     manifests=[(self.processed_bucket["name"], f"manifests/{self.job_id}/{i}.json") for i in range(count)],
+                     issued=[self._task_time(i, 0.2) for i in range(count)],
+                     overrides=() if self.extra else self.opts.attestation)
         if not self.extra:
             self._table(tasks)
         self._job(count)

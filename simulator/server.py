@@ -51,6 +51,7 @@ API_MODULES: tuple[str, ...] = (
     "batch",
     "storage",
     "bigquery",
+    "confidentialcomputing",
 )
 
 # Response messages of routes registered without `response_type=` (see http.Route): the GAPIC REST

@@ -5,6 +5,7 @@ One module per pillar; each control is a pure function of the collected evidence
 """
 
 from sovaudit.audit.controls import (  # noqa: F401
+    attestation,  # noqa: F401  (CC-05)
     confidential,
     history,  # noqa: F401  (INT-02)
     integrity,

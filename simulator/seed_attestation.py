@@ -20,14 +20,11 @@ seed:
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-
-import google_crc32c
 
 from sovaudit.pipeline.attest import MANIFEST_TOKEN_KEY, attestation_nonce
 from sovaudit.policies.pack import DEFAULT_ATTESTATION_AUDIENCE
@@ -65,7 +62,7 @@ def _tampered(token: str, edits: Mapping[str, Any]) -> str:
 
 def attest_tasks(state: SimState, *, run_id: str, vm_links: Sequence[str], manifests: Sequence[tuple[str, str]],
                  issued: Sequence[datetime], overrides: Sequence[Mapping[str, Any]]) -> None:
-    """Mint each task's token and store it in its manifest object (custom metadata and body).
+    """Mint each task's token and store it in its manifest object's custom metadata.
 
     `vm_links[i]` is task i's VM selfLink, `manifests[i]` its (bucket, object), `issued[i]` when it attested.
     """
@@ -92,15 +89,5 @@ def attest_tasks(state: SimState, *, run_id: str, vm_links: Sequence[str], manif
             continue
         token = tokens[int(override["copy_from"]) % count] if "copy_from" in override else tokens[index]
         stored = state.objects.get((bucket, object_name))
-        if stored is None:
-            continue
-        body = json.loads(stored.data)
-        body[MANIFEST_TOKEN_KEY] = token
-        data = json.dumps(body, indent=2).encode() + b"\n"
-        stored.data = data
-        # The body changed: its size and hashes follow, as Cloud Storage computes them on upload.
-        stored.metadata.update({
-            "size": str(len(data)),
-            "md5Hash": base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode(),
-            "crc32c": base64.b64encode(google_crc32c.Checksum(data).digest()).decode()})
-        stored.metadata.setdefault("metadata", {})[MANIFEST_TOKEN_KEY] = token
+        if stored is not None:   # the listing's custom metadata is what CC-05 reads (pipeline/task.py)
+            stored.metadata.setdefault("metadata", {})[MANIFEST_TOKEN_KEY] = token

@@ -24,7 +24,7 @@ from sovaudit.audit.models import (
     Severity,
 )
 from sovaudit.audit.registry import DuplicateControl, RegisteredControl, all_controls, control, get
-from sovaudit.policies.pack import PolicyPack, Waiver, resolve_policy
+from sovaudit.policies.pack import InGuestAttestation, PolicyPack, Waiver, resolve_policy
 
 
 @pytest.fixture
@@ -80,7 +80,12 @@ def test_a_control_cannot_waive_itself(node: NodeEvidence) -> None:
 def test_every_control_errors_on_an_empty_evidence_log(node: NodeEvidence) -> None:
     node.answers.clear()
     results = evaluate(node.context())
-    assert {r.id: r.outcome for r in results} == {r.id: Outcome.ERROR for r in results}
+    # CC-05 needs no evidence when the pack leaves in-guest attestation off (the us pack does).
+    assert {r.id: r.outcome for r in results} == {r.id: Outcome.NOT_APPLICABLE if r.id == "CC-05" else Outcome.ERROR
+                                                  for r in results}
+    attested = dataclasses.replace(node.pack, confidential=dataclasses.replace(node.pack.confidential,
+                                                       in_guest_attestation=InGuestAttestation(enabled=True)))
+    assert node.run("CC-05", pack=attested).outcome == Outcome.ERROR
 
 
 # ---- NOT_APPLICABLE -----------------------------------------------------------------------------
@@ -89,7 +94,7 @@ def test_posture_only_makes_job_controls_not_applicable_with_the_reason(node: No
     scope = Scope(posture_only=True, reasons=("--posture-only given",))
     results = {r.id: r for r in evaluate(node.context(scope))}
     job_controls = [c.meta.id for c in all_controls() if c.meta.needs_job]
-    assert len(job_controls) == 11 and "INT-02" in job_controls
+    assert len(job_controls) == 12 and "INT-02" in job_controls and "CC-05" in job_controls
     for control_id in job_controls:
         assert results[control_id].outcome == Outcome.NOT_APPLICABLE
         assert "posture-only run" in results[control_id].findings[0].message
@@ -203,7 +208,9 @@ def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) 
     data = json.loads(json.dumps(result.to_json()))
     assert list(data) == ["schema", "run_id", "verdict", "exit_code", "target", "project", "policy", "tool",
                           "principal", "started_at", "finished_at", "scope", "summary", "controls", "probes"]
-    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == len(all_controls())
+    # CC-05 is NOT_APPLICABLE: the us pack leaves in-guest attestation off.
+    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == len(all_controls()) - 1
+    assert data["summary"]["NOT_APPLICABLE"] == 1
     assert data["started_at"] == "2026-11-26T16:18:00Z"
     assert data["scope"]["window"] == {"start": "2026-11-26T15:00:00Z", "end": "2026-11-26T16:00:00Z"}
     control_json = data["controls"][0]
@@ -278,7 +285,11 @@ VM_FALLBACK_READS = {("CC-02", "logging.instance_inserts"), ("SEC-02", "logging.
 
 @pytest.mark.parametrize(("control_id", "purpose"), _read_purposes())
 def test_a_503_on_any_purpose_a_control_reads_makes_it_error_never_pass(control_id: str, purpose: str) -> None:
-    node = NodeEvidence(resolve_policy("us"))
+    pack = resolve_policy("us")
+    if control_id == "CC-05":   # off in the us pack, where it reads nothing
+        pack = dataclasses.replace(pack, confidential=dataclasses.replace(pack.confidential,
+                                                                          in_guest_attestation=InGuestAttestation(True)))
+    node = NodeEvidence(pack)
     if (control_id, purpose) in VM_FALLBACK_READS:
         node.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": {}})
     node.set(purpose, {"error": {"code": 503, "message": "The service is currently unavailable.",

@@ -136,3 +136,14 @@ def test_inputs_may_be_listed_as_arguments_or_in_a_list_file(tmp_path: Path) -> 
 def test_plan_accepts_well_formed_image_table_and_run_id(extra: list[str]) -> None:
     result = CliRunner().invoke(pipeline, ["plan", "--inputs", "gs://b/a.vcf.gz", *extra])
     assert result.exit_code == 0, result.output
+
+
+def test_tasks_are_told_to_attest_only_when_the_pack_asks() -> None:
+    variables = plan_json()["job"]["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert "SOVAUDIT_ATTEST" not in variables
+    result = CliRunner().invoke(pipeline, ["plan", "--policy", "eu", "--inputs", "gs://fed-node-eu-raw-vcfs/a.vcf.gz",
+                                           "--run-id", RUN_ID])
+    assert result.exit_code == 0, result.output
+    variables = json.loads(result.output)["job"]["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert variables["SOVAUDIT_ATTEST"] == "1" and variables["SOVAUDIT_ATTEST_REGION"] == "europe-west4"
+    assert variables["SOVAUDIT_ATTEST_AUDIENCE"] == resolve_policy("eu").confidential.in_guest_attestation.audience

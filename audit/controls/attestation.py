@@ -9,6 +9,7 @@ offline. What the simulator's tokens cannot prove is said in docs/confidential-c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,17 +38,15 @@ CC_FRAMEWORKS = {"GDPR": ["Art. 32"], "HIPAA": ["164.312(a)(2)(iv)", "164.312(c)
 
 
 def _time(value: Any) -> datetime | None:
+    """An RFC 3339 time as an aware datetime; Batch writes nanoseconds, Python parses at most micro."""
     if not isinstance(value, str) or not value:
         return None
-    text = value.replace("Z", "+00:00")
-    if "." in text:   # Batch writes nanoseconds; Python parses at most microseconds
-        head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _run_id(job: BatchJob) -> str:

@@ -257,3 +257,12 @@ def test_nonce_fits_the_apis_size_limits_and_differs_per_task_and_run() -> None:
     assert 10 <= len(nonce.encode()) <= 74
     assert nonce != attestation_nonce("20261126T150000Z-abc123", 1)
     assert nonce != attestation_nonce("20261126T150000Z-abc124", 0)
+
+
+def test_cc05_reads_batchs_nanosecond_times(node: AttestedNode) -> None:
+    """Batch writes `2026-11-26T15:00:00.123456789Z`: more digits than Python parses, and still UTC."""
+    job = node.body("batch.job")
+    job["createTime"], job["updateTime"] = "2026-11-26T15:00:00.123456789Z", "2026-11-26T15:20:00.987654321Z"
+    assert node.run("CC-05").outcome == Outcome.PASS
+    job["updateTime"] = "2026-11-26T15:04:00.000000001Z"   # ended before the tokens (15:10) were issued
+    assert "outside the run" in messages(node.run("CC-05"))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 from typing import Any
 
 import pytest
+from attestation_evidence import ISSUED, ROGUE, b64, claims, jwks, mint, store
 from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from test_controls_evidence import UID, NodeEvidence
 
 from sovaudit.audit import attestation_token as jwt
@@ -18,25 +17,6 @@ from sovaudit.pipeline.attest import attestation_nonce
 from sovaudit.policies.pack import InGuestAttestation, PolicyPack, resolve_policy
 
 AUDIENCE = "https://sovaudit.dev/attestation"
-ISSUED = 1795705800   # 2026-11-26T15:10:00Z: inside the clean job's 15:00..15:20
-GOOGLE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-ROGUE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def mint(claims: dict[str, Any], key: rsa.RSAPrivateKey = GOOGLE, **header: Any) -> str:
-    head = {"alg": "RS256", "kid": "google-1", "typ": "JWT", **header}
-    signing_input = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(claims).encode())}"
-    return f"{signing_input}.{b64(key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
-
-
-def jwks(key: rsa.RSAPrivateKey = GOOGLE, kid: str = "google-1") -> dict[str, Any]:
-    numbers = key.public_key().public_numbers()
-    return {"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
-                      "n": b64(numbers.n.to_bytes(256, "big")), "e": b64(numbers.e.to_bytes(3, "big"))}]}
 
 
 def attested_pack() -> PolicyPack:
@@ -46,35 +26,16 @@ def attested_pack() -> PolicyPack:
 
 
 class AttestedNode(NodeEvidence):
-    """The clean node whose tasks each stored a genuine token for their own VM."""
+    """The clean node whose tasks each stored a genuine token for their own VM (attestation_evidence.py)."""
 
     def __init__(self) -> None:
         super().__init__(attested_pack())
-        self.set("confidentialcomputing.jwks", jwks())
-        for index in range(self.task_count):
-            self.store(index, mint(self.claims(index)))
-
-    def vm_of(self, index: int) -> dict[str, Any]:
-        scoped = self.body("compute.job_instances")["items"]
-        vms = [vm for scope in scoped.values() for vm in scope.get("instances", ())]
-        return next(vm for vm in vms if vm["name"].split("-group0-")[1].startswith(f"{index}-"))
 
     def claims(self, index: int) -> dict[str, Any]:
-        vm = self.vm_of(index)
-        zone = vm["zone"].rsplit("/", 1)[1]
-        return {"aud": AUDIENCE, "iss": "https://confidentialcomputing.googleapis.com", "iat": ISSUED,
-                "nbf": ISSUED, "exp": ISSUED + 3600, "eat_nonce": attestation_nonce(UID, index),
-                "hwmodel": "GCP_AMD_SEV", "swname": "GCE", "dbgstat": "disabled-since-boot", "secboot": True,
-                "submods": {"gce": {"zone": zone, "project_id": self.project, "project_number": self.number,
-                                    "instance_name": vm["name"], "instance_id": vm["id"]}}}
+        return claims(self, index, UID)
 
     def store(self, index: int, token: str | None) -> None:
-        item = self.body("storage.manifests")["items"][index]
-        metadata = item.setdefault("metadata", {})
-        if token is None:
-            metadata.pop("attestation_token", None)
-        else:
-            metadata["attestation_token"] = token
+        store(self, index, token)
 
 
 @pytest.fixture

@@ -276,7 +276,7 @@ def _read_purposes() -> list[tuple[str, str]]:
 
 # Reads a control only needs when no VM of the run is left (Batch deletes them when the job ends):
 # the 503 must then make it ERROR, so those cases start from an empty VM listing.
-VM_FALLBACK_READS = {("CC-02", "logging.instance_inserts"), ("SEC-02", "logging.instance_inserts"),
+VM_FALLBACK_READS = {("CC-02", "logging.instance_inserts"), ("CC-05", "logging.instance_inserts"), ("SEC-02", "logging.instance_inserts"),
                      ("SEC-03", "logging.instance_inserts"), ("SOV-06", "logging.instance_inserts"),
                      # the window's changes to the run's VMs: their insert body is all else there is
                      ("CC-02", "logging.network_changes"), ("SEC-02", "logging.network_changes"),

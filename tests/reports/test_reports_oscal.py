@@ -237,6 +237,9 @@ def test_a_simulator_run_writes_valid_oscal_matching_its_result(
     result = json.loads((run / "result.json").read_text())
     for control in result["controls"]:
         finding = _finding(ar, control["id"])
+        if control["outcome"] == "NOT_APPLICABLE":   # an observation only (CC-05: off in the us pack)
+            assert finding is None
+            continue
         assert finding is not None and _props(finding, "outcome") == [control["outcome"]]
         assert (finding["target"]["status"]["state"] == "satisfied") == (control["outcome"] == "PASS")
     assert _props(_result_of(ar), "simulated") == ["true"]

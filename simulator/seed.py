@@ -274,10 +274,12 @@ class _Seeder:
             instances.append(self._vm(index, template, overrides.get(index, [])))
             tasks.append(self._task_outputs(index, missing.get(index, 0)))
         self.tasks = tasks
-        attest_tasks(self.state, run_id=self.run_id, vm_links=instances,
-                     manifests=[(self.processed_bucket["name"], f"manifests/{self.job_id}/{i}.json") for i in range(count)],
-                     issued=[self._task_time(i, 0.2) for i in range(count)],
-                     overrides=() if self.extra else self.opts.attestation)
+        if self.attests:
+            attest_tasks(self.state, run_id=self.run_id, vm_links=instances,
+                         manifests=[(self.processed_bucket["name"], f"manifests/{self.job_id}/{i}.json")
+                                    for i in range(count)],
+                         issued=[self._task_time(i, 0.2) for i in range(count)],
+                         overrides=() if self.extra else self.opts.attestation)
         if not self.extra:
             self._table(tasks)
         self._job(count)
@@ -304,6 +306,20 @@ class _Seeder:
         return run
 
     # -------------------------------------------------------------------- helpers
+    @property
+    def attests(self) -> bool:
+        """Whether the recorded job ran with in-guest attestation (node `job.attest`, CC-05): its tasks
+        then stored tokens, as pipeline/task.py does when the job's environment asks."""
+        return bool(self.node["job"].get("attest"))
+
+    def _attest_variables(self) -> dict[str, str]:
+        if not self.attests:
+            return {}
+        from sovaudit.policies.pack import DEFAULT_ATTESTATION_AUDIENCE
+
+        return {"SOVAUDIT_ATTEST": "1", "SOVAUDIT_ATTEST_AUDIENCE": DEFAULT_ATTESTATION_AUDIENCE,
+                "SOVAUDIT_ATTEST_REGION": self.dataset["location"]}
+
     def _transient_exclusions(self) -> Callable[[], None]:
         if not self.opts.transient_exclusions:
             return lambda: None
@@ -595,7 +611,7 @@ class _Seeder:
                         "SOVAUDIT_PROJECT": self.project,
                         "SOVAUDIT_BQ_TABLE": f"{self.project}.{self.dataset['id']}.{self.dataset['table']}",
                         "SOVAUDIT_BQ_LOCATION": self.dataset["location"],
-                        "SOVAUDIT_OUTPUT_BUCKET": self.processed_bucket["name"]}}},
+                        "SOVAUDIT_OUTPUT_BUCKET": self.processed_bucket["name"], **self._attest_variables()}}},
                 "taskCount": str(count), "parallelism": str(min(count, 10)), "taskCountPerNode": "1"}],
             "allocationPolicy": {
                 "location": {"allowedLocations": [f"regions/{self.region}"]},

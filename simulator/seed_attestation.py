@@ -1,6 +1,6 @@
 """The recorded run's attestation tokens (CC-05): what each task would have stored in its manifest.
 
-Every seeded task gets the token the simulator's Confidential Computing API would have minted for
+When the node's `job.attest` is true, every seeded task gets the token the simulator's Confidential Computing API would have minted for
 it (simulator/api/confidentialcomputing.py): issued on its VM a few seconds after the task started,
 audience the packs' default, nonce `attestation_nonce(run_id, task_index)`. A scenario's
 `seed.attestation` list changes one task's token the way an attack or a fault would:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -112,10 +113,19 @@ def test_the_task_reports_why_when_it_does_not_know_its_vm(sim: SimServer) -> No
                              env=env)
 
 
-def test_the_seeded_run_stores_a_token_in_every_manifests_metadata(sim: SimServer) -> None:
-    manifests = {name: obj for (_, name), obj in sim.state.objects.items() if name.startswith("manifests/")}
-    assert manifests
-    for name, obj in manifests.items():
+def test_a_seeded_run_with_attestation_stores_a_token_in_every_manifests_metadata(
+        sim: SimServer, sim_factory: Callable[..., SimServer]) -> None:
+    def manifests(server: SimServer) -> dict[str, Any]:
+        return {name: obj for (_, name), obj in server.state.objects.items() if name.startswith("manifests/")}
+
+    # The us node's recorded job ran without attestation (its pack leaves it off): no token anywhere.
+    assert manifests(sim) and not any("attestation_token" in o.metadata.get("metadata", {})
+                                      for o in manifests(sim).values())
+    eu = sim_factory(node="eu")
+    variables = next(iter(eu.state.jobs.values()))["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert variables["SOVAUDIT_ATTEST"] == "1"
+    for name, obj in manifests(eu).items():
         claims = jwt.parse(obj.metadata["metadata"]["attestation_token"]).claims
         manifest = json.loads(obj.data)
         assert claims["eat_nonce"] == attest.attestation_nonce(manifest["run_id"], manifest["task_index"]), name
+        assert manifest["run_id"] == variables["SOVAUDIT_RUN_ID"]

@@ -128,6 +128,8 @@ class TaskReport:
     def to_json(self) -> str:
         body = asdict(self)
         body["warnings"] = list(self.warnings)
+        if not self.attestation_token:
+            del body["attestation_token"]   # only runs with in-guest attestation carry one (attest.py)
         return json.dumps(body, indent=2, sort_keys=False) + "\n"
 
     def log_line(self) -> str:

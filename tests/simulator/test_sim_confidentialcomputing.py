@@ -129,3 +129,12 @@ def test_a_seeded_run_with_attestation_stores_a_token_in_every_manifests_metadat
         manifest = json.loads(obj.data)
         assert claims["eat_nonce"] == attest.attestation_nonce(manifest["run_id"], manifest["task_index"]), name
         assert manifest["run_id"] == variables["SOVAUDIT_RUN_ID"]
+
+
+def test_the_jwks_is_fetched_without_credentials_wherever_the_pack_points() -> None:
+    """The URI comes from a policy pack: the verifier's access token must never travel with it."""
+    from google.auth.credentials import AnonymousCredentials
+
+    session, url = cloud.attestation_keys(cloud.Target("gcp"), "https://keys.example.org/jwks")
+    assert url == "https://keys.example.org/jwks"
+    assert isinstance(session.credentials, AnonymousCredentials)

@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from sovaudit import __version__, interrupts
 from sovaudit import progress as progress_lines
-from sovaudit.audit.collectors import access, history, integrity, job, logging_config, logs, network, posture
+from sovaudit.audit.collectors import (
+    access,
+    attestation,
+    history,
+    integrity,
+    job,
+    logging_config,
+    logs,
+    network,
+    posture,
+)
 from sovaudit.audit.collectors import assured_workloads as aw_collector
 from sovaudit.audit.collectors import scope as scope_rules
 from sovaudit.audit.collectors.context import CollectContext
@@ -175,6 +185,8 @@ def collect(options: VerifyOptions, progress: Progress = progress_lines.say,
                 scope_rules.job_purpose("storage.manifests", judged_job.name, count))))
         uids = tuple(judged_job.uid for judged_job in judged)
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uids)))
+        if options.pack.confidential.in_guest_attestation.enabled:
+            tasks.append(("attestation signing keys", lambda: attestation.signing_keys(ctx)))
         for purpose, text in logs.filters(ctx.project, start, end).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))

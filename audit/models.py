@@ -28,7 +28,8 @@ class Outcome(StrEnum):
     WAIVED = "WAIVED"
     NOT_APPLICABLE = "NOT_APPLICABLE"
     #: not run because the user chose so (--no-probes, --posture-only): nothing was proven, and unlike
-    #: NOT_APPLICABLE (the policy says the control does not apply) the run is WARNED, never a clean PASS.
+    #: NOT_APPLICABLE (the signed policy says the control does not apply: passes, shown) the run is
+    #: WARNED, never a clean PASS.
     SKIPPED = "SKIPPED"
 
 

@@ -21,6 +21,7 @@ from sovaudit.audit.evidence import EvidenceItem, EvidenceLog
 
 #: purpose (or purpose prefix before ':') -> the API call that answers it, for error messages.
 PURPOSE_API: dict[str, str] = {
+    "confidentialcomputing.jwks": "confidentialcomputing signing keys (JWKS)",
     "orgpolicy.effective": "orgpolicy policies.getEffectivePolicy",
     "resourcemanager.project": "cloudresourcemanager projects.get",
     "resourcemanager.iam_policy": "cloudresourcemanager projects.getIamPolicy",

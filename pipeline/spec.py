@@ -203,6 +203,11 @@ def build_job(pack: Any, options: PlanOptions, run_id: str) -> dict[str, Any]:
         variables["SOVAUDIT_VEP_COMMAND"] = options.vep_command
     if options.reference:
         variables["SOVAUDIT_REFERENCE"] = options.reference
+    attestation = pack.confidential.in_guest_attestation
+    if attestation.enabled:
+        # CC-05: each task fetches a Confidential Computing token bound to the run (pipeline/attest.py).
+        variables.update({"SOVAUDIT_ATTEST": "1", "SOVAUDIT_ATTEST_AUDIENCE": attestation.audience,
+                          "SOVAUDIT_ATTEST_REGION": pack.region})
     labels = {key: label_value(value) for key, value in pack.pipeline.labels.items()}
     labels["sovaudit-run-id"] = label_value(run_id)
     template = f"projects/{pack.project}/global/instanceTemplates/{pack.pipeline.instance_template}"

@@ -16,6 +16,7 @@ sets these; ``BATCH_*`` and ``SOVAUDIT_TARGET`` are Batch's and the simulator's 
 ``SOVAUDIT_REFERENCE``       optional reference FASTA (local or ``gs://``) for ``--check-ref``
 ``SOVAUDIT_VEP_COMMAND``     optional VEP command line (split like a shell would, never run by one)
 ``SOVAUDIT_TARGET``          ``gcp`` (default) or the simulator's URL
+``SOVAUDIT_ATTEST``          ``1``: fetch a Confidential Computing attestation token first (``attest.py``, CC-05)
 ===========================  =====================================================================
 
 Nothing here imports a Google client at module level: a task must start fast, and a local run
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class TaskConfig:
     reference: str | None = None
     vep_command: tuple[str, ...] = ()
     target: str = "gcp"
+    attest: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TaskConfig:
@@ -91,7 +93,7 @@ class TaskConfig:
             location=env.get("SOVAUDIT_BQ_LOCATION") or None, output_bucket=env.get("SOVAUDIT_OUTPUT_BUCKET") or None,
             out_dir=Path(out_dir) if out_dir else None, reference=env.get("SOVAUDIT_REFERENCE") or None,
             vep_command=tuple(shlex.split(env.get("SOVAUDIT_VEP_COMMAND", ""))),
-            target=env.get("SOVAUDIT_TARGET") or "gcp")
+            target=env.get("SOVAUDIT_TARGET") or "gcp", attest=env.get("SOVAUDIT_ATTEST", "") == "1")
 
     @property
     def input(self) -> str:
@@ -121,10 +123,13 @@ class TaskReport:
     mismatch_removed: int = 0
     annotated_with_vep: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    attestation_token: str = ""
 
     def to_json(self) -> str:
         body = asdict(self)
         body["warnings"] = list(self.warnings)
+        if not self.attestation_token:
+            del body["attestation_token"]   # only runs with in-guest attestation carry one (attest.py)
         return json.dumps(body, indent=2, sort_keys=False) + "\n"
 
     def log_line(self) -> str:
@@ -165,6 +170,8 @@ def run_task(config: TaskConfig, *, stem: str | None = None) -> TaskReport:
 def _run_in(config: TaskConfig, out_dir: Path, stem: str | None) -> TaskReport:
     started = time.monotonic()
     uri = config.input
+    # Attest before any data is read: the token vouches for the VM the data is processed on.
+    token, attest_warning = _attest(config)
     stem = stem or output_stem(uri)
     with tempfile.TemporaryDirectory(prefix="sovaudit-fetch-") as tmp:
         source = _fetch(config, uri, Path(tmp))
@@ -179,6 +186,9 @@ def _run_in(config: TaskConfig, out_dir: Path, stem: str | None) -> TaskReport:
         job_id = load_job_id(config.run_id, result.sha256)
         rows_loaded = _load(config, result, job_id)
     report = _report(config, uri, result, job_id, rows_loaded, time.monotonic() - started)
+    if config.attest:
+        report = replace(report, attestation_token=token,
+                         warnings=report.warnings + ((attest_warning,) if attest_warning else ()))
     manifest = out_dir / f"{stem}.manifest.json"
     partial = manifest.with_name(f".{manifest.name}.partial")
     partial.write_text(report.to_json())
@@ -217,6 +227,21 @@ def _report(config: TaskConfig, uri: str, result: PreprocessResult, job_id: str,
                       load_job_id=job_id, table=config.table or "", parquet=str(result.parquet),
                       seconds=round(seconds, 3), split=result.split, mismatch_removed=result.mismatch_removed,
                       annotated_with_vep=result.annotated, warnings=result.warnings)
+
+
+def _attest(config: TaskConfig) -> tuple[str, str]:
+    """(token, "") or ("", why not): a task without a token still processes its input (attest.py)."""
+    if not config.attest:
+        return "", ""
+    from sovaudit.pipeline import attest
+
+    try:
+        token = attest.request_token(target=_target(config), project=_project(config), run_id=config.run_id,
+                                     task_index=config.task_index)
+    except PipelineError as error:
+        print(f"warning: attestation: {error}", file=sys.stderr, flush=True)
+        return "", f"attestation: {error}"
+    return token, ""
 
 
 def _target(config: TaskConfig) -> Any:
@@ -297,7 +322,12 @@ def _upload_manifest(config: TaskConfig, report: TaskReport) -> None:
     blob = client.bucket(config.output_bucket).blob(name)
     # The counts also ride as custom metadata, so the verifier reads a 1000-task run from one
     # object listing instead of a download per task.
-    blob.metadata = {key: str(value) for key, value in asdict(report).items() if key in MANIFEST_FIELDS}
+    metadata = {key: str(value) for key, value in asdict(report).items() if key in MANIFEST_FIELDS}
+    if report.attestation_token:
+        # CC-05 reads the token from the listing too (pipeline/attest.py); a JWT of ~1.5 KB fits
+        # the 8 KiB Cloud Storage allows for custom metadata.
+        metadata["attestation_token"] = report.attestation_token
+    blob.metadata = metadata   # the property returns a copy: assign the whole mapping
     blob.upload_from_string(report.to_json(), content_type="application/json")
 
 

@@ -139,10 +139,28 @@ class Kms:
     key_ring: str
 
 
+# Google's signing keys for Confidential Computing tokens: the `jwks_uri` its OIDC discovery document
+# (https://confidentialcomputing.googleapis.com/.well-known/openid-configuration) names. Third-party
+# reading [T], not on a Google page: a pack may set `jwks_uri` to what the discovery document says.
+DEFAULT_ATTESTATION_JWKS_URI = ("https://www.googleapis.com/service_accounts/v1/metadata/jwk/"
+                                "signer@confidentialspace-sign.iam.gserviceaccount.com")
+DEFAULT_ATTESTATION_AUDIENCE = "https://sovaudit.dev/attestation"
+
+
+@dataclass(frozen=True)
+class InGuestAttestation:
+    """CC-05's switch: whether tasks fetch a Confidential Computing attestation token, and what it binds."""
+
+    enabled: bool = False
+    audience: str = DEFAULT_ATTESTATION_AUDIENCE
+    jwks_uri: str = DEFAULT_ATTESTATION_JWKS_URI
+
+
 @dataclass(frozen=True)
 class Confidential:
     required_type: str
     machine_series: tuple[str, ...]
+    in_guest_attestation: InGuestAttestation = field(default_factory=InGuestAttestation)
 
 
 @dataclass(frozen=True)
@@ -439,6 +457,12 @@ class _Checker:
                 self.error(line, path, f"{wrong}, got {_describe(node, value)}", spec.hint)
                 return None
             return value
+        if spec.kind == schema.BOOL:
+            value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+            if not isinstance(value, bool):
+                self.error(line, path, f"{wrong}, got {_describe(node, value)}", spec.hint)
+                return None
+            return value
         if spec.kind == schema.DATE:
             if not isinstance(node, yaml.ScalarNode):
                 self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
@@ -699,6 +723,12 @@ class _Checker:
         if "machine_series" in c and not c["machine_series"]:
             self.error(self.line("confidential.machine_series"), "confidential.machine_series",
                        "must not be empty", "e.g. [n2d, c2d, c3d]")
+        attestation = c.get("in_guest_attestation") or {}
+        jwks_uri = attestation.get("jwks_uri")
+        if isinstance(jwks_uri, str) and not jwks_uri.startswith("https://"):
+            self.error(self.line("confidential.in_guest_attestation.jwks_uri"),
+                       "confidential.in_guest_attestation.jwks_uri", "must be an https:// URL",
+                       "the jwks_uri of https://confidentialcomputing.googleapis.com/.well-known/openid-configuration")
 
     def check_logging(self, log: dict[str, Any]) -> None:
         if "allowed_locations" in log and not log["allowed_locations"]:
@@ -798,7 +828,8 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         buckets=Buckets(b["input"], b["output"], tuple(b["allowed"])),
         dataset=v["dataset"],
         kms=Kms(k["location"], k["key_ring"]),
-        confidential=Confidential(c["required_type"], tuple(s.lower() for s in c["machine_series"])),
+        confidential=Confidential(c["required_type"], tuple(s.lower() for s in c["machine_series"]),
+                                  _attestation(c.get("in_guest_attestation") or {})),
         pipeline=Pipeline(pl["instance_template"], pl["machine_type"], dict(pl.get("labels", {}))),
         severity_overrides=dict(v.get("severity_overrides", {})),
         waivers=tuple(Waiver(w["control"], w["resource"], w["owner"], w["justification"], w["expires"])
@@ -811,6 +842,12 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         scope=JobScopeRule(parse_lookback(str((v.get("scope") or {}).get("lookback") or "")) or DEFAULT_LOOKBACK),
         assured_workload=str(v.get("assured_workload") or ""),
     )
+
+
+def _attestation(a: dict[str, Any]) -> InGuestAttestation:
+    return InGuestAttestation(enabled=bool(a.get("enabled", False)),
+                              audience=str(a.get("audience") or DEFAULT_ATTESTATION_AUDIENCE),
+                              jwks_uri=str(a.get("jwks_uri") or DEFAULT_ATTESTATION_JWKS_URI))
 
 
 def _log_routing(log: dict[str, Any], allowed_regions: tuple[str, ...]) -> LogRouting:

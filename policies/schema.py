@@ -17,6 +17,7 @@ LIST_OBJECT = "list of mappings"
 DATE = "date (YYYY-MM-DD)"
 # Google's own REST JSON kept as written (a perimeter rule, an access level): compared by content.
 LIST_BODY = "list of mappings (Google's REST JSON)"
+BOOL = "boolean (true or false)"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,14 @@ PACK: dict[str, Field] = {
     "confidential": Field(OBJECT, fields={
         "required_type": Field(STR, hint="SEV, SEV_SNP or TDX"),
         "machine_series": Field(LIST_STR, hint="e.g. [n2d, c2d, c3d]"),
+        # CC-05: each task asks the Confidential Computing API for an attestation token (docs/confidential-computing.md).
+        "in_guest_attestation": Field(OBJECT, required=False, hint="CC-05; omitted means off", fields={
+            "enabled": Field(BOOL, hint="true: each task stores an attestation token and CC-05 checks it"),
+            "audience": Field(STR, required=False, hint="the token's aud the tasks ask for; default "
+                                                         "https://sovaudit.dev/attestation"),
+            "jwks_uri": Field(STR, required=False, hint="where Google publishes the token signing keys; default "
+                                                         "the jwks_uri of the Confidential Computing OIDC discovery"),
+        }),
     }),
     "pipeline": Field(OBJECT, fields={
         "instance_template": Field(STR),

@@ -15,7 +15,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
 from sovaudit.reports.json_format import canonical_json
-from sovaudit.reports.view import FAILED_OUTCOMES, WARNED_OUTCOMES
+from sovaudit.reports.view import FAILED_OUTCOMES, NOT_TESTED_OUTCOMES, WARNED_OUTCOMES
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
@@ -34,10 +34,13 @@ def summarise_tests(result: Mapping[str, Any]) -> tuple[str, list[str], list[str
     failed: list[str] = []
     for control in result.get("controls") or []:
         outcome = control.get("outcome")
+        if outcome in NOT_TESTED_OUTCOMES:   # the signed pack says it does not apply: not a test
+            continue
         # Anything unknown is failed: an outcome this verifier cannot read proves nothing.
         target = passed if outcome in _PASSED else warned if outcome in _WARNED else failed
         target.append(str(control.get("id")))
-    verdict = "FAILED" if failed else "WARNED" if warned else "PASSED"
+    # Nothing tested at all (every control not applicable) is never PASSED.
+    verdict = "FAILED" if failed or not (passed or warned) else "WARNED" if warned else "PASSED"
     return verdict, passed, warned, failed
 
 

@@ -26,7 +26,12 @@ OUTCOMES = ("PASS", "FAIL", "ERROR", "WAIVED", "NOT_APPLICABLE", "SKIPPED")
 #: outcomes that let a gate pass but leave something unproven or accepted: the run is WARNED
 #: (in-toto test-result `warnedTests`). SKIPPED counts whatever the control's severity: a promise
 #: the user chose not to test is not proven, and severity does not change that.
-WARNED_OUTCOMES = ("WAIVED", "NOT_APPLICABLE", "SKIPPED")
+WARNED_OUTCOMES = ("WAIVED", "SKIPPED")
+#: the signed policy pack says the control does not apply (DESIGN §4: "passes, shown"): listed in
+#: every report with its reason, in none of the attestation's test lists, and no change to the verdict.
+#: Optional evidence a pack does not ask for (SOV-09 without a workload, CC-05 with in-guest
+#: attestation off) would otherwise make every run of such a pack WARNED and teach readers to ignore it.
+NOT_TESTED_OUTCOMES = ("NOT_APPLICABLE",)
 #: outcomes that fail the gate (ERROR is incomplete evidence: never a pass)
 FAILED_OUTCOMES = ("FAIL", "ERROR")
 
@@ -45,6 +50,8 @@ def verdict_of(outcomes: Iterable[Any]) -> str:
         return "INCOMPLETE"
     if seen & set(WARNED_OUTCOMES):
         return "WARNED"
+    if seen <= set(NOT_TESTED_OUTCOMES):
+        return "INCOMPLETE"   # nothing was tested at all: not a pass
     return "PASS"
 
 

@@ -3,7 +3,8 @@
 The contract (docs/architecture.md, "Batch task execution in the simulator"): a runner is a
 callable `runner(invocation) -> outcome`. `invocation` carries `job_name`, `job_uid`, `task_index`,
 `task_count`, `environment` (the taskSpec's variables plus `BATCH_TASK_INDEX`, `BATCH_TASK_COUNT`,
-`BATCH_JOB_UID`, `BATCH_JOB_ID`, `BATCH_TASK_RETRY_ATTEMPT` and `SOVAUDIT_TARGET`, the simulator URL)
+`BATCH_JOB_UID`, `BATCH_JOB_ID`, `BATCH_TASK_RETRY_ATTEMPT`, `SOVAUDIT_TARGET`, the simulator URL, and
+`SOVAUDIT_SIM_PROJECT_NUMBER`/`_ZONE`/`_INSTANCE_ID`, standing in for the VM's metadata server)
 and `runnable` (the REST JSON of the first runnable); `outcome` has `exit_code` and `log_lines`.
 
 Runners other than the default run in a process pool: real task code (pysam, DuckDB loads) is

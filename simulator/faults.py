@@ -69,8 +69,8 @@ def _fault_rule(fault: Mapping[str, Any]) -> str | None:
 
 # The `api=` names routes register under (simulator/api/*.py); a fault naming another would never fire,
 # and a scenario meant to prove a recovery would pass without having injected anything.
-KNOWN_APIS = ("*", "acm", "batch", "bigquery", "compute", "kms", "logging", "orgpolicy", "resourcemanager", "storage",
-              "assuredworkloads")
+KNOWN_APIS = ("*", "acm", "assuredworkloads", "batch", "bigquery", "compute", "confidentialcomputing", "kms", "logging",
+              "orgpolicy", "resourcemanager", "storage")
 
 FAULT_SPEC = s.Check(
     s.Struct(required={"api": s.OneOf(KNOWN_APIS)},

@@ -172,7 +172,8 @@ NODE_SPEC = s.Struct(
                                       optional={"description": s.Text()}),
         "job": s.Struct(required={"id": s.Text(r"[a-z][-a-z0-9]{0,61}[a-z0-9]", "a Batch job id"),
                                   "labels": s.MapOf(s.Text())},
-                        optional={"image": s.Text()}),
+                        # attest: the job's tasks stored Confidential Computing tokens (CC-05; seed_attestation.py)
+                        optional={"image": s.Text(), "attest": s.Boolean()}),
     },
     optional={
         # Folders and the organization above the project, with their IAM policies (auditConfigs) and org

@@ -29,6 +29,7 @@ import google_crc32c
 from sovaudit.simulator import audit_log, clock, integrity_log
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.actions import ACTION_SPEC
+from sovaudit.simulator.seed_attestation import ATTESTATION_SPEC, attest_tasks
 from sovaudit.simulator.state import SimState, StoredObject
 
 SEED_SPEC = s.Struct(optional={
@@ -77,6 +78,8 @@ SEED_SPEC = s.Struct(optional={
             isinstance(v, int) and not isinstance(v, bool) and v >= 0) else "must be a task index or \"all\"")},
         optional={"omit": s.Boolean(),
                   "set": s.MapOf(s.AnyValue(), key_pattern=r"[A-Za-z0-9_.]+", min_items=1)})),
+    # Tokens the tasks stored for CC-05, changed per task index (simulator/seed_attestation.py).
+    "attestation": ATTESTATION_SPEC,
     # An insider's API calls replayed through the REST handlers after seeding (simulator/actions.py).
     "actions": s.ListOf(ACTION_SPEC),
     # Project log exclusions in force only while the run is recorded (created before it, deleted after
@@ -134,6 +137,7 @@ class SeedOptions:
     network_changes: Sequence[Mapping[str, Any]] = ()
     extra_jobs: Sequence[Mapping[str, Any]] = ()
     launch_attestation: Sequence[Mapping[str, Any]] = ()
+    attestation: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -285,6 +289,12 @@ class _Seeder:
             instances.append(self._vm(index, template, overrides.get(index, [])))
             tasks.append(self._task_outputs(index, missing.get(index, 0)))
         self.tasks = tasks
+        if self.attests:
+            attest_tasks(self.state, run_id=self.run_id, vm_links=instances,
+                         manifests=[(self.processed_bucket["name"], f"manifests/{self.job_id}/{i}.json")
+                                    for i in range(count)],
+                         issued=[self._task_time(i, 0.2) for i in range(count)],
+                         overrides=() if self.extra else self.opts.attestation)
         if not self.extra:
             self._table(tasks)
         self._job(count)
@@ -311,6 +321,20 @@ class _Seeder:
         return run
 
     # -------------------------------------------------------------------- helpers
+    @property
+    def attests(self) -> bool:
+        """Whether the recorded job ran with in-guest attestation (node `job.attest`, CC-05): its tasks
+        then stored tokens, as pipeline/task.py does when the job's environment asks."""
+        return bool(self.node["job"].get("attest"))
+
+    def _attest_variables(self) -> dict[str, str]:
+        if not self.attests:
+            return {}
+        from sovaudit.policies.pack import DEFAULT_ATTESTATION_AUDIENCE
+
+        return {"SOVAUDIT_ATTEST": "1", "SOVAUDIT_ATTEST_AUDIENCE": DEFAULT_ATTESTATION_AUDIENCE,
+                "SOVAUDIT_ATTEST_REGION": self.dataset["location"]}
+
     def _transient_exclusions(self) -> Callable[[], None]:
         if not self.opts.transient_exclusions:
             return lambda: None
@@ -613,7 +637,7 @@ class _Seeder:
                         "SOVAUDIT_PROJECT": self.project,
                         "SOVAUDIT_BQ_TABLE": f"{self.project}.{self.dataset['id']}.{self.dataset['table']}",
                         "SOVAUDIT_BQ_LOCATION": self.dataset["location"],
-                        "SOVAUDIT_OUTPUT_BUCKET": self.processed_bucket["name"]}}},
+                        "SOVAUDIT_OUTPUT_BUCKET": self.processed_bucket["name"], **self._attest_variables()}}},
                 "taskCount": str(count), "parallelism": str(min(count, 10)), "taskCountPerNode": "1"}],
             "allocationPolicy": {
                 "location": {"allowedLocations": [f"regions/{self.region}"]},

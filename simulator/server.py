@@ -52,6 +52,7 @@ API_MODULES: tuple[str, ...] = (
     "storage",
     "bigquery",
     "assured_workloads",
+    "confidentialcomputing",
 )
 
 # Response messages of routes registered without `response_type=` (see http.Route): the GAPIC REST

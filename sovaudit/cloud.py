@@ -212,6 +212,29 @@ def organizations(target: Target) -> Any:
     return resourcemanager_v3.OrganizationsClient(**target.gapic_kwargs())
 
 
+def confidential_computing(target: Target) -> Any:
+    from google.cloud import confidentialcomputing_v1
+
+    return confidentialcomputing_v1.ConfidentialComputingClient(**target.gapic_kwargs())
+
+
+def attestation_keys(target: Target, jwks_uri: str) -> tuple[AuthorizedSession, str]:
+    """Where the Confidential Computing token signing keys (a JWKS) are read: the pack's `jwks_uri` on
+    Google; on the simulator the same path under its URL (it publishes its own keys there).
+
+    The JWKS is public, and the URI comes from a policy pack: the session is anonymous on every target,
+    so the verifier's access token is never sent to whatever host a pack names."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.auth.transport.requests import AuthorizedSession
+
+    if target.is_sim:
+        parsed = urlparse(jwks_uri)
+        url = f"{target.endpoint}{parsed.path}" + (f"?{parsed.query}" if parsed.query else "")
+    else:
+        url = jwks_uri
+    return AuthorizedSession(AnonymousCredentials()), url  # type: ignore[no-untyped-call]
+
+
 def storage(target: Target, project: str) -> Any:
     from google.cloud.storage import Client
 

@@ -15,8 +15,8 @@ def test_demo_runs_the_pipeline_passes_every_control_and_writes_a_verifiable_bun
     result = runner.invoke(main, ["demo", "--out", str(tmp_path), "--files", "2", "--records", "300"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    # The us pack names no Assured Workloads workload: SOV-09 is NOT_APPLICABLE by the pack's choice.
-    assert f"verdict: PASS (PASS {len(all_controls()) - 1}, NOT_APPLICABLE 1)" in result.output
+    # SOV-09 and CC-05 are NOT_APPLICABLE: the us pack names no workload and leaves in-guest attestation off.
+    assert f"verdict: PASS (PASS {len(all_controls()) - 2}, NOT_APPLICABLE 2)" in result.output
     run_dir = next(tmp_path.glob("run-*/"))
     public_key = run_dir.parent / f"{run_dir.name}.pub.pem"
     checked = runner.invoke(main, ["report", "verify", str(run_dir / "attestation.intoto.jsonl"),
@@ -58,7 +58,6 @@ def test_demo_probe_job_accepted_in_another_region_fails_sov02_not_error(tmp_pat
     assert result.exit_code == 1, result.output
     document = json.loads(next(tmp_path.glob("run-*/result.json")).read_text())
     outcomes = {c["id"]: c["outcome"] for c in document["controls"]}
-    # SOV-09 is NOT_APPLICABLE: the us pack names no Assured Workloads workload.
     assert {k for k, v in outcomes.items() if v not in ("PASS", "NOT_APPLICABLE")} == {"SOV-01", "SOV-02", "SOV-03"}
-    assert {k for k, v in outcomes.items() if v == "NOT_APPLICABLE"} == {"SOV-09"}
+    assert {k for k, v in outcomes.items() if v == "NOT_APPLICABLE"} == {"SOV-09", "CC-05"}
     assert outcomes["SOV-02"] == "FAIL"

@@ -8,6 +8,7 @@ from sovaudit.audit.controls import (  # noqa: F401
     assured_workloads,  # SOV-09
     attestation,  # noqa: F401  (CC-04)
     confidential,
+    guest_attestation,  # noqa: F401  (CC-05)
     history,  # noqa: F401  (INT-02)
     integrity,
     network,

@@ -607,6 +607,20 @@ def _environment(job: Mapping[str, Any], runtime: JobRuntime, index: int, attemp
     return env
 
 
+def _vm_identity(state: SimState, place: str) -> dict[str, str]:
+    """What a task on Google reads from its VM's metadata server (project number, zone, instance id),
+    as variables: a task process here has no metadata server (sovaudit.pipeline.attest, CC-05)."""
+    match = re.fullmatch(r"zones/([^/]+)/instances/([^/]+)", place)
+    if not match:
+        return {}
+    with state.lock:
+        vm = state.instances.get((match.group(1), match.group(2))) or {}
+    if not vm.get("id"):
+        return {}
+    return {"SOVAUDIT_SIM_PROJECT_NUMBER": str(state.project_number), "SOVAUDIT_SIM_ZONE": match.group(1),
+            "SOVAUDIT_SIM_INSTANCE_ID": str(vm["id"])}
+
+
 def _retries_allowed(spec: Mapping[str, Any], exit_code: int) -> bool:
     for policy in spec.get("lifecyclePolicies", []):
         codes = [int(c) for c in policy.get("actionCondition", {}).get("exitCodes", [])]
@@ -653,11 +667,11 @@ def _run_tasks(state: SimState, runtime: JobRuntime) -> TaskRecord | None:
     vm_places = [f"zones/{zone}/instances/{name}" for zone, name in runtime.vms] or ["zones/unknown/instances/0"]
 
     def submit(task: TaskRecord) -> None:
+        task.vm = vm_places[task.index % len(vm_places)]
+        environment = {**_environment(job, runtime, task.index, task.attempts), **_vm_identity(state, task.vm)}
         invocation = batch_runner.TaskInvocation(
             job_name=runtime.name, job_uid=runtime.uid, task_index=task.index, task_count=len(runtime.tasks),
-            environment=_environment(job, runtime, task.index, task.attempts), runnable=runnable,
-            attempt=task.attempts)
-        task.vm = vm_places[task.index % len(vm_places)]
+            environment=environment, runnable=runnable, attempt=task.attempts)
         with state.lock:
             if task.state == "PENDING":
                 _task_event(task, "PENDING", "ASSIGNED", task.vm)

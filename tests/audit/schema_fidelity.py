@@ -240,6 +240,30 @@ def _error_defects(service: str, status: int, body: Any, item: str) -> list[Defe
     return defects
 
 
+# Google publishes no discovery document for the Confidential Computing API; the one answer the verifier
+# records from it (CC-05) is the token signing keys, an RFC 7517 JWKS of RSA keys (reference §8.2).
+_JWK_FIELDS = {"kty", "alg", "use", "kid", "n", "e"}
+
+
+def _jwks_defects(status: int, body_path: Path, item: str) -> list[Defect]:
+    try:
+        body = json.loads(body_path.read_text(encoding="utf-8") or "{}")
+    except json.JSONDecodeError:
+        return [Defect(item, "$", "the JWKS answer is not JSON")]
+    if status >= 400:
+        return _error_defects("confidentialcomputing", status, body, item)
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or set(body) != {"keys"}:
+        return [Defect(item, "$", "a JWKS is one object holding a `keys` list")]
+    defects = []
+    for index, key in enumerate(keys):
+        if not isinstance(key, dict) or not set(key) <= _JWK_FIELDS or not all(isinstance(v, str) for v in key.values()):
+            defects.append(Defect(item, f"$.keys[{index}]", f"a JWK holds string members of {sorted(_JWK_FIELDS)}"))
+        elif key.get("kty") != "RSA" or not {"n", "e", "kid"} <= set(key):
+            defects.append(Defect(item, f"$.keys[{index}]", "Google's token keys are RSA keys with kid, n and e"))
+    return defects
+
+
 def check_bundle(run_dir: Path) -> tuple[list[Defect], int]:
     """(defects, items checked) for every evidence item of one run directory."""
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -250,6 +274,10 @@ def check_bundle(run_dir: Path) -> tuple[list[Defect], int]:
         request = item.get("request") or {}
         status = int(item.get("status") or 0)
         body_path = run_dir / item["path"]
+        if service == "confidentialcomputing" and status and body_path.exists():
+            checked += 1
+            defects += _jwks_defects(status, body_path, f"{item['id']} {service}.{item['method']}")
+            continue
         if service not in DOCUMENTS or not status or not body_path.exists():
             continue
         try:

@@ -24,7 +24,7 @@ from sovaudit.audit.models import (
     Severity,
 )
 from sovaudit.audit.registry import DuplicateControl, RegisteredControl, all_controls, control, get
-from sovaudit.policies.pack import PolicyPack, Waiver, resolve_policy
+from sovaudit.policies.pack import InGuestAttestation, PolicyPack, Waiver, resolve_policy
 
 
 @pytest.fixture
@@ -79,9 +79,12 @@ def test_a_control_cannot_waive_itself(node: NodeEvidence) -> None:
 
 def test_every_control_errors_on_an_empty_evidence_log(node: NodeEvidence) -> None:
     node.answers.clear()
-    # With a pack that names an Assured Workloads workload, so SOV-09 has something to read too.
+    # With a pack that names an Assured Workloads workload and turns in-guest attestation on, so SOV-09
+    # and CC-05 have something to read too.
     pack = dataclasses.replace(node.pack, assured_workload="organizations/161803398874/locations/us-central1/"
-                                                          "workloads/genomics-sovereign")
+                                                          "workloads/genomics-sovereign",
+                               confidential=dataclasses.replace(node.pack.confidential,
+                                                                in_guest_attestation=InGuestAttestation(enabled=True)))
     results = evaluate(node.context(pack=pack))
     assert {r.id: r.outcome for r in results} == {r.id: Outcome.ERROR for r in results}
 
@@ -100,7 +103,7 @@ def test_posture_only_skips_job_controls_naming_the_option(node: NodeEvidence) -
     scope = Scope(posture_only=True, reasons=("--posture-only given",))
     results = {r.id: r for r in evaluate(node.context(scope))}
     job_controls = [c.meta.id for c in all_controls() if c.meta.needs_job]
-    assert len(job_controls) >= 12 and "INT-02" in job_controls and "CC-04" in job_controls
+    assert len(job_controls) >= 13 and {"INT-02", "CC-04", "CC-05"} <= set(job_controls)
     for control_id in job_controls:
         # SKIPPED, never NOT_APPLICABLE: the policy did not say the control does not apply, the user chose.
         assert results[control_id].outcome == Outcome.SKIPPED
@@ -223,9 +226,9 @@ def test_result_json_has_the_contract_shape_and_round_trips(node: NodeEvidence) 
     data = json.loads(json.dumps(result.to_json()))
     assert list(data) == ["schema", "run_id", "verdict", "exit_code", "target", "project", "policy", "tool",
                           "principal", "started_at", "finished_at", "scope", "summary", "controls", "probes"]
-    # SOV-09 is NOT_APPLICABLE: the us pack names no Assured Workloads workload.
-    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == len(all_controls()) - 1
-    assert data["summary"]["NOT_APPLICABLE"] == 1
+    # SOV-09 and CC-05 are NOT_APPLICABLE: the us pack names no workload and leaves in-guest attestation off.
+    assert data["verdict"] == "PASS" and data["exit_code"] == 0 and data["summary"]["PASS"] == len(all_controls()) - 2
+    assert data["summary"]["NOT_APPLICABLE"] == 2
     assert data["started_at"] == "2026-11-26T16:18:00Z"
     assert data["scope"]["window"] == {"start": "2026-11-26T15:00:00Z", "end": "2026-11-26T16:00:00Z"}
     control_json = data["controls"][0]
@@ -294,7 +297,7 @@ def _read_purposes() -> list[tuple[str, str]]:
 
 # Reads a control only needs when no VM of the run is left (Batch deletes them when the job ends):
 # the 503 must then make it ERROR, so those cases start from an empty VM listing.
-VM_FALLBACK_READS = {("CC-02", "logging.instance_inserts"), ("SEC-02", "logging.instance_inserts"),
+VM_FALLBACK_READS = {("CC-02", "logging.instance_inserts"), ("CC-05", "logging.instance_inserts"), ("SEC-02", "logging.instance_inserts"),
                      ("SEC-03", "logging.instance_inserts"), ("SOV-06", "logging.instance_inserts"),
                      # the window's changes to the run's VMs: their insert body is all else there is
                      ("CC-02", "logging.network_changes"), ("SEC-02", "logging.network_changes"),
@@ -313,6 +316,9 @@ def test_a_503_on_any_purpose_a_control_reads_makes_it_error_never_pass(control_
     if control_id == "SOV-09":   # it reads nothing unless the pack names a workload
         pack = dataclasses.replace(pack, assured_workload="organizations/161803398874/locations/us-central1/"
                                                           "workloads/genomics-sovereign")
+    if control_id == "CC-05":   # off in the us pack, where it reads nothing
+        pack = dataclasses.replace(pack, confidential=dataclasses.replace(pack.confidential,
+                                                                          in_guest_attestation=InGuestAttestation(True)))
     node = NodeEvidence(pack)
     if (control_id, purpose) in VM_FALLBACK_READS:
         node.set("compute.job_instances", {"kind": "compute#instanceAggregatedList", "items": {}})

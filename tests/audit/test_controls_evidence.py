@@ -12,6 +12,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
+import attestation_evidence
 import network_evidence
 import pytest
 
@@ -431,6 +432,7 @@ class NodeEvidence:
         for purpose, body in network_evidence.clean(project, pack.network.network, self.region).items():
             self.set(purpose, body)
         self._clean_logging()
+        attestation_evidence.clean(self, UID)   # CC-05, when the pack turns it on (eu)
 
     def _clean_logging(self) -> None:
         """The node's log routing (SEC-08): `_Default` re-pointed to a regional bucket, `_Required` in
@@ -480,8 +482,11 @@ def test_every_control_passes_on_a_clean_node(node_name: str) -> None:
     evidence = NodeEvidence(resolve_policy(node_name))
     results = evaluate(evidence.context())
     assert len(results) == len(all_controls())
-    # The us pack names no Assured Workloads workload: SOV-09 is NOT_APPLICABLE there by the pack's choice.
+    # The pack's choices: the us pack names no Assured Workloads workload (SOV-09) and leaves in-guest
+    # attestation off (CC-05); both are NOT_APPLICABLE there.
     by_choice = {"SOV-09"} if node_name == "us" else set()
+    if not evidence.pack.confidential.in_guest_attestation.enabled:
+        by_choice.add("CC-05")
     failing = {r.id: [f.message for f in r.findings if f.outcome != Outcome.PASS] for r in results
                if r.outcome != Outcome.PASS and r.id not in by_choice}
     assert failing == {}

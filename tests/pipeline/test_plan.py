@@ -147,3 +147,14 @@ def test_plan_refuses_the_inputs_submit_refuses_with_the_same_message(given: str
     assert planned.exit_code == submitted.exit_code == 2
     assert f"{given} is {where}, not in the node's buckets" in planned.output
     assert planned.output.replace("plan", "submit") == submitted.output
+
+
+def test_tasks_are_told_to_attest_only_when_the_pack_asks() -> None:
+    variables = plan_json()["job"]["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert "SOVAUDIT_ATTEST" not in variables
+    result = CliRunner().invoke(pipeline, ["plan", "--policy", "eu", "--inputs", "gs://fed-node-eu-raw-vcfs/a.vcf.gz",
+                                           "--run-id", RUN_ID])
+    assert result.exit_code == 0, result.output
+    variables = json.loads(result.output)["job"]["taskGroups"][0]["taskSpec"]["environment"]["variables"]
+    assert variables["SOVAUDIT_ATTEST"] == "1" and variables["SOVAUDIT_ATTEST_REGION"] == "europe-west4"
+    assert variables["SOVAUDIT_ATTEST_AUDIENCE"] == resolve_policy("eu").confidential.in_guest_attestation.audience

@@ -309,3 +309,36 @@ def test_allowed_peerings_must_be_network_names(tmp_path: Path) -> None:
     bad = _with_egress(tmp_path, "  egress: {firewall: deny-all, allowed_peerings: [partner-vpc]}\n")
     assert any("network.egress.allowed_peerings[0]: 'partner-vpc' is not a network name" in str(e)
                for e in validate_policy(bad))
+
+
+# ---- confidential.in_guest_attestation (CC-05) ---------------------------------------------------
+
+def _with_attestation(tmp_path: Path, block: str) -> Path:
+    text = (ROOT / "policies" / "us-node.yaml").read_text()
+    old = "confidential: {required_type: SEV, machine_series: [n2d, c2d, c3d]}"
+    assert old in text
+    text = text.replace(old, "confidential:\n  required_type: SEV\n  machine_series: [n2d, c2d, c3d]\n"
+                             f"  in_guest_attestation: {block}")
+    (tmp_path / "p.yaml").write_text(text)
+    return tmp_path / "p.yaml"
+
+
+def test_in_guest_attestation_is_off_unless_a_pack_turns_it_on(tmp_path: Path) -> None:
+    assert resolve_policy("us").confidential.in_guest_attestation.enabled is False
+    assert resolve_policy("eu").confidential.in_guest_attestation.enabled is True
+    pack = load_policy(_with_attestation(tmp_path, "{enabled: true, audience: https://auditor.example.org}"))
+    attestation = pack.confidential.in_guest_attestation
+    assert attestation.enabled and attestation.audience == "https://auditor.example.org"
+    assert attestation.jwks_uri.startswith("https://www.googleapis.com/service_accounts/v1/metadata/jwk/")
+
+
+@pytest.mark.parametrize(("block", "words"), [
+    ('{enabled: "yes"}', "expected a boolean"),
+    ("{enabled: 1}", "expected a boolean"),
+    ("{audience: x}", "enabled"),
+    ("{enabled: true, jwks_uri: http://keys.example.org/jwks}", "must be an https:// URL"),
+    ("{enabled: true, nonce: fixed}", "nonce"),
+])
+def test_in_guest_attestation_problems_name_the_field(tmp_path: Path, block: str, words: str) -> None:
+    found = [str(e) for e in validate_policy(_with_attestation(tmp_path, block))]
+    assert any("confidential.in_guest_attestation" in p and words in p for p in found), found

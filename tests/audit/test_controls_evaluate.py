@@ -89,10 +89,12 @@ def test_every_control_errors_on_an_empty_evidence_log(node: NodeEvidence) -> No
     assert {r.id: r.outcome for r in results} == {r.id: Outcome.ERROR for r in results}
 
 
-def test_only_sov09_is_not_applicable_on_an_empty_log_when_the_pack_names_no_workload(node: NodeEvidence) -> None:
+def test_only_the_packs_optional_controls_are_not_applicable_on_an_empty_log(node: NodeEvidence) -> None:
+    # The us pack names no Assured Workloads workload (SOV-09) and leaves in-guest attestation off (CC-05).
     node.answers.clear()
     results = {r.id: r for r in evaluate(node.context())}
-    assert {i for i, r in results.items() if r.outcome != Outcome.ERROR} == {"SOV-09"}
+    assert {i for i, r in results.items() if r.outcome != Outcome.ERROR} == {"SOV-09", "CC-05"}
+    assert results["CC-05"].outcome == Outcome.NOT_APPLICABLE
     assert results["SOV-09"].outcome == Outcome.NOT_APPLICABLE
     assert results["SOV-09"].findings[0].message == "the pack names no Assured Workloads workload"
 

@@ -60,7 +60,9 @@ def test_statement_is_an_in_toto_test_result(signed_bundle):
     assert statement["predicateType"] == PREDICATE_TYPE
     assert predicate["result"] == "FAILED" and predicate["url"] == make_result()["run_id"]
     assert predicate["failedTests"] == ["SEC-02", "SEC-05"]
-    assert predicate["warnedTests"] == ["SOV-04", "SOV-03"] and predicate["passedTests"] == ["SOV-01"]
+    # SOV-03 is NOT_APPLICABLE: the signed pack says it does not apply, so it is in no test list.
+    assert predicate["warnedTests"] == ["SOV-04"] and predicate["passedTests"] == ["SOV-01"]
+    assert "SOV-03" not in predicate["failedTests"]
     assert predicate["configuration"][1]["digest"] == {"sha256": "ab" * 32}
     assert predicate["sovaudit"]["incompleteControls"] == ["SEC-05"]
     assert predicate["sovaudit"]["signingKeyId"] == key.keyid
@@ -71,8 +73,15 @@ def test_result_is_passed_only_when_every_control_passed():
     for control in result["controls"]:
         control["outcome"] = "PASS"
     assert summarise_tests(result)[0] == "PASSED"
+    # NOT_APPLICABLE (the signed pack says it does not apply) passes, shown: in no test list.
     result["controls"][0]["outcome"] = "NOT_APPLICABLE"
+    verdict, passed, warned, failed = summarise_tests(result)
+    assert verdict == "PASSED" and result["controls"][0]["id"] not in passed + warned + failed
+    result["controls"][1]["outcome"] = "SKIPPED"
     assert summarise_tests(result)[0] == "WARNED"
+    for control in result["controls"]:
+        control["outcome"] = "NOT_APPLICABLE"
+    assert summarise_tests(result)[0] == "FAILED"   # nothing tested at all is never PASSED
 
 
 @pytest.mark.parametrize("subject", ["result.json", "report.html", "manifest.json", "junit.xml", "results.sarif",

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from sovaudit.audit import locations
-from sovaudit.policies import schema
+from sovaudit.policies import schema, staff_access
 from sovaudit.policies.schema import Field
 
 SHIPPED = {"us": "us-node.yaml", "eu": "eu-node.yaml"}
@@ -231,6 +231,9 @@ class PolicyPack:
     access: Access = field(default_factory=Access)
     logging: LogRouting = LogRouting(allowed_locations=())
     scope: JobScopeRule = JobScopeRule()
+    # SOV-07 / SOV-08 (policies/staff_access.py); None when the pack has no such section.
+    access_transparency: staff_access.AccessTransparencyRule | None = None
+    key_access_justifications: staff_access.KeyAccessRule | None = None
 
     @property
     def region(self) -> str:
@@ -423,6 +426,12 @@ class _Checker:
                 self.error(line, path, f"{wrong}, got {_describe(node, value)}", spec.hint)
                 return None
             return value
+        if spec.kind == schema.BOOL:
+            value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+            if not isinstance(value, bool):
+                self.error(line, path, f"{wrong}, got {_describe(node, value)}", spec.hint)
+                return None
+            return value
         if spec.kind == schema.DATE:
             if not isinstance(node, yaml.ScalarNode):
                 self.error(line, path, f"{wrong}, got {_describe(node, None)}", spec.hint)
@@ -518,6 +527,7 @@ class _Checker:
                 path = f"access.allowed_domains[{index}]"
                 self.error(self.line(path), path, f"{domain!r} is not a domain name", "e.g. example.org")
         self.check_logging(v.get("logging") or {})
+        staff_access.check(v, lambda path, message, hint: self.error(self.line(path), path, message, hint))
 
     def check_members(self, path: str, members: list[Any]) -> None:
         """IAM members in the form Google writes them, so comparisons can be exact."""
@@ -776,6 +786,8 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
                       tuple((v.get("access") or {}).get("allowed_principals") or ())),
         logging=_log_routing(v.get("logging") or {}, tuple(j["allowed_regions"])),
         scope=JobScopeRule(parse_lookback(str((v.get("scope") or {}).get("lookback") or "")) or DEFAULT_LOOKBACK),
+        access_transparency=staff_access.access_transparency_rule(v),
+        key_access_justifications=staff_access.key_access_rule(v),
     )
 
 

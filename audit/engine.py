@@ -161,7 +161,9 @@ def collect(options: VerifyOptions, progress: Progress = _stderr) -> Collected:
                 scope_rules.job_purpose("storage.manifests", judged_job.name, count))))
         uids = tuple(judged_job.uid for judged_job in judged)
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uids)))
-        for purpose, text in logs.filters(ctx.project, start, end).items():
+        kaj = options.pack.key_access_justifications
+        for purpose, text in logs.filters(ctx.project, start, end,
+                                          kaj.allowed_reasons if kaj else None).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
         tasks.append(("network changes", lambda: network.changes(ctx, start, end)))

@@ -89,12 +89,13 @@ def test_posture_only_makes_job_controls_not_applicable_with_the_reason(node: No
     scope = Scope(posture_only=True, reasons=("--posture-only given",))
     results = {r.id: r for r in evaluate(node.context(scope))}
     job_controls = [c.meta.id for c in all_controls() if c.meta.needs_job]
-    assert len(job_controls) == 11 and "INT-02" in job_controls
+    assert len(job_controls) == 12 and "INT-02" in job_controls and "SOV-07" in job_controls
     for control_id in job_controls:
         assert results[control_id].outcome == Outcome.NOT_APPLICABLE
         assert "posture-only run" in results[control_id].findings[0].message
         assert "--posture-only given" in results[control_id].findings[0].message
     assert results["SOV-01"].outcome == Outcome.PASS
+    assert results["SOV-08"].outcome == Outcome.PASS   # key policies judged; uses need a run
 
 
 def test_no_probes_makes_probe_controls_not_applicable(node: NodeEvidence) -> None:

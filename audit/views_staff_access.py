@@ -103,8 +103,19 @@ def staff_accesses(log: EvidenceLog) -> tuple[StaffAccess, ...]:
     return tuple(StaffAccess.parse(e) for e in log_entries(log, "logging.policy_denied") if is_transparency_entry(e))
 
 
+def private_logs_readable(log: EvidenceLog) -> bool:
+    """Whether the verifier was shown private (Data Access) log entries at all in the window.
+
+    Without `logging.privateLogEntries.list` Logging returns no private entries rather than an error
+    (docs/permissions.md note 3), and Access Transparency is a private log too. Every run writes its
+    outputs, so an answer to the data-writes question holding at least one entry shows the
+    permission works; an empty one leaves "no Access Transparency entry" unproven. Raises
+    EvidenceIncomplete when that question failed."""
+    return bool(log_entries(log, "logging.data_writes"))
+
+
 def transparency_evidence(log: EvidenceLog) -> tuple[str, ...]:
-    return log.by_purpose("logging.policy_denied").ids
+    return tuple(log.by_purpose("logging.policy_denied").ids)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sovaudit.audit.views_staff_access import (
     KeyUse,
     StaffAccess,
     key_uses,
+    private_logs_readable,
     staff_accesses,
     transparency_evidence,
 )
@@ -42,10 +43,12 @@ def _country_problem(label: str, country: str, allowed: tuple[str, ...]) -> str:
         return f"no {label} country is stated"
     if country == "??":
         return f"the {label} country is unknown ('??')"
-    if country not in ISO_3166_ALPHA2:
+    if len(country) == 3 and country.isalpha() and country.isupper():
         # Google writes a 3-letter continent code for low-population countries: it names no country, so
         # it cannot be shown to be an allowed one.
         return f"the {label} country is given only as {country!r}, which names no single country"
+    if country not in ISO_3166_ALPHA2:
+        return f"the {label} country {country!r} is not an ISO 3166-1 alpha-2 code"
     return f"the {label} country {country} is outside the allowed {', '.join(allowed)}"
 
 
@@ -66,7 +69,7 @@ def _country_problem(label: str, country: str, allowed: tuple[str, ...]) -> str:
                 "Assured Workloads / Sovereign Controls with a data-boundary regime for the jurisdiction "
                 "(terraform: google_assured_workloads_workload {compliance_regime, enable_sovereign_controls})",
     frameworks=FRAMEWORKS_TRANSFER,
-    reads=["logging.policy_denied"],
+    reads=["logging.policy_denied", "logging.data_writes"],
     needs_job=True,
 )
 def staff_access_in_jurisdiction(ctx: ControlContext) -> Iterator[Finding]:
@@ -93,9 +96,23 @@ def staff_access_in_jurisdiction(ctx: ControlContext) -> Iterator[Finding]:
                                          "window: it appears to be on; set expected: true)" if accesses else ""),
                            transparency_evidence(ctx.evidence))
     elif not accesses:
-        yield Finding.ok(project, f"no Access Transparency entries in the window {window}; enablement cannot be "
-                         "read by API, so this shows no logged access, not no access",
-                         transparency_evidence(ctx.evidence))
+        try:
+            readable = private_logs_readable(ctx.evidence)
+        except EvidenceIncomplete as exc:
+            readable, evidence = False, exc.evidence_ids
+        else:
+            evidence = tuple(ctx.evidence.by_purpose("logging.data_writes").ids)
+        if not readable:
+            yield Finding.error(project, f"no Access Transparency entries in the window {window}, and no Data Access "
+                                "entry either although the run wrote its outputs: either this verifier lacks "
+                                "logging.privateLogEntries.list (Logging then hides private logs instead of "
+                                "refusing) or the node's Data Access entries were not stored (see SEC-08), so "
+                                "the empty answer proves nothing",
+                                transparency_evidence(ctx.evidence) + evidence)
+        else:
+            yield Finding.ok(project, f"no Access Transparency entries in the window {window}; enablement cannot "
+                             "be read by API, so this shows no logged access, not no access",
+                             transparency_evidence(ctx.evidence))
 
 
 def _judge_access(access: StaffAccess, countries: tuple[str, ...], reasons: tuple[str, ...]) -> Finding:
@@ -223,7 +240,7 @@ def _judge_uses(ctx: ControlContext, allowed: tuple[str, ...], keys: tuple[str, 
     """The window's KMS uses whose justification was not allowed (the query leaves allowed ones out)."""
     project = f"projects/{ctx.policy.project}"
     window = ctx.scope.window_text
-    log_ids = ctx.evidence.by_purpose("logging.data_writes").ids
+    log_ids = tuple(ctx.evidence.by_purpose("logging.data_writes").ids)
     try:
         uses = key_uses(ctx.evidence)
     except EvidenceIncomplete as exc:
@@ -276,7 +293,13 @@ def _blind_spots(ctx: ControlContext, keys: tuple[str, ...]) -> tuple[tuple[str,
     routing = absence_proof_problems(ctx.evidence, ctx.policy)
     if routing:
         reasons += [f"{problem} (see SEC-08)" for problem in routing]
-        evidence += absence_proof_evidence(ctx.evidence)
+        evidence += tuple(absence_proof_evidence(ctx.evidence))
+    try:
+        if not private_logs_readable(ctx.evidence):
+            reasons.append("the window's Data Access answer holds no entry at all although the run wrote its "
+                           "outputs: the verifier may lack logging.privateLogEntries.list")
+    except EvidenceIncomplete:
+        pass   # the uses themselves were unreadable: already an ERROR finding of their own
     # Google logs a key's use in the key's project; this verify reads only the node's log.
     elsewhere = sorted(k for k in keys if not k.startswith(f"projects/{ctx.policy.project}/"))
     if elsewhere:

@@ -91,8 +91,8 @@ def staff_access_in_jurisdiction(ctx: ControlContext) -> Iterator[Finding]:
         yield _judge_access(access, rule.allowed_countries, rule.allowed_reasons)
     if not rule.expected:
         yield Finding.fail(project, "the pack states that Access Transparency is not on for the node: accesses by "
-                           "Google staff are then not logged at all, so none from outside the jurisdiction cannot "
-                           "be shown" + (f" (yet {len(accesses)} Access Transparency entries were found in the "
+                           "Google staff are then not logged at all, so it cannot be shown that none came from "
+                           "outside the jurisdiction" + (f" (yet {len(accesses)} Access Transparency entries were found in the "
                                          "window: it appears to be on; set expected: true)" if accesses else ""),
                            transparency_evidence(ctx.evidence))
     elif not accesses:

@@ -111,7 +111,7 @@ def private_logs_readable(log: EvidenceLog) -> bool:
     outputs, so an answer to the data-writes question holding at least one entry shows the
     permission works; an empty one leaves "no Access Transparency entry" unproven. Raises
     EvidenceIncomplete when that question failed."""
-    return bool(log_entries(log, "logging.data_writes"))
+    return any(item.parsed.get("entries") for item in complete_items(log, "logging.data_writes"))
 
 
 def transparency_evidence(log: EvidenceLog) -> tuple[str, ...]:

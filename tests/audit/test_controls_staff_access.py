@@ -263,3 +263,16 @@ def test_the_html_report_lists_staff_access_in_the_sovereignty_section(tmp_path)
     [sovereignty] = [s for s in sections if s.startswith("Data sovereignty</h2>")]
     assert 'id="SOV-07"' in sovereignty
     assert "physically in IN, office US" in sovereignty and "Case number: 48151623" in sovereignty
+
+
+@pytest.mark.parametrize(("physical", "office", "outcome"), [
+    ("DE", "IE", Outcome.PASS), ("NL", "NL", Outcome.PASS),
+    ("CH", "DE", Outcome.FAIL),     # Switzerland: Europe, not the EU
+    ("NO", "NO", Outcome.FAIL),     # EEA, not an EU member state: the shipped eu pack lists member states only
+    ("DE", "US", Outcome.FAIL),     # a US office: the employer answers to another jurisdiction
+    ("EU", "DE", Outcome.FAIL),     # EU is not a country code
+])
+def test_sov07_on_the_eu_node_allows_exactly_the_member_states(physical: str, office: str, outcome: Outcome) -> None:
+    eu = NodeEvidence(resolve_policy("eu"))
+    add_staff_access(eu, staff_access(physical, office))
+    assert eu.run("SOV-07").outcome == outcome

@@ -187,7 +187,9 @@ def collect(options: VerifyOptions, progress: Progress = progress_lines.say,
         tasks.append(("job VMs", lambda: job.job_instances(ctx, uids)))
         if options.pack.confidential.in_guest_attestation.enabled:
             tasks.append(("attestation signing keys", lambda: attestation.signing_keys(ctx)))
-        for purpose, text in logs.filters(ctx.project, start, end).items():
+        kaj = options.pack.key_access_justifications
+        for purpose, text in logs.filters(ctx.project, start, end,
+                                          kaj.allowed_reasons if kaj else None).items():
             tasks.append((purpose, functools.partial(logs.collect, ctx, purpose, text)))
         tasks.append(("log routing changes", lambda: logging_config.changes(ctx, start)))
         tasks.append(("network changes", lambda: network.changes(ctx, start, end)))

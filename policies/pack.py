@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from sovaudit.audit import locations
-from sovaudit.policies import schema
+from sovaudit.policies import schema, staff_access
 from sovaudit.policies.schema import Field
 
 SHIPPED = {"us": "us-node.yaml", "eu": "eu-node.yaml"}
@@ -253,6 +253,9 @@ class PolicyPack:
     scope: JobScopeRule = JobScopeRule()
     # SOV-09: the Assured Workloads workload whose violations the audit reconciles ("" = none named).
     assured_workload: str = ""
+    # SOV-07 / SOV-08 (policies/staff_access.py); None when the pack has no such section.
+    access_transparency: staff_access.AccessTransparencyRule | None = None
+    key_access_justifications: staff_access.KeyAccessRule | None = None
 
     @property
     def region(self) -> str:
@@ -559,6 +562,7 @@ class _Checker:
                 path = f"access.allowed_domains[{index}]"
                 self.error(self.line(path), path, f"{domain!r} is not a domain name", "e.g. example.org")
         self.check_logging(v.get("logging") or {})
+        staff_access.check(v, lambda path, message, hint: self.error(self.line(path), path, message, hint))
 
     def check_members(self, path: str, members: list[Any]) -> None:
         """IAM members in the form Google writes them, so comparisons can be exact."""
@@ -841,6 +845,8 @@ def _build(v: dict[str, Any], file: str, sha256: str) -> PolicyPack:
         logging=_log_routing(v.get("logging") or {}, tuple(j["allowed_regions"])),
         scope=JobScopeRule(parse_lookback(str((v.get("scope") or {}).get("lookback") or "")) or DEFAULT_LOOKBACK),
         assured_workload=str(v.get("assured_workload") or ""),
+        access_transparency=staff_access.access_transparency_rule(v),
+        key_access_justifications=staff_access.key_access_rule(v),
     )
 
 

@@ -15,9 +15,9 @@ MAP_STR = "mapping of string to string"
 OBJECT = "mapping"
 LIST_OBJECT = "list of mappings"
 DATE = "date (YYYY-MM-DD)"
+BOOL = "boolean (true or false)"
 # Google's own REST JSON kept as written (a perimeter rule, an access level): compared by content.
 LIST_BODY = "list of mappings (Google's REST JSON)"
-BOOL = "boolean (true or false)"
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,16 @@ PACK: dict[str, Field] = {
     "assured_workload": Field(STR, required=False,
                               hint="organizations/NUMBER/locations/LOCATION/workloads/ID, as "
                                    "`gcloud assured workloads list` shows it"),
+    # SOV-07 / SOV-08 (policies/staff_access.py): where and why Google's own staff and systems may
+    # reach the node's data. Absent: the control is ERROR (the pack does not say what is allowed).
+    "access_transparency": Field(OBJECT, required=False, fields={
+        "expected": Field(BOOL, hint="true when Access Transparency is on for the node's organization or project"),
+        "allowed_countries": Field(LIST_STR, hint="ISO 3166-1 alpha-2 codes, e.g. [US]"),
+        "allowed_reasons": Field(LIST_STR, hint="Access Transparency reason types, e.g. [CUSTOMER_INITIATED_SUPPORT]"),
+    }),
+    "key_access_justifications": Field(OBJECT, required=False, fields={
+        "allowed_reasons": Field(LIST_STR, hint="e.g. [CUSTOMER_INITIATED_ACCESS, GOOGLE_INITIATED_SYSTEM_OPERATION]"),
+    }),
     "severity_overrides": Field(MAP_STR, required=False, hint="control id -> critical|high|medium|low"),
     "waivers": Field(LIST_OBJECT, required=False, fields=WAIVER),
 }

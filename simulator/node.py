@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from sovaudit.simulator import hierarchy, log_router
+from sovaudit.simulator import hierarchy, log_router, staff_access
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.api.assured_workloads import WORKLOADS_SPEC
 from sovaudit.simulator.faults import FAULTS_SPEC
@@ -141,7 +141,9 @@ NODE_SPEC = s.Struct(
                                "projects/P/locations/L/keyRings/R"),
             "keys": s.MapOf(s.Struct(
                 required={"purpose": s.OneOf(("ENCRYPT_DECRYPT", "ASYMMETRIC_SIGN"))},
-                optional={"algorithm": s.OneOf(("GOOGLE_SYMMETRIC_ENCRYPTION", "EC_SIGN_P256_SHA256"))}),
+                optional={"algorithm": s.OneOf(("GOOGLE_SYMMETRIC_ENCRYPTION", "EC_SIGN_P256_SHA256")),
+                          # CryptoKey.keyAccessJustificationsPolicy (SOV-08); {} allows no reason at all.
+                          "keyAccessJustificationsPolicy": staff_access.KEY_POLICY_SPEC}),
                 min_items=1)},
             # Symmetric keys outside the node's key ring (e.g. in another location), by full name.
             optional={"other_keys": s.ListOf(s.Text(
@@ -590,6 +592,10 @@ def build_state(loaded: LoadedNode, *, job_tasks: int = 10, batch_refusal: str =
             crypto_key["primary"] = version
             crypto_key["rotationPeriod"] = "7776000s"
             crypto_key["nextRotationTime"] = "2027-01-15T09:30:00Z"
+        if key.get("keyAccessJustificationsPolicy") is not None:
+            # proto3 JSON leaves an empty list out: a policy allowing no reason is answered as {}.
+            reasons = list(key["keyAccessJustificationsPolicy"].get("allowedAccessReasons") or [])
+            crypto_key["keyAccessJustificationsPolicy"] = {"allowedAccessReasons": reasons} if reasons else {}
         state.crypto_keys[name] = crypto_key
         state.extras.setdefault("kms_versions", {})[version["name"]] = version
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import google_crc32c
 
-from sovaudit.simulator import audit_log, clock, integrity_log
+from sovaudit.simulator import audit_log, clock, integrity_log, staff_access
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.actions import ACTION_SPEC
 from sovaudit.simulator.seed_attestation import ATTESTATION_SPEC, attest_tasks
@@ -80,6 +80,10 @@ SEED_SPEC = s.Struct(optional={
                   "set": s.MapOf(s.AnyValue(), key_pattern=r"[A-Za-z0-9_.]+", min_items=1)})),
     # Tokens the tasks stored for CC-05, changed per task index (simulator/seed_attestation.py).
     "attestation": ATTESTATION_SPEC,
+    # Accesses by Google staff (Access Transparency) and Cloud KMS uses with a Key Access Justification
+    # during the run (simulator/staff_access.py).
+    "access_transparency": staff_access.ACCESS_TRANSPARENCY_SPEC,
+    "kms_uses": staff_access.KMS_USES_SPEC,
     # An insider's API calls replayed through the REST handlers after seeding (simulator/actions.py).
     "actions": s.ListOf(ACTION_SPEC),
     # Project log exclusions in force only while the run is recorded (created before it, deleted after
@@ -138,6 +142,8 @@ class SeedOptions:
     extra_jobs: Sequence[Mapping[str, Any]] = ()
     launch_attestation: Sequence[Mapping[str, Any]] = ()
     attestation: Sequence[Mapping[str, Any]] = ()
+    access_transparency: Sequence[Mapping[str, Any]] = ()
+    kms_uses: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, job_tasks: int) -> SeedOptions:
@@ -308,6 +314,8 @@ class _Seeder:
             from sovaudit.simulator.api.network import seed_changes
 
             seed_changes(self.state, self.opts.network_changes, self.running)
+        staff_access.access_transparency(self.state, self.opts.access_transparency, self.running)
+        staff_access.kms_uses(self.state, self.opts.kms_uses, self.running)
         revert_exclusions()
         if self.opts.delete_vms:
             self._delete_vms(None if self.opts.delete_vms is True else {i % count for i in self.opts.delete_vms})

@@ -7,6 +7,7 @@ job older than a day is still judged on its own logs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sovaudit import cloud
@@ -28,8 +29,33 @@ def _window(start: datetime, end: datetime) -> str:
     return f'timestamp>="{utc_text(start)}" AND timestamp<="{utc_text(end)}"'
 
 
-def filters(project: str, start: datetime, end: datetime) -> dict[str, str]:
-    """The three audit questions of a run, by purpose (shown in the report as they were sent)."""
+ACCESS_TRANSPARENCY_LOG = "cloudaudit.googleapis.com/access_transparency"
+KMS_SERVICE = "cloudkms.googleapis.com"
+KAJ_REASON_FIELD = "protoPayload.metadata.entries.key_access_justification.reason"
+KAJ_POLICY_FIELD = "protoPayload.metadata.entries.key_access_justification_policy_metadata"
+
+
+def kms_uses_clause(allowed_reasons: Sequence[str] | None) -> str:
+    """SOV-08's part of the data_access question: Cloud KMS uses whose Key Access Justification is
+    not on the pack's list. Uses with an allowed reason stay on the server (a busy node's CMEK traffic
+    costs no pages); without a list every justified use comes back and SOV-08 is ERROR anyway.
+    Whether `key_access_justification` is absent or empty on a use made without KAJ enrolment is [U];
+    such a use says nothing about Google's reasons and is left out either way."""
+    allowed = " OR ".join(f'{KAJ_REASON_FIELD}="{reason}"' for reason in allowed_reasons or ())
+    # A use the key's policy did not judge (the key not enrolled in enforcement) comes back too.
+    not_enforced = f'{KAJ_POLICY_FIELD}.customer_configured_policy_enforced="false"'
+    unwanted = f" AND (NOT ({allowed}) OR {not_enforced})" if allowed else ""
+    return f'(protoPayload.serviceName="{KMS_SERVICE}" AND {KAJ_REASON_FIELD}:*{unwanted})'
+
+
+
+def filters(project: str, start: datetime, end: datetime,
+            kaj_reasons: Sequence[str] | None = None) -> dict[str, str]:
+    """The three audit questions of a run, by purpose (shown in the report as they were sent).
+
+    Two more questions ride in them at no extra request: Access Transparency entries (SOV-07) with the
+    Policy Denied ones, and Cloud KMS uses with a disallowed justification (SOV-08) with the data
+    writes; the controls that read each purpose tell the two apart by logName / serviceName."""
     window = _window(start, end)
     return {
         # An insert is a long-running operation logged twice: the `first` entry carries the request
@@ -60,10 +86,12 @@ def filters(project: str, start: datetime, end: datetime) -> dict[str, str]:
             'AND NOT protoPayload.metadata.tableDataRead:* AND NOT protoPayload.serviceData:* '
             'AND NOT (protoPayload.metadata.jobChange:* '
             'AND NOT protoPayload.metadata.jobChange.job.jobStatus.errorResult:* '
-            f'AND protoPayload.metadata.jobChange.job.jobStats.createTime>="{utc_text(start)}"))) '
+            f'AND protoPayload.metadata.jobChange.job.jobStats.createTime>="{utc_text(start)}")) '
+            f"OR {kms_uses_clause(kaj_reasons)}) "
             f"AND {window}"
         ),
-        "logging.policy_denied": f'{_log(project, "cloudaudit.googleapis.com/policy")} AND {window}',
+        "logging.policy_denied": (f'({_log(project, "cloudaudit.googleapis.com/policy")} OR '
+                                  f'{_log(project, ACCESS_TRANSPARENCY_LOG)}) AND {window}'),
     }
 
 

@@ -16,5 +16,6 @@ from sovaudit.audit.controls import (  # noqa: F401
     reads,
     security,
     sovereignty,
+    staff_access,  # SOV-07, SOV-08
 )
 from sovaudit.audit.controls import logging as _logging  # noqa: F401  (SEC-08)

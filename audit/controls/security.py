@@ -31,6 +31,7 @@ from sovaudit.audit.views_bigquery import (
     gcs_bucket,
     is_bigquery,
 )
+from sovaudit.audit.views_staff_access import is_kms_use, is_transparency_entry
 from sovaudit.policies.pack import PolicyPack
 
 NET_FRAMEWORKS = {"GDPR": ["Art. 32"], "HIPAA": ["164.312(e)(1)"], "NIST-800-53": ["SC-7", "AC-4"],
@@ -305,7 +306,8 @@ class _EgressJudge:
 def no_egress(ctx: ControlContext) -> Iterator[Finding]:
     pack = ctx.policy
     configs = IamAuditConfigs.from_log(ctx.evidence)
-    entries = log_entries(ctx.evidence, "logging.data_writes")
+    # The same question returns SOV-08's KMS uses (audit/collectors/logs.py); they are not writes.
+    entries = tuple(e for e in log_entries(ctx.evidence, "logging.data_writes") if not is_kms_use(e))
     log_ids = ctx.evidence.by_purpose("logging.data_writes").ids
     window = ctx.scope.window_text
     problems = configs.data_access_problems("DATA_WRITE")
@@ -376,7 +378,8 @@ def _is_vpcsc_violation(entry: LogEntry) -> bool:
     needs_job=True,
 )
 def no_perimeter_violations(ctx: ControlContext) -> Iterator[Finding]:
-    entries = log_entries(ctx.evidence, "logging.policy_denied")
+    # The same question returns SOV-07's Access Transparency entries; they are not denials.
+    entries = [e for e in log_entries(ctx.evidence, "logging.policy_denied") if not is_transparency_entry(e)]
     log_ids = ctx.evidence.by_purpose("logging.policy_denied").ids
     violations = [e for e in entries if _is_vpcsc_violation(e)]
     for entry in violations:

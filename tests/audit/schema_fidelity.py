@@ -221,6 +221,62 @@ def _integrity_defects(entry: Mapping[str, Any], item: str, path: str) -> list[D
                 defects.append(Defect(item, f"{where}.{key}", "a boot report carries policyEvaluationPassed"))
         else:
             defects.append(Defect(item, f"{where}.{key}", "not a documented IntegrityEvent field"))
+# Access Transparency's jsonPayload (TransparencyLog) has no proto in the client libraries: its fields as
+# Google's reading-logs page documents them (reference §8.3). A field outside this table is a defect.
+_TRANSPARENCY_FIELDS: dict[str, Any] = {
+    "@type": str, "location": {"principalOfficeCountry": str, "principalEmployingEntity": str,
+                               "principalPhysicalLocationCountry": str},
+    "principalJobTitle": str, "product": [str], "reason": [{"type": str, "detail": str}],
+    "permissionDetails": [{"permissionType": str, "logAccessed": bool}], "eventId": str,
+    "accesses": [{"methodName": str, "resourceName": str}], "accessApprovals": [str],
+}
+_AT_REASONS = {"CUSTOMER_INITIATED_SUPPORT", "GOOGLE_INITIATED_SERVICE", "THIRD_PARTY_DATA_REQUEST",
+               "GOOGLE_INITIATED_REVIEW", "GOOGLE_RESPONSE_TO_PRODUCTION_ALERT"}
+# Cloud KMS Data Access `metadata.entries` carrying a Key Access Justification (reference §8.4): snake_case
+# keys, booleans as the strings "true"/"false".
+_KAJ_ENTRIES: dict[str, Any] = {
+    "key_access_justification": {"@type": str, "reason": str},
+    "key_access_justification_policy_metadata": {"customer_configured_policy_enforced": "bool-string",
+                                                 "customer_configured_policy": {"allowed_access_reasons": [str]},
+                                                 "justification_propagated_to_ekm": "bool-string"},
+}
+
+
+def _shape_defects(value: Any, shape: Any, item: str, path: str) -> list[Defect]:
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return [Defect(item, path, "expected an object")]
+        defects = []
+        for key, member in value.items():
+            if key not in shape:
+                defects.append(Defect(item, f"{path}.{key}", "unknown field"))
+            else:
+                defects += _shape_defects(member, shape[key], item, f"{path}.{key}")
+        return defects
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return [Defect(item, path, "expected a list")]
+        return [d for index, member in enumerate(value) for d in _shape_defects(member, shape[0], item, f"{path}[{index}]")]
+    if shape == "bool-string":
+        return [] if value in ("true", "false") else [Defect(item, path, f"{value!r}: Google prints \"true\"/\"false\"")]
+    return [] if isinstance(value, shape) else [Defect(item, path, f"{value!r} is not a {shape.__name__}")]
+
+
+def _staff_access_defects(entry: Mapping[str, Any], item: str, path: str) -> list[Defect]:
+    """TransparencyLog entries and KMS Data Access justification metadata, against the tables above."""
+    payload = entry.get("jsonPayload") or {}
+    defects: list[Defect] = []
+    if payload.get("@type") == "type.googleapis.com/google.cloud.audit.TransparencyLog":
+        defects += _shape_defects(payload, _TRANSPARENCY_FIELDS, item, f"{path}.jsonPayload")
+        defects += [Defect(item, f"{path}.jsonPayload.reason", f"unknown reason type {r.get('type')!r}")
+                    for r in payload.get("reason") or [] if isinstance(r, dict) and r.get("type") not in _AT_REASONS]
+        if (entry.get("resource") or {}).get("type") != "project":
+            defects.append(Defect(item, f"{path}.resource.type", "Access Transparency entries are on `project`"))
+    proto = entry.get("protoPayload") or {}
+    kms_entries = ((proto.get("metadata") or {}).get("entries") or {}) if proto.get(
+        "serviceName") == "cloudkms.googleapis.com" else {}
+    if kms_entries:
+        defects += _shape_defects(kms_entries, _KAJ_ENTRIES, item, f"{path}.protoPayload.metadata.entries")
     return defects
 
 
@@ -308,4 +364,5 @@ def check_bundle(run_dir: Path) -> tuple[list[Defect], int]:
             for index, entry in enumerate(body.get("entries") or []):
                 defects += _audit_defects(entry, label, f"$.entries[{index}]")
                 defects += _integrity_defects(entry, label, f"$.entries[{index}]")
+                defects += _staff_access_defects(entry, label, f"$.entries[{index}]")
     return defects, checked

@@ -270,24 +270,26 @@ def test_every_fault_ends_in_success_or_error_naming_the_api(sim_factory: Callab
 
 SINGLE_FAULTS = {
     "iam-policy-403": ({"api": "resourcemanager", "path": ":getIamPolicy$", "status": 403},
-                       {"SEC-04", "SEC-05", "SEC-07"}),
+                       {"SEC-04", "SEC-05", "SEC-07", "SOV-08"}),
     # projects.get first, then getIamPolicy in the same collector: neither is known.
     # SOV-04/SOV-05 need the project number to tell the node's own IAM members from others; SOV-01
     # cannot say which folders and organization its effective rules come from without the parent.
     "project-403": ({"api": "resourcemanager", "method": "GET", "status": 403},
-                    {"INT-02", "SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-01", "SOV-04", "SOV-05"}),
+                    {"INT-02", "SEC-01", "SEC-03", "SEC-04", "SEC-05", "SEC-07", "SEC-08", "SOV-01", "SOV-04", "SOV-05",
+                     "SOV-08"}),
     # An ancestor's audit configs are as much a part of SEC-05's evidence as the project's own.
     "org-iam-policy-403": ({"api": "resourcemanager", "path": "^/v3/organizations/.*:getIamPolicy$", "status": 403},
-                           {"SEC-04", "SEC-05", "SEC-07"}),
+                           {"SEC-04", "SEC-05", "SEC-07", "SOV-08"}),
     "org-location-policy-403": ({"api": "orgpolicy", "path": "^/v2/organizations/", "status": 403}, {"SOV-01"}),
     "log-sinks-403": ({"api": "logging", "path": "/sinks$", "status": 403},
-                      {"SEC-04", "SEC-06", "SEC-07", "SEC-08"}),
+                      {"SEC-04", "SEC-06", "SEC-07", "SEC-08", "SOV-08"}),
     "perimeters-503": ({"api": "acm", "status": 503}, {"SEC-01"}),
     "manifest-listing-503": ({"api": "storage", "path": "/o$", "status": 503}, {"INT-01"}),
     "load-jobs-503": ({"api": "bigquery", "path": "/jobs$", "status": 503}, {"INT-01"}),
-    "dataset-403": ({"api": "bigquery", "path": "/datasets/", "status": 403}, {"SOV-05"}),
+    # SOV-08 judges the key a dataset or bucket names: unread, that key is unknown.
+    "dataset-403": ({"api": "bigquery", "path": "/datasets/", "status": 403}, {"SOV-05", "SOV-08"}),
     "raw-bucket-403": ({"api": "storage", "path": "^/storage/v1/b/fed-node-us-raw-vcfs$", "status": 403},
-                       {"SOV-04"}),
+                       {"SOV-04", "SOV-08"}),
     "template-404": ({"api": "compute", "path": "/instanceTemplates/", "status": 404},
                      {"CC-01", "SEC-02", "SEC-03"}),
 }

@@ -105,12 +105,13 @@ def test_posture_only_skips_job_controls_naming_the_option(node: NodeEvidence) -
     scope = Scope(posture_only=True, reasons=("--posture-only given",))
     results = {r.id: r for r in evaluate(node.context(scope))}
     job_controls = [c.meta.id for c in all_controls() if c.meta.needs_job]
-    assert len(job_controls) >= 13 and {"INT-02", "CC-04", "CC-05"} <= set(job_controls)
+    assert len(job_controls) >= 14 and {"INT-02", "CC-04", "CC-05", "SOV-07"} <= set(job_controls)
     for control_id in job_controls:
         # SKIPPED, never NOT_APPLICABLE: the policy did not say the control does not apply, the user chose.
         assert results[control_id].outcome == Outcome.SKIPPED
         assert results[control_id].findings[0].message.startswith("not run by choice: --posture-only")
     assert results["SOV-01"].outcome == Outcome.PASS
+    assert results["SOV-08"].outcome == Outcome.PASS   # key policies judged; uses need a run
 
 
 def test_no_probes_skips_probe_controls_naming_the_option(node: NodeEvidence) -> None:

@@ -318,7 +318,9 @@ class NodeEvidence:
         self.set("resourcemanager.iam_policy", {"version": 1, "etag": "BwYl2Q6Zz0E=", "bindings": [
             {"role": "roles/batch.jobsEditor", "members": [f"serviceAccount:{pack.service_account}"]}],
             "auditConfigs": [{"service": "storage.googleapis.com", "auditLogConfigs": [
-                {"logType": "DATA_WRITE"}, {"logType": "DATA_READ"}]}]})
+                {"logType": "DATA_WRITE"}, {"logType": "DATA_READ"}]},
+                {"service": "cloudkms.googleapis.com", "auditLogConfigs": [
+                    {"logType": "DATA_READ"}, {"logType": "DATA_WRITE"}]}]})
         # The project sits directly under its organization, which sets neither audit configs nor a
         # location policy (a 404 at the organization level means "no policy here").
         self.set("resourcemanager.ancestor_iam:organizations/161803398874", {"version": 1, "etag": "BwYl2Q6Zz0E="})
@@ -342,9 +344,12 @@ class NodeEvidence:
                                      "uniformBucketLevelAccess": {"enabled": True},
                                      "publicAccessPrevention": "enforced"}})
         for key in ("gcs-raw", "gcs-processed", "bq"):
+            # SOV-08: the KMS client asks for numeric enums: 5, 6 = CUSTOMER_INITIATED_ACCESS,
+            # GOOGLE_INITIATED_SYSTEM_OPERATION (google.cloud.kms_v1.AccessReason).
             self.set(f"kms.key:{self.key(key)}", {"name": self.key(key), "purpose": "ENCRYPT_DECRYPT",
                                                   "primary": {"name": f"{self.key(key)}/cryptoKeyVersions/1",
-                                                              "state": "ENABLED"}})
+                                                              "state": "ENABLED"},
+                                                  "keyAccessJustificationsPolicy": {"allowedAccessReasons": [5, 6]}})
         self.set("bigquery.dataset", {"kind": "bigquery#dataset", "id": f"{project}:{pack.dataset}",
                                       "datasetReference": {"projectId": project, "datasetId": pack.dataset},
                                       "location": region,

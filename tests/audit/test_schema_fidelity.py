@@ -100,3 +100,31 @@ def test_integrity_events_are_held_to_the_documented_shape(tmp_path: Path) -> No
     ])
     defects, _ = check_bundle(run)
     assert sorted(d.item[:4] for d in defects) == ["0002", "0003", "0004", "0005"]
+TRANSPARENCY = {"logName": "projects/p/logs/cloudaudit.googleapis.com%2Faccess_transparency",
+                "resource": {"type": "project", "labels": {"project_id": "314159265358"}},
+                "timestamp": "2026-12-07T10:00:00Z", "jsonPayload": {
+                    "@type": "type.googleapis.com/google.cloud.audit.TransparencyLog",
+                    "location": {"principalOfficeCountry": "US", "principalPhysicalLocationCountry": "CA"},
+                    "product": ["Cloud Storage"], "reason": [{"type": "CUSTOMER_INITIATED_SUPPORT", "detail": "c"}],
+                    "accesses": [{"methodName": "GoogleInternal.Read", "resourceName": "//googleapis.com/x"}]}}
+KMS_USE = {**AUDIT, "serviceName": "cloudkms.googleapis.com", "methodName": "Decrypt", "metadata": {"entries": {
+    "key_access_justification": {"@type": "type.googleapis.com/google.cloud.ekms.v0.AccessReasonContext",
+                                 "reason": "CUSTOMER_INITIATED_ACCESS"},
+    "key_access_justification_policy_metadata": {"customer_configured_policy_enforced": "true"}}}}
+
+
+def test_access_transparency_and_kms_justification_shapes_are_checked(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:1/v2/entries:list"
+    good = _bundle(tmp_path / "good", [("logging", "entries.list", "POST", url, 200,
+                                        {"entries": [TRANSPARENCY, *_entries(KMS_USE)["entries"]]})])
+    assert check_bundle(good) == ([], 1)
+    bad_at = {**TRANSPARENCY, "jsonPayload": {**TRANSPARENCY["jsonPayload"], "country": "US",
+                                              "reason": [{"type": "SUPPORT"}]}}
+    bad_kms = {**KMS_USE, "metadata": {"entries": {"key_access_justification_policy_metadata": {
+        "customer_configured_policy_enforced": True}}}}
+    bad = _bundle(tmp_path / "bad", [("logging", "entries.list", "POST", url, 200,
+                                      {"entries": [bad_at, *_entries(bad_kms)["entries"]]})])
+    paths = sorted(d.path for d in check_bundle(bad)[0])
+    assert paths == ["$.entries[0].jsonPayload.country", "$.entries[0].jsonPayload.reason",
+                     "$.entries[1].protoPayload.metadata.entries.key_access_justification_policy_metadata"
+                     ".customer_configured_policy_enforced"]

@@ -28,13 +28,15 @@ def test_iam_policy_enables_data_access_logs_for_storage_and_bigquery(sim_shared
     configs = {c.service: {lc.log_type for lc in c.audit_log_configs} for c in policy.audit_configs}
     data_write, data_read = policy_pb2.AuditLogConfig.DATA_WRITE, policy_pb2.AuditLogConfig.DATA_READ
     assert configs == {"storage.googleapis.com": {data_write, data_read},
-                       "bigquery.googleapis.com": {data_write, data_read}}
+                       "bigquery.googleapis.com": {data_write, data_read},
+                       # SOV-08: the justifications of the CMEK keys' uses
+                       "cloudkms.googleapis.com": {data_write, data_read}}
 
 
 def test_data_access_logs_off_scenario_drops_the_storage_audit_config(sim_factory) -> None:
     sim = sim_factory(scenarios=["data-access-logs-off"])
     policy = projects(sim.url).get_iam_policy(request={"resource": "projects/fed-node-us"})
-    assert [c.service for c in policy.audit_configs] == ["bigquery.googleapis.com"]
+    assert [c.service for c in policy.audit_configs] == ["bigquery.googleapis.com", "cloudkms.googleapis.com"]
 
 
 def test_set_iam_policy_replaces_audit_configs_and_is_audit_logged(sim) -> None:

@@ -49,7 +49,9 @@ PASSING = {"api-slow", "batch-fails-on-policy", "vms-deleted-after-job",
            # scope and sweep twins: two clean jobs both judged, the verifier's own probe leftover swept
            "scope-two-jobs-clean", "probe-leftover-swept",
            # CC-05 turned on in the pack: every task's token is genuine and bound to it
-           "attestation-clean"}
+           "attestation-clean",
+           # Google's own access that is allowed: listed, and not a finding (SOV-07, SOV-08)
+           "staff-access-allowed-support", "kms-use-allowed-justification"}
 
 
 def test_every_scenario_names_only_registered_controls() -> None:

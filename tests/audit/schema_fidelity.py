@@ -221,6 +221,9 @@ def _integrity_defects(entry: Mapping[str, Any], item: str, path: str) -> list[D
                 defects.append(Defect(item, f"{where}.{key}", "a boot report carries policyEvaluationPassed"))
         else:
             defects.append(Defect(item, f"{where}.{key}", "not a documented IntegrityEvent field"))
+    return defects
+
+
 # Access Transparency's jsonPayload (TransparencyLog) has no proto in the client libraries: its fields as
 # Google's reading-logs page documents them (reference §8.3). A field outside this table is a defect.
 _TRANSPARENCY_FIELDS: dict[str, Any] = {

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from sovaudit.audit.models import ControlContext, ControlMeta, Finding, Pillar, Severity
 
 ControlFunction = Callable[[ControlContext], Iterable[Finding]]
+#: Why the signed policy pack makes a control not apply ('' when it applies). Asked before anything
+#: else about the run (a job in scope, evidence), so a pack's choice reads the same in every run.
+AppliesFunction = Callable[[ControlContext], str]
 
 _ID = re.compile(r"^(SOV|CC|SEC|INT)-[0-9]{2}$")
 _PILLAR_ORDER = {"SOV": 0, "CC": 1, "SEC": 2, "INT": 3}
@@ -27,6 +30,7 @@ class DuplicateControl(RuntimeError):
 class RegisteredControl:
     meta: ControlMeta
     check: ControlFunction
+    not_applicable: AppliesFunction | None = None
 
 
 def control(
@@ -41,6 +45,7 @@ def control(
     reads: Sequence[str],
     needs_job: bool = False,
     probe: bool = False,
+    not_applicable: AppliesFunction | None = None,
 ) -> Callable[[ControlFunction], ControlFunction]:
     """Register `check` as control `id` with its metadata; a second registration of `id` is an error."""
     if not _ID.match(id):
@@ -58,7 +63,7 @@ def control(
             remediation=remediation, frameworks={k: tuple(v) for k, v in frameworks.items()},
             reads=tuple(reads), needs_job=needs_job, probe=probe,
         )
-        _REGISTRY[id] = RegisteredControl(meta, check)
+        _REGISTRY[id] = RegisteredControl(meta, check, not_applicable)
         return check
 
     return register

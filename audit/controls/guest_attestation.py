@@ -135,6 +135,10 @@ def _time_problems(claims: Mapping[str, Any], started: datetime | None, ended: d
     return problems
 
 
+OFF_IN_PACK = ("in-guest attestation is off in the policy pack (confidential.in_guest_attestation.enabled is not "
+               "true): the tasks were not asked for tokens, so none are checked")
+
+
 @control(
     id="CC-05", pillar=Pillar.CONFIDENTIAL, severity=Severity.HIGH,
     title="Every task holds a hardware attestation token bound to it (in-guest attestation)",
@@ -150,14 +154,10 @@ def _time_problems(claims: Mapping[str, Any], started: datetime | None, ended: d
     frameworks=CC_FRAMEWORKS,
     reads=["batch.job", "storage.manifests", "compute.job_instances", "logging.instance_inserts", JWKS_PURPOSE],
     needs_job=True,
+    not_applicable=lambda ctx: "" if ctx.policy.confidential.in_guest_attestation.enabled else OFF_IN_PACK,
 )
 def tasks_hold_attestation_tokens(ctx: ControlContext) -> Iterator[Finding]:
     settings = ctx.policy.confidential.in_guest_attestation
-    if not settings.enabled:
-        yield Finding.not_applicable(ctx.scope.job or "CC-05", "in-guest attestation is off in the policy pack "
-                                     "(confidential.in_guest_attestation.enabled is not true): the tasks were not "
-                                     "asked for tokens, so none are checked")
-        return
     job = BatchJob.from_log(ctx.evidence)
     key_items = complete_items(ctx.evidence, JWKS_PURPOSE)
     try:

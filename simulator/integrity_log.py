@@ -91,7 +91,9 @@ def record_boot(state: SimState, instance: Mapping[str, Any], booted: datetime, 
         knob = None
     shielded = instance.get("shieldedInstanceConfig") or {}
     if isinstance(shielded, Mapping) and shielded.get("enableIntegrityMonitoring"):
-        for offset, key in ((0, "earlyBootReportEvent"), (4, "lateBootReportEvent")):
+        # Within the first second of the boot: a live simulator runs the VM's task at once, and a verify
+        # started right after a short job must find the reports of boots that preceded its tasks.
+        for offset, key in ((0.0, "earlyBootReportEvent"), (0.8, "lateBootReportEvent")):
             audit_log.record(state, _entry(state, instance, zone, booted + timedelta(seconds=offset), boot_counter,
                                            key, {"policyEvaluationPassed": True}), receive_delay_ms=2000)
     if confidential_type(instance) not in SEV_EVENT_TYPES or (knob or {}).get("omit"):
@@ -99,5 +101,5 @@ def record_boot(state: SimState, instance: Mapping[str, Any], booted: datetime, 
     event: dict[str, Any] = {"integrityEvaluationPassed": True, "sevPolicy": copy.deepcopy(DEFAULT_SEV_POLICY)}
     for path, value in ((knob or {}).get("set") or {}).items():
         _set_path(event, str(path), value)
-    audit_log.record(state, _entry(state, instance, zone, booted + timedelta(seconds=2), boot_counter,
+    audit_log.record(state, _entry(state, instance, zone, booted + timedelta(seconds=0.5), boot_counter,
                                    "sevLaunchAttestationReportEvent", event), receive_delay_ms=2000)

@@ -179,6 +179,30 @@ def stream_records(source: Path, options: NormalizeOptions | None, query_format:
     return RecordStream(source=source, stdout=query.stdout, stages=stages, feeder=feeder, feeder_errors=errors)
 
 
+def stream_bcf(source: Path, options: NormalizeOptions, workdir: Path, header: InputHeader, *,
+               extra_header: list[str] | None = None) -> RecordStream:
+    """Start ``bcftools norm ... -Ou`` alone: its uncompressed BCF on ``stdout``, for the compiled
+    decoder (``native.py``), which replaces the ``query`` stage and the text parse."""
+    norm_err = workdir / "norm.stderr"
+    errors: list[BaseException] = []
+    feeder: threading.Thread | None = None
+    with open(norm_err, "wb") as norm_log:
+        if extra_header is None:
+            norm = bcftools.spawn("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout", str(source),
+                                  stderr=norm_log)
+        else:
+            norm = bcftools.spawn("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout", "-",
+                                  stdin=subprocess.PIPE, stderr=norm_log)
+            assert norm.stdin is not None
+            feeder = threading.Thread(target=_feed, daemon=True,
+                                      args=(source, header.with_lines(extra_header), norm.stdin, errors))
+    if feeder is not None:
+        feeder.start()
+    assert norm.stdout is not None
+    return RecordStream(source=source, stdout=norm.stdout, stages=[_Stage("norm", norm, norm_err)], feeder=feeder,
+                        feeder_errors=errors)
+
+
 def normalize_to_file(source: Path, dest: Path, options: NormalizeOptions, workdir: Path,
                       header: InputHeader, *, extra_header: list[str] | None = None) -> NormalizeStats:
     """``bcftools norm`` into a file (BGZF VCF), for a tool such as VEP that reads files."""

@@ -138,41 +138,44 @@ static int col_flag(Col *c, int set) {
 
 /* ---- how bcftools query prints a float ---------------------------------------------------- */
 
-/* The double that reading back `bcftools query`'s text of the float f gives. htslib prints
- * floats between 1e-4 and 999999 with 6 significant digits, after adding half a unit of the
- * sixth digit to the value scaled by 1e10 and truncated to an integer (a rounding of its own,
- * which differs from printf's in the last digit now and then); other magnitudes go through
- * "%g". The 6 digits divided by an exact power of ten is one correctly rounded division, the
- * same double a correct decimal parser (Arrow's) returns for the text. */
+static double printed_slow(double d) {
+    char text[64];
+    snprintf(text, sizeof text, "%g", d);
+    return strtod(text, NULL);
+}
+
+/* The double that reading back `bcftools query`'s text of the float f gives. pysam's htslib
+ * prints floats as printf's "%g" does: 6 significant digits, rounded half to even from the exact
+ * binary value. That rounding is done here without text: s = |f| scaled to 6 integral digits (exact
+ * in long double when scaling up: a 24-bit float times 10^k, k <= 17, fits 64 bits), rounded to
+ * an integer, then one correctly rounded division or multiplication by an exact power of ten,
+ * which is the double a correct decimal parser (Arrow's) returns for the printed text. Whenever
+ * the scaled value might sit on a rounding tie it could have missed, or is out of that range,
+ * the text route (snprintf + strtod) decides. */
 static double printed_float(float f) {
     double d = (double)f;
     if (d == 0 || isnan(d) || isinf(d)) return d;
     int negative = d < 0;
-    if (negative) d = -d;
-    double result;
-    if (!(d >= 0.0001 && d <= 999999)) {
-        char text[64];
-        snprintf(text, sizeof text, "%g", d);
-        result = strtod(text, NULL);
-    } else {
-        uint64_t scaled = (uint64_t)(d * 10000000000LL);
-        static const double limits[] = {0.001, 0.01, 0.1, 1, 10, 100, 1000, 10000, 100000};
-        uint64_t half = 5;
-        int k;
-        for (k = 0; k < 9 && !(d < limits[k]); k++) half *= 10;
-        scaled += half;
-        static const uint64_t tens[] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-                                        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-                                        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-                                        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-                                        100000000000000000ULL};
-        int digits = 1;
-        while (digits < 18 && scaled >= tens[digits]) digits++;
-        uint64_t keep = digits > 6 ? scaled / tens[digits - 6] : scaled;
-        static const double powers[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
-        int shift = 16 - digits;
-        result = shift >= 0 ? (double)keep / powers[shift] : (double)keep * powers[-shift];
+    long double x = negative ? -(long double)d : (long double)d;
+    static const long double tens[] = {1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
+                                       1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L};
+    int e = (int)floorl(log10l(x));
+    if (e > 5 || 5 - e > 17) return printed_slow(d);
+    long double s = x * tens[5 - e];
+    if (s < 1e5L) {
+        if (5 - e + 1 > 17) return printed_slow(d);
+        e -= 1;
+        s = x * tens[5 - e];
+    } else if (s >= 1e6L) {
+        if (e + 1 > 5) return printed_slow(d);
+        e += 1;
+        s = x * tens[5 - e];
     }
+    long double floor_s = floorl(s);
+    long double frac = s - floor_s;
+    if (frac > 0.4999999L && frac < 0.5000001L) return printed_slow(d);
+    long double r = frac < 0.5L ? floor_s : floor_s + 1;
+    double result = (double)r / (double)tens[5 - e];
     return negative ? -result : result;
 }
 

@@ -39,8 +39,7 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static int buf_reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
+static int buf_reserve_slow(Buf *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) cap *= 2;
     char *p = realloc(b->p, cap);
@@ -49,13 +48,22 @@ static int buf_reserve(Buf *b, size_t extra) {
     b->cap = cap;
     return 0;
 }
+static inline int buf_reserve(Buf *b, size_t extra) {
+    return b->len + extra <= b->cap ? 0 : buf_reserve_slow(b, extra);
+}
 static inline int buf_put(Buf *b, const void *src, size_t n) {
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, src, n);
     b->len += n;
     return 0;
 }
-#define BUF_PUT_T(b, T, v) do { T _v = (v); if (buf_put((b), &_v, sizeof(T)) < 0) return -1; } while (0)
+/* A fixed-size value: the common case inlined, so that it compiles to a store, not a memcpy call. */
+#define BUF_PUT_T(b, T, v) do { \
+        T _v = (v); \
+        if ((b)->len + sizeof(T) > (b)->cap && buf_reserve((b), sizeof(T)) < 0) return -1; \
+        memcpy((b)->p + (b)->len, &_v, sizeof(T)); \
+        (b)->len += sizeof(T); \
+    } while (0)
 
 /* A bitmap grown one bit at a time (Arrow's validity layout: bit i of byte i/8, LSB first). */
 static inline int bit_put(Buf *b, int64_t index, int set) {
@@ -603,7 +611,7 @@ static PyObject *Decoder_configure(Decoder *d, PyObject *args) {
 }
 
 /* A typed descriptor at *p (within [*, end)): type and count, advancing *p. 0 ok, -1 corrupt. */
-static int typed_descriptor(const uint8_t **p, const uint8_t *end, int *type, int64_t *count) {
+static inline int typed_descriptor(const uint8_t **p, const uint8_t *end, int *type, int64_t *count) {
     if (*p >= end) return -1;
     uint8_t b = *(*p)++;
     *type = b & 15;

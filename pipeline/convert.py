@@ -1,5 +1,9 @@
 """Normalized VCF records → the variant table (Parquet), built column by column.
 
+This is the text path, the fallback of the compiled one (``native.py``, which decodes norm's BCF
+straight into Arrow buffers and reuses ``BatchConverter.alleles`` and ``write_parquet`` from here);
+it also converts VEP's output. Both give the same table.
+
 ``bcftools query`` prints one tab-separated line per normalized record (layout in
 ``schema.VcfLayout.query_format``); ``pyarrow.csv`` parses that text in streaming blocks on
 all cores; each block becomes a table by whole-column operations (split, cast, take,

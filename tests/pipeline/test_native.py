@@ -293,3 +293,17 @@ def test_dictionaries_follow_idx_and_default_to_header_order() -> None:
     assert found.strings == {"PASS": 0, "DP": 3} and found.contigs == {"chr2": 1, "chr1": 0}
     plain = native.dictionaries('##INFO=<ID=DP,Number=1>\n##FORMAT=<ID=GT,Number=1>\n##INFO=<ID=GT,Number=1>\n')
     assert plain.strings == {"PASS": 0, "DP": 1, "GT": 2}
+
+
+def test_a_corrupt_block_inside_a_complete_bgzf_file_fails_the_run(tmp_path: Path) -> None:
+    # A complete BGZF file is decompressed by the task itself (ISA-L when installed): a block that
+    # does not inflate must fail the run naming the file, never end the records early.
+    source = write_vcf(tmp_path / "in.vcf.gz", SynthSpec(records=20000, samples=4, seed=2))
+    data = bytearray(source.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)
+    source.write_bytes(bytes(data))
+    with pytest.raises(VcfInputError) as caught:
+        preprocess(source, tmp_path / "out.parquet")
+    assert str(caught.value).startswith(str(source))
+    assert not (tmp_path / "out.parquet").exists()

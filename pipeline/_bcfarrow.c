@@ -32,6 +32,35 @@
 enum { VT_INT = 1, VT_FLOAT = 2, VT_STR = 3, VT_FLAG = 4 };
 enum { BT_NULL = 0, BT_INT8 = 1, BT_INT16 = 2, BT_INT32 = 3, BT_FLOAT = 5, BT_CHAR = 7 };
 
+/* ---- errors without the GIL ------------------------------------------------------------ */
+
+/* Decoding runs with the GIL released (the task's other threads -- the input feeder, the Parquet
+ * writer -- keep running), so the decoding code records an error here and the caller raises it
+ * once it holds the GIL again. */
+enum { ERR_NONE = 0, ERR_VALUE, ERR_MEMORY, ERR_OS, ERR_OVERFLOW };
+static _Thread_local int err_kind;
+static _Thread_local int err_errno;
+static _Thread_local const char *err_msg;
+
+static int fail(int kind, const char *msg) {
+    err_kind = kind;
+    err_msg = msg;
+    return -1;
+}
+
+/* Raise the recorded error (needs the GIL). */
+static void *raise_pending(void) {
+    int kind = err_kind;
+    err_kind = ERR_NONE;
+    switch (kind) {
+    case ERR_MEMORY: PyErr_NoMemory(); break;
+    case ERR_OS: errno = err_errno; PyErr_SetFromErrno(PyExc_OSError); break;
+    case ERR_OVERFLOW: PyErr_SetString(PyExc_OverflowError, err_msg); break;
+    default: PyErr_SetString(PyExc_ValueError, err_msg ? err_msg : "BCF decoding failed"); break;
+    }
+    return NULL;
+}
+
 /* ---- growable buffers ------------------------------------------------------------------- */
 
 typedef struct {
@@ -43,7 +72,7 @@ static int buf_reserve_slow(Buf *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) cap *= 2;
     char *p = realloc(b->p, cap);
-    if (!p) { PyErr_NoMemory(); return -1; }
+    if (!p) return fail(ERR_MEMORY, NULL);
     b->p = p;
     b->cap = cap;
     return 0;
@@ -95,10 +124,13 @@ static void col_free(Col *c) {
     memset(c, 0, sizeof(*c));
 }
 
+/* Empties the column for a new batch, keeping its buffers' capacity (no re-growing, no new
+ * page faults per batch). */
 static int col_start(Col *c, int vtype, int repeated) {
-    col_free(c);
     c->vtype = vtype;
     c->repeated = repeated;
+    c->n = c->nulls = c->items = 0;
+    c->valid.len = c->offs.len = c->vals.len = c->soffs.len = c->data.len = 0;
     int32_t zero = 0;
     if (repeated && buf_put(&c->offs, &zero, 4) < 0) return -1;
     if (vtype == VT_STR && buf_put(&c->soffs, &zero, 4) < 0) return -1;
@@ -107,8 +139,7 @@ static int col_start(Col *c, int vtype, int repeated) {
 
 static inline int str_item(Col *c, const char *p, size_t n) {
     if (c->data.len + n > INT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "string column above 2 GiB in one batch");
-        return -1;
+        return fail(ERR_OVERFLOW, "string column above 2 GiB in one batch");
     }
     if (buf_put(&c->data, p, n) < 0) return -1;
     BUF_PUT_T(&c->soffs, int32_t, (int32_t)c->data.len);
@@ -167,8 +198,15 @@ static double printed_float(float f) {
     long double x = negative ? -(long double)d : (long double)d;
     static const long double tens[] = {1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L,
                                        1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L};
-    int e = (int)floorl(log10l(x));
-    if (e > 5 || 5 - e > 17) return printed_slow(d);
+    /* the decimal exponent e (10^e <= x < 10^(e+1)) by comparison; an estimate off by one at a
+     * power of ten is corrected below, where s must land in [1e5, 1e6) */
+    static const double limits[] = {1e5, 1e4, 1e3, 1e2, 1e1, 1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6,
+                                    1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12};
+    double ad = negative ? -d : d;
+    if (ad >= 1e6 || ad < 1e-12) return printed_slow(d);
+    int e = 5, k = 0;
+    while (k < 17 && ad < limits[k]) { k++; e--; }
+    if (5 - e > 17) return printed_slow(d);
     long double s = x * tens[5 - e];
     if (s < 1e5L) {
         if (5 - e + 1 > 17) return printed_slow(d);
@@ -179,10 +217,10 @@ static double printed_float(float f) {
         e += 1;
         s = x * tens[5 - e];
     }
-    long double floor_s = floorl(s);
-    long double frac = s - floor_s;
+    uint64_t whole = (uint64_t)s;
+    long double frac = s - (long double)whole;
     if (frac > 0.4999999L && frac < 0.5000001L) return printed_slow(d);
-    long double r = frac < 0.5L ? floor_s : floor_s + 1;
+    long double r = (long double)(frac < 0.5L ? whole : whole + 1);
     double result = (double)r / (double)tens[5 - e];
     return negative ? -result : result;
 }
@@ -361,10 +399,8 @@ typedef struct {
 static int read_fd(int fd, Buf *b, size_t want) {
     if (buf_reserve(b, want) < 0) return -1;
     ssize_t got;
-    Py_BEGIN_ALLOW_THREADS
     do { got = read(fd, b->p + b->len, want); } while (got < 0 && errno == EINTR);
-    Py_END_ALLOW_THREADS
-    if (got < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
+    if (got < 0) { err_errno = errno; return fail(ERR_OS, NULL); }
     b->len += (size_t)got;
     return (int)(got > 0);
 }
@@ -385,8 +421,7 @@ static int bgzf_blocks(Stream *s) {
         const uint8_t *b = (const uint8_t *)s->raw.p + s->raw_pos;
         if (have < 18) return decoded;
         if (b[0] != 31 || b[1] != 139 || b[2] != 8 || !(b[3] & 4)) {
-            PyErr_SetString(PyExc_ValueError, "corrupt BGZF block header in the normalized stream");
-            return -1;
+            return fail(ERR_VALUE, "corrupt BGZF block header in the normalized stream");
         }
         unsigned xlen = b[10] | (b[11] << 8);
         if (have < 12 + (size_t)xlen) return decoded;
@@ -397,24 +432,23 @@ static int bgzf_blocks(Stream *s) {
             if (f[0] == 66 && f[1] == 67 && slen == 2) bsize = (f[4] | (f[5] << 8)) + 1;
             x += 4 + slen;
         }
-        if (bsize < 0) { PyErr_SetString(PyExc_ValueError, "BGZF block without its size"); return -1; }
+        if (bsize < 0) return fail(ERR_VALUE, "BGZF block without its size");
         if (have < (size_t)bsize) return decoded;
         const uint8_t *d = b + 12 + xlen, *end = b + bsize - 8;
         uint32_t isize = (uint32_t)end[4] | ((uint32_t)end[5] << 8) | ((uint32_t)end[6] << 16) | ((uint32_t)end[7] << 24);
         /* an empty block (the end-of-file marker is one) holds nothing to decode, whatever its
          * deflate bytes say (the marker's are a fixed-Huffman empty block) */
         for (; isize != 0;) {
-            if (d >= end) { PyErr_SetString(PyExc_ValueError, "corrupt deflate data in the normalized stream"); return -1; }
+            if (d >= end) return fail(ERR_VALUE, "corrupt deflate data in the normalized stream");
             int final = d[0] & 1, btype = (d[0] >> 1) & 3;
             if (btype != 0) {
-                PyErr_SetString(PyExc_ValueError, "the normalized stream is compressed BGZF; the native "
-                                "decoder reads only uncompressed BCF (bcftools -Ou)");
-                return -1;
+                return fail(ERR_VALUE, "the normalized stream is compressed BGZF; the native "
+                                       "decoder reads only uncompressed BCF (bcftools -Ou)");
             }
-            if (d + 5 > end) { PyErr_SetString(PyExc_ValueError, "truncated stored deflate block"); return -1; }
+            if (d + 5 > end) return fail(ERR_VALUE, "truncated stored deflate block");
             unsigned len = d[1] | (d[2] << 8), nlen = d[3] | (d[4] << 8);
             if ((len ^ 0xFFFFu) != nlen || d + 5 + len > end) {
-                PyErr_SetString(PyExc_ValueError, "corrupt stored deflate block"); return -1;
+                return fail(ERR_VALUE, "corrupt stored deflate block");
             }
             if (buf_put(&s->in, d + 5, len) < 0) return -1;
             d += 5 + len;
@@ -453,8 +487,7 @@ static int stream_need(Stream *s, size_t need) {
         if (s->bgzf == 1 && bgzf_blocks(s) < 0) return -1;
         if (r == 0) {
             if (s->bgzf == 1 && s->raw.len - s->raw_pos > 0) {
-                PyErr_SetString(PyExc_ValueError, "the normalized stream ends inside a BGZF block");
-                return -1;
+                return fail(ERR_VALUE, "the normalized stream ends inside a BGZF block");
             }
             if (s->bgzf < 0 && s->raw.len) {
                 if (buf_put(&s->in, s->raw.p, s->raw.len) < 0) return -1;
@@ -500,18 +533,20 @@ typedef struct {
     int oversized_kind, oversized_index, oversized_sample; const char *oversized_name; int64_t oversized_size;
 } Decoder;
 
-static void decoder_reset_columns(Decoder *d) {
+static int decoder_reset_columns(Decoder *d) {
+    int bad = 0;
     d->chrom.len = d->pos0.len = d->end.len = d->phased.len = 0;
-    col_start(&d->ref, VT_STR, 0);
-    col_start(&d->alt, VT_STR, 0);
-    col_start(&d->names, VT_STR, 1);
-    col_start(&d->qual, VT_FLOAT, 0);
-    col_start(&d->filter, VT_INT, 1);
-    col_start(&d->csq, VT_STR, 0);
-    col_start(&d->orig, VT_STR, 0);
-    col_start(&d->gt, VT_INT, 1);
-    for (int i = 0; i < d->n_info; i++) col_start(&d->info[i].col, d->info[i].col.vtype, d->info[i].col.repeated);
-    for (int i = 0; i < d->n_fmt; i++) col_start(&d->fmt[i].col, d->fmt[i].col.vtype, d->fmt[i].col.repeated);
+    bad |= col_start(&d->ref, VT_STR, 0);
+    bad |= col_start(&d->alt, VT_STR, 0);
+    bad |= col_start(&d->names, VT_STR, 1);
+    bad |= col_start(&d->qual, VT_FLOAT, 0);
+    bad |= col_start(&d->filter, VT_INT, 1);
+    bad |= col_start(&d->csq, VT_STR, 0);
+    bad |= col_start(&d->orig, VT_STR, 0);
+    bad |= col_start(&d->gt, VT_INT, 1);
+    for (int i = 0; i < d->n_info; i++) bad |= col_start(&d->info[i].col, d->info[i].col.vtype, d->info[i].col.repeated);
+    for (int i = 0; i < d->n_fmt; i++) bad |= col_start(&d->fmt[i].col, d->fmt[i].col.vtype, d->fmt[i].col.repeated);
+    return bad ? -1 : 0;
 }
 
 static void Decoder_dealloc(Decoder *d) {
@@ -540,8 +575,11 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kw) {
 /* header() -> bytes: the BCF header text (after the magic), read from the stream. */
 static PyObject *Decoder_header(Decoder *d, PyObject *unused) {
     if (d->header_done) { PyErr_SetString(PyExc_RuntimeError, "header already read"); return NULL; }
-    int r = stream_need(&d->s, 9);
-    if (r < 0) return NULL;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = stream_need(&d->s, 9);
+    Py_END_ALLOW_THREADS
+    if (r < 0) return raise_pending();
     if (r == 0) {
         if (d->s.in.len - d->s.pos == 0) Py_RETURN_NONE;  /* nothing at all: the producer failed */
         PyErr_SetString(PyExc_ValueError, "the normalized stream ends inside the BCF header");
@@ -554,9 +592,12 @@ static PyObject *Decoder_header(Decoder *d, PyObject *unused) {
     }
     uint32_t l_text;
     memcpy(&l_text, b + 5, 4);
+    Py_BEGIN_ALLOW_THREADS
     r = stream_need(&d->s, 9 + (size_t)l_text);
-    if (r <= 0) {
-        if (r == 0) PyErr_SetString(PyExc_ValueError, "the normalized stream ends inside the BCF header");
+    Py_END_ALLOW_THREADS
+    if (r < 0) return raise_pending();
+    if (r == 0) {
+        PyErr_SetString(PyExc_ValueError, "the normalized stream ends inside the BCF header");
         return NULL;
     }
     const char *text = d->s.in.p + d->s.pos + 9;
@@ -578,7 +619,7 @@ static int parse_specs(PyObject *list, Field **out, int *count, int **slot, int 
     for (Py_ssize_t i = 0; i < n; i++) {
         int id, vtype, repeated;
         if (!PyArg_ParseTuple(PyList_GetItem(list, i), "iii", &id, &vtype, &repeated)) return -1;
-        if (id < 0 || id >= dict_size) { PyErr_SetString(PyExc_ValueError, "dictionary id out of range"); return -1; }
+        if (id < 0 || id >= dict_size) return fail(ERR_VALUE, "dictionary id out of range");
         (*out)[i].id = id;
         (*out)[i].col.vtype = vtype;
         (*out)[i].col.repeated = repeated;
@@ -606,7 +647,7 @@ static PyObject *Decoder_configure(Decoder *d, PyObject *args) {
     d->fmt_n = calloc((size_t)d->n_fmt + 1, sizeof(int64_t));
     if (!d->info_ptr || !d->info_type || !d->info_n || !d->fmt_ptr || !d->fmt_type || !d->fmt_n)
         return PyErr_NoMemory();
-    decoder_reset_columns(d);
+    if (decoder_reset_columns(d) < 0) return raise_pending();
     Py_RETURN_NONE;
 }
 
@@ -655,7 +696,7 @@ static int text_length(int type, int64_t n, const uint8_t *p) {
     return end ? (int)((const uint8_t *)end - p) : (int)n;
 }
 
-#define CORRUPT(msg) do { PyErr_SetString(PyExc_ValueError, msg); return -1; } while (0)
+#define CORRUPT(msg) return fail(ERR_VALUE, msg)
 
 /* Decode one record into the columns. 1 ok, 0 clean end of stream, -1 error, -2 oversized. */
 static int decode_record(Decoder *d) {
@@ -854,24 +895,27 @@ static PyObject *Decoder_read(Decoder *d, PyObject *args) {
     Py_ssize_t max_rows, max_bytes;
     if (!PyArg_ParseTuple(args, "nn", &max_rows, &max_bytes)) return NULL;
     if (!d->header_done || !d->info) { PyErr_SetString(PyExc_RuntimeError, "read header and configure first"); return NULL; }
-    decoder_reset_columns(d);
+    if (decoder_reset_columns(d) < 0) return raise_pending();
     Py_ssize_t rows = 0;
     size_t consumed = 0;
+    int r = 1;
+    Py_BEGIN_ALLOW_THREADS
     while (rows < max_rows && consumed < (size_t)max_bytes) {
         size_t before = d->s.pos;
-        int r = decode_record(d);
-        if (r == -2) {
-            PyObject *exc = Py_BuildValue("(sizinLn)", "oversized", d->oversized_kind, d->oversized_name,
-                                          d->oversized_index, d->oversized_sample, (long long)d->oversized_size, rows);
-            PyErr_SetObject(PyExc_ValueError, exc);
-            Py_XDECREF(exc);
-            return NULL;
-        }
-        if (r < 0) return NULL;
-        if (r == 0) break;
+        r = decode_record(d);
+        if (r <= 0) break;
         rows++;
         consumed += d->s.pos >= before ? d->s.pos - before : 0;
     }
+    Py_END_ALLOW_THREADS
+    if (r == -2) {
+        PyObject *exc = Py_BuildValue("(sizinLn)", "oversized", d->oversized_kind, d->oversized_name,
+                                      d->oversized_index, d->oversized_sample, (long long)d->oversized_size, rows);
+        PyErr_SetObject(PyExc_ValueError, exc);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    if (r < 0) return raise_pending();
     if (rows == 0) Py_RETURN_NONE;
     PyObject *info = PyList_New(d->n_info), *fmt = PyList_New(d->n_fmt);
     if (!info || !fmt) return NULL;

@@ -307,3 +307,15 @@ def test_a_corrupt_block_inside_a_complete_bgzf_file_fails_the_run(tmp_path: Pat
         preprocess(source, tmp_path / "out.parquet")
     assert str(caught.value).startswith(str(source))
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_printed_float_is_printf_g_read_back_for_every_magnitude() -> None:
+    # pysam's htslib prints a float as "%g" (6 significant digits, half to even on the exact binary
+    # value); the decoder reproduces that without text, falling back to text near ties.
+    from sovaudit.pipeline import _bcfarrow  # type: ignore[attr-defined]
+
+    rng = np.random.default_rng(8)
+    values = (rng.random(20000) * 10.0 ** rng.integers(-14, 10, 20000) * rng.choice([-1, 1], 20000)).astype(np.float32)
+    ties = np.array([19043.25, 123456.5, 0.5, 2.5e-5, 999999.5, 1e-4, 1e6, 0.0], dtype=np.float32)
+    for value in [*values.tolist(), *ties.tolist()]:
+        assert _bcfarrow.printed_float(value) == float(f"{np.float32(value):g}"), value

@@ -1,6 +1,6 @@
 """Task throughput: `sovaudit pipeline run-local` against the seed's `bcftools norm -m -any IN -o OUT.vcf`.
 
-    python bench/task_throughput.py [--records 1000000] [--repeat 3] [--cohort 8] [--cohort-records 250000]
+    python bench/task_throughput.py [--records 1000000] [--repeat 3] [--cohort 8] [--cohort-records 1000000]
         [--no-stages] [--workdir /tmp/sovaudit-bench]
 
 Both run on the same synthetic file in the same run, alternating, each as a fresh process (start-up
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cohort", type=int, default=8, help="files in the cohort measurement (0: skip it)")
-    parser.add_argument("--cohort-records", type=int, default=250_000)
+    parser.add_argument("--cohort-records", type=int, default=1_000_000)
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage CPU figures")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sovaudit-bench")
     args = parser.parse_args()

@@ -11,6 +11,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("sovaudit.pipeline._bcfarrow", sources=["pipeline/_bcfarrow.c"], optional=True,
+                  depends=["pipeline/csrc/buffers.h", "pipeline/csrc/values.h", "pipeline/csrc/stream.h"],
                   extra_compile_args=["-O2"]),
     ],
 )

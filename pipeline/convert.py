@@ -1,5 +1,9 @@
 """Normalized VCF records → the variant table (Parquet), built column by column.
 
+This is the text path, the fallback of the compiled one (``native.py``, which decodes norm's BCF
+straight into Arrow buffers and reuses ``BatchConverter.alleles`` and ``write_parquet`` from here);
+it also converts VEP's output. Both give the same table.
+
 ``bcftools query`` prints one tab-separated line per normalized record (layout in
 ``schema.VcfLayout.query_format``); ``pyarrow.csv`` parses that text in streaming blocks on
 all cores; each block becomes a table by whole-column operations (split, cast, take,
@@ -21,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -107,7 +111,7 @@ class BatchConverter:
         # True when VEP ran on the split records: every CSQ entry then belongs to the row itself.
         self.csq_from_row = csq_from_row
         samples = layout.samples
-        self._sample_dictionary = pa.array(samples, pa.string())
+        self.sample_dictionary = pa.array(samples, pa.string())
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table:
         col = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
@@ -131,9 +135,14 @@ class BatchConverter:
     # -- alternate_bases -------------------------------------------------------------------
 
     def _alternate_bases(self, col: dict[str, pa.Array], n: int) -> pa.Array:
+        return self.alleles(col, [_field_values(col[f"info:{f.id}"], f) for f in self.layout.allele_info], n)
+
+    def alleles(self, col: dict[str, pa.Array], allele_values: list[pa.Array], n: int) -> pa.Array:
+        """``alternate_bases`` from the ALT column, the typed Number=A values and, with CSQ, the
+        ``csq``/``orig``/``ref`` columns (shared by the text and the compiled path)."""
         layout = self.layout
         alt = col["alt"]
-        children = [alt] + [_field_values(col[f"info:{f.id}"], f) for f in layout.allele_info]
+        children = [alt, *allele_values]
         if layout.csq is not None:
             allele_num, allele = self._csq_keys(col, n)
             children.append(split_per_allele(layout.csq, col["csq"], allele_num, allele, alt))
@@ -202,7 +211,7 @@ class BatchConverter:
         gt = _per_sample(col["gt"], n, n_samples, "GT", dot_is_null=False)
         genotype, phased = _genotypes(gt)
         names = pa.DictionaryArray.from_arrays(
-            pa.array(np.tile(np.arange(n_samples, dtype=np.int32), n)), self._sample_dictionary)
+            pa.array(np.tile(np.arange(n_samples, dtype=np.int32), n)), self.sample_dictionary)
         children = [names, genotype, phased]
         for spec in layout.call_formats:
             values = _per_sample(col[f"fmt:{spec.id}"], n, n_samples, spec.id, dot_is_null=True)
@@ -348,8 +357,8 @@ def _number(values: pa.Array, value_type: pa.DataType) -> pa.Array:
         return pc.cast(pc.if_else(valid, values, pa.scalar(None, pa.string())), value_type)
 
 
-def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Path,
-                  *, csq_from_row: bool = False) -> ConvertResult:
+def write_parquet(batches: Iterator[Any], layout: VcfLayout, path: Path,
+                  *, csq_from_row: bool = False, converter: Any = None) -> ConvertResult:
     """Convert every batch and write them to one Parquet file (snappy).
 
     Encoding nested Parquet costs as much as building the columns, and Arrow releases the GIL
@@ -358,7 +367,8 @@ def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Pa
     ``ROW_GROUP_ROWS`` rows or ``ROW_GROUP_BYTES`` (a file with thousands of samples makes
     batches of a few hundred rows, and thousands of tiny row groups slow every reader down).
     """
-    converter = BatchConverter(layout, csq_from_row=csq_from_row)
+    if converter is None:  # the text path; the compiled path brings its own (native.NativeConverter)
+        converter = BatchConverter(layout, csq_from_row=csq_from_row)
     # Dictionary pages only where values repeat; statistics cost a fifth of the write and
     # BigQuery does not read them.
     dictionary_columns = ["reference_name", "filter.list.element", "call.list.element.name"]
@@ -402,7 +412,7 @@ def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Pa
             for batch in batches:
                 if failure:
                     break
-                if batch.num_rows == 0:
+                if not _rows(batch):
                     continue
                 pending.put(converter.convert(batch))
         finally:
@@ -411,3 +421,8 @@ def write_parquet(batches: Iterator[pa.RecordBatch], layout: VcfLayout, path: Pa
     if failure:
         raise failure[0]
     return ConvertResult(rows=written["rows"], row_groups=written["groups"], path=path)
+
+
+def _rows(batch: Any) -> int:
+    """Rows in a text batch (a RecordBatch) or a native one (a dict of buffers)."""
+    return int(batch["rows"]) if isinstance(batch, dict) else int(batch.num_rows)

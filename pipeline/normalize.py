@@ -14,11 +14,13 @@ second, diagnostic pass over the text (``vcfinput.locate_record``) finds the fir
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -35,6 +37,8 @@ _STATS_RE = re.compile(r"Lines\s+total/split/joined/realigned/mismatch_removed/d
 _AT_RECORD_RE = re.compile(r"\bat ([^\s:]+:\d+)")
 _MISSING_CONTIG_RE = re.compile(r"CONTIG id=\d+ not present|Invalid CONTIG id")
 _COPY_CHUNK = 1 << 20
+# BGZF's end-of-file marker: an empty block, the last 28 bytes of every complete BGZF file.
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 # What a stage says when the process reading its output went away first.
 _READER_GONE = ("cannot write", "close failed", "Broken pipe")
 
@@ -179,6 +183,34 @@ def stream_records(source: Path, options: NormalizeOptions | None, query_format:
     return RecordStream(source=source, stdout=query.stdout, stages=stages, feeder=feeder, feeder_errors=errors)
 
 
+def stream_bcf(source: Path, options: NormalizeOptions, workdir: Path, header: InputHeader, *,
+               extra_header: list[str] | None = None) -> RecordStream:
+    """Start ``bcftools norm ... -Ou`` alone: its uncompressed BCF on ``stdout``, for the compiled
+    decoder (``native.py``), which replaces the ``query`` stage and the text parse."""
+    norm_err = workdir / "norm.stderr"
+    errors: list[BaseException] = []
+    feeder: threading.Thread | None = None
+    inflate = _fast_inflate() if extra_header is None and not header.is_bcf and _complete_bgzf(source) else None
+    with open(norm_err, "wb") as norm_log:
+        if extra_header is None and inflate is None:
+            norm = bcftools.spawn("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout", str(source),
+                                  stderr=norm_log)
+        else:
+            # Decompressed here: for a complete BGZF file with ISA-L's inflate (a third of the CPU of
+            # the zlib that pysam's htslib links), on a thread that overlaps norm's own work.
+            norm = bcftools.spawn("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout", "-",
+                                  stdin=subprocess.PIPE, stderr=norm_log)
+            assert norm.stdin is not None
+            lines = header.with_lines(extra_header or [])
+            feeder = threading.Thread(target=_feed, daemon=True, args=(source, lines, norm.stdin, errors),
+                                      kwargs={"opener": inflate} if inflate is not None else {})
+    if feeder is not None:
+        feeder.start()
+    assert norm.stdout is not None
+    return RecordStream(source=source, stdout=norm.stdout, stages=[_Stage("norm", norm, norm_err)], feeder=feeder,
+                        feeder_errors=errors)
+
+
 def normalize_to_file(source: Path, dest: Path, options: NormalizeOptions, workdir: Path,
                       header: InputHeader, *, extra_header: list[str] | None = None) -> NormalizeStats:
     """``bcftools norm`` into a file (BGZF VCF), for a tool such as VEP that reads files."""
@@ -202,9 +234,34 @@ def normalize_to_file(source: Path, dest: Path, options: NormalizeOptions, workd
     return stats
 
 
-def _feed(source: Path, header_lines: list[str], sink: IO[bytes], errors: list[BaseException]) -> None:
+def _complete_bgzf(source: Path) -> bool:
+    """A BGZF file that starts as one and ends with BGZF's end-of-file block. Anything else (plain
+    gzip, text, BCF, a truncated file) is left to htslib, whose messages name what is wrong."""
     try:
-        with open_text(source) as text:
+        with open(source, "rb") as handle:
+            start = handle.read(4)
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() < len(_BGZF_EOF) + 4:
+                return False
+            handle.seek(-len(_BGZF_EOF), os.SEEK_END)
+            return start == _BGZF_EOF[:4] and handle.read() == _BGZF_EOF
+    except OSError:
+        return False
+
+
+def _fast_inflate() -> Callable[[Path], IO[bytes]] | None:
+    """ISA-L's gzip reader (the ``isal`` package) when it is installed, else None (htslib decompresses)."""
+    try:
+        from isal import igzip
+    except ImportError:
+        return None
+    return lambda path: igzip.open(path, "rb")  # type: ignore[no-any-return]
+
+
+def _feed(source: Path, header_lines: list[str], sink: IO[bytes], errors: list[BaseException], *,
+          opener: Callable[[Path], IO[bytes]] = open_text) -> None:
+    try:
+        with opener(source) as text:
             sink.write(("\n".join(header_lines) + "\n").encode())
             for raw in text:
                 if raw.startswith(b"#CHROM"):
@@ -213,6 +270,8 @@ def _feed(source: Path, header_lines: list[str], sink: IO[bytes], errors: list[B
     except BrokenPipeError:
         pass  # norm stopped early; its own error says why
     except (OSError, EOFError, zlib.error) as error:
+        errors.append(error)
+    except Exception as error:  # ISA-L's own error types: a failed inflate must fail the run, never cut it short
         errors.append(error)
     finally:
         try:

@@ -1,7 +1,8 @@
 """One VCF → one load-ready Parquet file, with the counts INT-01 checks. No cloud here.
 
 normalize (bcftools norm -m -any) → annotate (VEP, when configured and the input has no CSQ)
-→ convert (bcftools query text → Arrow columns → Parquet). The Parquet file appears under its
+→ convert (norm's BCF → Arrow columns by the compiled decoder, ``native.py``; or, where it is
+unavailable, bcftools query text → Arrow columns) → Parquet. The Parquet file appears under its
 final name only when every step succeeded: a malformed input leaves nothing behind.
 """
 
@@ -15,16 +16,20 @@ import tempfile
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow as pa
 
+from sovaudit.pipeline import native
 from sovaudit.pipeline.convert import BLOCK_BYTES, MAX_FIELD_BYTES, OversizedField, read_text, write_parquet
 from sovaudit.pipeline.errors import ToolError, VcfInputError
 from sovaudit.pipeline.normalize import (
     CheckRef,
     NormalizeOptions,
     NormalizeStats,
+    RecordStream,
     normalize_to_file,
+    stream_bcf,
     stream_records,
 )
 from sovaudit.pipeline.schema import CSQ_TAGS, VcfLayout, layout_from_header
@@ -38,6 +43,8 @@ from sovaudit.pipeline.vcfinput import (
     variant_header,
 )
 
+_LIMIT_HINT = (f"a field value may hold at most {MAX_FIELD_BYTES >> 20} MiB; move bulky annotations out of "
+               "the VCF or drop the field (`bcftools annotate -x INFO/KEY`)")
 # Appended to the configured VEP command unless it already sets them (issue 5: VCF out,
 # allele numbers so each CSQ entry names its allele, the offline cache).
 VEP_REQUIRED_FLAGS = ("--vcf", "--allele_number", "--offline")
@@ -184,8 +191,14 @@ def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOption
     norm_options = NormalizeOptions(reference=options.reference, check_ref=options.check_ref,
                                     original_record_tag=tag)
     layout = layout_from_header(input_header, original_record_tag=tag)
-    stream = stream_records(source, norm_options, layout.query_format(), workdir, header, extra_header=extra_header)
-    rows = _convert(stream, layout, out, options)
+    module = native.load() if options.block_bytes == BLOCK_BYTES and native.supports(layout) else None
+    if module is not None:
+        stream = stream_bcf(source, norm_options, workdir, header, extra_header=extra_header)
+        rows = _convert_native(module, stream, layout, out)
+    else:
+        stream = stream_records(source, norm_options, layout.query_format(), workdir, header,
+                                extra_header=extra_header)
+        rows = _convert(stream, layout, out, options)
     final = stream.finish()
     assert final is not None
     return final, rows, False, layout
@@ -199,8 +212,7 @@ def _csq_has_format(header: object, tag: str) -> bool:
 def _convert(stream, layout: VcfLayout, out: Path, options: PreprocessOptions,  # type: ignore[no-untyped-def]
              *, csq_from_row: bool = False) -> int:
     source = Path(stream.source)
-    limit_hint = (f"a field value may hold at most {MAX_FIELD_BYTES >> 20} MiB; move bulky annotations out of "
-                  "the VCF or drop the field (`bcftools annotate -x INFO/KEY`)")
+    limit_hint = _LIMIT_HINT
     try:
         result = write_parquet(read_text(stream.stdout, layout, options.block_bytes), layout, out,
                                csq_from_row=csq_from_row)
@@ -229,6 +241,43 @@ def _convert(stream, layout: VcfLayout, out: Path, options: PreprocessOptions,  
         raise VcfInputError(str(stream.source), f"cannot convert the normalized records: {error}") from error
     stream.finish()
     return result.rows
+
+
+def _convert_native(module: ModuleType, stream: RecordStream, layout: VcfLayout, out: Path) -> int:
+    """The compiled path (``native.py``): norm's BCF decoded straight into Arrow buffers.
+
+    Errors as the text path gives them: norm's own failure (a bad or truncated input) names the
+    record; a value above the limit names the record and the field; a stream the decoder cannot
+    read names the user's file and the last record decoded, never the pipe."""
+    source = Path(stream.source)
+    assert stream.stdout is not None
+    try:
+        reader = native.NativeReader(module, stream.stdout.fileno(), layout, MAX_FIELD_BYTES)
+        result = write_parquet(reader.batches(), layout, out, converter=native.NativeConverter(layout, reader))
+    except OversizedField as error:
+        stream.finish(reader_stopped=True)
+        record = locate_record(source, error.chrom_pos, str(error)) if error.chrom_pos else None
+        raise VcfInputError(str(source), str(error), record=record, hint=_LIMIT_HINT) from None
+    except native.NativeDecodeError as error:
+        _prefer_norm_error(stream)
+        _, chrom, pos = error.where
+        raise VcfInputError(str(source), f"cannot convert the normalized records: {error}",
+                            record=f"after {chrom}:{pos}" if chrom else None) from None
+    except (pa.ArrowException, OSError, ValueError) as error:
+        _prefer_norm_error(stream)
+        raise VcfInputError(str(source), f"cannot convert the normalized records: {error}") from error
+    stream.finish()
+    return result.rows
+
+
+def _prefer_norm_error(stream: RecordStream) -> None:
+    """Raise norm's own error when it has one: a bad input explains a cut stream better than the
+    decoder can. Its missing counts alone (it was cut off because we stopped reading) are not one."""
+    try:
+        stream.finish()
+    except VcfInputError as error:
+        if "reported no record counts" not in error.reason:
+            raise
 
 
 def run_vep(command: tuple[str, ...], source: Path, dest: Path) -> Path:

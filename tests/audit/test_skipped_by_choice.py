@@ -108,7 +108,9 @@ def test_posture_only_names_its_option_and_the_job_controls(sim: SimServer, tmp_
     skipped = by_outcome(document, "SKIPPED")
     assert {"CC-02", "SEC-04", "INT-01"} <= skipped and not PROBES & skipped
     assert document["verdict"] == "WARNED" and result.exit_code == 0
-    assert "controls not run (--posture-only): SOV-06, CC-01, CC-02" in result.stdout
+    said = " ".join(result.stdout.split())   # the console wraps long lines at the terminal's width
+    assert "controls not run (--posture-only): SOV-06, " in said
+    assert all(f"{control_id}," in said or f"{control_id} " in said for control_id in ("CC-01", "CC-02", "INT-01"))
 
 
 def test_a_bundle_from_before_skipped_still_reverifies(no_probes_run: tuple[Result, Path]) -> None:

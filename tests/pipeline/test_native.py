@@ -205,7 +205,7 @@ def bcf_bytes(source: Path, tmp_path: Path, mode: str = "-Ou") -> bytes:
 
 
 def layout_of(source: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    return layout_from_header(variant_header(read_header(source).lines, tmp_path))
+    return layout_from_header(variant_header(read_header(source).lines, tmp_path, str(source)))
 
 
 def decode(data: bytes, source: Path, tmp_path: Path) -> int:

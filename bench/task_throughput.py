@@ -108,7 +108,7 @@ def stages(source: Path, scratch: Path) -> list[tuple[str, float]]:
     module = native.load()
     if module is None:
         return [("compiled decoder unavailable: no stage figures", 0.0)]
-    header = variant_header(read_header(source).lines, scratch)
+    header = variant_header(read_header(source).lines, scratch, str(source))
     tag = "CSQ" in header.info and "Format:" in (header.info["CSQ"].description or "")
     layout = layout_from_header(header, original_record_tag=tag)
     bcf = scratch / "normalized.bcf"

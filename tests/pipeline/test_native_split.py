@@ -163,7 +163,7 @@ def fuzz_records(seed: int, count: int) -> list[str]:
     for _ in range(count):
         pos += rng.randint(0, 3)
         n_alt = rng.choice([1, 1, 2, 3, 4, 5])
-        alts = rng.sample(["T", "G", "C", "AT", "ATT", "*", "<DEL>", "<INS>", "GC", "TTTA"], n_alt)
+        alts = rng.sample(["T", "G", "C", "AT", "ATT", "*", "<DEL>", "<INS>", "GC", "TTTA", "<*>", "<NON_REF>"], n_alt)
         n = n_alt + 1
         genotypes = n * (n + 1) // 2
         info = [f"IA={_values(rng, 'i', n_alt)}", f"FA={_values(rng, 'f', n_alt)}", f"IR={_values(rng, 'i', n)}",
@@ -239,3 +239,16 @@ def test_turning_it_off_runs_norm(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not native.split_enabled()
     monkeypatch.delenv(native.SPLIT_ENV)
     assert native.split_enabled()
+
+
+def test_a_file_without_contig_lines_is_split_with_the_lines_the_task_adds(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "in.vcf"
+    source.write_text("".join(line + "\n" for line in HEADER.splitlines() if not line.startswith("##contig"))
+                      + "\n".join(RECORDS) + "\n")
+    split, split_counts, did_split = _split_via_preprocess(source, tmp_path, monkeypatch)
+    assert did_split
+    norm, norm_counts = norm_path(source, tmp_path, monkeypatch)
+    assert split_counts == norm_counts
+    assert_same(split, norm)
+    assert split.num_rows == len(RECORDS) + 3

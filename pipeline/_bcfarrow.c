@@ -287,11 +287,6 @@ static int check_size(Decoder *d, int kind, const char *name, int index, int sam
     return -1;
 }
 
-static int text_length(int type, int64_t n, const uint8_t *p) {
-    if (type != BT_CHAR) return 0;
-    const void *end = memchr(p, 0, (size_t)n);
-    return end ? (int)((const uint8_t *)end - p) : (int)n;
-}
 
 #define CORRUPT(msg) return fail(ERR_VALUE, msg)
 
@@ -480,7 +475,7 @@ static int decode_record(Decoder *d) {
             int64_t vn = d->info_n[i];
             int num = split && vp ? d->info_num[d->info[i].id] : NUM_OTHER;
             if (num != NUM_OTHER) {
-                vn = info_subset(num, d->info_type[i], vp, ialt, &d->scratch);
+                vn = info_subset(num, d->info_type[i], vn, vp, ialt, &d->scratch);
                 if (vn < 0) return -1;
                 vp = (const uint8_t *)d->scratch.p;
             }

@@ -7,6 +7,7 @@
  * with the values norm would have written (pysam's bcftools, checked record by record by
  * tests/pipeline/test_native_split.py):
  *   - INFO Number=A: the ALT's value; R: REF's and the ALT's; G: the genotypes 0/0, 0/a, a/a;
+ *     a String with Number=A/R: the same items of its comma-separated text;
  *   - FORMAT Number=A: the ALT's value (missing or past the end: missing); R: REF's, then the
  *     ALT's (past the end: missing); G: diploid 0/0, 0/a, a/a, or REF's and the ALT's for a
  *     haploid sample (a vector shorter than the diploid count, or all samples at n_allele values);
@@ -15,8 +16,8 @@
  *     phasing kept (`--multi-overlaps 0`, norm's default);
  *   - everything else (ID, QUAL, FILTER, Number=1/./n, strings, flags) is copied, and
  *     `--old-rec-tag` is CHROM|POS|REF|ALT,ALT|index.
- * What it does not reproduce it refuses (SPLIT_REFUSED): a String or Flag with Number=A/R/G in a
- * multi-allelic record, a Number=A/R/G value with another count than the alleles ask for (norm
+ * What it does not reproduce it refuses (-3, "refused"): in a multi-allelic record, a FORMAT String
+ * with Number=A/R/G or an INFO String with Number=G, a Number=A/R/G value with another count than the alleles ask for (norm
  * stops with an error there), a value whose BCF type is not the header's, and a record before
  * its predecessor on the same contig (norm re-sorts within a window). The caller then runs the
  * task again through norm, so the output never depends on a guess. */
@@ -79,6 +80,12 @@ static inline int64_t count_before_end(int type, int64_t n, const uint8_t *p) {
  * 1 yes (or nothing to do), 0 refused. */
 static int info_splittable(int num, int htype, int type, int64_t n, const uint8_t *p, int n_allele) {
     if (num == NUM_OTHER) return 1;
+    if (htype == HT_STR && type == BT_CHAR && (num == NUM_A || num == NUM_R)) {
+        /* one comma-separated item per ALT (A) or allele (R), exactly; norm drops the key otherwise */
+        int64_t len = text_length(type, n, p), fields = 1;
+        for (int64_t i = 0; i < len; i++) fields += p[i] == ',';
+        return fields == (num == NUM_A ? n_allele - 1 : n_allele);
+    }
     if (htype != HT_INT && htype != HT_FLOAT) return 0;
     if (!type_agrees(htype, type) || type == BT_NULL) return 0;
     int64_t ret = count_before_end(type, n, p);
@@ -86,9 +93,30 @@ static int info_splittable(int num, int htype, int type, int64_t n, const uint8_
     return ret == want;
 }
 
+/* Item k of a comma-separated text of len bytes: its start and length. */
+static void text_item(const uint8_t *p, int64_t len, int k, int64_t *start, int64_t *item_len) {
+    int64_t i = 0;
+    for (int j = 0; j < k; j++) { while (i < len && p[i] != ',') i++; i++; }
+    int64_t e = i;
+    while (e < len && p[e] != ',') e++;
+    *start = i;
+    *item_len = e - i;
+}
+
 /* The INFO value for ALT ialt (1-based) into out (same BCF type); returns the value count. */
-static int64_t info_subset(int num, int type, const uint8_t *p, int ialt, Buf *out) {
+static int64_t info_subset(int num, int type, int64_t n, const uint8_t *p, int ialt, Buf *out) {
     int size = type_size(type);
+    if (type == BT_CHAR) {  /* a String, Number=A: the ALT's item; R: REF's item, ',', the ALT's */
+        int64_t len = text_length(type, n, p), start, item;
+        out->len = 0;
+        if (num == NUM_R) {
+            text_item(p, len, 0, &start, &item);
+            if (buf_put(out, p + start, (size_t)item) < 0 || buf_put(out, ",", 1) < 0) return -1;
+        }
+        text_item(p, len, num == NUM_R ? ialt : ialt - 1, &start, &item);
+        if (buf_put(out, p + start, (size_t)item) < 0) return -1;
+        return (int64_t)out->len;
+    }
     int idx[3], k = 0;
     if (num == NUM_A) idx[k++] = ialt - 1;
     else if (num == NUM_R) { idx[k++] = 0; idx[k++] = ialt; }

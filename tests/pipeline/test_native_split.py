@@ -264,3 +264,19 @@ def test_a_file_without_contig_lines_is_split_with_the_lines_the_task_adds(tmp_p
     assert split_counts == norm_counts
     assert_same(split, norm)
     assert split.num_rows == len(RECORDS) + 3
+
+
+def test_a_refusal_deep_into_a_large_compressed_file_reruns_norm_cleanly(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The refusal comes after several batches (view still running, the ISA-L feeder still writing):
+    # view is stopped, the feeder's broken pipe is not an input error, and norm's output is the task's.
+    import pysam
+
+    lines = [f"chr1\t{i + 1}\t.\tA\t{'C,G' if i % 7 == 0 else 'T'}\t5\tPASS\tDP={i % 50}\tGT:AD\t"
+             f"0/1:1,2{',3' if i % 7 == 0 else ''}\t0/0:.\t1/1:3,4{',5' if i % 7 == 0 else ''}"
+             for i in range(80_000)]
+    lines.append("chr1\t10\t.\tA\tC\t1\tPASS\tDP=1\tGT\t0/1\t0/0\t1/1")  # before its predecessor
+    plain = write(tmp_path, lines, "big.vcf")
+    source = tmp_path / "big.vcf.gz"
+    pysam.tabix_compress(str(plain), str(source))
+    _refused_then_as_norm(source, tmp_path, monkeypatch)

@@ -11,7 +11,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("sovaudit.pipeline._bcfarrow", sources=["pipeline/_bcfarrow.c"], optional=True,
-                  depends=["pipeline/csrc/buffers.h", "pipeline/csrc/values.h", "pipeline/csrc/stream.h"],
+                  depends=["pipeline/csrc/buffers.h", "pipeline/csrc/values.h", "pipeline/csrc/stream.h",
+                           "pipeline/csrc/split.h"],
                   extra_compile_args=["-O2"]),
     ],
 )

@@ -11,9 +11,11 @@ figure is the ratio of wall times (baseline / ours: above 1 is faster); the best
 of each is used. Each run also reports CPU seconds (user + system of the process tree) and ours its
 peak RSS (the tree's, sampled every 10 ms).
 
-Then, unless --no-stages: CPU seconds per stage of our task, measured one stage at a time (norm to
-uncompressed BCF in a child; decode, table build and Parquet write in this process, on norm's saved
-output), and which conversion path `run-local` took (compiled or text).
+Then, unless --no-stages: CPU seconds per stage of our task, measured one stage at a time (the
+child to uncompressed BCF: `bcftools view -Ou` when the decoder splits, else `norm -m -any -Ou`;
+decode (and split), table build and Parquet write in this process, on the child's saved output),
+and which conversion path `run-local` took (a record the split refuses raises here: the task
+itself would have fallen back to norm).
 
 Then the cohort (--cohort N files of --cohort-records, different seeds): `run-local --workers 2`
 over the N files against `xargs -P2` running the seed's step once per file, same run.
@@ -108,17 +110,23 @@ def stages(source: Path, scratch: Path) -> list[tuple[str, float]]:
     module = native.load()
     if module is None:
         return [("compiled decoder unavailable: no stage figures", 0.0)]
-    header = variant_header(read_header(source).lines, scratch)
+    header = variant_header(read_header(source).lines, scratch, str(source))
     tag = "CSQ" in header.info and "Format:" in (header.info["CSQ"].description or "")
     layout = layout_from_header(header, original_record_tag=tag)
     bcf = scratch / "normalized.bcf"
-    norm = [sys.executable, "-m", "sovaudit.pipeline.bcftools", "norm", "-m", "-any", "--no-version"]
-    norm += ["--old-rec-tag", "SOVAUDIT_OLD_REC"] if tag else []
-    _, norm_cpu, _, _ = timed([*norm, "-Ou", "-o", str(bcf), str(source)])
+    split = native.split_enabled()  # the task's path: view -Ou + the decoder's split, else norm -Ou
+    if split:
+        child = [sys.executable, "-m", "sovaudit.pipeline.bcftools", "view", "--no-version"]
+        child_name = "bcftools view -Ou, no split (child process, incl. start-up; reads the .gz with zlib)"
+    else:
+        child = [sys.executable, "-m", "sovaudit.pipeline.bcftools", "norm", "-m", "-any", "--no-version"]
+        child += ["--old-rec-tag", "SOVAUDIT_OLD_REC"] if tag else []
+        child_name = "bcftools norm -m -any -Ou (child process, incl. start-up; reads the .gz with zlib)"
+    _, norm_cpu, _, _ = timed([*child, "-Ou", "-o", str(bcf), str(source)])
     fd = os.open(bcf, os.O_RDONLY)
     try:
         started = time.thread_time()
-        reader = native.NativeReader(module, fd, layout, MAX_FIELD_BYTES)
+        reader = native.NativeReader(module, fd, layout, MAX_FIELD_BYTES, split=split)
         batches = list(reader.batches())
         decode = time.thread_time() - started
     finally:
@@ -138,8 +146,8 @@ def stages(source: Path, scratch: Path) -> list[tuple[str, float]]:
     write_parquet(iter(tables), layout, scratch / "stage.parquet", converter=Ready())
     write = time.process_time() - process_before
     bcf.unlink()
-    return [("bcftools norm -m -any -Ou (child process, incl. start-up)", norm_cpu),
-            ("decode BCF into column buffers (_bcfarrow)", decode),
+    return [(child_name, norm_cpu),
+            ("decode BCF into column buffers (_bcfarrow" + (", with the split)" if split else ")"), decode),
             ("build the Arrow table (incl. CSQ per allele)", build), ("Parquet write", write)]
 
 
@@ -206,7 +214,9 @@ def main() -> None:
         if not args.no_stages:
             from sovaudit.pipeline import native
 
-            path = "compiled (native.py)" if native.load() is not None else "text (bcftools query)"
+            path = "text (bcftools query)" if native.load() is None else \
+                "compiled, split in the decoder (bcftools view -Ou + _bcfarrow)" if native.split_enabled() else \
+                "compiled (bcftools norm -Ou + _bcfarrow)"
             print(f"conversion path: {path}; CPU seconds per stage, one stage at a time:")
             for name, seconds in stages(source, scratch):
                 print(f"  {name:60s} {seconds:5.2f}")

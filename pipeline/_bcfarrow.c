@@ -32,6 +32,7 @@
 #include "csrc/buffers.h"
 #include "csrc/values.h"
 #include "csrc/stream.h"
+#include "csrc/split.h"
 
 /* ---- the decoder object ------------------------------------------------------------------- */
 
@@ -65,6 +66,15 @@ typedef struct {
     const uint8_t *orig_ptr; int64_t orig_n; int orig_type;
     /* the value above max_field: kind 0 = a fixed column (name), 1 = INFO field, 2 = FORMAT field */
     int oversized_kind, oversized_index, oversized_sample; const char *oversized_name; int64_t oversized_size;
+    /* the multi-allelic split (csrc/split.h), when set_split() turned it on */
+    int split, make_orig, n_contigs, allele_cap;
+    int *info_num, *info_htype, *fmt_num, *fmt_htype;   /* dictionary id -> NUM_* / HT_* */
+    char **contigs;
+    int64_t nsplit;
+    const char *refused;
+    const char **allele_s; int64_t *allele_len;
+    Buf scratch, gt_scratch, *fmt_scratch;
+    const uint8_t **fmt_use_ptr; int64_t *fmt_use_n;
 } Decoder;
 
 static int decoder_reset_columns(Decoder *d) {
@@ -93,6 +103,12 @@ static void Decoder_dealloc(Decoder *d) {
     free(d->info); free(d->fmt); free(d->info_slot); free(d->fmt_slot);
     free(d->info_ptr); free(d->info_type); free(d->info_n);
     free(d->fmt_ptr); free(d->fmt_type); free(d->fmt_n);
+    free(d->info_num); free(d->info_htype); free(d->fmt_num); free(d->fmt_htype);
+    for (int i = 0; i < d->n_contigs; i++) free(d->contigs[i]);
+    free(d->contigs); free(d->allele_s); free(d->allele_len);
+    free(d->scratch.p); free(d->gt_scratch.p);
+    if (d->fmt_scratch) for (int i = 0; i < d->n_fmt; i++) free(d->fmt_scratch[i].p);
+    free(d->fmt_scratch); free(d->fmt_use_ptr); free(d->fmt_use_n);
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
@@ -179,9 +195,56 @@ static PyObject *Decoder_configure(Decoder *d, PyObject *args) {
     d->fmt_ptr = calloc((size_t)d->n_fmt + 1, sizeof(*d->fmt_ptr));
     d->fmt_type = calloc((size_t)d->n_fmt + 1, sizeof(int));
     d->fmt_n = calloc((size_t)d->n_fmt + 1, sizeof(int64_t));
-    if (!d->info_ptr || !d->info_type || !d->info_n || !d->fmt_ptr || !d->fmt_type || !d->fmt_n)
+    d->fmt_scratch = calloc((size_t)d->n_fmt + 1, sizeof(Buf));
+    d->fmt_use_ptr = calloc((size_t)d->n_fmt + 1, sizeof(*d->fmt_use_ptr));
+    d->fmt_use_n = calloc((size_t)d->n_fmt + 1, sizeof(int64_t));
+    if (!d->info_ptr || !d->info_type || !d->info_n || !d->fmt_ptr || !d->fmt_type || !d->fmt_n || !d->fmt_scratch ||
+        !d->fmt_use_ptr || !d->fmt_use_n)
         return PyErr_NoMemory();
     if (decoder_reset_columns(d) < 0) return raise_pending();
+    Py_RETURN_NONE;
+}
+
+static int int_list(PyObject *list, int size, int **out) {
+    if (!PyList_Check(list) || PyList_Size(list) != size) {
+        PyErr_SetString(PyExc_ValueError, "set_split: one value per dictionary id");
+        return -1;
+    }
+    *out = calloc((size_t)size + 1, sizeof(int));
+    if (!*out) { PyErr_NoMemory(); return -1; }
+    for (int i = 0; i < size; i++) {
+        long v = PyLong_AsLong(PyList_GetItem(list, i));
+        if (v == -1 && PyErr_Occurred()) return -1;
+        (*out)[i] = (int)v;
+    }
+    return 0;
+}
+
+/* set_split(info_number, info_type, format_number, format_type, contigs, make_orig): split
+ * multi-allelic records as `bcftools norm -m -any` does (csrc/split.h). The four lists give, per
+ * dictionary id, the header's Number (NUM_*) and Type (HT_*); contigs are the names by contig id
+ * (for the --old-rec-tag text, written when make_orig). Call after configure(). */
+static PyObject *Decoder_set_split(Decoder *d, PyObject *args) {
+    PyObject *inum, *itype, *fnum, *ftype, *contigs;
+    int make_orig;
+    if (!d->info || d->split) { PyErr_SetString(PyExc_RuntimeError, "configure first, once"); return NULL; }
+    if (!PyArg_ParseTuple(args, "OOOOO!p", &inum, &itype, &fnum, &ftype, &PyList_Type, &contigs, &make_orig))
+        return NULL;
+    if (int_list(inum, d->dict_size, &d->info_num) < 0 || int_list(itype, d->dict_size, &d->info_htype) < 0 ||
+        int_list(fnum, d->dict_size, &d->fmt_num) < 0 || int_list(ftype, d->dict_size, &d->fmt_htype) < 0)
+        return NULL;
+    Py_ssize_t nc = PyList_Size(contigs);
+    d->contigs = calloc((size_t)nc + 1, sizeof(char *));
+    if (!d->contigs) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < nc; i++) {
+        const char *name = PyUnicode_AsUTF8(PyList_GetItem(contigs, i));
+        if (!name) return NULL;
+        d->contigs[i] = strdup(name);
+        if (!d->contigs[i]) return PyErr_NoMemory();
+        d->n_contigs = (int)i + 1;
+    }
+    d->make_orig = make_orig;
+    d->split = 1;
     Py_RETURN_NONE;
 }
 
@@ -224,15 +287,25 @@ static int check_size(Decoder *d, int kind, const char *name, int index, int sam
     return -1;
 }
 
-static int text_length(int type, int64_t n, const uint8_t *p) {
-    if (type != BT_CHAR) return 0;
-    const void *end = memchr(p, 0, (size_t)n);
-    return end ? (int)((const uint8_t *)end - p) : (int)n;
-}
 
 #define CORRUPT(msg) return fail(ERR_VALUE, msg)
 
-/* Decode one record into the columns. 1 ok, 0 clean end of stream, -1 error, -2 oversized. */
+/* Emit ID (text s of len bytes): "." or empty is no name; else split on ';'. */
+static int put_names(Decoder *d, const char *s, int64_t len) {
+    if (len == 0 || (len == 1 && s[0] == '.')) return col_null(&d->names);
+    int64_t start = 0;
+    for (int64_t i = 0; i <= len; i++)
+        if (i == len || s[i] == ';') {
+            if (str_item(&d->names, s + start, (size_t)(i - start)) < 0) return -1;
+            d->names.items++;
+            start = i + 1;
+        }
+    return entry_end(&d->names, 1);
+}
+
+/* Decode one record into the columns: one row, or with split on one row per ALT of a
+ * multi-allelic record (csrc/split.h). Rows emitted (>= 1), 0 clean end of stream, -1 error,
+ * -2 oversized, -3 a record the split refuses. */
 static int decode_record(Decoder *d) {
     int r = stream_need(&d->s, 8);
     if (r < 0) return -1;
@@ -260,111 +333,64 @@ static int decode_record(Decoder *d) {
     int n_info = (int)(n_allele_info & 0xFFFF), n_allele = (int)(n_allele_info >> 16);
     int n_fmt = (int)(n_fmt_sample >> 24), n_sample = (int)(n_fmt_sample & 0xFFFFFF);
     if (n_sample != d->n_samples && n_fmt) CORRUPT("BCF record with another number of samples than its header");
+    if (d->split && rid == d->last_rid && pos < d->last_pos) {
+        d->refused = "a record before its predecessor on the same contig (norm re-sorts those)";
+        return -3;
+    }
     d->last_rid = rid;
     d->last_pos = pos;
-    int64_t row = (int64_t)(d->chrom.len / 4);
+    int split = d->split && n_allele > 2;
 
-    BUF_PUT_T(&d->chrom, int32_t, rid);
-    BUF_PUT_T(&d->pos0, int64_t, pos);
-    BUF_PUT_T(&d->end, int64_t, (int64_t)pos + rlen);
-    /* QUAL: missing prints "." */
-    uint32_t qbits;
-    memcpy(&qbits, &qual, 4);
-    if (qbits == 0x7F800001u) { if (col_null(&d->qual) < 0) return -1; }
-    else { BUF_PUT_T(&d->qual.vals, double, printed_float(qual)); if (entry_end(&d->qual, 1) < 0) return -1; }
-
-    /* ID: "." or empty is no name; else split on ';' */
+    /* ---- parse ---- */
     int type; int64_t n;
     if (typed_descriptor(&p, end, &type, &n) < 0 || p + n * type_size(type) > end) CORRUPT("corrupt BCF record (ID)");
-    {
-        int64_t len = text_length(type, n, p);
-        if (check_size(d, 0, "ID", -1, -1, len) < 0) return -2;
-        const char *s = (const char *)p;
-        if (len == 0 || (len == 1 && s[0] == '.')) { if (col_null(&d->names) < 0) return -1; }
-        else {
-            int64_t start = 0;
-            for (int64_t i = 0; i <= len; i++)
-                if (i == len || s[i] == ';') {
-                    if (str_item(&d->names, s + start, (size_t)(i - start)) < 0) return -1;
-                    d->names.items++;
-                    start = i + 1;
-                }
-            if (entry_end(&d->names, 1) < 0) return -1;
-        }
-        p += n * type_size(type);
+    const char *id_s = (const char *)p;
+    int64_t id_len = text_length(type, n, p);
+    if (check_size(d, 0, "ID", -1, -1, id_len) < 0) return -2;
+    p += n * type_size(type);
+    if (n_allele > d->allele_cap) {
+        int cap = n_allele * 2;
+        const char **s2 = realloc(d->allele_s, sizeof(*s2) * (size_t)cap);
+        if (!s2) return fail(ERR_MEMORY, NULL);
+        d->allele_s = s2;
+        int64_t *l2 = realloc(d->allele_len, sizeof(*l2) * (size_t)cap);
+        if (!l2) return fail(ERR_MEMORY, NULL);
+        d->allele_len = l2;
+        d->allele_cap = cap;
     }
-    /* alleles: REF, then ALT joined by ',' ("." when none) */
     for (int a = 0; a < n_allele; a++) {
         if (typed_descriptor(&p, end, &type, &n) < 0 || p + n * type_size(type) > end) CORRUPT("corrupt BCF record (alleles)");
-        int64_t len = text_length(type, n, p);
-        const char *s = (const char *)p;
-        if (a == 0) {
-            if (check_size(d, 0, "REF", -1, -1, len) < 0) return -2;
-            if (len == 1 && s[0] == '.') { if (col_null(&d->ref) < 0) return -1; }
-            else { if (str_item(&d->ref, s, (size_t)len) < 0 || entry_end(&d->ref, 1) < 0) return -1; }
-        } else {
-            if (a > 1) {  /* several ALT alleles (not split): one comma-joined value, as query prints */
-                d->alt.soffs.len -= 4;
-                if (buf_put(&d->alt.data, ",", 1) < 0) return -1;
-            } else if (len == 1 && s[0] == '.' && n_allele == 2) {
-                if (col_null(&d->alt) < 0) return -1;
-                p += n * type_size(type);
-                continue;
-            }
-            if (str_item(&d->alt, s, (size_t)len) < 0) return -1;
-            int32_t last;
-            memcpy(&last, d->alt.soffs.p + d->alt.soffs.len - 4, 4);
-            if (check_size(d, 0, "ALT", -1, -1, last - ((int32_t *)d->alt.soffs.p)[d->alt.n]) < 0) return -2;
-            if (a == n_allele - 1 && entry_end(&d->alt, 1) < 0) return -1;
-        }
+        d->allele_s[a] = (const char *)p;
+        d->allele_len[a] = text_length(type, n, p);
         p += n * type_size(type);
     }
-    if (n_allele == 0) { if (col_null(&d->ref) < 0) return -1; }
-    if (n_allele <= 1) { if (col_null(&d->alt) < 0) return -1; }
-    /* FILTER: dictionary ids; none prints "." */
-    if (typed_descriptor(&p, end, &type, &n) < 0 || p + n * type_size(type) > end) CORRUPT("corrupt BCF record (FILTER)");
-    if (n == 0 || type == BT_NULL) { if (col_null(&d->filter) < 0) return -1; }
-    else {
-        int size = type_size(type);
-        int64_t count = 0, v; float f;
-        for (int64_t j = 0; j < n; j++) {
-            int kind = element(type, p + j * size, &v, &f);
-            if (kind == 2) break;
-            if (kind != 0 || type == BT_FLOAT || type == BT_CHAR || v < 0 || v >= d->dict_size)
-                CORRUPT("corrupt BCF record (FILTER id)");
-            BUF_PUT_T(&d->filter.vals, int64_t, v);
-            count++;
-        }
-        d->filter.items += count;
-        if (entry_end(&d->filter, 1) < 0) return -1;
-        p += n * size;
-    }
-    /* INFO */
+    if (n_allele > 0 && check_size(d, 0, "REF", -1, -1, d->allele_len[0]) < 0) return -2;
+    const uint8_t *flt_p; int flt_type; int64_t flt_n;
+    if (typed_descriptor(&p, end, &flt_type, &flt_n) < 0 || p + flt_n * type_size(flt_type) > end)
+        CORRUPT("corrupt BCF record (FILTER)");
+    flt_p = p;
+    p += flt_n * type_size(flt_type);
     for (int i = 0; i < d->n_info; i++) d->info_ptr[i] = NULL;
     d->csq_ptr = d->orig_ptr = NULL;
     for (int k = 0; k < n_info; k++) {
         int64_t key;
         if (typed_int(&p, end, &key) < 0 || key < 0 || key >= d->dict_size) CORRUPT("corrupt BCF record (INFO key)");
         if (typed_descriptor(&p, end, &type, &n) < 0 || p + n * type_size(type) > end) CORRUPT("corrupt BCF record (INFO value)");
+        if (split && !info_splittable(d->info_num[key], d->info_htype[key], type, n, p, n_allele)) {
+            d->refused = "an INFO value norm would not split as its header declares";
+            return -3;
+        }
         int slot = d->info_slot[key];
         if (slot >= 0) { d->info_ptr[slot] = p; d->info_type[slot] = type; d->info_n[slot] = n; }
         else if (key == d->csq_id) { d->csq_ptr = p; d->csq_type = type; d->csq_n = n; }
         else if (key == d->orig_id) { d->orig_ptr = p; d->orig_type = type; d->orig_n = n; }
         p += n * type_size(type);
     }
-    for (int i = 0; i < d->n_info; i++) {
+    for (int i = 0; i < d->n_info; i++)
         if (d->info_ptr[i] && check_size(d, 1, NULL, i, -1, text_length(d->info_type[i], d->info_n[i], d->info_ptr[i])) < 0)
             return -2;
-        if (put_value(&d->info[i].col, d->info_ptr[i] != NULL, d->info_type[i], d->info_n[i], d->info_ptr[i], 1) < 0)
-            return -1;
-    }
-    if (d->csq_id >= 0) {
-        if (d->csq_ptr && check_size(d, 0, "INFO/CSQ", -1, -1, text_length(d->csq_type, d->csq_n, d->csq_ptr)) < 0) return -2;
-        if (put_value(&d->csq, d->csq_ptr != NULL, d->csq_type, d->csq_n, d->csq_ptr, 1) < 0) return -1;
-    }
-    if (d->orig_id >= 0 && put_value(&d->orig, d->orig_ptr != NULL, d->orig_type, d->orig_n, d->orig_ptr, 1) < 0)
-        return -1;
-    /* FORMAT */
+    if (d->csq_id >= 0 && d->csq_ptr && check_size(d, 0, "INFO/CSQ", -1, -1, text_length(d->csq_type, d->csq_n, d->csq_ptr)) < 0)
+        return -2;
     for (int i = 0; i < d->n_fmt; i++) d->fmt_ptr[i] = NULL;
     d->gt_ptr = NULL;
     p = end;
@@ -374,45 +400,167 @@ static int decode_record(Decoder *d) {
         if (typed_descriptor(&p, indiv_end, &type, &n) < 0) CORRUPT("corrupt BCF record (FORMAT value)");
         int64_t total = n * type_size(type) * (int64_t)n_sample;
         if (p + total > indiv_end) CORRUPT("corrupt BCF record (FORMAT values)");
+        if (split) {
+            int ok = key == d->gt_id ? (type >= BT_INT8 && type <= BT_INT32)
+                                     : fmt_splittable(d->fmt_num[key], d->fmt_htype[key], type, n, n_allele);
+            if (!ok) { d->refused = "a FORMAT value norm would not split as its header declares"; return -3; }
+        }
         int slot = d->fmt_slot[key];
         if (slot >= 0) { d->fmt_ptr[slot] = p; d->fmt_type[slot] = type; d->fmt_n[slot] = n; }
         else if (key == d->gt_id) { d->gt_ptr = p; d->gt_type = type; d->gt_n = n; }
         p += total;
     }
-    for (int s = 0; s < d->n_samples; s++) {
-        /* GT: alleles until the end of the vector; "." (0) is -1; phased when a separator is '|' */
-        int64_t count = 0;
-        int phased = 0;
-        if (d->gt_ptr && d->gt_type != BT_NULL && d->gt_type != BT_FLOAT && d->gt_type != BT_CHAR) {
-            int size = type_size(d->gt_type);
-            const uint8_t *g = d->gt_ptr + (int64_t)s * d->gt_n * size;
-            for (int64_t j = 0; j < d->gt_n; j++) {
-                int64_t v = 0;
-                if (d->gt_type == BT_INT8) v = (int8_t)g[j];
-                else if (d->gt_type == BT_INT16) { int16_t x; memcpy(&x, g + j * 2, 2); v = x; }
-                else { int32_t x; memcpy(&x, g + j * 4, 4); v = x; }
-                int64_t vend = d->gt_type == BT_INT8 ? INT8_MIN + 1 : d->gt_type == BT_INT16 ? INT16_MIN + 1 : (int64_t)INT32_MIN + 1;
-                if (v == vend) break;
-                if (j && (v & 1)) phased = 1;
-                BUF_PUT_T(&d->gt.vals, int64_t, (v >> 1) ? (v >> 1) - 1 : -1);
+    if (split) d->nsplit++;
+
+    /* ---- emit: one row, or one per ALT ---- */
+    int rows = split ? n_allele - 1 : 1;
+    for (int ialt = 1; ialt <= rows; ialt++) {
+        int64_t row = (int64_t)(d->chrom.len / 4);
+        BUF_PUT_T(&d->chrom, int32_t, rid);
+        BUF_PUT_T(&d->pos0, int64_t, pos);
+        BUF_PUT_T(&d->end, int64_t, (int64_t)pos + rlen);
+        /* QUAL: missing prints "." */
+        uint32_t qbits;
+        memcpy(&qbits, &qual, 4);
+        if (qbits == 0x7F800001u) { if (col_null(&d->qual) < 0) return -1; }
+        else { BUF_PUT_T(&d->qual.vals, double, printed_float(qual)); if (entry_end(&d->qual, 1) < 0) return -1; }
+        if (put_names(d, id_s, id_len) < 0) return -1;
+        /* alleles: REF, then ALT joined by ',' ("." when none) */
+        if (n_allele == 0) { if (col_null(&d->ref) < 0) return -1; }
+        else {
+            const char *s = d->allele_s[0];
+            int64_t len = d->allele_len[0];
+            if (len == 1 && s[0] == '.') { if (col_null(&d->ref) < 0) return -1; }
+            else { if (str_item(&d->ref, s, (size_t)len) < 0 || entry_end(&d->ref, 1) < 0) return -1; }
+        }
+        int first = split ? ialt : 1, last = split ? ialt : n_allele - 1;
+        int n_alt = split ? 1 : n_allele - 1;
+        if (n_alt <= 0) { if (col_null(&d->alt) < 0) return -1; }
+        else if (n_alt == 1 && d->allele_len[first] == 1 && d->allele_s[first][0] == '.') {
+            if (col_null(&d->alt) < 0) return -1;
+        } else {
+            int32_t start;
+            memcpy(&start, d->alt.soffs.p + d->alt.soffs.len - 4, 4);
+            for (int a = first; a <= last; a++) {
+                if (a > first) {  /* several ALT alleles (not split): one comma-joined value, as query prints */
+                    d->alt.soffs.len -= 4;
+                    if (buf_put(&d->alt.data, ",", 1) < 0) return -1;
+                }
+                if (str_item(&d->alt, d->allele_s[a], (size_t)d->allele_len[a]) < 0) return -1;
+                int32_t now;
+                memcpy(&now, d->alt.soffs.p + d->alt.soffs.len - 4, 4);
+                if (check_size(d, 0, "ALT", -1, -1, now - start) < 0) return -2;
+            }
+            if (entry_end(&d->alt, 1) < 0) return -1;
+        }
+        /* FILTER: dictionary ids; none prints "." */
+        if (flt_n == 0 || flt_type == BT_NULL) { if (col_null(&d->filter) < 0) return -1; }
+        else {
+            int size = type_size(flt_type);
+            int64_t count = 0, v; float f;
+            for (int64_t j = 0; j < flt_n; j++) {
+                int kind = element(flt_type, flt_p + j * size, &v, &f);
+                if (kind == 2) break;
+                if (kind != 0 || flt_type == BT_FLOAT || flt_type == BT_CHAR || v < 0 || v >= d->dict_size)
+                    CORRUPT("corrupt BCF record (FILTER id)");
+                BUF_PUT_T(&d->filter.vals, int64_t, v);
                 count++;
             }
+            d->filter.items += count;
+            if (entry_end(&d->filter, 1) < 0) return -1;
         }
-        if (count == 0) { BUF_PUT_T(&d->gt.vals, int64_t, -1); count = 1; }
-        d->gt.items += count;
-        if (entry_end(&d->gt, 1) < 0) return -1;
-        if (bit_put(&d->phased, row * d->n_samples + s, phased) < 0) return -1;
-        for (int i = 0; i < d->n_fmt; i++) {
-            const uint8_t *v = NULL;
-            if (d->fmt_ptr[i]) {
-                v = d->fmt_ptr[i] + (int64_t)s * d->fmt_n[i] * type_size(d->fmt_type[i]);
-                if (check_size(d, 2, NULL, i, s, text_length(d->fmt_type[i], d->fmt_n[i], v)) < 0) return -2;
+        /* INFO */
+        for (int i = 0; i < d->n_info; i++) {
+            const uint8_t *vp = d->info_ptr[i];
+            int64_t vn = d->info_n[i];
+            int num = split && vp ? d->info_num[d->info[i].id] : NUM_OTHER;
+            if (num != NUM_OTHER) {
+                vn = info_subset(num, d->info_type[i], vn, vp, ialt, &d->scratch);
+                if (vn < 0) return -1;
+                vp = (const uint8_t *)d->scratch.p;
             }
-            if (put_value(&d->fmt[i].col, v != NULL, d->fmt_type[i], d->fmt_n[i], v, 0) < 0) return -1;
+            if (put_value(&d->info[i].col, vp != NULL, d->info_type[i], vn, vp, 1) < 0) return -1;
+        }
+        if (d->csq_id >= 0 && put_value(&d->csq, d->csq_ptr != NULL, d->csq_type, d->csq_n, d->csq_ptr, 1) < 0)
+            return -1;
+        if (d->make_orig) {  /* norm's --old-rec-tag on split records: CHROM|POS|REF|ALT,ALT|index */
+            if (!split) { if (col_null(&d->orig) < 0) return -1; }
+            else {
+                Buf *t = &d->scratch;
+                char num[32];
+                t->len = 0;
+                const char *chrom = rid >= 0 && rid < d->n_contigs ? d->contigs[rid] : "";
+                if (buf_put(t, chrom, strlen(chrom)) < 0) return -1;
+                int w = snprintf(num, sizeof num, "|%lld|", (long long)pos + 1);
+                if (buf_put(t, num, (size_t)w) < 0 || buf_put(t, d->allele_s[0], (size_t)d->allele_len[0]) < 0 ||
+                    buf_put(t, "|", 1) < 0)
+                    return -1;
+                for (int a = 1; a < n_allele; a++)
+                    if ((a > 1 && buf_put(t, ",", 1) < 0) || buf_put(t, d->allele_s[a], (size_t)d->allele_len[a]) < 0)
+                        return -1;
+                w = snprintf(num, sizeof num, "|%d", ialt);
+                if (buf_put(t, num, (size_t)w) < 0) return -1;
+                if (str_item(&d->orig, t->p, t->len) < 0 || entry_end(&d->orig, 1) < 0) return -1;
+            }
+        } else if (d->orig_id >= 0 && put_value(&d->orig, d->orig_ptr != NULL, d->orig_type, d->orig_n, d->orig_ptr, 1) < 0)
+            return -1;
+        /* FORMAT: the split values of every field first, then sample by sample */
+        const uint8_t *gt_p = d->gt_ptr;
+        int gt_type = d->gt_type;
+        if (split && gt_p && gt_type != BT_NULL) {
+            int g = gt_subset(gt_type, d->gt_n, gt_p, d->n_samples, ialt, &d->gt_scratch);
+            if (g < 0) return -1;
+            if (g > 0) { d->refused = "a genotype holding the integer missing value"; return -3; }
+            gt_p = (const uint8_t *)d->gt_scratch.p;
+            gt_type = BT_INT32;
+        }
+        for (int i = 0; i < d->n_fmt; i++) {
+            d->fmt_use_ptr[i] = d->fmt_ptr[i];
+            d->fmt_use_n[i] = d->fmt_n[i];
+            int num = split && d->fmt_ptr[i] ? d->fmt_num[d->fmt[i].id] : NUM_OTHER;
+            if (num != NUM_OTHER) {
+                int64_t w = fmt_subset(num, d->fmt_type[i], d->fmt_n[i], d->fmt_ptr[i], d->n_samples, n_allele, ialt,
+                                       &d->fmt_scratch[i]);
+                if (w < 0) return -1;
+                d->fmt_use_ptr[i] = (const uint8_t *)d->fmt_scratch[i].p;
+                d->fmt_use_n[i] = w;
+            }
+        }
+        for (int s = 0; s < d->n_samples; s++) {
+            /* GT: alleles until the end of the vector; "." (0) is -1; phased when a separator is '|' */
+            int64_t count = 0;
+            int phased = 0;
+            if (gt_p && gt_type != BT_NULL && gt_type != BT_FLOAT && gt_type != BT_CHAR) {
+                int size = type_size(gt_type);
+                const uint8_t *g = gt_p + (int64_t)s * d->gt_n * size;
+                for (int64_t j = 0; j < d->gt_n; j++) {
+                    int64_t v = 0;
+                    if (gt_type == BT_INT8) v = (int8_t)g[j];
+                    else if (gt_type == BT_INT16) { int16_t x; memcpy(&x, g + j * 2, 2); v = x; }
+                    else { int32_t x; memcpy(&x, g + j * 4, 4); v = x; }
+                    int64_t vend = gt_type == BT_INT8 ? INT8_MIN + 1 : gt_type == BT_INT16 ? INT16_MIN + 1 : (int64_t)INT32_MIN + 1;
+                    if (v == vend) break;
+                    if (j && (v & 1)) phased = 1;
+                    BUF_PUT_T(&d->gt.vals, int64_t, (v >> 1) ? (v >> 1) - 1 : -1);
+                    count++;
+                }
+            }
+            if (count == 0) { BUF_PUT_T(&d->gt.vals, int64_t, -1); count = 1; }
+            d->gt.items += count;
+            if (entry_end(&d->gt, 1) < 0) return -1;
+            if (bit_put(&d->phased, row * d->n_samples + s, phased) < 0) return -1;
+            for (int i = 0; i < d->n_fmt; i++) {
+                const uint8_t *v = NULL;
+                if (d->fmt_use_ptr[i]) {
+                    v = d->fmt_use_ptr[i] + (int64_t)s * d->fmt_use_n[i] * type_size(d->fmt_type[i]);
+                    if (check_size(d, 2, NULL, i, s, text_length(d->fmt_type[i], d->fmt_use_n[i], v)) < 0) return -2;
+                }
+                if (put_value(&d->fmt[i].col, v != NULL, d->fmt_type[i], d->fmt_use_n[i], v, 0) < 0) return -1;
+            }
         }
     }
     d->records++;
-    return 1;
+    return rows;
 }
 
 static PyObject *bytes_of(Buf *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->len); }
@@ -438,13 +586,19 @@ static PyObject *Decoder_read(Decoder *d, PyObject *args) {
         size_t before = d->s.pos;
         r = decode_record(d);
         if (r <= 0) break;
-        rows++;
+        rows += r;
         consumed += d->s.pos >= before ? d->s.pos - before : 0;
     }
     Py_END_ALLOW_THREADS
     if (r == -2) {
         PyObject *exc = Py_BuildValue("(sizinLn)", "oversized", d->oversized_kind, d->oversized_name,
                                       d->oversized_index, d->oversized_sample, (long long)d->oversized_size, rows);
+        PyErr_SetObject(PyExc_ValueError, exc);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    if (r == -3) {
+        PyObject *exc = Py_BuildValue("(ss)", "refused", d->refused ? d->refused : "");
         PyErr_SetObject(PyExc_ValueError, exc);
         Py_XDECREF(exc);
         return NULL;
@@ -468,6 +622,11 @@ static PyObject *Decoder_where(Decoder *d, PyObject *unused) {
     return Py_BuildValue("(Lii)", (long long)d->records, d->last_rid, d->last_pos);
 }
 
+/* counts() -> (records read, records split) */
+static PyObject *Decoder_counts(Decoder *d, PyObject *unused) {
+    return Py_BuildValue("(LL)", (long long)d->records, (long long)d->nsplit);
+}
+
 static PyObject *fn_printed_float(PyObject *self, PyObject *arg) {
     double v = PyFloat_AsDouble(arg);
     if (v == -1.0 && PyErr_Occurred()) return NULL;
@@ -478,6 +637,8 @@ static PyMethodDef Decoder_methods[] = {
     {"header", (PyCFunction)Decoder_header, METH_NOARGS, "Read the BCF header; its text (bytes), or None for an empty stream."},
     {"configure", (PyCFunction)Decoder_configure, METH_VARARGS, "Say which fields to decode and how."},
     {"read", (PyCFunction)Decoder_read, METH_VARARGS, "Decode up to max_rows records into column buffers."},
+    {"set_split", (PyCFunction)Decoder_set_split, METH_VARARGS, "Split multi-allelic records as bcftools norm -m -any does."},
+    {"counts", (PyCFunction)Decoder_counts, METH_NOARGS, "Records read and records split."},
     {"where", (PyCFunction)Decoder_where, METH_NOARGS, "Records decoded and the last one's contig id and position."},
     {NULL, NULL, 0, NULL},
 };
@@ -514,5 +675,12 @@ PyMODINIT_FUNC PyInit__bcfarrow(void) {
     PyModule_AddIntConstant(m, "VT_FLOAT", VT_FLOAT);
     PyModule_AddIntConstant(m, "VT_STR", VT_STR);
     PyModule_AddIntConstant(m, "VT_FLAG", VT_FLAG);
+    PyModule_AddIntConstant(m, "NUM_A", NUM_A);
+    PyModule_AddIntConstant(m, "NUM_R", NUM_R);
+    PyModule_AddIntConstant(m, "NUM_G", NUM_G);
+    PyModule_AddIntConstant(m, "HT_FLAG", HT_FLAG);
+    PyModule_AddIntConstant(m, "HT_INT", HT_INT);
+    PyModule_AddIntConstant(m, "HT_FLOAT", HT_FLOAT);
+    PyModule_AddIntConstant(m, "HT_STR", HT_STR);
     return m;
 }

@@ -37,6 +37,8 @@ from sovaudit.pipeline.convert import BatchConverter, OversizedField
 from sovaudit.pipeline.schema import ORIGINAL_RECORD_TAG, FieldSpec, VcfLayout
 
 DISABLE_ENV = "SOVAUDIT_NO_NATIVE"
+# "0": normalize through `bcftools norm` even where the decoder could split multi-allelic records itself.
+SPLIT_ENV = "SOVAUDIT_NATIVE_SPLIT"
 # Records per batch, and BCF bytes per batch (whichever comes first): about the text path's 8 MiB
 # blocks, so that memory stays flat whatever the file or sample count.
 BATCH_ROWS = 64 * 1024
@@ -45,6 +47,10 @@ BATCH_BYTES = 8 << 20
 _warned: list[str] = []
 _ID_RE = re.compile(r"^##(FILTER|INFO|FORMAT|contig)=<ID=([^,>]+)")
 _IDX_RE = re.compile(r",IDX=(\d+)>\s*$")
+
+
+class SplitRefused(Exception):
+    """The decoder met a record its own split does not reproduce (``csrc/split.h``): run norm instead."""
 
 
 class NativeDecodeError(ValueError):
@@ -106,6 +112,41 @@ def _installed_copy() -> ModuleType | None:
             sys.modules[name] = module
             return module
     return None
+
+
+def split_enabled() -> bool:
+    """Whether the decoder may split multi-allelic records itself (``SOVAUDIT_NATIVE_SPLIT``, on by default)."""
+    return os.environ.get(SPLIT_ENV, "1") not in ("0", "")
+
+
+_LINE_RE = re.compile(r"^##(INFO|FORMAT)=<(.*)>\s*$")
+_NUMBERS = {"A": 1, "R": 2, "G": 3}
+_TYPES = {"Flag": 1, "Integer": 2, "Float": 3, "String": 4, "Character": 4}
+
+
+def _attribute(body: str, name: str) -> str | None:
+    match = re.search(r"(?:^|,)" + name + r"=([^,>]*)", body)
+    return match.group(1) if match else None
+
+
+def split_tables(header_text: str, dicts: Dictionaries) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Per dictionary id: INFO Number kind, INFO Type, FORMAT Number kind, FORMAT Type (the codes of
+    ``csrc/split.h``; 0 where the header does not declare the key in that section)."""
+    size = dicts.size
+    tables = {"INFO": ([0] * size, [0] * size), "FORMAT": ([0] * size, [0] * size)}
+    for line in header_text.splitlines():
+        match = _LINE_RE.match(line)
+        if not match:
+            continue
+        body = match.group(2)
+        key = _attribute(body, "ID")
+        index = dicts.strings.get(key or "", -1)
+        if index < 0 or index >= size:
+            continue
+        numbers, types = tables[match.group(1)]
+        numbers[index] = _NUMBERS.get(_attribute(body, "Number") or "", 0)
+        types[index] = _TYPES.get(_attribute(body, "Type") or "", 0)
+    return tables["INFO"][0], tables["INFO"][1], tables["FORMAT"][0], tables["FORMAT"][1]
 
 
 def supports(layout: VcfLayout) -> bool:
@@ -171,7 +212,8 @@ def _kind(module: ModuleType, spec: FieldSpec) -> tuple[int, int]:
 class NativeReader:
     """Decodes one BCF stream (a readable file descriptor) into batches of column buffers."""
 
-    def __init__(self, module: ModuleType, fd: int, layout: VcfLayout, max_field_bytes: int) -> None:
+    def __init__(self, module: ModuleType, fd: int, layout: VcfLayout, max_field_bytes: int, *,
+                 split: bool = False) -> None:
         self.layout = layout
         self.decoder = module.Decoder(fd)
         self.empty = False
@@ -198,6 +240,15 @@ class NativeReader:
         orig_id = strings.get(ORIGINAL_RECORD_TAG, -1) if layout.has_original_record_tag else -1
         self.decoder.configure(self.dicts.size, len(layout.samples), specs(layout.info), specs(layout.call_formats),
                                strings.get("GT", -1), csq_id, orig_id, max_field_bytes)
+        if split:
+            header_text = text.decode("utf-8", errors="replace")
+            self.decoder.set_split(*split_tables(header_text, self.dicts), self._contig_list,
+                                   layout.has_original_record_tag)
+
+    def counts(self) -> tuple[int, int]:
+        """Records read and records split (what norm would report as total/split)."""
+        records, split = self.decoder.counts()
+        return int(records), int(split)
 
     def where(self) -> tuple[int, str | None, int]:
         records, rid, pos = self.decoder.where()
@@ -214,6 +265,8 @@ class NativeReader:
             except ValueError as error:
                 if error.args and error.args[0] == "oversized":
                     raise self._oversized(error.args) from None
+                if error.args and error.args[0] == "refused":
+                    raise SplitRefused(f"{error.args[1]} at {self.where()[1]}:{self.where()[2]}") from None
                 raise NativeDecodeError(str(error), self.where()) from None
             if batch is None:
                 return

@@ -123,7 +123,7 @@ class RecordStream:
             stage.process.wait()
         if self.feeder is not None:
             self.feeder.join()
-        norm_text = self.stages[0].stderr() if self.stages[0].name == "norm" else ""
+        norm_text = self.stages[0].stderr() if self.stages[0].name in ("norm", "view") else ""
         if self.feeder_errors:
             raise _input_error(self.source, f"cannot decompress: {self.feeder_errors[0]}", norm_text)
         for position, stage in enumerate(self.stages):
@@ -132,10 +132,12 @@ class RecordStream:
                 continue
             if stage.process.returncode != 0 and not any(word in text for word in _READER_GONE):
                 raise _input_error(self.source, _first_error(text) or f"bcftools {stage.name} failed", text)
-        if self.stages[0].name != "norm":
+        if self.stages[0].name not in ("norm", "view"):
             return None
         if "No BGZF EOF marker" in norm_text:
             raise _input_error(self.source, "no BGZF end-of-file marker: the file is truncated", norm_text)
+        if self.stages[0].name == "view":  # no split in the child: the decoder counts (split_stats)
+            return None
         stats = parse_stats(norm_text)
         if stats is None:
             raise _input_error(self.source, "bcftools norm reported no record counts", norm_text)
@@ -209,6 +211,42 @@ def stream_bcf(source: Path, options: NormalizeOptions, workdir: Path, header: I
     assert norm.stdout is not None
     return RecordStream(source=source, stdout=norm.stdout, stages=[_Stage("norm", norm, norm_err)], feeder=feeder,
                         feeder_errors=errors)
+
+
+def stream_unsplit(source: Path, workdir: Path, header: InputHeader, *,
+                   extra_header: list[str] | None = None) -> RecordStream:
+    """Start ``bcftools view -Ou`` alone: the input's records as uncompressed BCF, not split, for
+    the compiled decoder's own multi-allelic split (``native.py``, ``csrc/split.h``). view parses
+    and encodes as norm does but skips the split, which costs norm about as much CPU again. Fed
+    as ``stream_bcf`` feeds norm: ISA-L inflate, and the header lines the input lacks."""
+    err = workdir / "view.stderr"
+    errors: list[BaseException] = []
+    feeder: threading.Thread | None = None
+    inflate = _fast_inflate() if not header.is_bcf and _complete_bgzf(source) else None
+    args = ("view", "--no-version", "-Ou", "-o", "/dev/stdout")
+    with open(err, "wb") as log:
+        if extra_header is None and inflate is None:
+            view = bcftools.spawn(*args, str(source), stderr=log)
+        else:
+            view = bcftools.spawn(*args, "-", stdin=subprocess.PIPE, stderr=log)
+            assert view.stdin is not None
+            lines = header.with_lines(extra_header or [])
+            feeder = threading.Thread(target=_feed, daemon=True, args=(source, lines, view.stdin, errors),
+                                      kwargs={"opener": inflate} if inflate is not None else {})
+    if feeder is not None:
+        feeder.start()
+    assert view.stdout is not None
+    return RecordStream(source=source, stdout=view.stdout, stages=[_Stage("view", view, err)], feeder=feeder,
+                        feeder_errors=errors)
+
+
+def split_stats(stream: RecordStream, records: int, split: int) -> NormalizeStats:
+    """The counts norm would have printed for a stream the decoder split itself (no reference:
+    nothing realigned, removed or skipped), with htslib's warnings from view's stderr."""
+    text = stream.stages[0].stderr()
+    warnings = tuple(line for line in text.splitlines() if line.startswith("[W::"))
+    return NormalizeStats(records_in=records, split=split, realigned=0, mismatch_removed=0, skipped=0,
+                          warnings=warnings[:20])
 
 
 def normalize_to_file(source: Path, dest: Path, options: NormalizeOptions, workdir: Path,

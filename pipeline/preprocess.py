@@ -29,10 +29,12 @@ from sovaudit.pipeline.normalize import (
     NormalizeStats,
     RecordStream,
     normalize_to_file,
+    split_stats,
     stream_bcf,
     stream_records,
+    stream_unsplit,
 )
-from sovaudit.pipeline.schema import CSQ_TAGS, VcfLayout, layout_from_header
+from sovaudit.pipeline.schema import CSQ_TAGS, ORIGINAL_RECORD_TAG, VcfLayout, layout_from_header
 from sovaudit.pipeline.vcfinput import (
     InputHeader,
     locate_oversized,
@@ -192,6 +194,11 @@ def _run(source: Path, header: InputHeader, out: Path, options: PreprocessOption
                                     original_record_tag=tag)
     layout = layout_from_header(input_header, original_record_tag=tag)
     module = native.load() if options.block_bytes == BLOCK_BYTES and native.supports(layout) else None
+    if module is not None and norm_options.reference is None and native.split_enabled() \
+            and ORIGINAL_RECORD_TAG not in input_header.info:
+        done = _convert_split(module, source, header, layout, out, workdir, extra_header)
+        if done is not None:
+            return done[0], done[1], False, layout
     if module is not None:
         stream = stream_bcf(source, norm_options, workdir, header, extra_header=extra_header)
         rows = _convert_native(module, stream, layout, out)
@@ -268,6 +275,36 @@ def _convert_native(module: ModuleType, stream: RecordStream, layout: VcfLayout,
         raise VcfInputError(str(source), f"cannot convert the normalized records: {error}") from error
     stream.finish()
     return result.rows
+
+
+def _convert_split(module: ModuleType, source: Path, header: InputHeader, layout: VcfLayout, out: Path,
+                   workdir: Path, extra_header: list[str] | None) -> tuple[NormalizeStats, int] | None:
+    """The compiled path with the decoder's own multi-allelic split, fed by ``bcftools view -Ou``
+    (half of norm's CPU): the same table as norm's split gives (``csrc/split.h``).
+
+    None whenever anything is not as expected -- a record the split refuses, a bad input, a value
+    above the limit, a decoding error: the caller then runs the task through norm from the start,
+    which writes the same output or gives the user its own clear error. Bad input costs a second
+    start; good input never depends on the split guessing."""
+    stream = stream_unsplit(source, workdir, header, extra_header=extra_header)
+    assert stream.stdout is not None
+    try:
+        reader = native.NativeReader(module, stream.stdout.fileno(), layout, MAX_FIELD_BYTES, split=True)
+        result = write_parquet(reader.batches(), layout, out, converter=native.NativeConverter(layout, reader))
+    except (native.SplitRefused, OversizedField, pa.ArrowException, OSError, ValueError):
+        try:
+            stream.finish(reader_stopped=True)
+        except VcfInputError:
+            pass
+        return None
+    try:
+        stream.finish()
+    except VcfInputError:
+        return None
+    if stream.stages[0].process.returncode != 0:  # even "cannot write" (finish forgives it): view did not finish
+        return None
+    records, split = reader.counts()
+    return split_stats(stream, records, split), result.rows
 
 
 def _prefer_norm_error(stream: RecordStream) -> None:

@@ -54,6 +54,13 @@ static double printed_float(float f) {
 
 /* ---- typed values ------------------------------------------------------------------------ */
 
+/* The length of a text value (up to its first NUL); 0 for a value that is not text. */
+static int text_length(int type, int64_t n, const uint8_t *p) {
+    if (type != BT_CHAR) return 0;
+    const void *end = memchr(p, 0, (size_t)n);
+    return end ? (int)((const uint8_t *)end - p) : (int)n;
+}
+
 static inline int type_size(int t) {
     switch (t) {
     case BT_NULL: return 0;

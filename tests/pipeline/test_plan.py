@@ -60,6 +60,13 @@ def test_plan_carries_what_the_confidential_job_needs() -> None:
 
 
 def _node_evidence() -> Any:
+    import sys
+
+    # Its helpers (network_evidence, attestation_evidence) sit beside it; run alone, this file would
+    # not have tests/audit on sys.path.
+    helpers = str(HERE.parent / "audit")
+    if helpers not in sys.path:
+        sys.path.append(helpers)
     spec = importlib.util.spec_from_file_location("_node_evidence", HERE.parent / "audit" / "test_controls_evidence.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -189,28 +189,9 @@ def stream_bcf(source: Path, options: NormalizeOptions, workdir: Path, header: I
                extra_header: list[str] | None = None) -> RecordStream:
     """Start ``bcftools norm ... -Ou`` alone: its uncompressed BCF on ``stdout``, for the compiled
     decoder (``native.py``), which replaces the ``query`` stage and the text parse."""
-    norm_err = workdir / "norm.stderr"
-    errors: list[BaseException] = []
-    feeder: threading.Thread | None = None
     inflate = _fast_inflate() if extra_header is None and not header.is_bcf and _complete_bgzf(source) else None
-    with open(norm_err, "wb") as norm_log:
-        if extra_header is None and inflate is None:
-            norm = bcftools.spawn("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout", str(source),
-                                  stderr=norm_log)
-        else:
-            # Decompressed here: for a complete BGZF file with ISA-L's inflate (a third of the CPU of
-            # the zlib that pysam's htslib links), on a thread that overlaps norm's own work.
-            norm = bcftools.spawn("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout", "-",
-                                  stdin=subprocess.PIPE, stderr=norm_log)
-            assert norm.stdin is not None
-            lines = header.with_lines(extra_header or [])
-            feeder = threading.Thread(target=_feed, daemon=True, args=(source, lines, norm.stdin, errors),
-                                      kwargs={"opener": inflate} if inflate is not None else {})
-    if feeder is not None:
-        feeder.start()
-    assert norm.stdout is not None
-    return RecordStream(source=source, stdout=norm.stdout, stages=[_Stage("norm", norm, norm_err)], feeder=feeder,
-                        feeder_errors=errors)
+    return _stream_one("norm", ("norm", *options.norm_args(), "-Ou", "-o", "/dev/stdout"), source,
+                       workdir / "norm.stderr", header, extra_header, inflate)
 
 
 def stream_unsplit(source: Path, workdir: Path, header: InputHeader, *,
@@ -219,24 +200,32 @@ def stream_unsplit(source: Path, workdir: Path, header: InputHeader, *,
     the compiled decoder's own multi-allelic split (``native.py``, ``csrc/split.h``). view parses
     and encodes as norm does but skips the split, which costs norm about as much CPU again. Fed
     as ``stream_bcf`` feeds norm: ISA-L inflate, and the header lines the input lacks."""
-    err = workdir / "view.stderr"
+    inflate = _fast_inflate() if not header.is_bcf and _complete_bgzf(source) else None
+    return _stream_one("view", ("view", "--no-version", "-Ou", "-o", "/dev/stdout"), source,
+                       workdir / "view.stderr", header, extra_header, inflate)
+
+
+def _stream_one(stage: str, args: tuple[str, ...], source: Path, err: Path, header: InputHeader,
+                extra_header: list[str] | None, inflate: Callable[[Path], IO[bytes]] | None) -> RecordStream:
+    """One bcftools process writing BCF to its stdout. It reads the file itself, unless the input
+    needs header lines added or can be inflated here: then a thread feeds it the text (for a
+    complete BGZF file with ISA-L's inflate, a third of the CPU of the zlib pysam's htslib links,
+    overlapping bcftools' own work)."""
     errors: list[BaseException] = []
     feeder: threading.Thread | None = None
-    inflate = _fast_inflate() if not header.is_bcf and _complete_bgzf(source) else None
-    args = ("view", "--no-version", "-Ou", "-o", "/dev/stdout")
     with open(err, "wb") as log:
         if extra_header is None and inflate is None:
-            view = bcftools.spawn(*args, str(source), stderr=log)
+            process = bcftools.spawn(*args, str(source), stderr=log)
         else:
-            view = bcftools.spawn(*args, "-", stdin=subprocess.PIPE, stderr=log)
-            assert view.stdin is not None
+            process = bcftools.spawn(*args, "-", stdin=subprocess.PIPE, stderr=log)
+            assert process.stdin is not None
             lines = header.with_lines(extra_header or [])
-            feeder = threading.Thread(target=_feed, daemon=True, args=(source, lines, view.stdin, errors),
+            feeder = threading.Thread(target=_feed, daemon=True, args=(source, lines, process.stdin, errors),
                                       kwargs={"opener": inflate} if inflate is not None else {})
     if feeder is not None:
         feeder.start()
-    assert view.stdout is not None
-    return RecordStream(source=source, stdout=view.stdout, stages=[_Stage("view", view, err)], feeder=feeder,
+    assert process.stdout is not None
+    return RecordStream(source=source, stdout=process.stdout, stages=[_Stage(stage, process, err)], feeder=feeder,
                         feeder_errors=errors)
 
 

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sovaudit.policies.staff_access import AT_REASONS, KAJ_REASONS  # Google's enums: one list
 from sovaudit.simulator import audit_log, clock
 from sovaudit.simulator import schema as s
 from sovaudit.simulator.state import SimState
@@ -36,13 +37,6 @@ from sovaudit.simulator.state import SimState
 TRANSPARENCY_LOG = "cloudaudit.googleapis.com%2Faccess_transparency"
 TRANSPARENCY_TYPE = "type.googleapis.com/google.cloud.audit.TransparencyLog"
 ACCESS_REASON_TYPE = "type.googleapis.com/google.cloud.ekms.v0.AccessReasonContext"
-AT_REASONS = ("CUSTOMER_INITIATED_SUPPORT", "GOOGLE_INITIATED_SERVICE", "THIRD_PARTY_DATA_REQUEST",
-              "GOOGLE_INITIATED_REVIEW", "GOOGLE_RESPONSE_TO_PRODUCTION_ALERT")
-KAJ_REASONS = ("REASON_UNSPECIFIED", "CUSTOMER_INITIATED_SUPPORT", "GOOGLE_INITIATED_SERVICE",
-               "THIRD_PARTY_DATA_REQUEST", "GOOGLE_INITIATED_REVIEW", "CUSTOMER_INITIATED_ACCESS",
-               "GOOGLE_INITIATED_SYSTEM_OPERATION", "REASON_NOT_EXPECTED", "MODIFIED_CUSTOMER_INITIATED_ACCESS",
-               "MODIFIED_GOOGLE_INITIATED_SYSTEM_OPERATION", "GOOGLE_RESPONSE_TO_PRODUCTION_ALERT",
-               "CUSTOMER_AUTHORIZED_WORKFLOW_SERVICING")
 # ISO 3166-1 alpha-2, '??' (unknown) or a 3-letter continent code, as Access Transparency writes them.
 COUNTRY = s.Text(r"[A-Z]{2}|\?\?|[A-Z]{3}", "an ISO 3166-1 alpha-2 code, ?? or a continent code")
 

@@ -15,10 +15,10 @@ interval another way could only add rows, never hide one the control needs.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sovaudit import cloud
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext, utc_text
+from sovaudit.audit.collectors.paging import list_pages
 from sovaudit.audit.views_assured_workloads import VIOLATIONS, WORKLOAD
 
 # The API's maximum (larger values are coerced to 1000): a clean workload is one page.
@@ -42,19 +42,5 @@ def violations(ctx: CollectContext, window_start: datetime | None) -> None:
         # the workload ever had, and SOV-09 judges which are open now.
         interval = {"interval.startTime": utc_text(window_start), "interval.endTime": utc_text(datetime.now(UTC))}
 
-    def list_all() -> None:
-        token = ""
-        while True:
-            params: dict[str, Any] = {"pageSize": PAGE_SIZE, **interval}
-            if token:
-                params["pageToken"] = token
-            response = session.get(url, params=params, timeout=REQUEST_TIMEOUT_SECONDS)
-            if response.status_code >= 400:
-                from google.api_core import exceptions
-
-                raise exceptions.from_http_response(response)
-            token = response.json().get("nextPageToken", "")
-            if not token:
-                return
-
-    ctx.recorder.call(VIOLATIONS, "assuredworkloads", "violations.list", list_all)
+    ctx.recorder.call(VIOLATIONS, "assuredworkloads", "violations.list",
+                      lambda: list_pages(session, url, {"pageSize": PAGE_SIZE, **interval}))

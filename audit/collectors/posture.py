@@ -12,6 +12,7 @@ from typing import Any
 from sovaudit import cloud
 from sovaudit.audit.collectors import hierarchy
 from sovaudit.audit.collectors.context import REQUEST_TIMEOUT_SECONDS, CollectContext
+from sovaudit.audit.collectors.paging import list_pages
 from sovaudit.audit.recorder import CollectionError
 
 LOCATION_CONSTRAINT = "gcp.resourceLocations"
@@ -57,43 +58,12 @@ def perimeters(ctx: CollectContext) -> None:
     ctx.recorder.hook_session(session)
     policy = ctx.pack.perimeter.access_policy
 
-    def list_all() -> None:
-        token = ""
-        while True:
-            params = {"pageSize": "100"}
-            if token:
-                params["pageToken"] = token
-            response = session.get(f"{base}/v1/{policy}/servicePerimeters", params=params,
-                                   timeout=REQUEST_TIMEOUT_SECONDS)
-            if response.status_code >= 400:
-                from google.api_core import exceptions
-
-                raise exceptions.from_http_response(response)
-            token = response.json().get("nextPageToken", "")
-            if not token:
-                return
-
-    ctx.recorder.call("acm.perimeters", "accesscontextmanager", "servicePerimeters.list", list_all)
+    ctx.recorder.call("acm.perimeters", "accesscontextmanager", "servicePerimeters.list",
+                      lambda: list_pages(session, f"{base}/v1/{policy}/servicePerimeters", {"pageSize": "100"}))
     if _names_access_levels(ctx.recorder.log(), "acm.perimeters"):
         # Only then: SEC-01 must judge what those levels admit. A node without any costs no request.
         ctx.recorder.call("acm.access_levels", "accesscontextmanager", "accessLevels.list",
-                          lambda: _list_pages(session, f"{base}/v1/{policy}/accessLevels"))
-
-
-def _list_pages(session: Any, url: str) -> None:
-    token = ""
-    while True:
-        params = {"pageSize": "100"}
-        if token:
-            params["pageToken"] = token
-        response = session.get(url, params=params, timeout=REQUEST_TIMEOUT_SECONDS)
-        if response.status_code >= 400:
-            from google.api_core import exceptions
-
-            raise exceptions.from_http_response(response)
-        token = response.json().get("nextPageToken", "")
-        if not token:
-            return
+                          lambda: list_pages(session, f"{base}/v1/{policy}/accessLevels", {"pageSize": "100"}))
 
 
 def _names_access_levels(items: Iterable[Any], purpose: str) -> bool:

@@ -31,7 +31,8 @@ def test_each_control_points_at_the_field_it_checks_in_the_shipped_pack() -> Non
     text = PACK.read_text()
     lines = PolicyLines.of(text.encode())
     expected = {"SOV-01": "allowed_policy_values:", "SEC-03": "service_account:", "SEC-01": "name: accessPolicies/",
-                "CC-02": "required_type", "SEC-09": "egress:", "SEC-08": "allowed_locations: [us-central1]"}
+                "CC-02": "required_type", "SEC-09": "egress:", "SEC-08": "allowed_locations: [us-central1]",
+                "SOV-07": "allowed_countries: [US]", "SOV-08": "allowed_reasons: [CUSTOMER_INITIATED_ACCESS"}
     for control_id, words in expected.items():
         assert words in line_text(text, lines.line_for({"id": control_id, "outcome": "FAIL"})), control_id
     # Every registered control (a newer one through its pillar's section) lands past apiVersion.

@@ -115,7 +115,8 @@ def verdict_reason(result: Mapping[str, Any]) -> str:
     if verdict == "WARNED":
         return f"passed with {unproven}"
     passed = len(_controls(result, "PASS"))
-    return f"all {_plural(passed, 'control')} passed"
+    # Only NOT_APPLICABLE can be left here: named, so a reader sees what the pack chose not to check.
+    return f"all {_plural(passed, 'control')} passed" + (f"; {unproven}" if unproven else "")
 
 
 def target_text(target: Any) -> tuple[str, bool]:

@@ -73,6 +73,13 @@ def test_a_clean_run_says_every_control_passed() -> None:
     assert (headline(result).verdict, verdict_reason(result)) == ("PASS", "all 1 control passed")
 
 
+def test_a_pass_names_what_the_pack_said_does_not_apply() -> None:
+    result = passing(make_result())
+    result["controls"].append({**result["controls"][0], "id": "SOV-09", "outcome": "NOT_APPLICABLE"})
+    assert headline(result).verdict == "PASS"
+    assert verdict_reason(result) == "all 1 control passed; 1 control not applicable by policy: SOV-09"
+
+
 def test_the_console_starts_with_the_facts_and_the_verdict_line() -> None:
     stream = io.StringIO()
     print_summary(make_result(), stream=stream)

@@ -418,6 +418,11 @@ def write_parquet(batches: Iterator[Any], layout: VcfLayout, path: Path,
         finally:
             pending.put(None)
             worker.join()
+            # A generator that reads ahead in a thread (readahead.py) stops it here, before the
+            # caller closes the stream it reads; a plain generator just ends.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
     if failure:
         raise failure[0]
     return ConvertResult(rows=written["rows"], row_groups=written["groups"], path=path)

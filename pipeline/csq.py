@@ -112,18 +112,23 @@ def split_per_allele(layout: CsqLayout, csq: pa.Array, allele_num: pa.Array | No
     flat = entries.values
     n_fields = len(layout.fields)
     parts = pc.split_pattern(flat, "|")
-    if pc.all(pc.equal(pc.list_value_length(parts), n_fields)).as_py():
-        # Every entry has exactly the header's fields: field k is every n-th value.
+    regular = pc.all(pc.equal(pc.list_value_length(parts), n_fields)).as_py()
+    columns: list[pa.Array | None]
+    if regular:
+        # Every entry has exactly the header's fields: field k is every n-th value. Only the two
+        # fields the matching reads are taken for every entry here; the others are taken once,
+        # for the kept entries only, below (no copy of every entry's strings to filter away).
         values = parts.values
-        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
         stride = np.arange(len(flat), dtype=np.int64) * n_fields
-        columns = [values.take(pa.array(stride + k)) for k in range(n_fields)]
+        columns = [None] * n_fields
+        for k in (layout.allele_index, layout.allele_num_index):
+            if k is not None:
+                columns[k] = _nonempty(values.take(pa.array(stride + k)))
     else:
         padded = pc.split_pattern(pc.binary_join_element_wise(flat, pa.scalar("|" * n_fields), ""), "|")
         columns = []
         for k in range(n_fields):
-            value = pc.list_element(padded, k)
-            columns.append(pc.if_else(pc.equal(value, ""), pa.scalar(None, pa.string()), value))
+            columns.append(_nonempty(pc.list_element(padded, k)))
     keep_np = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
     parent_index = pa.array(parent)
     by_allele = by_number = by_alt = None
@@ -150,13 +155,28 @@ def split_per_allele(layout: CsqLayout, csq: pa.Array, allele_num: pa.Array | No
             chosen |= take
             decided |= np.bincount(parent[take], minlength=n) > 0
         keep_np = chosen
-    keep = pa.array(keep_np)
-    struct = pa.StructArray.from_arrays(columns, names=list(layout.columns))
-    kept_struct = struct.filter(keep) if not keep_np.all() else struct
+    every = bool(keep_np.all())
+    if regular:
+        kept = stride if every else stride[keep_np]
+        kept_columns = []
+        for k, column in enumerate(columns):
+            if column is None:
+                kept_columns.append(_nonempty(values.take(pa.array(kept + k))))
+            else:
+                kept_columns.append(column if every else column.filter(pa.array(keep_np)))
+        kept_struct = pa.StructArray.from_arrays(kept_columns, names=list(layout.columns))
+    else:
+        struct = pa.StructArray.from_arrays(columns, names=list(layout.columns))
+        kept_struct = struct if every else struct.filter(pa.array(keep_np))
     lengths = np.bincount(parent[keep_np], minlength=n)
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), kept_struct)
+
+
+def _nonempty(values: pa.Array) -> pa.Array:
+    """An empty field is null."""
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
 
 
 def _matches(left: pa.Array, right: pa.Array) -> np.ndarray:

@@ -34,6 +34,7 @@ from sovaudit.pipeline.normalize import (
     stream_records,
     stream_unsplit,
 )
+from sovaudit.pipeline.readahead import read_ahead
 from sovaudit.pipeline.schema import CSQ_TAGS, ORIGINAL_RECORD_TAG, VcfLayout, layout_from_header
 from sovaudit.pipeline.vcfinput import (
     InputHeader,
@@ -260,7 +261,9 @@ def _convert_native(module: ModuleType, stream: RecordStream, layout: VcfLayout,
     assert stream.stdout is not None
     try:
         reader = native.NativeReader(module, stream.stdout.fileno(), layout, MAX_FIELD_BYTES)
-        result = write_parquet(reader.batches(), layout, out, converter=native.NativeConverter(layout, reader))
+        # Decode in a thread of its own, ahead of the table build, so the child never waits on us (readahead.py).
+        batches = read_ahead(reader.batches(), name="bcf-decoder")
+        result = write_parquet(batches, layout, out, converter=native.NativeConverter(layout, reader))
     except OversizedField as error:
         stream.finish(reader_stopped=True)
         record = locate_record(source, error.chrom_pos, str(error)) if error.chrom_pos else None
@@ -290,7 +293,9 @@ def _convert_split(module: ModuleType, source: Path, header: InputHeader, layout
     assert stream.stdout is not None
     try:
         reader = native.NativeReader(module, stream.stdout.fileno(), layout, MAX_FIELD_BYTES, split=True)
-        result = write_parquet(reader.batches(), layout, out, converter=native.NativeConverter(layout, reader))
+        # Decode in a thread of its own, ahead of the table build, so the child never waits on us (readahead.py).
+        batches = read_ahead(reader.batches(), name="bcf-decoder")
+        result = write_parquet(batches, layout, out, converter=native.NativeConverter(layout, reader))
     except (native.SplitRefused, OversizedField, pa.ArrowException, OSError, ValueError):
         try:
             stream.finish(reader_stopped=True)

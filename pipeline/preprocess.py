@@ -103,9 +103,23 @@ def preprocess(source: Path, parquet: Path, options: PreprocessOptions = Preproc
     parquet = Path(parquet)
     check_input_path(source)
     digest: list[str] = []
-    hasher = threading.Thread(target=lambda: digest.append(file_sha256(source)), daemon=True)
+    unreadable: list[OSError] = []
+
+    def hash_source() -> None:
+        # Beside the conversion; an input that vanishes (a caller cleaning up after a refused
+        # header) is reported by whoever asks for the digest, not by a stray thread traceback.
+        try:
+            digest.append(file_sha256(source))
+        except OSError as error:
+            unreadable.append(error)
+
+    hasher = threading.Thread(target=hash_source, daemon=True)
     hasher.start()
-    header = read_header(source)
+    try:
+        header = read_header(source)
+    except BaseException:
+        hasher.join()
+        raise
     partial = parquet.with_name(f".{parquet.name}.partial-{os.getpid()}")
     try:
         with tempfile.TemporaryDirectory(prefix="sovaudit-task-") as tmp:
@@ -133,6 +147,8 @@ def preprocess(source: Path, parquet: Path, options: PreprocessOptions = Preproc
         hasher.join()
     added = (f"the input header did not declare {len(extra)} ids the records use; added: "
              + ", ".join(re.sub(r"^##(\w+)=<ID=([^,>]+).*$", r"\1 \2", line) for line in extra[:10]),) if extra else ()
+    if unreadable:
+        raise unreadable[0]
     return PreprocessResult(source=source, parquet=parquet, sha256=digest[0], records_in=stats.records_in,
                             records_normalized=rows, split=stats.split,
                             mismatch_removed=stats.mismatch_removed, annotated=annotated,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -599,35 +599,47 @@ def get_route(request: SimRequest) -> dict[str, Any]:
     return found
 
 
-def insert_route(request: SimRequest) -> dict[str, Any]:
+def _global_done(request: SimRequest, collection: str, verb: str, resource: Mapping[str, Any],
+                 body: Mapping[str, Any]) -> dict[str, Any]:
+    """The global operation and Admin Activity entry of a change to a route or firewall rule."""
+    principal = caller_principal(request)
+    operation = record_operation(request.state, kind=verb, target_link=resource["selfLink"],
+                                 target_id=resource["id"], user=principal, zone=None)
+    audit_change(request.state, collection, verb, resource, principal=principal, request_body=body,
+                 operation=operation)
+    return operation
+
+
+def _insert_global(request: SimRequest, collection: str, what: str,
+                   build: Callable[[SimState, Mapping[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     state = request.state
     _check_project(state, request.path_args["project"])
-    body = _body(request, "Route")
-    route = build_route(state, body)
+    body = _body(request, what)
+    resource = build(state, body)
     with state.lock:
-        routes = _net(state)["routes"]
-        if route["name"] in routes:
-            raise _exists(f"projects/{state.project_id}/global/routes/{route['name']}")
-        routes[route["name"]] = route
-    principal = caller_principal(request)
-    operation = record_operation(state, kind="insert", target_link=route["selfLink"], target_id=route["id"],
-                                 user=principal, zone=None)
-    audit_change(state, "routes", "insert", route, principal=principal, request_body=body, operation=operation)
-    return operation
+        stored = _net(state)[collection]
+        if resource["name"] in stored:
+            raise _exists(f"projects/{state.project_id}/global/{collection}/{resource['name']}")
+        stored[resource["name"]] = resource
+    return _global_done(request, collection, "insert", resource, body)
+
+
+def _delete_global(request: SimRequest, collection: str, name_arg: str) -> dict[str, Any]:
+    state, name = request.state, request.path_args[name_arg]
+    _check_project(state, request.path_args["project"])
+    with state.lock:
+        resource = _net(state)[collection].pop(name, None)
+    if resource is None:
+        raise _not_found(f"projects/{state.project_id}/global/{collection}/{name}")
+    return _global_done(request, collection, "delete", resource, {})
+
+
+def insert_route(request: SimRequest) -> dict[str, Any]:
+    return _insert_global(request, "routes", "Route", build_route)
 
 
 def delete_route(request: SimRequest) -> dict[str, Any]:
-    state, name = request.state, request.path_args["route"]
-    _check_project(state, request.path_args["project"])
-    with state.lock:
-        route = _net(state)["routes"].pop(name, None)
-    if route is None:
-        raise _not_found(f"projects/{state.project_id}/global/routes/{name}")
-    principal = caller_principal(request)
-    operation = record_operation(state, kind="delete", target_link=route["selfLink"], target_id=route["id"],
-                                 user=principal, zone=None)
-    audit_change(state, "routes", "delete", route, principal=principal, request_body={}, operation=operation)
-    return operation
+    return _delete_global(request, "routes", "route")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,20 +667,7 @@ def get_firewall(request: SimRequest) -> dict[str, Any]:
 
 
 def insert_firewall(request: SimRequest) -> dict[str, Any]:
-    state = request.state
-    _check_project(state, request.path_args["project"])
-    body = _body(request, "Firewall")
-    rule = build_firewall(state, body)
-    with state.lock:
-        rules = _net(state)["firewalls"]
-        if rule["name"] in rules:
-            raise _exists(f"projects/{state.project_id}/global/firewalls/{rule['name']}")
-        rules[rule["name"]] = rule
-    principal = caller_principal(request)
-    operation = record_operation(state, kind="insert", target_link=rule["selfLink"], target_id=rule["id"],
-                                 user=principal, zone=None)
-    audit_change(state, "firewalls", "insert", rule, principal=principal, request_body=body, operation=operation)
-    return operation
+    return _insert_global(request, "firewalls", "Firewall", build_firewall)
 
 
 def _replace_firewall(request: SimRequest, verb: str) -> dict[str, Any]:
@@ -690,11 +689,7 @@ def _replace_firewall(request: SimRequest, verb: str) -> dict[str, Any]:
         rule = build_firewall(state, merged, created=current["creationTimestamp"])
         rule["id"] = current["id"]
         rules[name] = rule
-    principal = caller_principal(request)
-    operation = record_operation(state, kind=verb, target_link=rule["selfLink"], target_id=rule["id"],
-                                 user=principal, zone=None)
-    audit_change(state, "firewalls", verb, rule, principal=principal, request_body=body, operation=operation)
-    return operation
+    return _global_done(request, "firewalls", verb, rule, body)
 
 
 def patch_firewall(request: SimRequest) -> dict[str, Any]:
@@ -706,17 +701,7 @@ def update_firewall(request: SimRequest) -> dict[str, Any]:
 
 
 def delete_firewall(request: SimRequest) -> dict[str, Any]:
-    state, name = request.state, request.path_args["firewall"]
-    _check_project(state, request.path_args["project"])
-    with state.lock:
-        rule = _net(state)["firewalls"].pop(name, None)
-    if rule is None:
-        raise _not_found(f"projects/{state.project_id}/global/firewalls/{name}")
-    principal = caller_principal(request)
-    operation = record_operation(state, kind="delete", target_link=rule["selfLink"], target_id=rule["id"],
-                                 user=principal, zone=None)
-    audit_change(state, "firewalls", "delete", rule, principal=principal, request_body={}, operation=operation)
-    return operation
+    return _delete_global(request, "firewalls", "firewall")
 
 
 

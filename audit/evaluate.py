@@ -71,7 +71,8 @@ def _evaluate_control(ctx: ControlContext, registered: RegisteredControl) -> Con
     severity = Severity(ctx.policy.severity_overrides.get(meta.id, meta.severity.value))
     by_pack = registered.not_applicable(ctx) if registered.not_applicable else ""
     if by_pack:   # the signed pack's choice comes first: it holds whatever the run found or chose
-        return ControlResult(meta, Outcome.NOT_APPLICABLE, (Finding.not_applicable(meta.id, by_pack),), severity)
+        finding = Finding.not_applicable(f"projects/{ctx.policy.project}", by_pack)
+        return ControlResult(meta, Outcome.NOT_APPLICABLE, (finding,), severity)
     reason = skipped_reason(meta, ctx.scope)
     if reason:
         return ControlResult(meta, Outcome.SKIPPED, (Finding.skipped(meta.id, reason),), severity)

@@ -60,14 +60,12 @@ GOVERNING_TYPES = {"CONSUMER_PROJECT": "projects/", "CONSUMER_FOLDER": "folders/
                 "NIST-800-53": ["CA-7", "SA-9(5)", "SI-4"], "ISO27001-2022": ["A.5.23", "A.5.36"]},
     reads=["assuredworkloads.workload", "assuredworkloads.violations", "resourcemanager.project",
            "resourcemanager.folder"],
+    # The pack's choice (not a skipped check): said so, and no request was made.
+    not_applicable=lambda ctx: "" if ctx.policy.assured_workload else NOT_NAMED,
 )
 def assured_workload_violations(ctx: ControlContext) -> Iterator[Finding]:
     pack = ctx.policy
     name = pack.assured_workload
-    if not name:
-        # The pack's choice (not a skipped check): said so, and no request was made.
-        yield Finding.not_applicable(f"projects/{pack.project}", NOT_NAMED)
-        return
     workload: Workload | None = None
     try:
         workload = Workload.from_log(ctx.evidence)
